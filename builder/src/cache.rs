@@ -1,0 +1,91 @@
+//! The on-disk cache shared by builds: packages, repodata, staged packages,
+//! layer blobs and their index. Everything is published by atomic rename.
+
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Serialize};
+use trousse_registry_client::BlobStore;
+
+use crate::BuildError;
+
+/// The cache directory and its parts.
+#[derive(Debug, Clone)]
+pub struct CacheDir {
+    root: PathBuf,
+}
+
+/// The environment variable that sets the cache directory.
+pub const CACHE_DIR_ENV: &str = "TROUSSE_CACHE_DIR";
+
+impl CacheDir {
+    /// A cache at `root`, created if missing.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, BuildError> {
+        let root = std::path::absolute(root.into())
+            .map_err(BuildError::io("resolving cache directory", "."))?;
+        for sub in ["packages", "repodata", "staged", "layers", "blobs"] {
+            let dir = root.join(sub);
+            std::fs::create_dir_all(&dir).map_err(BuildError::io("creating cache directory", &dir))?;
+        }
+        Ok(Self { root })
+    }
+
+    /// `$TROUSSE_CACHE_DIR`, else the platform cache directory (`~/.cache/trousse`).
+    pub fn default_location() -> PathBuf {
+        std::env::var_os(CACHE_DIR_ENV)
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("trousse")))
+            .unwrap_or_else(|| PathBuf::from(".trousse-cache"))
+    }
+
+    /// The cache's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Extracted conda packages (rattler's package cache).
+    pub fn packages(&self) -> PathBuf {
+        self.root.join("packages")
+    }
+
+    /// Downloaded repodata (rattler's repodata cache).
+    pub fn repodata(&self) -> PathBuf {
+        self.root.join("repodata")
+    }
+
+    /// The staging directory of one package build, by key.
+    pub fn staged(&self, key: &str) -> PathBuf {
+        self.root.join("staged").join(key)
+    }
+
+    /// The compressed layer blobs.
+    pub fn blobs(&self) -> BlobStore {
+        BlobStore::new(self.root.join("blobs"))
+    }
+
+    /// Reads a JSON record of the `layers/` index, if present and valid.
+    pub fn read_record<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let bytes = std::fs::read(self.root.join("layers").join(format!("{key}.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Writes a JSON record of the `layers/` index atomically.
+    pub fn write_record<T: Serialize>(&self, key: &str, value: &T) -> Result<(), BuildError> {
+        let path = self.root.join("layers").join(format!("{key}.json"));
+        let bytes = serde_json::to_vec(value).map_err(|e| BuildError::Io {
+            action: "encoding cache record",
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        trousse_registry_client::layout::write_atomically(&path, &bytes)?;
+        Ok(())
+    }
+
+    /// A fresh temporary directory inside the cache, on the same filesystem as its entries.
+    pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, BuildError> {
+        let parent = self.root.join("staged");
+        tempfile::Builder::new()
+            .prefix(&format!(".partial-{prefix}-"))
+            .tempdir_in(&parent)
+            .map_err(BuildError::io("creating a temporary directory in", parent))
+    }
+}

@@ -1,0 +1,132 @@
+//! Errors of the build pipeline, each with a distinct process exit code.
+
+use std::path::PathBuf;
+
+use crate::spec::SpecError;
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The spec file is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The lock file is invalid.
+    #[error("invalid lock file {}: {message}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A channel could not be read.
+    #[error("channel {channel} is not available: {message}")]
+    Channel {
+        /// The channel URL.
+        channel: String,
+        /// The underlying error, with its causes.
+        message: String,
+    },
+    /// Requested packages exist in none of the channels.
+    #[error("no package named {} in channels {} for {platform}", names.join(", "), channels.join(", "))]
+    PackageNotFound {
+        /// The missing package names.
+        names: Vec<String>,
+        /// The channels searched.
+        channels: Vec<String>,
+        /// The platform solved for.
+        platform: String,
+    },
+    /// The requested packages cannot be installed together.
+    #[error("the spec cannot be solved for {platform}:\n{explanation}")]
+    Unsolvable {
+        /// The platform solved for.
+        platform: String,
+        /// The solver's explanation.
+        explanation: String,
+    },
+    /// A package could not be downloaded or extracted.
+    #[error("cannot fetch {package} from {url}: {message}")]
+    Fetch {
+        /// The package file name.
+        package: String,
+        /// Where it was fetched from.
+        url: String,
+        /// The underlying error, with its causes.
+        message: String,
+    },
+    /// A package's content does not match the checksum its record gives.
+    #[error("package {package} from {url} does not match its sha256 in the lock: {message}")]
+    Integrity {
+        /// The package file name.
+        package: String,
+        /// Where it was fetched from.
+        url: String,
+        /// The underlying error, with its causes.
+        message: String,
+    },
+    /// A package could not be linked into its staging directory.
+    #[error("cannot stage {package}: {message}")]
+    Stage {
+        /// The package file name.
+        package: String,
+        /// The underlying error, with its causes.
+        message: String,
+    },
+    /// A filesystem operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the base image or writing the output failed.
+    #[error(transparent)]
+    Registry(#[from] trousse_registry_client::RegistryError),
+    /// The request is well-formed but cannot be done.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl BuildError {
+    /// The process exit code for this error: 3 bad input, 4 unsolvable,
+    /// 5 unreachable channel or package, 6 integrity, 7 image I/O, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BuildError::Spec(_) | BuildError::Lock { .. } | BuildError::Unsupported(_) => 3,
+            BuildError::PackageNotFound { .. } | BuildError::Unsolvable { .. } => 4,
+            BuildError::Channel { .. } | BuildError::Fetch { .. } => 5,
+            BuildError::Integrity { .. } => 6,
+            BuildError::Registry(_) => 7,
+            BuildError::Stage { .. } | BuildError::Io { .. } => 1,
+        }
+    }
+
+    /// Wraps an I/O error with what was being done and where.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| BuildError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// An error and all its causes, joined into one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}

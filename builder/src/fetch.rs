@@ -1,0 +1,92 @@
+//! The fetch stage: packages downloaded, sha256-checked and extracted into
+//! rattler's package cache, concurrently.
+
+use std::{path::PathBuf, sync::Arc, time::Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use rattler_cache::package_cache::PackageCache;
+use rattler_conda_types::RepoDataRecord;
+use rattler_networking::LazyClient;
+
+use crate::{
+    error::error_chain,
+    progress::{Event, Reporter, Stage},
+    BuildError,
+};
+
+/// How many packages are downloaded at once.
+pub const CONCURRENT_DOWNLOADS: usize = 8;
+
+/// Where a fetched package was extracted.
+#[derive(Debug, Clone)]
+pub struct FetchedPackage {
+    /// The package's record.
+    pub record: RepoDataRecord,
+    /// The extracted package directory in the package cache.
+    pub dir: PathBuf,
+}
+
+/// Fetches the packages (in order); already cached packages cost a lookup.
+pub async fn fetch(
+    records: Vec<RepoDataRecord>,
+    cache: &PackageCache,
+    client: &LazyClient,
+    reporter: &Reporter,
+) -> Result<Vec<FetchedPackage>, BuildError> {
+    let started = Instant::now();
+    reporter(&Event::StageStarted {
+        stage: Stage::Fetch,
+        total: records.len() as u64,
+    });
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DOWNLOADS));
+    let fetched = futures::stream::iter(records)
+        .map(|record| {
+            let semaphore = semaphore.clone();
+            async move {
+                let metadata = cache
+                    .get_or_fetch_from_url(
+                        &record.package_record,
+                        record.url.clone(),
+                        client.clone(),
+                        None,
+                        Some(semaphore),
+                    )
+                    .await
+                    .map_err(|e| {
+                        let message = error_chain(&e);
+                        let package = record.file_name.clone();
+                        let url = record.url.to_string();
+                        if message.to_lowercase().contains("mismatch") {
+                            BuildError::Integrity {
+                                package,
+                                url,
+                                message,
+                            }
+                        } else {
+                            BuildError::Fetch {
+                                package,
+                                url,
+                                message,
+                            }
+                        }
+                    })?;
+                reporter(&Event::Progress {
+                    stage: Stage::Fetch,
+                    item: record.file_name.clone(),
+                    cached: false,
+                });
+                Ok::<_, BuildError>(FetchedPackage {
+                    dir: metadata.path().to_path_buf(),
+                    record,
+                })
+            }
+        })
+        .buffered(CONCURRENT_DOWNLOADS)
+        .try_collect()
+        .await?;
+    reporter(&Event::StageFinished {
+        stage: Stage::Fetch,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(fetched)
+}

@@ -1,0 +1,382 @@
+//! The layer stage: deterministic, compressed tar layers. One layer per
+//! package (the largest ones), the rest grouped into one overflow layer,
+//! each cached by a key that changes exactly when its bytes would.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    path::{Path, PathBuf},
+};
+
+use oci_spec::image::MediaType;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use trousse_registry_client::{digest::HashingWriter, BlobStore, Digest};
+
+use crate::{cache::CacheDir, lock::record_timestamp, stage::StagedPackage, BuildError};
+
+/// Bumped whenever the layer bytes change for the same inputs.
+const LAYER_FORMAT: u32 = 1;
+
+/// Most layers an image gets; overlay mounts fail well before 128.
+pub const MAX_LAYERS: usize = 100;
+
+/// How layer tars are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip, level 6: every runtime reads it.
+    Gzip,
+    /// zstd, level 3: smaller and faster; needs a recent runtime.
+    Zstd,
+}
+
+impl Compression {
+    /// The OCI media type of a layer with this compression.
+    pub fn media_type(self) -> MediaType {
+        match self {
+            Compression::Gzip => MediaType::ImageLayerGzip,
+            Compression::Zstd => MediaType::ImageLayerZstd,
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            other => Err(format!("unknown compression '{other}': use gzip or zstd")),
+        }
+    }
+}
+
+/// A finished layer blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerBlob {
+    /// Digest of the compressed blob.
+    pub digest: String,
+    /// Digest of the uncompressed tar (the config's diff_id).
+    pub diff_id: String,
+    /// Size of the compressed blob.
+    pub size: u64,
+}
+
+/// A layer of the image: its blob, the packages in it, and whether it was cached.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The blob.
+    pub blob: LayerBlob,
+    /// The packages whose files it holds (file names); empty for the environment layer.
+    pub packages: Vec<String>,
+    /// Whether the blob came from the cache.
+    pub cached: bool,
+}
+
+/// Splits packages into layer groups, from the lock alone: the largest
+/// `budget - 1` packages get a layer each, the rest share one. Groups come
+/// largest first; within a group, packages are in name order.
+pub fn plan_layers(packages: &[StagedPackage], budget: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..packages.len()).collect();
+    let size = |i: usize| packages[i].record.package_record.size.unwrap_or(0);
+    let name = |i: usize| packages[i].record.file_name.as_str();
+    order.sort_by(|&a, &b| size(b).cmp(&size(a)).then_with(|| name(a).cmp(name(b))));
+    let budget = budget.max(1);
+    if order.len() <= budget {
+        return order.into_iter().map(|i| vec![i]).collect();
+    }
+    let mut groups: Vec<Vec<usize>> = order[..budget - 1].iter().map(|&i| vec![i]).collect();
+    let mut rest = order[budget - 1..].to_vec();
+    rest.sort_by(|&a, &b| name(a).cmp(name(b)));
+    groups.push(rest);
+    groups
+}
+
+/// The cache key of a layer of these packages.
+pub fn layer_key(members: &[&StagedPackage], compression: Compression) -> String {
+    let identity = serde_json::json!({
+        "format": LAYER_FORMAT,
+        "compression": compression,
+        "staged": members.iter().map(|m| &m.key).collect::<Vec<_>>(),
+    });
+    hex::encode(Sha256::digest(identity.to_string().as_bytes()))
+}
+
+/// Returns the layer of these packages, from the cache or newly written.
+pub fn package_layer(
+    cache: &CacheDir,
+    members: &[&StagedPackage],
+    prefix: &str,
+    compression: Compression,
+) -> Result<Layer, BuildError> {
+    let packages = members.iter().map(|m| m.record.file_name.clone()).collect();
+    let key = layer_key(members, compression);
+    let blobs = cache.blobs();
+    if let Some(blob) = cache.read_record::<LayerBlob>(&key) {
+        if blob_present(&blobs, &blob) {
+            return Ok(Layer {
+                blob,
+                packages,
+                cached: true,
+            });
+        }
+    }
+    let mut entries = TarEntries::default();
+    for member in members {
+        let epoch = record_timestamp(&member.record).unwrap_or(0).max(0) as u64;
+        entries.add_parents(prefix, epoch);
+        entries.add_tree(&member.root, prefix, epoch)?;
+    }
+    let blob = entries.write_layer(&blobs, compression)?;
+    cache.write_record(&key, &blob)?;
+    Ok(Layer {
+        blob,
+        packages,
+        cached: false,
+    })
+}
+
+fn blob_present(blobs: &BlobStore, blob: &LayerBlob) -> bool {
+    blob.digest
+        .parse::<Digest>()
+        .is_ok_and(|d| blobs.size(&d).is_ok_and(|s| s == blob.size))
+}
+
+/// What a tar entry holds.
+#[derive(Debug, Clone)]
+pub enum EntryContent {
+    /// A directory.
+    Directory,
+    /// A regular file copied from disk.
+    File(PathBuf),
+    /// A regular file with these bytes.
+    Bytes(Vec<u8>),
+    /// A symbolic link to this target.
+    Symlink(PathBuf),
+}
+
+/// One entry of a layer tar.
+#[derive(Debug, Clone)]
+pub struct TarEntry {
+    /// What it holds.
+    pub content: EntryContent,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u64,
+}
+
+/// The entries of a layer, by path; written in path order.
+#[derive(Debug, Default)]
+pub struct TarEntries {
+    entries: BTreeMap<String, TarEntry>,
+}
+
+impl TarEntries {
+    /// Adds (or replaces) an entry at `path` (relative to `/`, no leading slash).
+    pub fn insert(&mut self, path: String, entry: TarEntry) {
+        self.entries.insert(path, entry);
+    }
+
+    /// Adds the directories leading to `path`, owned by root, if not there yet.
+    pub fn add_parents(&mut self, path: &str, mtime: u64) {
+        let mut current = String::new();
+        for part in path.trim_matches('/').split('/').filter(|p| !p.is_empty()) {
+            if !current.is_empty() {
+                current.push('/');
+            }
+            current.push_str(part);
+            self.entries.entry(current.clone()).or_insert(TarEntry {
+                content: EntryContent::Directory,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime,
+            });
+        }
+    }
+
+    /// Adds everything under `root` at `prefix`. Files keep their mode and
+    /// mtime (clamped to `epoch`); directories get mode 755 and `epoch`.
+    pub fn add_tree(&mut self, root: &Path, prefix: &str, epoch: u64) -> Result<(), BuildError> {
+        let prefix = prefix.trim_matches('/');
+        for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+            let entry = entry.map_err(|e| BuildError::Io {
+                action: "reading staged files in",
+                path: root.to_path_buf(),
+                source: e.into(),
+            })?;
+            let relative = entry
+                .path()
+                .strip_prefix(root)
+                .map_err(|e| BuildError::Unsupported(e.to_string()))?;
+            let relative = relative.to_str().ok_or_else(|| {
+                BuildError::Unsupported(format!("path {} is not UTF-8", relative.display()))
+            })?;
+            let path = format!("{prefix}/{relative}");
+            self.insert(path, entry_from_disk(entry.path(), epoch)?);
+        }
+        Ok(())
+    }
+
+    /// Whether an entry exists at `path`.
+    pub fn contains(&self, path: &str) -> bool {
+        self.entries.contains_key(path)
+    }
+
+    /// Writes the tar, compressed, into the blob store.
+    pub fn write_layer(&self, blobs: &BlobStore, compression: Compression) -> Result<LayerBlob, BuildError> {
+        let writer = blobs.writer()?;
+        let compressed = HashingWriter::new(writer);
+        let (diff_id, compressed) = match compression {
+            Compression::Gzip => {
+                let encoder = flate2::GzBuilder::new()
+                    .operating_system(255)
+                    .write(compressed, flate2::Compression::new(6));
+                let (diff_id, encoder) = self.write_tar(encoder)?;
+                (diff_id, encoder.finish().map_err(BuildError::io("compressing layer", blobs.root()))?)
+            }
+            Compression::Zstd => {
+                let encoder = zstd::Encoder::new(compressed, 3)
+                    .map_err(BuildError::io("compressing layer", blobs.root()))?;
+                let (diff_id, encoder) = self.write_tar(encoder)?;
+                (diff_id, encoder.finish().map_err(BuildError::io("compressing layer", blobs.root()))?)
+            }
+        };
+        let (_, _, writer) = compressed.finish();
+        let (digest, size) = writer.commit()?;
+        Ok(LayerBlob {
+            digest: digest.to_string(),
+            diff_id: diff_id.to_string(),
+            size,
+        })
+    }
+
+    fn write_tar<W: Write>(&self, out: W) -> Result<(Digest, W), BuildError> {
+        let io = |e: std::io::Error| BuildError::Io {
+            action: "writing layer tar",
+            path: PathBuf::from("<layer>"),
+            source: e,
+        };
+        let mut builder = tar::Builder::new(HashingWriter::new(out));
+        builder.mode(tar::HeaderMode::Deterministic);
+        for (path, entry) in &self.entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(entry.mode);
+            header.set_uid(entry.uid.into());
+            header.set_gid(entry.gid.into());
+            header.set_mtime(entry.mtime);
+            match &entry.content {
+                EntryContent::Directory => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_size(0);
+                    builder
+                        .append_data(&mut header, format!("{path}/"), std::io::empty())
+                        .map_err(io)?;
+                }
+                EntryContent::File(source) => {
+                    let file = std::fs::File::open(source).map_err(io)?;
+                    let size = file.metadata().map_err(io)?.len();
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_size(size);
+                    builder
+                        .append_data(&mut header, path, file.take(size))
+                        .map_err(io)?;
+                }
+                EntryContent::Bytes(bytes) => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_size(bytes.len() as u64);
+                    builder
+                        .append_data(&mut header, path, bytes.as_slice())
+                        .map_err(io)?;
+                }
+                EntryContent::Symlink(target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    builder.append_link(&mut header, path, target).map_err(io)?;
+                }
+            }
+        }
+        builder.finish().map_err(io)?;
+        let hashing = builder.into_inner().map_err(io)?;
+        let (diff_id, _, out) = hashing.finish();
+        Ok((diff_id, out))
+    }
+}
+
+/// A tar entry for a file, directory or symlink on disk, owned by root.
+pub fn entry_from_disk(path: &Path, epoch: u64) -> Result<TarEntry, BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path).map_err(BuildError::io("reading", path))?;
+    let mtime = |m: &std::fs::Metadata| {
+        m.modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(epoch)
+            .min(epoch)
+    };
+    let (content, mode, mtime) = if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path).map_err(BuildError::io("reading link", path))?;
+        (EntryContent::Symlink(target), 0o777, mtime(&meta))
+    } else if meta.is_dir() {
+        (EntryContent::Directory, 0o755, epoch)
+    } else {
+        (
+            EntryContent::File(path.to_path_buf()),
+            meta.permissions().mode() & 0o7777,
+            mtime(&meta),
+        )
+    };
+    Ok(TarEntry {
+        content,
+        mode,
+        uid: 0,
+        gid: 0,
+        mtime,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_identical_layers_for_identical_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::new(dir.path());
+        let mut entries = TarEntries::default();
+        entries.add_parents("opt/conda/bin", 7);
+        entries.insert(
+            "opt/conda/bin/hello".into(),
+            TarEntry {
+                content: EntryContent::Bytes(b"#!/bin/sh\necho hi\n".to_vec()),
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: 7,
+            },
+        );
+        let a = entries.write_layer(&blobs, Compression::Gzip).unwrap();
+        let b = entries.write_layer(&blobs, Compression::Gzip).unwrap();
+        assert_eq!(a, b);
+        let z = entries.write_layer(&blobs, Compression::Zstd).unwrap();
+        assert_eq!(a.diff_id, z.diff_id, "the tar is the same whatever the compression");
+        assert_ne!(a.digest, z.digest);
+
+        let bytes = std::fs::read(blobs.path(&a.digest.parse().unwrap())).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["opt/", "opt/conda/", "opt/conda/bin/", "opt/conda/bin/hello"]);
+    }
+}

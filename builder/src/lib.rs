@@ -1,0 +1,25 @@
+//! The trousse build pipeline:
+//! spec → solve → lock → fetch → stage → layer → image → publish.
+//!
+//! Each stage is a module with typed input and output. Everything after the
+//! lock is a pure function of the lock and the build settings.
+
+pub mod cache;
+pub mod env_layer;
+pub mod error;
+pub mod fetch;
+pub mod image;
+pub mod inspect;
+pub mod layer;
+pub mod lock;
+pub mod pipeline;
+pub mod progress;
+pub mod solve;
+pub mod spec;
+pub mod stage;
+
+pub use error::BuildError;
+pub use layer::Compression;
+pub use lock::Lock;
+pub use pipeline::{build, lock_spec, BuildInput, BuildOptions, BuildReport};
+pub use spec::{EnvSpec, ImageSettings};

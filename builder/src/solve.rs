@@ -1,0 +1,113 @@
+//! The solve stage: specs and channels in, one package set per platform out.
+
+use std::collections::BTreeSet;
+
+use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord, Subdir};
+use rattler_repodata_gateway::Gateway;
+use rattler_solve::{resolvo, SolveError, SolverImpl, SolverTask};
+use rattler_virtual_packages::VirtualPackages;
+
+use crate::{error::error_chain, spec::EnvSpec, BuildError};
+
+/// The solved environment of one platform.
+#[derive(Debug, Clone)]
+pub struct SolvedPlatform {
+    /// The platform.
+    pub platform: Subdir,
+    /// The virtual packages the solve assumed the target has.
+    pub virtual_packages: Vec<GenericVirtualPackage>,
+    /// The packages, sorted by name.
+    pub records: Vec<RepoDataRecord>,
+}
+
+/// The virtual packages a target platform has: `__glibc=2.28`, `__linux`, `__unix`
+/// and `__archspec` of the platform, replaced or extended by `overrides`.
+pub fn target_virtual_packages(
+    platform: Subdir,
+    overrides: &[GenericVirtualPackage],
+) -> Vec<GenericVirtualPackage> {
+    let mut packages: Vec<GenericVirtualPackage> = VirtualPackages::baseline_for_platform(platform)
+        .into_generic_virtual_packages()
+        .collect();
+    for o in overrides {
+        packages.retain(|p| p.name != o.name);
+        packages.push(o.clone());
+    }
+    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    packages
+}
+
+/// Solves the spec for each of its platforms.
+pub async fn solve(spec: &EnvSpec, gateway: &Gateway) -> Result<Vec<SolvedPlatform>, BuildError> {
+    if spec.channels.is_empty() {
+        return Err(BuildError::Spec(crate::spec::SpecError {
+            file: spec.path.clone(),
+            line: None,
+            message: "the spec lists no channels: add e.g. 'channels: [conda-forge]' or pass -c".into(),
+        }));
+    }
+    let channel_names: Vec<String> = spec.channels.iter().map(|c| c.base_url.to_string()).collect();
+    let mut solved = Vec::new();
+    for &platform in &spec.image.platforms {
+        let repodata = gateway
+            .query(
+                spec.channels.clone(),
+                [platform, Subdir::NoArch],
+                spec.dependencies.clone(),
+            )
+            .recursive(true)
+            .execute()
+            .await
+            .map_err(|e| BuildError::Channel {
+                channel: channel_names.join(", "),
+                message: error_chain(&e),
+            })?;
+
+        let available: BTreeSet<&str> = repodata
+            .iter()
+            .flat_map(|r| r.iter())
+            .map(|r| r.package_record.name.as_normalized())
+            .collect();
+        let missing: Vec<String> = spec
+            .dependencies
+            .iter()
+            .filter_map(|d| d.name.as_ref())
+            .filter_map(|n| n.as_exact())
+            .filter(|n| !n.as_normalized().starts_with("__"))
+            .filter(|n| !available.contains(n.as_normalized()))
+            .map(|n| n.as_source().to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(BuildError::PackageNotFound {
+                names: missing,
+                channels: channel_names.clone(),
+                platform: platform.to_string(),
+            });
+        }
+
+        let virtual_packages = target_virtual_packages(platform, &spec.image.virtual_packages);
+        let task = SolverTask {
+            specs: spec.dependencies.clone(),
+            virtual_packages: virtual_packages.clone(),
+            ..SolverTask::from_iter(&repodata)
+        };
+        let result = resolvo::Solver.solve(task).map_err(|e| match e {
+            SolveError::Unsolvable(lines) => BuildError::Unsolvable {
+                platform: platform.to_string(),
+                explanation: lines.join("\n"),
+            },
+            other => BuildError::Unsolvable {
+                platform: platform.to_string(),
+                explanation: error_chain(&other),
+            },
+        })?;
+        let mut records = result.records;
+        records.sort_by(|a, b| a.package_record.name.cmp(&b.package_record.name));
+        solved.push(SolvedPlatform {
+            platform,
+            virtual_packages,
+            records,
+        });
+    }
+    Ok(solved)
+}

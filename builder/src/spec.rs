@@ -1,0 +1,436 @@
+//! The spec stage: a conda `environment.yml`, plus trousse's optional `trousse:`
+//! section of image settings, parsed and checked.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+pub use rattler_conda_types::{ChannelConfig, Subdir};
+use rattler_conda_types::{
+    Channel, GenericVirtualPackage, MatchSpec, PackageName, ParseStrictness, Version,
+};
+use serde::Deserialize;
+use trousse_registry_client::ImageRef;
+
+/// A problem in a spec file, located by file and line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct SpecError {
+    /// The spec file.
+    pub file: PathBuf,
+    /// The 1-based line of the offending entry, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The notebook user the image runs as.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotebookUser {
+    /// The user name written into `/etc/passwd`.
+    #[serde(default = "NotebookUser::default_name")]
+    pub name: String,
+    /// The numeric user id.
+    #[serde(default = "NotebookUser::default_uid")]
+    pub uid: u32,
+    /// The numeric group id.
+    #[serde(default = "NotebookUser::default_gid")]
+    pub gid: u32,
+    /// The group name written into `/etc/group`.
+    #[serde(default = "NotebookUser::default_group")]
+    pub group: String,
+    /// The home directory, also the working directory.
+    #[serde(default)]
+    pub home: Option<String>,
+}
+
+impl NotebookUser {
+    fn default_name() -> String {
+        "jovyan".into()
+    }
+    fn default_uid() -> u32 {
+        1000
+    }
+    fn default_gid() -> u32 {
+        100
+    }
+    fn default_group() -> String {
+        "users".into()
+    }
+
+    /// The home directory (`/home/NAME` unless set).
+    pub fn home(&self) -> String {
+        self.home
+            .clone()
+            .unwrap_or_else(|| format!("/home/{}", self.name))
+    }
+}
+
+impl Default for NotebookUser {
+    fn default() -> Self {
+        Self {
+            name: Self::default_name(),
+            uid: Self::default_uid(),
+            gid: Self::default_gid(),
+            group: Self::default_group(),
+            home: None,
+        }
+    }
+}
+
+/// Everything about the image that is not the package list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSettings {
+    /// The conda platforms to build for, one image manifest each.
+    pub platforms: Vec<Subdir>,
+    /// The image the environment is layered on.
+    pub base: ImageRef,
+    /// Where the environment lives inside the image.
+    pub prefix: String,
+    /// The notebook user.
+    pub user: NotebookUser,
+    /// Extra environment variables of the image.
+    pub env: BTreeMap<String, String>,
+    /// The command the image runs; chosen from the environment when absent.
+    pub command: Option<Vec<String>>,
+    /// Extra labels of the image.
+    pub labels: BTreeMap<String, String>,
+    /// Virtual packages the target provides, overriding the defaults by name.
+    pub virtual_packages: Vec<GenericVirtualPackage>,
+}
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        Self {
+            platforms: vec![Subdir::Linux64],
+            base: ImageRef::Scratch,
+            prefix: DEFAULT_PREFIX.into(),
+            user: NotebookUser::default(),
+            env: BTreeMap::new(),
+            command: None,
+            labels: BTreeMap::new(),
+            virtual_packages: Vec::new(),
+        }
+    }
+}
+
+/// The in-image prefix of the environment unless a spec says otherwise.
+pub const DEFAULT_PREFIX: &str = "/opt/conda";
+
+/// A parsed, checked environment spec.
+#[derive(Debug, Clone)]
+pub struct EnvSpec {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The environment's name, if the file gives one.
+    pub name: Option<String>,
+    /// The channels to solve against, in priority order.
+    pub channels: Vec<Channel>,
+    /// The requested packages.
+    pub dependencies: Vec<MatchSpec>,
+    /// The image settings.
+    pub image: ImageSettings,
+}
+
+#[derive(Deserialize)]
+struct RawSpec {
+    name: Option<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+    #[serde(default)]
+    dependencies: Vec<serde_yaml_ng::Value>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    trousse: Option<RawImageSettings>,
+    #[serde(flatten)]
+    other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawImageSettings {
+    #[serde(default)]
+    platforms: Vec<String>,
+    base: Option<String>,
+    prefix: Option<String>,
+    user: Option<NotebookUser>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    virtual_packages: Vec<String>,
+}
+
+/// Top-level keys conda itself knows; anything else is ignored with a warning.
+const CONDA_KEYS: &[&str] = &["prefix", "channel_priority", "category", "description"];
+
+impl EnvSpec {
+    /// Reads and checks a spec file.
+    pub fn from_path(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            file: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read the spec: {e}"),
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_yaml(&text, path, &base_dir)
+    }
+
+    /// Parses spec text; relative channel paths are resolved against `base_dir`.
+    pub fn from_yaml(text: &str, path: &Path, base_dir: &Path) -> Result<Self, SpecError> {
+        let err = |line: Option<usize>, message: String| SpecError {
+            file: path.to_path_buf(),
+            line,
+            message,
+        };
+        let raw: RawSpec = serde_yaml_ng::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            err(line, format!("invalid YAML: {e}"))
+        })?;
+        for key in raw.other.keys() {
+            if !CONDA_KEYS.contains(&key.as_str()) {
+                tracing::warn!("{}: ignoring unknown top-level key '{key}'", path.display());
+            }
+        }
+
+        let channel_config = ChannelConfig::default_with_root_dir(base_dir.to_path_buf());
+        let mut channels = Vec::new();
+        for name in &raw.channels {
+            let line = line_of(text, name);
+            channels.extend(
+                resolve_channel(name, &channel_config).map_err(|m| err(line, m))?,
+            );
+        }
+
+        let mut dependencies = Vec::new();
+        for value in &raw.dependencies {
+            match value {
+                serde_yaml_ng::Value::String(s) => {
+                    let spec = MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|e| {
+                        err(line_of(text, s), format!("invalid package spec '{s}': {e}"))
+                    })?;
+                    if spec.name.is_none() {
+                        return Err(err(
+                            line_of(text, s),
+                            format!("package spec '{s}' names no package"),
+                        ));
+                    }
+                    dependencies.push(spec);
+                }
+                serde_yaml_ng::Value::Mapping(m) if m.contains_key("pip") => {
+                    return Err(err(
+                        line_of(text, "pip:"),
+                        "pip dependencies are not supported yet: list the packages from conda-forge instead (most PyPI packages are there), or remove the pip: section".into(),
+                    ));
+                }
+                other => {
+                    return Err(err(
+                        None,
+                        format!(
+                            "dependency entries must be package specs like 'numpy>=1.26', found {}",
+                            serde_yaml_ng::to_string(other).unwrap_or_default().trim()
+                        ),
+                    ));
+                }
+            }
+        }
+        if dependencies.is_empty() {
+            return Err(err(
+                line_of(text, "dependencies"),
+                "the spec lists no dependencies".into(),
+            ));
+        }
+
+        let mut image = parse_image_settings(raw.trousse.unwrap_or_default(), text)
+            .map_err(|(line, m)| err(line, m))?;
+        for (key, value) in raw.variables {
+            image.env.entry(key).or_insert(value);
+        }
+
+        Ok(Self {
+            path: path.to_path_buf(),
+            name: raw.name,
+            channels,
+            dependencies,
+            image,
+        })
+    }
+}
+
+fn parse_image_settings(
+    raw: RawImageSettings,
+    text: &str,
+) -> Result<ImageSettings, (Option<usize>, String)> {
+    let mut settings = ImageSettings::default();
+    if !raw.platforms.is_empty() {
+        settings.platforms = raw
+            .platforms
+            .iter()
+            .map(|p| parse_platform(p).map_err(|m| (line_of(text, p), m)))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(base) = raw.base {
+        settings.base = base
+            .parse()
+            .map_err(|e| (line_of(text, &base), format!("invalid base image: {e}")))?;
+    }
+    if let Some(prefix) = raw.prefix {
+        if !prefix.starts_with('/') || prefix.len() < 2 || prefix.contains("//") {
+            return Err((
+                line_of(text, &prefix),
+                format!("the prefix '{prefix}' must be an absolute path such as /opt/conda"),
+            ));
+        }
+        settings.prefix = prefix.trim_end_matches('/').to_string();
+    }
+    if let Some(user) = raw.user {
+        settings.user = user;
+    }
+    settings.env = raw.env;
+    settings.command = raw.command;
+    settings.labels = raw.labels;
+    settings.virtual_packages = raw
+        .virtual_packages
+        .iter()
+        .map(|v| parse_virtual_package(v).map_err(|m| (line_of(text, v), m)))
+        .collect::<Result<_, _>>()?;
+    Ok(settings)
+}
+
+/// Parses a conda platform name such as `linux-64`.
+pub fn parse_platform(name: &str) -> Result<Subdir, String> {
+    let subdir = Subdir::from_str(name).map_err(|_| {
+        format!("unknown platform '{name}': use a conda subdir such as linux-64 or linux-aarch64")
+    })?;
+    if !subdir.is_linux() {
+        return Err(format!(
+            "platform '{name}' cannot run in a Linux container: use linux-64, linux-aarch64 or another linux-* subdir"
+        ));
+    }
+    Ok(subdir)
+}
+
+/// Parses `__name[=version[=build]]`.
+pub fn parse_virtual_package(text: &str) -> Result<GenericVirtualPackage, String> {
+    let mut parts = text.splitn(3, '=');
+    let name = parts.next().unwrap_or_default();
+    if !name.starts_with("__") {
+        return Err(format!(
+            "virtual package '{text}' must start with '__', e.g. __glibc=2.28 or __cuda=12.4"
+        ));
+    }
+    let name = PackageName::from_str(name)
+        .map_err(|e| format!("invalid virtual package '{text}': {e}"))?;
+    let version = Version::from_str(parts.next().unwrap_or("0"))
+        .map_err(|e| format!("invalid version in virtual package '{text}': {e}"))?;
+    Ok(GenericVirtualPackage {
+        name,
+        version,
+        build_string: parts.next().unwrap_or("0").to_string(),
+    })
+}
+
+/// Turns a channel entry of a spec into channels; `nodefaults` yields none.
+pub fn resolve_channel(name: &str, config: &ChannelConfig) -> Result<Vec<Channel>, String> {
+    let from_url = |u: &str| {
+        Channel::from_str(u, config).map_err(|e| format!("invalid channel '{u}': {e}"))
+    };
+    match name {
+        "nodefaults" => Ok(vec![]),
+        "defaults" => Ok(vec![
+            from_url("https://repo.anaconda.com/pkgs/main")?,
+            from_url("https://repo.anaconda.com/pkgs/r")?,
+        ]),
+        _ => {
+            let looks_like_path = name.starts_with('.') || name.starts_with('/') || name.starts_with('~');
+            if looks_like_path {
+                let path = config.root_dir.join(name);
+                if !path.is_dir() {
+                    return Err(format!(
+                        "channel directory '{name}' does not exist (looked in {})",
+                        path.display()
+                    ));
+                }
+            }
+            Ok(vec![from_url(name)?])
+        }
+    }
+}
+
+/// The 1-based line of the first line that mentions `needle`.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<EnvSpec, SpecError> {
+        EnvSpec::from_yaml(text, Path::new("course.yml"), Path::new("/"))
+    }
+
+    #[test]
+    fn reads_a_plain_environment_yml() {
+        let spec = parse(
+            "name: intro\nchannels:\n  - conda-forge\n  - nodefaults\ndependencies:\n  - python=3.12\n  - numpy >=1.26,<2\n  - conda-forge::matplotlib-base\n  - \"scipy[version='>=1.11']\"\n",
+        )
+        .unwrap();
+        assert_eq!(spec.name.as_deref(), Some("intro"));
+        assert_eq!(spec.channels.len(), 1);
+        assert_eq!(spec.dependencies.len(), 4);
+        assert_eq!(spec.image, ImageSettings::default());
+    }
+
+    #[test]
+    fn reads_image_settings() {
+        let spec = parse(
+            "dependencies: [python]\nvariables: {COURSE: intro}\ntrousse:\n  platforms: [linux-64, linux-aarch64]\n  prefix: /srv/env/\n  user: {name: student, uid: 1001}\n  virtual_packages: ['__cuda=12.4']\n",
+        )
+        .unwrap();
+        assert_eq!(spec.image.platforms, vec![Subdir::Linux64, Subdir::LinuxAarch64]);
+        assert_eq!(spec.image.prefix, "/srv/env");
+        assert_eq!(spec.image.user.name, "student");
+        assert_eq!(spec.image.user.gid, 100);
+        assert_eq!(spec.image.user.home(), "/home/student");
+        assert_eq!(spec.image.env["COURSE"], "intro");
+        assert_eq!(spec.image.virtual_packages[0].name.as_normalized(), "__cuda");
+    }
+
+    #[test]
+    fn locates_errors() {
+        let e = parse("dependencies:\n  - python\n  - numpy>>=1\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().starts_with("course.yml:3: "), "{e}");
+
+        let e = parse("dependencies:\n  - python\n  - pip:\n    - requests\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("pip"));
+
+        let e = parse("dependencies:\n  - python\n  bad: [\n").unwrap_err();
+        assert!(e.line.is_some());
+        assert!(e.message.contains("invalid YAML"));
+
+        let e = parse("dependencies: [python]\ntrousse:\n  platform: linux-64\n").unwrap_err();
+        assert!(e.message.contains("platform"), "{e}");
+
+        let e = parse("dependencies: [python]\ntrousse:\n  platforms: [win-64]\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+
+        assert!(parse("name: empty\n").unwrap_err().message.contains("no dependencies"));
+        assert!(parse("channels: [./nowhere]\ndependencies: [python]\n")
+            .unwrap_err()
+            .message
+            .contains("does not exist"));
+    }
+}

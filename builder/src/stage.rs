@@ -1,0 +1,156 @@
+//! The stage stage: each package linked by rattler into its own directory,
+//! with the in-image prefix written into its files and a normalized
+//! conda-meta record beside them.
+
+use std::path::{Path, PathBuf};
+
+use rattler::install::{link_package, InstallDriver, InstallOptions, PythonInfo};
+use rattler_conda_types::{
+    prefix_record::PathsEntry, PrefixRecord, RepoDataRecord, Subdir,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{cache::CacheDir, error::error_chain, BuildError};
+
+/// Bumped whenever staging output changes for the same inputs.
+const STAGE_FORMAT: u32 = 1;
+
+/// A package linked into its own staging directory.
+#[derive(Debug, Clone)]
+pub struct StagedPackage {
+    /// The package's record.
+    pub record: RepoDataRecord,
+    /// The cache key of this staging (package, prefix, python version).
+    pub key: String,
+    /// The directory that holds the package's files as they sit under the prefix.
+    pub root: PathBuf,
+    /// The files the package installs, relative to the prefix.
+    pub paths: Vec<PathsEntry>,
+}
+
+/// What a package's staging depends on besides the package itself.
+#[derive(Debug, Clone)]
+pub struct StageTarget<'a> {
+    /// The in-image prefix.
+    pub prefix: &'a str,
+    /// The target platform.
+    pub platform: Subdir,
+    /// The environment's python, for noarch python packages.
+    pub python: Option<&'a PythonInfo>,
+}
+
+/// The staging cache key of a package for a target.
+pub fn stage_key(record: &RepoDataRecord, target: &StageTarget<'_>) -> String {
+    let python = target
+        .python
+        .filter(|_| record.package_record.noarch.is_python())
+        .map(|p| format!("{}.{}:{}", p.short_version.0, p.short_version.1, p.site_packages_path.display()));
+    let identity = serde_json::json!({
+        "format": STAGE_FORMAT,
+        "sha256": record.package_record.sha256.map(|h| format!("{h:x}")),
+        "file": record.file_name,
+        "prefix": target.prefix,
+        "platform": target.platform.to_string(),
+        "python": python,
+    });
+    hex::encode(Sha256::digest(identity.to_string().as_bytes()))
+}
+
+/// The file name of a package's conda-meta record.
+pub fn conda_meta_name(record: &RepoDataRecord) -> String {
+    let p = &record.package_record;
+    format!("{}-{}-{}.json", p.name.as_normalized(), p.version, p.build)
+}
+
+/// Reads a staged package from the cache, if it was staged before.
+pub fn cached(cache: &CacheDir, record: &RepoDataRecord, target: &StageTarget<'_>) -> Option<StagedPackage> {
+    let key = stage_key(record, target);
+    let root = cache.staged(&key);
+    let meta = root.join("conda-meta").join(conda_meta_name(record));
+    let prefix_record = PrefixRecord::from_path(&meta).ok()?;
+    Some(StagedPackage {
+        record: record.clone(),
+        key,
+        root,
+        paths: prefix_record.paths_data.paths,
+    })
+}
+
+/// Links an extracted package into its staging directory in the cache.
+pub async fn stage(
+    cache: &CacheDir,
+    record: &RepoDataRecord,
+    package_dir: &Path,
+    target: &StageTarget<'_>,
+) -> Result<StagedPackage, BuildError> {
+    let stage_err = |message: String| BuildError::Stage {
+        package: record.file_name.clone(),
+        message,
+    };
+    if record.package_record.noarch.is_python() && target.python.is_none() {
+        return Err(stage_err(
+            "it is a noarch python package but the environment has no python".into(),
+        ));
+    }
+    let tmp = cache.temp_dir("stage")?;
+    let prefix = rattler_conda_types::prefix::Prefix::create(tmp.path())
+        .map_err(|e| stage_err(format!("cannot create staging directory: {e}")))?;
+    let options = InstallOptions {
+        target_prefix: Some(PathBuf::from(target.prefix)),
+        platform: Some(target.platform),
+        python_info: target.python.cloned(),
+        ..InstallOptions::default()
+    };
+    let paths = link_package(package_dir, &prefix, &InstallDriver::default(), options)
+        .await
+        .map_err(|e| stage_err(error_chain(&e)))?;
+
+    let mut prefix_record = PrefixRecord::from_repodata_record(record.clone(), paths.clone());
+    normalize_prefix_record(&mut prefix_record);
+    let meta_dir = tmp.path().join("conda-meta");
+    let meta_path = meta_dir.join(conda_meta_name(record));
+    prefix_record
+        .write_to_path(&meta_path, true)
+        .map_err(BuildError::io("writing conda-meta record", &meta_path))?;
+
+    let key = stage_key(record, target);
+    let root = cache.staged(&key);
+    let staged = tmp.keep();
+    if let Err(e) = std::fs::rename(&staged, &root) {
+        let _ = std::fs::remove_dir_all(&staged);
+        if !root.is_dir() {
+            return Err(BuildError::io("publishing staged package", &root)(e));
+        }
+    }
+    Ok(StagedPackage {
+        record: record.clone(),
+        key,
+        root,
+        paths,
+    })
+}
+
+/// Removes host paths and per-environment fields from a conda-meta record.
+pub fn normalize_prefix_record(record: &mut PrefixRecord) {
+    record.package_tarball_full_path = None;
+    record.extracted_package_dir = None;
+    record.link = None;
+    record.requested_spec = None;
+    record.requested_specs.clear();
+}
+
+/// The python of an environment, needed to stage its noarch python packages.
+pub fn python_info(records: &[RepoDataRecord], platform: Subdir) -> Result<Option<PythonInfo>, BuildError> {
+    let Some(python) = records
+        .iter()
+        .find(|r| r.package_record.name.as_normalized() == "python")
+    else {
+        return Ok(None);
+    };
+    PythonInfo::from_python_record(&python.package_record, platform)
+        .map(Some)
+        .map_err(|e| BuildError::Stage {
+            package: python.file_name.clone(),
+            message: e.to_string(),
+        })
+}

@@ -1,0 +1,242 @@
+//! The `trousse` command line: argument parsing and wiring only.
+
+mod progress;
+
+use std::{path::PathBuf, process::ExitCode, str::FromStr};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use trousse_builder::{
+    cache::CacheDir,
+    inspect::inspect,
+    lock::is_lock_file,
+    spec::{parse_platform, resolve_channel},
+    BuildError, BuildInput, BuildOptions, Compression, EnvSpec, ImageSettings, Lock,
+};
+use trousse_registry_client::ImageRef;
+
+#[derive(Parser)]
+#[command(name = "trousse", version, about = "Build reproducible, per-package-layered OCI images of conda environments")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct SolveArgs {
+    /// Channel to solve against (repeatable); replaces the spec's channels.
+    #[arg(short = 'c', long = "channel")]
+    channels: Vec<String>,
+    /// Target platform (repeatable), e.g. linux-64 or linux-aarch64; replaces the spec's.
+    #[arg(long = "platform")]
+    platforms: Vec<String>,
+    /// Cache directory [default: $TROUSSE_CACHE_DIR or ~/.cache/trousse].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Solve an environment.yml and write its lock file.
+    Lock {
+        /// The environment.yml.
+        spec: PathBuf,
+        /// Where to write the lock file.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        solve: SolveArgs,
+    },
+    /// Build an image from an environment.yml or a lock file.
+    Build {
+        /// The environment.yml or lock file.
+        input: PathBuf,
+        /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG].
+        #[arg(short, long)]
+        output: String,
+        /// The base image: scratch or oci:DIR[:TAG]; replaces the spec's.
+        #[arg(long)]
+        base: Option<String>,
+        /// Layer compression: gzip or zstd.
+        #[arg(long, default_value = "gzip")]
+        compression: String,
+        /// Print a JSON report as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        solve: SolveArgs,
+    },
+    /// List the layers of an image and the packages in each.
+    Inspect {
+        /// The image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE.
+        image: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let code = error
+                .downcast_ref::<BuildError>()
+                .map(BuildError::exit_code)
+                .unwrap_or(1);
+            eprintln!("error: {error:#}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn cache_dir(args: &SolveArgs) -> PathBuf {
+    args.cache_dir.clone().unwrap_or_else(CacheDir::default_location)
+}
+
+/// Reads a spec and applies the command-line overrides.
+fn load_spec(path: &PathBuf, args: &SolveArgs) -> Result<EnvSpec, BuildError> {
+    let mut spec = EnvSpec::from_path(path)?;
+    if !args.channels.is_empty() {
+        let config = rattler_channel_config()?;
+        spec.channels = args
+            .channels
+            .iter()
+            .map(|c| resolve_channel(c, &config).map_err(BuildError::Unsupported))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+    }
+    if !args.platforms.is_empty() {
+        spec.image.platforms = parse_platforms(&args.platforms)?;
+    }
+    Ok(spec)
+}
+
+fn rattler_channel_config() -> Result<trousse_builder::spec::ChannelConfig, BuildError> {
+    let cwd = std::env::current_dir().map_err(BuildError::io("reading the current directory", "."))?;
+    Ok(trousse_builder::spec::ChannelConfig::default_with_root_dir(cwd))
+}
+
+fn parse_platforms(names: &[String]) -> Result<Vec<trousse_builder::spec::Subdir>, BuildError> {
+    names
+        .iter()
+        .map(|p| parse_platform(p).map_err(BuildError::Unsupported))
+        .collect()
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Lock { spec, output, solve } => {
+            let env = load_spec(&spec, &solve)?;
+            let reporter = progress::reporter(false);
+            let lock = trousse_builder::lock_spec(&env, cache_dir(&solve), &reporter).await?;
+            lock.write(&output)?;
+            let packages: usize = lock.platforms.iter().map(|p| p.records.len()).sum();
+            eprintln!("wrote {} ({packages} packages, sha256 {})", output.display(), lock.hash());
+            Ok(())
+        }
+        Command::Build {
+            input,
+            output,
+            base,
+            compression,
+            json,
+            solve,
+        } => {
+            let output = ImageRef::from_str(&output)
+                .map_err(BuildError::from)
+                .context("invalid --output")?;
+            let compression = Compression::from_str(&compression).map_err(BuildError::Unsupported)?;
+            let mut build_input = if is_lock_file(&input) {
+                if !solve.channels.is_empty() {
+                    return Err(BuildError::Unsupported(
+                        "-c/--channel has no effect on a lock file: lock the spec again".into(),
+                    )
+                    .into());
+                }
+                let mut lock = Lock::from_path(&input)?;
+                let mut settings = ImageSettings::default();
+                if !solve.platforms.is_empty() {
+                    let wanted = parse_platforms(&solve.platforms)?;
+                    for p in &wanted {
+                        if lock.platform(*p).is_none() {
+                            return Err(BuildError::Unsupported(format!(
+                                "{} does not lock platform {p}",
+                                input.display()
+                            ))
+                            .into());
+                        }
+                    }
+                    lock.platforms.retain(|p| wanted.contains(&p.platform));
+                    settings.platforms = wanted;
+                }
+                BuildInput::Lock { lock, settings }
+            } else {
+                BuildInput::Spec(load_spec(&input, &solve)?)
+            };
+            if let Some(base) = base {
+                let base = ImageRef::from_str(&base)
+                    .map_err(BuildError::from)
+                    .context("invalid --base")?;
+                match &mut build_input {
+                    BuildInput::Spec(spec) => spec.image.base = base,
+                    BuildInput::Lock { settings, .. } => settings.base = base,
+                }
+            }
+            let options = BuildOptions {
+                cache_dir: cache_dir(&solve),
+                compression,
+                output,
+                reporter: progress::reporter(json),
+            };
+            let report = trousse_builder::build(build_input, options).await?;
+            eprintln!(
+                "built {} -> {} ({} layers, {} cached, {} bytes)",
+                report.digest, report.output, report.layers, report.cached_layers, report.bytes
+            );
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", report.digest);
+            }
+            Ok(())
+        }
+        Command::Inspect { image, json } => {
+            let reference = ImageRef::from_str(&image).map_err(BuildError::from)?;
+            let manifests = inspect(&reference)?;
+            if json {
+                println!("{}", serde_json::to_string(&manifests)?);
+                return Ok(());
+            }
+            for m in manifests {
+                println!("{} {}", m.platform, m.digest);
+                for (i, layer) in m.layers.iter().enumerate() {
+                    let what = if layer.packages.is_empty() {
+                        "(base or environment files)".to_string()
+                    } else {
+                        layer.packages.join(" ")
+                    };
+                    println!("  {i:>3} {:>12} {} {what}", layer.size, &layer.digest[..19]);
+                }
+            }
+            Ok(())
+        }
+    }
+}
