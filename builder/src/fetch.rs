@@ -54,7 +54,7 @@ pub async fn fetch(
                     .await
                     .map_err(|e| {
                         let message = error_chain(&e);
-                        let package = record.file_name.clone();
+                        let package = record.identifier.to_string();
                         let url = record.url.to_string();
                         if message.to_lowercase().contains("mismatch") {
                             BuildError::Integrity {
@@ -72,7 +72,7 @@ pub async fn fetch(
                     })?;
                 reporter(&Event::Progress {
                     stage: Stage::Fetch,
-                    item: record.file_name.clone(),
+                    item: record.identifier.to_string(),
                     cached: false,
                 });
                 Ok::<_, BuildError>(FetchedPackage {

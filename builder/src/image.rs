@@ -230,7 +230,7 @@ pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descr
         .env(env)
         .working_dir(settings.user.home())
         .cmd(cmd)
-        .labels(labels);
+        .labels(labels.into_iter().collect::<HashMap<_, _>>());
     if input.package_names.iter().any(|p| p == "jupyterlab") {
         config = config.exposed_ports(vec!["8888/tcp".to_string()]);
     }

@@ -81,7 +81,8 @@ pub struct Layer {
 pub fn plan_layers(packages: &[StagedPackage], budget: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..packages.len()).collect();
     let size = |i: usize| packages[i].record.package_record.size.unwrap_or(0);
-    let name = |i: usize| packages[i].record.file_name.as_str();
+    let names: Vec<String> = packages.iter().map(|p| p.record.identifier.to_string()).collect();
+    let name = |i: usize| names[i].as_str();
     order.sort_by(|&a, &b| size(b).cmp(&size(a)).then_with(|| name(a).cmp(name(b))));
     let budget = budget.max(1);
     if order.len() <= budget {
@@ -111,7 +112,7 @@ pub fn package_layer(
     prefix: &str,
     compression: Compression,
 ) -> Result<Layer, BuildError> {
-    let packages = members.iter().map(|m| m.record.file_name.clone()).collect();
+    let packages = members.iter().map(|m| m.record.identifier.to_string()).collect();
     let key = layer_key(members, compression);
     let blobs = cache.blobs();
     if let Some(blob) = cache.read_record::<LayerBlob>(&key) {

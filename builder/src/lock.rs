@@ -101,7 +101,7 @@ impl Lock {
                 if record.package_record.sha256.is_none() {
                     return Err(lock_err(format!(
                         "package {} has no sha256: trousse needs one to verify and cache it",
-                        record.file_name
+                        record.identifier
                     )));
                 }
             }

@@ -194,7 +194,7 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
                         let s = stage::stage(cache, &f.record, &f.dir, target).await?;
                         reporter(&Event::Progress {
                             stage: Stage::Stage,
-                            item: f.record.file_name.clone(),
+                            item: f.record.identifier.to_string(),
                             cached: false,
                         });
                         Ok::<_, BuildError>(s)

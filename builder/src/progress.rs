@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 /// A pipeline stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Solving the spec against the channels.

@@ -71,8 +71,7 @@ pub async fn solve(spec: &EnvSpec, gateway: &Gateway) -> Result<Vec<SolvedPlatfo
         let missing: Vec<String> = spec
             .dependencies
             .iter()
-            .filter_map(|d| d.name.as_ref())
-            .filter_map(|n| n.as_exact())
+            .filter_map(|d| d.name.as_exact())
             .filter(|n| !n.as_normalized().starts_with("__"))
             .filter(|n| !available.contains(n.as_normalized()))
             .map(|n| n.as_source().to_string())

@@ -217,10 +217,10 @@ impl EnvSpec {
                     let spec = MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|e| {
                         err(line_of(text, s), format!("invalid package spec '{s}': {e}"))
                     })?;
-                    if spec.name.is_none() {
+                    if spec.name.as_exact().is_none() {
                         return Err(err(
                             line_of(text, s),
-                            format!("package spec '{s}' names no package"),
+                            format!("package spec '{s}' must name one package, not a pattern"),
                         ));
                     }
                     dependencies.push(spec);
@@ -334,7 +334,7 @@ pub fn parse_virtual_package(text: &str) -> Result<GenericVirtualPackage, String
     Ok(GenericVirtualPackage {
         name,
         version,
-        build_string: parts.next().unwrap_or("0").to_string(),
+        build_string: rattler_conda_types::package::BuildString::new_unchecked(parts.next().unwrap_or("0")),
     })
 }
 

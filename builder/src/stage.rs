@@ -47,8 +47,8 @@ pub fn stage_key(record: &RepoDataRecord, target: &StageTarget<'_>) -> String {
         .map(|p| format!("{}.{}:{}", p.short_version.0, p.short_version.1, p.site_packages_path.display()));
     let identity = serde_json::json!({
         "format": STAGE_FORMAT,
-        "sha256": record.package_record.sha256.map(|h| format!("{h:x}")),
-        "file": record.file_name,
+        "sha256": record.package_record.sha256.map(hex::encode),
+        "file": record.identifier.to_string(),
         "prefix": target.prefix,
         "platform": target.platform.to_string(),
         "python": python,
@@ -84,7 +84,7 @@ pub async fn stage(
     target: &StageTarget<'_>,
 ) -> Result<StagedPackage, BuildError> {
     let stage_err = |message: String| BuildError::Stage {
-        package: record.file_name.clone(),
+        package: record.identifier.to_string(),
         message,
     };
     if record.package_record.noarch.is_python() && target.python.is_none() {
@@ -135,7 +135,10 @@ pub fn normalize_prefix_record(record: &mut PrefixRecord) {
     record.package_tarball_full_path = None;
     record.extracted_package_dir = None;
     record.link = None;
-    record.requested_spec = None;
+    #[allow(deprecated)]
+    {
+        record.requested_spec = None;
+    }
     record.requested_specs.clear();
 }
 
@@ -150,7 +153,7 @@ pub fn python_info(records: &[RepoDataRecord], platform: Subdir) -> Result<Optio
     PythonInfo::from_python_record(&python.package_record, platform)
         .map(Some)
         .map_err(|e| BuildError::Stage {
-            package: python.file_name.clone(),
+            package: python.identifier.to_string(),
             message: e.to_string(),
         })
 }

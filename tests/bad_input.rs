@@ -1,0 +1,136 @@
+//! Bad input: each a clear error, its own exit code, and no image left behind.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn build_fails(ws: &Workspace, spec: &Path) -> (i32, String) {
+    let output = ws.path("out.tar");
+    let out = run(&mut trousse(&[
+        "build",
+        spec.to_str().unwrap(),
+        "--output",
+        &format!("oci-archive:{}", output.display()),
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+    assert!(!output.exists(), "a failed build left an image behind");
+    let leftovers: Vec<_> = std::fs::read_dir(ws.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn malformed_yaml_names_the_file_and_line() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.path("bad.yml");
+    std::fs::write(&spec, "name: bad\nchannels: [./channel]\ndependencies:\n  - greet\n  oops: [\n").unwrap();
+    let (code, err) = build_fails(&ws, &spec);
+    assert_eq!(code, 3);
+    assert!(err.contains("bad.yml:"), "{err}");
+    assert!(err.contains("invalid YAML"), "{err}");
+}
+
+#[test]
+fn an_invalid_package_spec_names_its_line() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec("badspec", &["greet", "numpy >>= 1"], "");
+    let (code, err) = build_fails(&ws, &spec);
+    assert_eq!(code, 3);
+    assert!(err.contains("badspec.yml:6:"), "{err}");
+    assert!(err.contains("numpy >>= 1"), "{err}");
+}
+
+#[test]
+fn pip_dependencies_are_refused_not_dropped() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.path("pip.yml");
+    std::fs::write(
+        &spec,
+        "channels: [./channel]\ndependencies:\n  - greet\n  - pip:\n    - requests\n",
+    )
+    .unwrap();
+    let (code, err) = build_fails(&ws, &spec);
+    assert_eq!(code, 3);
+    assert!(err.contains("pip.yml:4:") && err.contains("pip"), "{err}");
+}
+
+#[test]
+fn an_unknown_package_is_named() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec("unknown", &["greet", "no-such-package"], "");
+    let (code, err) = build_fails(&ws, &spec);
+    assert_eq!(code, 4);
+    assert!(err.contains("no package named no-such-package"), "{err}");
+}
+
+#[test]
+fn unsolvable_pins_print_the_solver_explanation() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec("pins", &["greet", "greeting-data <1"], "");
+    let (code, err) = build_fails(&ws, &spec);
+    assert_eq!(code, 4);
+    assert!(err.contains("cannot be solved"), "{err}");
+    assert!(err.contains("greeting-data"), "{err}");
+}
+
+#[test]
+fn a_missing_channel_is_reported() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.path("nochannel.yml");
+    std::fs::write(&spec, "channels:\n  - ./no-such-channel\ndependencies: [greet]\n").unwrap();
+    let (code, err) = build_fails(&ws, &spec);
+    assert_eq!(code, 3);
+    assert!(err.contains("nochannel.yml:2:") && err.contains("does not exist"), "{err}");
+
+    // a channel URL where nothing answers
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let spec = ws.path("deadchannel.yml");
+    std::fs::write(
+        &spec,
+        format!("channels:\n  - http://127.0.0.1:{port}/conda\ndependencies: [greet]\n"),
+    )
+    .unwrap();
+    let (code, err) = build_fails(&ws, &spec);
+    assert_eq!(code, 5);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn a_corrupted_package_fails_its_checksum() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec("corrupt", &["greet"], "");
+    let archive = std::fs::read_dir(ws.channel().join("linux-64"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("greet-"))
+        .unwrap();
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&archive, bytes).unwrap();
+    let (code, err) = build_fails(&ws, &spec);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("greet-1.0"), "{err}");
+}
+
+#[test]
+fn an_invalid_lock_file_is_refused() {
+    let ws = Workspace::with_example_channel();
+    let lock = ws.path("broken.lock");
+    std::fs::write(&lock, "version: 6\nenvironments: [\n").unwrap();
+    let (code, err) = build_fails(&ws, &lock);
+    assert_eq!(code, 3);
+    assert!(err.contains("broken.lock"), "{err}");
+}

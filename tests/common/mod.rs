@@ -1,0 +1,150 @@
+//! Helpers shared by the end-to-end tests: the binary, channels, tools.
+
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use trousse_testkit::{write_package, ArchiveFormat, PackageSpec};
+
+/// The directory of the real conda data shared beside the checkout.
+pub fn conda_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conda-data")
+}
+
+/// Runs `trousse` with arguments.
+pub fn trousse(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trousse"));
+    cmd.args(args);
+    cmd.env_remove("SOURCE_DATE_EPOCH");
+    cmd
+}
+
+/// Runs a command and returns its output, printing stderr for debugging.
+pub fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> Output {
+    let cmd = cmd.borrow_mut();
+    let out = cmd.output().expect("command runs");
+    eprintln!(
+        "$ {:?}\nexit: {:?}\nstdout: {}\nstderr: {}",
+        cmd,
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a command that must succeed and returns its stdout.
+pub fn run_ok(mut cmd: impl std::borrow::BorrowMut<Command>) -> String {
+    let cmd = cmd.borrow_mut();
+    let out = run(&mut *cmd);
+    assert!(out.status.success(), "command failed: {cmd:?}");
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// The JSON report on the last stdout line of `trousse build --json`.
+pub fn report(stdout: &str) -> serde_json::Value {
+    let line = stdout.lines().last().expect("a report line");
+    serde_json::from_str(line).expect("the last line is JSON")
+}
+
+/// A temporary workspace with the example channel written into `channel/`.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn with_example_channel() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(trousse_testkit::write_example_channel(&dir.path().join("channel")))
+            .unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn channel(&self) -> PathBuf {
+        self.path("channel")
+    }
+
+    /// Writes a spec file over the example channel.
+    pub fn spec(&self, name: &str, dependencies: &[&str], extra: &str) -> PathBuf {
+        let deps: String = dependencies.iter().map(|d| format!("  - \"{d}\"\n")).collect();
+        let text = format!("name: {name}\nchannels:\n  - ./channel\ndependencies:\n{deps}{extra}");
+        let path = self.path(&format!("{name}.yml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Adds packages to the channel and indexes it again.
+    pub fn add_packages(&self, packages: &[PackageSpec]) {
+        for p in packages {
+            write_package(&self.channel(), p, ArchiveFormat::Conda).unwrap();
+        }
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(trousse_testkit::index_channel(&self.channel())).unwrap();
+    }
+
+    pub fn cache(&self) -> String {
+        self.path("cache").display().to_string()
+    }
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Requires a tool the tests cannot do without: CI installs them all.
+pub fn require(program: &str) {
+    assert!(
+        have(program),
+        "{program} is not installed: .ci/run installs it (apt-get install skopeo umoci docker-registry)"
+    );
+}
+
+/// Unpacks an OCI layout image with umoci and returns the rootfs.
+pub fn umoci_unpack(layout: &Path, tag: &str, into: &Path) -> PathBuf {
+    require("umoci");
+    let bundle = into.join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(&bundle),
+    );
+    bundle.join("rootfs")
+}
+
+/// Files of a directory tree: relative path -> (kind, content or link target, executable).
+pub fn tree(root: &Path) -> std::collections::BTreeMap<String, (String, Vec<u8>, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    for entry in walkdir::WalkDir::new(root).min_depth(1) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(root).unwrap().display().to_string();
+        let meta = entry.path().symlink_metadata().unwrap();
+        let value = if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(entry.path()).unwrap();
+            ("symlink".to_string(), target.display().to_string().into_bytes(), false)
+        } else if meta.is_dir() {
+            ("dir".to_string(), Vec::new(), false)
+        } else {
+            (
+                "file".to_string(),
+                std::fs::read(entry.path()).unwrap(),
+                meta.permissions().mode() & 0o111 != 0,
+            )
+        };
+        out.insert(rel, value);
+    }
+    out
+}
