@@ -107,15 +107,39 @@ fn a_missing_channel_is_reported() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
 
-#[test]
-fn a_corrupted_package_fails_its_checksum() {
-    let ws = Workspace::with_example_channel();
-    let spec = ws.spec("corrupt", &["greet"], "");
-    let archive = std::fs::read_dir(ws.channel().join("linux-64"))
+fn greet_archive(ws: &Workspace) -> std::path::PathBuf {
+    std::fs::read_dir(ws.channel().join("linux-64"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("greet-"))
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_package_that_does_not_match_its_sha256_is_refused() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec("tampered", &["greet"], "");
+    // a well-formed archive with other content than the index says
+    let archive = greet_archive(&ws);
+    let tampered = trousse_testkit::example_packages()
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == "greet")
+        .unwrap()
+        .file("bin/extra", "not what was indexed\n", 0o644);
+    let work = tempfile::tempdir().unwrap();
+    let written = trousse_testkit::write_package(work.path(), &tampered, trousse_testkit::ArchiveFormat::TarBz2).unwrap();
+    std::fs::copy(written, &archive).unwrap();
+    let (code, err) = build_fails(&ws, &spec);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("greet-1.0") && err.contains("sha256"), "{err}");
+}
+
+#[test]
+fn a_corrupted_package_archive_is_refused() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec("corrupt", &["greet"], "");
+    let archive = greet_archive(&ws);
     let mut bytes = std::fs::read(&archive).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;

@@ -22,6 +22,9 @@ use crate::{
 /// Where rattler puts the files of packages that lose a clobber.
 pub const CLOBBERS_DIR: &str = "__clobbers__";
 
+/// The backup-exclusion tag rattler writes at the root of every prefix.
+pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+
 /// Where the lock file is written inside the prefix.
 pub const LOCK_PATH_IN_PREFIX: &str = "conda-meta/trousse.lock";
 
@@ -96,6 +99,13 @@ pub fn environment_layer(
         format!("{prefix}/{LOCK_PATH_IN_PREFIX}"),
         file(input.lock_text.as_bytes().to_vec(), 0o644),
     );
+    if let Some(tag) = input
+        .packages
+        .first()
+        .and_then(|p| std::fs::read(p.root.join(CACHEDIR_TAG)).ok())
+    {
+        entries.insert(format!("{prefix}/{CACHEDIR_TAG}"), file(tag, 0o644));
+    }
     entries.insert(
         format!("{prefix}/conda-meta/history"),
         file(history(input.packages, input.epoch).into_bytes(), 0o644),

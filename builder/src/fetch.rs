@@ -51,12 +51,16 @@ pub async fn fetch(
                         None,
                         Some(semaphore),
                     )
-                    .await
-                    .map_err(|e| {
+                    .await;
+                let metadata = match metadata {
+                    Ok(m) => m,
+                    Err(e) => {
                         let message = error_chain(&e);
                         let package = record.identifier.to_string();
                         let url = record.url.to_string();
-                        if message.to_lowercase().contains("mismatch") {
+                        let corrupt = message.to_lowercase().contains("mismatch")
+                            || checksum_differs(&record).await;
+                        return Err(if corrupt {
                             BuildError::Integrity {
                                 package,
                                 url,
@@ -68,8 +72,9 @@ pub async fn fetch(
                                 url,
                                 message,
                             }
-                        }
-                    })?;
+                        });
+                    }
+                };
                 reporter(&Event::Progress {
                     stage: Stage::Fetch,
                     item: record.identifier.to_string(),
@@ -89,4 +94,25 @@ pub async fn fetch(
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(fetched)
+}
+
+/// Whether the package at the record's URL is readable and hashes to
+/// something other than the record's sha256.
+async fn checksum_differs(record: &RepoDataRecord) -> bool {
+    use sha2::{Digest, Sha256};
+    let Some(expected) = record.package_record.sha256 else {
+        return false;
+    };
+    let bytes = if record.url.scheme() == "file" {
+        match record.url.to_file_path() {
+            Ok(path) => tokio::fs::read(path).await.ok(),
+            Err(()) => None,
+        }
+    } else {
+        match reqwest::get(record.url.clone()).await {
+            Ok(r) if r.status().is_success() => r.bytes().await.ok().map(|b| b.to_vec()),
+            _ => None,
+        }
+    };
+    bytes.is_some_and(|b| Sha256::digest(&b).as_slice() != expected.as_slice())
 }

@@ -9,7 +9,9 @@ use oci_spec::image::{
     PlatformBuilder, RootFsBuilder,
 };
 use rattler_conda_types::Subdir;
-use trousse_registry_client::{open_image, publish::descriptor_digest, BlobStore, Digest, ImageRef};
+use trousse_registry_client::{
+    digest::canonical_json, open_image, publish::descriptor_digest, BlobStore, Digest, ImageRef,
+};
 
 use crate::{layer::Layer, spec::ImageSettings, BuildError};
 
@@ -272,7 +274,7 @@ pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descr
     if let Some(v) = &variant {
         image_config.set_variant(Some(v.clone()));
     }
-    let config_bytes = serde_json::to_vec(&image_config).map_err(spec_err)?;
+    let config_bytes = canonical_json(&image_config).map_err(spec_err)?;
     let config_digest = blobs.put_bytes(&config_bytes)?;
 
     let mut layers = input.base.layers.clone();
@@ -303,7 +305,7 @@ pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descr
         .layers(layers)
         .build()
         .map_err(spec_err)?;
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(spec_err)?;
+    let manifest_bytes = canonical_json(&manifest).map_err(spec_err)?;
     let manifest_digest = blobs.put_bytes(&manifest_bytes)?;
     let mut platform = PlatformBuilder::default().architecture(arch).os(Os::Linux);
     if let Some(v) = variant {
@@ -326,7 +328,7 @@ pub fn write_index(manifests: Vec<Descriptor>, blobs: &BlobStore) -> Result<Desc
         .manifests(manifests)
         .build()
         .map_err(spec_err)?;
-    let bytes = serde_json::to_vec(&index).map_err(spec_err)?;
+    let bytes = canonical_json(&index).map_err(spec_err)?;
     let digest = blobs.put_bytes(&bytes)?;
     DescriptorBuilder::default()
         .media_type(MediaType::ImageIndex)

@@ -126,9 +126,7 @@ pub fn package_layer(
     }
     let mut entries = TarEntries::default();
     for member in members {
-        let epoch = record_timestamp(&member.record).unwrap_or(0).max(0) as u64;
-        entries.add_parents(prefix, epoch);
-        entries.add_tree(&member.root, prefix, epoch)?;
+        add_package(&mut entries, member, prefix)?;
     }
     let blob = entries.write_layer(&blobs, compression)?;
     cache.write_record(&key, &blob)?;
@@ -137,6 +135,36 @@ pub fn package_layer(
         packages,
         cached: false,
     })
+}
+
+/// Adds a staged package's files and its conda-meta record under `prefix`.
+/// Files keep their mode and mtime (clamped to the package's build time);
+/// directories get mode 755 and the build time.
+fn add_package(entries: &mut TarEntries, package: &StagedPackage, prefix: &str) -> Result<(), BuildError> {
+    let epoch = record_timestamp(&package.record).unwrap_or(0).max(0) as u64;
+    let prefix = prefix.trim_matches('/');
+    let mut add = |relative: &Path, mode: Option<u32>| -> Result<(), BuildError> {
+        let relative = relative.to_str().ok_or_else(|| {
+            BuildError::Unsupported(format!("path {} is not UTF-8", relative.display()))
+        })?;
+        let path = format!("{prefix}/{relative}");
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            entries.add_parents(parent, epoch);
+        }
+        let mut entry = entry_from_disk(&package.root.join(relative), epoch)?;
+        if let Some(mode) = mode {
+            entry.mode = mode;
+        }
+        entries.insert(path, entry);
+        Ok(())
+    };
+    for path in &package.paths {
+        add(&path.relative_path, None)?;
+    }
+    add(
+        &Path::new("conda-meta").join(crate::stage::conda_meta_name(&package.record)),
+        Some(0o644),
+    )
 }
 
 fn blob_present(blobs: &BlobStore, blob: &LayerBlob) -> bool {
@@ -201,29 +229,6 @@ impl TarEntries {
                 mtime,
             });
         }
-    }
-
-    /// Adds everything under `root` at `prefix`. Files keep their mode and
-    /// mtime (clamped to `epoch`); directories get mode 755 and `epoch`.
-    pub fn add_tree(&mut self, root: &Path, prefix: &str, epoch: u64) -> Result<(), BuildError> {
-        let prefix = prefix.trim_matches('/');
-        for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
-            let entry = entry.map_err(|e| BuildError::Io {
-                action: "reading staged files in",
-                path: root.to_path_buf(),
-                source: e.into(),
-            })?;
-            let relative = entry
-                .path()
-                .strip_prefix(root)
-                .map_err(|e| BuildError::Unsupported(e.to_string()))?;
-            let relative = relative.to_str().ok_or_else(|| {
-                BuildError::Unsupported(format!("path {} is not UTF-8", relative.display()))
-            })?;
-            let path = format!("{prefix}/{relative}");
-            self.insert(path, entry_from_disk(entry.path(), epoch)?);
-        }
-        Ok(())
     }
 
     /// Whether an entry exists at `path`.

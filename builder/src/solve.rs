@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord, Subdir};
+use rattler_conda_types::{GenericVirtualPackage, MatchSpec, PackageName, RepoDataRecord, Subdir};
 use rattler_repodata_gateway::Gateway;
 use rattler_solve::{resolvo, SolveError, SolverImpl, SolverTask};
 use rattler_virtual_packages::VirtualPackages;
@@ -63,43 +63,33 @@ pub async fn solve(spec: &EnvSpec, gateway: &Gateway) -> Result<Vec<SolvedPlatfo
                 message: error_chain(&e),
             })?;
 
-        let available: BTreeSet<&str> = repodata
-            .iter()
-            .flat_map(|r| r.iter())
-            .map(|r| r.package_record.name.as_normalized())
-            .collect();
-        let missing: Vec<String> = spec
-            .dependencies
-            .iter()
-            .filter_map(|d| d.name.as_exact())
-            .filter(|n| !n.as_normalized().starts_with("__"))
-            .filter(|n| !available.contains(n.as_normalized()))
-            .map(|n| n.as_source().to_string())
-            .collect();
-        if !missing.is_empty() {
-            return Err(BuildError::PackageNotFound {
-                names: missing,
-                channels: channel_names.clone(),
-                platform: platform.to_string(),
-            });
-        }
-
         let virtual_packages = target_virtual_packages(platform, &spec.image.virtual_packages);
         let task = SolverTask {
             specs: spec.dependencies.clone(),
             virtual_packages: virtual_packages.clone(),
             ..SolverTask::from_iter(&repodata)
         };
-        let result = resolvo::Solver.solve(task).map_err(|e| match e {
-            SolveError::Unsolvable(lines) => BuildError::Unsolvable {
-                platform: platform.to_string(),
-                explanation: lines.join("\n"),
-            },
-            other => BuildError::Unsolvable {
-                platform: platform.to_string(),
-                explanation: error_chain(&other),
-            },
-        })?;
+        let result = match resolvo::Solver.solve(task) {
+            Ok(result) => result,
+            Err(error) => {
+                let missing = unknown_packages(spec, gateway, platform).await?;
+                return Err(if !missing.is_empty() {
+                    BuildError::PackageNotFound {
+                        names: missing,
+                        channels: channel_names.clone(),
+                        platform: platform.to_string(),
+                    }
+                } else {
+                    BuildError::Unsolvable {
+                        platform: platform.to_string(),
+                        explanation: match error {
+                            SolveError::Unsolvable(lines) => lines.join("\n"),
+                            other => error_chain(&other),
+                        },
+                    }
+                });
+            }
+        };
         let mut records = result.records;
         records.sort_by(|a, b| a.package_record.name.cmp(&b.package_record.name));
         solved.push(SolvedPlatform {
@@ -109,4 +99,41 @@ pub async fn solve(spec: &EnvSpec, gateway: &Gateway) -> Result<Vec<SolvedPlatfo
         });
     }
     Ok(solved)
+}
+
+/// The requested package names that no channel has at all, for any version.
+async fn unknown_packages(
+    spec: &EnvSpec,
+    gateway: &Gateway,
+    platform: Subdir,
+) -> Result<Vec<String>, BuildError> {
+    let names: Vec<PackageName> = spec
+        .dependencies
+        .iter()
+        .filter_map(|d| d.name.as_exact())
+        .filter(|n| !n.as_normalized().starts_with("__"))
+        .cloned()
+        .collect();
+    let repodata = gateway
+        .query(
+            spec.channels.clone(),
+            [platform, Subdir::NoArch],
+            names.iter().cloned().map(MatchSpec::from),
+        )
+        .execute()
+        .await
+        .map_err(|e| BuildError::Channel {
+            channel: spec.channels.iter().map(|c| c.base_url.to_string()).collect::<Vec<_>>().join(", "),
+            message: error_chain(&e),
+        })?;
+    let available: BTreeSet<&str> = repodata
+        .iter()
+        .flat_map(|r| r.iter())
+        .map(|r| r.package_record.name.as_normalized())
+        .collect();
+    Ok(names
+        .iter()
+        .filter(|n| !available.contains(n.as_normalized()))
+        .map(|n| n.as_source().to_string())
+        .collect())
 }

@@ -177,10 +177,10 @@ impl EnvSpec {
             line: None,
             message: format!("cannot read the spec: {e}"),
         })?;
-        let base_dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let base_dir = std::path::absolute(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("/"));
         Self::from_yaml(&text, path, &base_dir)
     }
 

@@ -35,7 +35,7 @@ pub fn write_docker_archive(
     }]);
     let tag = reference.unwrap_or(crate::ImageRef::DEFAULT_TAG);
     let index = single_entry_index(descriptor, tag)?;
-    let manifest_json = serde_json::to_vec(&docker_manifest).map_err(|source| {
+    let manifest_json = crate::digest::canonical_json(&docker_manifest).map_err(|source| {
         RegistryError::InvalidJson {
             what: "manifest.json",
             location: file.to_path_buf(),
@@ -66,7 +66,7 @@ fn single_entry_index(root: &Descriptor, tag: &str) -> Result<Vec<u8>, RegistryE
         .manifests(vec![tagged])
         .build()
         .map_err(|e| RegistryError::Unsupported(format!("building index.json: {e}")))?;
-    serde_json::to_vec(&index).map_err(|source| RegistryError::InvalidJson {
+    crate::digest::canonical_json(&index).map_err(|source| RegistryError::InvalidJson {
         what: "index.json",
         location: Default::default(),
         source,

@@ -77,7 +77,7 @@ impl OciLayout {
 
     /// Replaces `index.json` atomically.
     pub fn write_index(&self, index: &ImageIndex) -> Result<(), RegistryError> {
-        let bytes = serde_json::to_vec(index).map_err(|source| RegistryError::InvalidJson {
+        let bytes = crate::digest::canonical_json(index).map_err(|source| RegistryError::InvalidJson {
             what: "index.json",
             location: self.dir.clone(),
             source,
