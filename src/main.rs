@@ -2,7 +2,11 @@
 
 mod progress;
 
-use std::{path::PathBuf, process::ExitCode, str::FromStr};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    str::FromStr,
+};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -16,7 +20,11 @@ use trousse_builder::{
 use trousse_registry_client::ImageRef;
 
 #[derive(Parser)]
-#[command(name = "trousse", version, about = "Build reproducible, per-package-layered OCI images of conda environments")]
+#[command(
+    name = "trousse",
+    version,
+    about = "Build reproducible, per-package-layered OCI images of conda environments"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -106,11 +114,13 @@ fn main() -> ExitCode {
 }
 
 fn cache_dir(args: &SolveArgs) -> PathBuf {
-    args.cache_dir.clone().unwrap_or_else(CacheDir::default_location)
+    args.cache_dir
+        .clone()
+        .unwrap_or_else(CacheDir::default_location)
 }
 
 /// Reads a spec and applies the command-line overrides.
-fn load_spec(path: &PathBuf, args: &SolveArgs) -> Result<EnvSpec, BuildError> {
+fn load_spec(path: &Path, args: &SolveArgs) -> Result<EnvSpec, BuildError> {
     let mut spec = EnvSpec::from_path(path)?;
     if !args.channels.is_empty() {
         let config = rattler_channel_config()?;
@@ -130,8 +140,11 @@ fn load_spec(path: &PathBuf, args: &SolveArgs) -> Result<EnvSpec, BuildError> {
 }
 
 fn rattler_channel_config() -> Result<trousse_builder::spec::ChannelConfig, BuildError> {
-    let cwd = std::env::current_dir().map_err(BuildError::io("reading the current directory", "."))?;
-    Ok(trousse_builder::spec::ChannelConfig::default_with_root_dir(cwd))
+    let cwd =
+        std::env::current_dir().map_err(BuildError::io("reading the current directory", "."))?;
+    Ok(trousse_builder::spec::ChannelConfig::default_with_root_dir(
+        cwd,
+    ))
 }
 
 fn parse_platforms(names: &[String]) -> Result<Vec<trousse_builder::spec::Subdir>, BuildError> {
@@ -143,13 +156,21 @@ fn parse_platforms(names: &[String]) -> Result<Vec<trousse_builder::spec::Subdir
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Lock { spec, output, solve } => {
+        Command::Lock {
+            spec,
+            output,
+            solve,
+        } => {
             let env = load_spec(&spec, &solve)?;
             let reporter = progress::reporter(false);
             let lock = trousse_builder::lock_spec(&env, cache_dir(&solve), &reporter).await?;
             lock.write(&output)?;
             let packages: usize = lock.platforms.iter().map(|p| p.records.len()).sum();
-            eprintln!("wrote {} ({packages} packages, sha256 {})", output.display(), lock.hash());
+            eprintln!(
+                "wrote {} ({packages} packages, sha256 {})",
+                output.display(),
+                lock.hash()
+            );
             Ok(())
         }
         Command::Build {
@@ -163,7 +184,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let output = ImageRef::from_str(&output)
                 .map_err(BuildError::from)
                 .context("invalid --output")?;
-            let compression = Compression::from_str(&compression).map_err(BuildError::Unsupported)?;
+            let compression =
+                Compression::from_str(&compression).map_err(BuildError::Unsupported)?;
             let mut build_input = if is_lock_file(&input) {
                 if !solve.channels.is_empty() {
                     return Err(BuildError::Unsupported(

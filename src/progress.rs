@@ -19,16 +19,25 @@ pub fn reporter(quiet: bool) -> Reporter {
             match event {
                 Event::StageStarted { stage, total } => {
                     let bar = multi.add(ProgressBar::new(*total));
-                    if let Ok(style) = ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {wide_msg}") {
+                    if let Ok(style) = ProgressStyle::with_template(
+                        "{prefix:>8} [{bar:30}] {pos}/{len} {wide_msg}",
+                    ) {
                         bar.set_style(style.progress_chars("=> "));
                     }
                     bar.set_prefix(stage.name());
                     bars.insert(*stage, bar);
                 }
-                Event::Progress { stage, item, cached } => {
+                Event::Progress {
+                    stage,
+                    item,
+                    cached,
+                } => {
                     if let Some(bar) = bars.get(stage) {
                         bar.inc(1);
-                        bar.set_message(format!("{item}{}", if *cached { " (cached)" } else { "" }));
+                        bar.set_message(format!(
+                            "{item}{}",
+                            if *cached { " (cached)" } else { "" }
+                        ));
                     }
                 }
                 Event::StageFinished { stage, seconds } => {

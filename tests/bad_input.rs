@@ -33,7 +33,11 @@ fn build_fails(ws: &Workspace, spec: &Path) -> (i32, String) {
 fn malformed_yaml_names_the_file_and_line() {
     let ws = Workspace::with_example_channel();
     let spec = ws.path("bad.yml");
-    std::fs::write(&spec, "name: bad\nchannels: [./channel]\ndependencies:\n  - greet\n  oops: [\n").unwrap();
+    std::fs::write(
+        &spec,
+        "name: bad\nchannels: [./channel]\ndependencies:\n  - greet\n  oops: [\n",
+    )
+    .unwrap();
     let (code, err) = build_fails(&ws, &spec);
     assert_eq!(code, 3);
     assert!(err.contains("bad.yml:"), "{err}");
@@ -87,10 +91,17 @@ fn unsolvable_pins_print_the_solver_explanation() {
 fn a_missing_channel_is_reported() {
     let ws = Workspace::with_example_channel();
     let spec = ws.path("nochannel.yml");
-    std::fs::write(&spec, "channels:\n  - ./no-such-channel\ndependencies: [greet]\n").unwrap();
+    std::fs::write(
+        &spec,
+        "channels:\n  - ./no-such-channel\ndependencies: [greet]\n",
+    )
+    .unwrap();
     let (code, err) = build_fails(&ws, &spec);
     assert_eq!(code, 3);
-    assert!(err.contains("nochannel.yml:2:") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("nochannel.yml:2:") && err.contains("does not exist"),
+        "{err}"
+    );
 
     // a channel URL where nothing answers
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -111,7 +122,12 @@ fn greet_archive(ws: &Workspace) -> std::path::PathBuf {
     std::fs::read_dir(ws.channel().join("linux-64"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("greet-"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("greet-")
+        })
         .unwrap()
 }
 
@@ -128,7 +144,12 @@ fn a_package_that_does_not_match_its_sha256_is_refused() {
         .unwrap()
         .file("bin/extra", "not what was indexed\n", 0o644);
     let work = tempfile::tempdir().unwrap();
-    let written = trousse_testkit::write_package(work.path(), &tampered, trousse_testkit::ArchiveFormat::TarBz2).unwrap();
+    let written = trousse_testkit::write_package(
+        work.path(),
+        &tampered,
+        trousse_testkit::ArchiveFormat::TarBz2,
+    )
+    .unwrap();
     std::fs::copy(written, &archive).unwrap();
     let (code, err) = build_fails(&ws, &spec);
     assert_eq!(code, 6, "{err}");

@@ -39,7 +39,13 @@ fn skopeo_and_umoci_read_the_image_with_relocated_prefixes() {
     assert_eq!(inspect["Digest"], digest);
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 6);
     assert_eq!(inspect["Architecture"], "amd64");
-    assert!(inspect["Labels"]["io.trousse.lock.sha256"].as_str().unwrap().len() == 64);
+    assert!(
+        inspect["Labels"]["io.trousse.lock.sha256"]
+            .as_str()
+            .unwrap()
+            .len()
+            == 64
+    );
 
     let rootfs = umoci_unpack(&layout, "course", ws.dir.path());
     let prefix = rootfs.join("opt/conda");
@@ -51,13 +57,21 @@ fn skopeo_and_umoci_read_the_image_with_relocated_prefixes() {
 
     let binary = std::fs::read(prefix.join("bin/hello-prefix")).unwrap();
     let needle = b"/opt/conda\0";
-    assert!(binary.windows(needle.len()).any(|w| w == needle), "binary prefix not replaced");
-    assert!(!binary.windows(placeholder.len()).any(|w| w == placeholder.as_bytes()));
+    assert!(
+        binary.windows(needle.len()).any(|w| w == needle),
+        "binary prefix not replaced"
+    );
+    assert!(!binary
+        .windows(placeholder.len())
+        .any(|w| w == placeholder.as_bytes()));
 
     let site = prefix.join("lib/python3.12/site-packages/pyhello/__init__.py");
     assert!(site.is_file(), "noarch python file not in site-packages");
     let entry_point = std::fs::read_to_string(prefix.join("bin/pyhello")).unwrap();
-    assert!(entry_point.starts_with("#!/opt/conda/bin/python"), "{entry_point}");
+    assert!(
+        entry_point.starts_with("#!/opt/conda/bin/python"),
+        "{entry_point}"
+    );
     assert_eq!(
         std::fs::read_link(prefix.join("share/greeting-data/latest.txt")).unwrap(),
         std::path::PathBuf::from("message.txt")
@@ -65,7 +79,10 @@ fn skopeo_and_umoci_read_the_image_with_relocated_prefixes() {
 
     let meta = std::fs::read_to_string(prefix.join("conda-meta/greet-1.0-h0_0.json")).unwrap();
     assert!(!meta.contains("extracted_package_dir"), "{meta}");
-    assert!(!meta.contains(&ws.cache()), "the build cache path leaked into conda-meta");
+    assert!(
+        !meta.contains(&ws.cache()),
+        "the build cache path leaked into conda-meta"
+    );
     assert!(!meta.contains("package_tarball_full_path"), "{meta}");
     let history = std::fs::read_to_string(prefix.join("conda-meta/history")).unwrap();
     assert!(history.contains("::greet-1.0-h0_0"));
@@ -73,7 +90,10 @@ fn skopeo_and_umoci_read_the_image_with_relocated_prefixes() {
     assert!(lock.contains("hello-prefix"));
 
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
-    assert!(passwd.contains("jovyan:x:1000:100::/home/jovyan:"), "{passwd}");
+    assert!(
+        passwd.contains("jovyan:x:1000:100::/home/jovyan:"),
+        "{passwd}"
+    );
     let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap();
     assert!(group.contains("users:x:100:"), "{group}");
     assert!(rootfs.join("home/jovyan").is_dir());
@@ -87,7 +107,10 @@ fn skopeo_and_umoci_read_the_image_with_relocated_prefixes() {
     assert!(env.contains("CONDA_PREFIX=/opt/conda"));
 
     // trousse inspect names the packages of each layer
-    let listing = run_ok(trousse(&["inspect", &format!("oci:{}:course", layout.display())]));
+    let listing = run_ok(trousse(&[
+        "inspect",
+        &format!("oci:{}:course", layout.display()),
+    ]));
     assert!(listing.contains("hello-prefix-1.0-h0_0"), "{listing}");
     assert!(listing.contains("(base or environment files)"));
 }
@@ -115,7 +138,10 @@ fn docker_runs_a_program_from_the_environment() {
     let out = run(Command::new("docker").args(["run", "--rm", &tag]));
     let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello from /srv/course-env");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello from /srv/course-env"
+    );
 }
 
 #[test]
@@ -137,7 +163,10 @@ fn builds_of_one_lock_are_identical_across_caches_umask_and_timezone() {
             "build",
             lock.to_str().unwrap(),
             "--output",
-            &format!("oci-archive:{}", ws.path(&format!("image-{n}.tar")).display()),
+            &format!(
+                "oci-archive:{}",
+                ws.path(&format!("image-{n}.tar")).display()
+            ),
             "--cache-dir",
             cache.to_str().unwrap(),
             "--json",
@@ -149,7 +178,10 @@ fn builds_of_one_lock_are_identical_across_caches_umask_and_timezone() {
                 Ok(())
             });
         }
-        report(&run_ok(&mut cmd))["digest"].as_str().unwrap().to_string()
+        report(&run_ok(&mut cmd))["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let first = build(1, 0o022, "UTC");
     let second = build(2, 0o077, "Pacific/Kiritimati");
@@ -191,7 +223,10 @@ fn a_second_environment_reuses_the_layers_it_shares() {
     assert_eq!(b["layers"], 5);
     assert_eq!(b["cached_layers"], 2);
     let again = build(&second, "c");
-    assert_eq!(again["cached_layers"], 4, "only the environment layer is rewritten");
+    assert_eq!(
+        again["cached_layers"], 4,
+        "only the environment layer is rewritten"
+    );
     assert_eq!(again["digest"], b["digest"]);
 }
 
@@ -221,9 +256,11 @@ fn several_platforms_give_an_index_with_one_manifest_each() {
     ])));
     assert_eq!(rep["platforms"].as_array().unwrap().len(), 2);
     require("skopeo");
-    let raw: serde_json::Value = serde_json::from_str(&run_ok(
-        Command::new("skopeo").args(["inspect", "--raw", &format!("oci:{}:latest", layout.display())]),
-    ))
+    let raw: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}:latest", layout.display()),
+    ])))
     .unwrap();
     assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
     let archs: Vec<_> = raw["manifests"]

@@ -20,9 +20,20 @@ impl Drop for Server {
 }
 
 fn serve(dir: &std::path::Path) -> (Server, u16) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
         .arg(dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -30,7 +41,10 @@ fn serve(dir: &std::path::Path) -> (Server, u16) {
         .expect("python3 serves the channel");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the channel server did not start");
+        assert!(
+            Instant::now() < deadline,
+            "the channel server did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (Server(child), port)
@@ -47,9 +61,19 @@ fn builds_from_a_channel_served_over_http() {
     )
     .unwrap();
     let lock = ws.path("http.lock");
-    run_ok(trousse(&["lock", spec.to_str().unwrap(), "-o", lock.to_str().unwrap(), "--cache-dir", &ws.cache()]));
+    run_ok(trousse(&[
+        "lock",
+        spec.to_str().unwrap(),
+        "-o",
+        lock.to_str().unwrap(),
+        "--cache-dir",
+        &ws.cache(),
+    ]));
     let text = std::fs::read_to_string(&lock).unwrap();
-    assert!(text.contains(&format!("http://127.0.0.1:{port}/linux-64/greet-1.0-h0_0")), "{text}");
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{port}/linux-64/greet-1.0-h0_0")),
+        "{text}"
+    );
     let rep = report(&run_ok(trousse(&[
         "build",
         lock.to_str().unwrap(),

@@ -24,7 +24,8 @@ impl CacheDir {
             .map_err(BuildError::io("resolving cache directory", "."))?;
         for sub in ["packages", "repodata", "staged", "layers", "blobs"] {
             let dir = root.join(sub);
-            std::fs::create_dir_all(&dir).map_err(BuildError::io("creating cache directory", &dir))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(BuildError::io("creating cache directory", &dir))?;
         }
         Ok(Self { root })
     }

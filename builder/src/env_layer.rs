@@ -8,7 +8,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use path_resolver::{PackageName as ClobberName, PathResolver};
 use rattler_conda_types::{PackageRecord, PrefixRecord};
 use trousse_registry_client::BlobStore;
 
@@ -53,28 +52,99 @@ pub struct Clobbers {
     pub moved: BTreeMap<usize, BTreeSet<PathBuf>>,
 }
 
-/// Computes which package files lose, in rattler's order: packages sorted
-/// topologically, the first to claim a path keeps it.
+/// Computes which package files lose, as rattler's installer resolves them:
+/// packages ranked in topological order (dependencies first); at every path
+/// the highest-ranked package touching it decides. If it has a file there,
+/// every other file at or below that path loses; if it has a directory,
+/// files of others at that path lose and the search goes on below.
 pub fn resolve_clobbers(packages: &[StagedPackage]) -> Clobbers {
-    let order: Vec<usize> = {
-        let records: Vec<&PackageRecord> = packages.iter().map(|p| &p.record.package_record).collect();
-        let sorted = PackageRecord::sort_topologically(records);
-        sorted
+    let records: Vec<&PackageRecord> = packages.iter().map(|p| &p.record.package_record).collect();
+    let sorted = PackageRecord::sort_topologically(records);
+    let mut rank = vec![0; packages.len()];
+    for (r, record) in sorted.iter().enumerate() {
+        if let Some(i) = packages
             .iter()
-            .filter_map(|r| packages.iter().position(|p| std::ptr::eq(&p.record.package_record, *r)))
-            .collect()
-    };
-    let mut resolver = PathResolver::new();
-    let mut moved = BTreeMap::new();
-    for &i in &order {
-        let name = ClobberName::from(packages[i].record.package_record.name.as_normalized());
-        let paths: Vec<&Path> = packages[i].paths.iter().map(|p| p.relative_path.as_path()).collect();
-        let conflicts = resolver.insert_package(name, &paths);
-        if !conflicts.is_empty() {
-            moved.insert(i, conflicts.into_iter().collect());
+            .position(|p| std::ptr::eq(&p.record.package_record, *record))
+        {
+            rank[i] = r;
         }
     }
+    let mut root = PathNode::default();
+    for (i, package) in packages.iter().enumerate() {
+        for entry in &package.paths {
+            root.insert(i, &entry.relative_path);
+        }
+    }
+    let mut moved: BTreeMap<usize, BTreeSet<PathBuf>> = BTreeMap::new();
+    root.resolve(&rank, &mut PathBuf::new(), &mut moved);
     Clobbers { moved }
+}
+
+/// A node of the trie of all package paths.
+#[derive(Default)]
+struct PathNode {
+    /// Packages with a path at or below this node.
+    touching: BTreeSet<usize>,
+    /// Packages with a file exactly here.
+    files: BTreeSet<usize>,
+    children: BTreeMap<std::ffi::OsString, PathNode>,
+}
+
+impl PathNode {
+    fn insert(&mut self, package: usize, path: &Path) {
+        let mut node = self;
+        node.touching.insert(package);
+        for component in path.components() {
+            node = node
+                .children
+                .entry(component.as_os_str().to_os_string())
+                .or_default();
+            node.touching.insert(package);
+        }
+        node.files.insert(package);
+    }
+
+    fn resolve(
+        &self,
+        rank: &[usize],
+        path: &mut PathBuf,
+        moved: &mut BTreeMap<usize, BTreeSet<PathBuf>>,
+    ) {
+        let Some(&winner) = self.touching.iter().max_by_key(|&&p| rank[p]) else {
+            return;
+        };
+        if self.files.contains(&winner) {
+            self.move_all_but(winner, path, moved);
+            return;
+        }
+        for &loser in &self.files {
+            moved.entry(loser).or_default().insert(path.clone());
+        }
+        for (name, child) in &self.children {
+            path.push(name);
+            child.resolve(rank, path, moved);
+            path.pop();
+        }
+    }
+
+    /// Moves every file at or below this node to the clobbers, except the keeper's file here.
+    fn move_all_but(
+        &self,
+        keeper: usize,
+        path: &mut PathBuf,
+        moved: &mut BTreeMap<usize, BTreeSet<PathBuf>>,
+    ) {
+        for &p in &self.files {
+            if p != keeper {
+                moved.entry(p).or_default().insert(path.clone());
+            }
+        }
+        for (name, child) in &self.children {
+            path.push(name);
+            child.move_all_but(usize::MAX, path, moved);
+            path.pop();
+        }
+    }
 }
 
 /// Writes the environment layer.
@@ -113,7 +183,11 @@ pub fn environment_layer(
 
     let user = input.user;
     let home = user.home();
-    let shell = if input.packages.iter().any(|p| p.record.package_record.name.as_normalized() == "bash") {
+    let shell = if input
+        .packages
+        .iter()
+        .any(|p| p.record.package_record.name.as_normalized() == "bash")
+    {
         format!("/{prefix}/bin/bash")
     } else {
         "/bin/sh".to_string()
@@ -123,7 +197,10 @@ pub fn environment_layer(
         "etc/passwd".into(),
         file(
             merge_account_file(
-                input.base_passwd.as_deref().unwrap_or("root:x:0:0:root:/root:/bin/sh\n"),
+                input
+                    .base_passwd
+                    .as_deref()
+                    .unwrap_or("root:x:0:0:root:/root:/bin/sh\n"),
                 &user.name,
                 &format!("{}:x:{}:{}::{home}:{shell}", user.name, user.uid, user.gid),
             )
@@ -131,10 +208,10 @@ pub fn environment_layer(
             0o644,
         ),
     );
-    let group_present = input
-        .base_group
-        .as_deref()
-        .is_some_and(|g| g.lines().any(|l| l.split(':').nth(2) == Some(&user.gid.to_string())));
+    let group_present = input.base_group.as_deref().is_some_and(|g| {
+        g.lines()
+            .any(|l| l.split(':').nth(2) == Some(&user.gid.to_string()))
+    });
     let group = if group_present {
         input.base_group.clone().unwrap_or_default()
     } else {
@@ -210,12 +287,19 @@ fn add_clobber_fixups(
         let package_epoch = crate::lock::record_timestamp(&packages[*i].record)
             .unwrap_or(0)
             .max(0) as u64;
-        entries.insert(target, entry_from_disk(&packages[*i].root.join(source), package_epoch)?);
+        entries.insert(
+            target,
+            entry_from_disk(&packages[*i].root.join(source), package_epoch)?,
+        );
     }
     for (&i, moved) in &clobbers.moved {
         let package = &packages[i];
-        let meta = package.root.join("conda-meta").join(conda_meta_name(&package.record));
-        let mut record = PrefixRecord::from_path(&meta).map_err(BuildError::io("reading", &meta))?;
+        let meta = package
+            .root
+            .join("conda-meta")
+            .join(conda_meta_name(&package.record));
+        let mut record =
+            PrefixRecord::from_path(&meta).map_err(BuildError::io("reading", &meta))?;
         normalize_prefix_record(&mut record);
         for path in record.files.iter_mut() {
             if moved.contains(path) {
@@ -285,7 +369,10 @@ fn history(packages: &[StagedPackage], epoch: i64) -> String {
         })
         .collect();
     lines.sort();
-    format!("==> {when} <==\n# cmd: trousse build\n{}\n", lines.join("\n"))
+    format!(
+        "==> {when} <==\n# cmd: trousse build\n{}\n",
+        lines.join("\n")
+    )
 }
 
 #[cfg(test)]

@@ -55,7 +55,11 @@ pub fn oci_arch(platform: Subdir) -> Result<(Arch, Option<String>), BuildError> 
 }
 
 /// Loads the base image for a platform and copies its blobs into `blobs`.
-pub fn load_base(base: &ImageRef, platform: Subdir, blobs: &BlobStore) -> Result<BaseImage, BuildError> {
+pub fn load_base(
+    base: &ImageRef,
+    platform: Subdir,
+    blobs: &BlobStore,
+) -> Result<BaseImage, BuildError> {
     if *base == ImageRef::Scratch {
         return Ok(BaseImage::default());
     }
@@ -74,9 +78,9 @@ pub fn load_base(base: &ImageRef, platform: Subdir, blobs: &BlobStore) -> Result
         })?;
     let config_digest = descriptor_digest(manifest.config())?;
     let config: ImageConfiguration =
-        serde_json::from_slice(&opened.image.blobs.read_verified(&config_digest)?).map_err(|e| {
-            BuildError::Unsupported(format!("base image {base} has an invalid config: {e}"))
-        })?;
+        serde_json::from_slice(&opened.image.blobs.read_verified(&config_digest)?).map_err(
+            |e| BuildError::Unsupported(format!("base image {base} has an invalid config: {e}")),
+        )?;
     if manifests.len() == 1 && *config.architecture() != arch {
         return Err(BuildError::Unsupported(format!(
             "base image {base} is for {}, not {arch} ({platform})",
@@ -111,14 +115,18 @@ fn read_account_files(
 ) -> Result<(), BuildError> {
     let file = std::fs::File::open(path).map_err(BuildError::io("reading base layer", path))?;
     let reader: Box<dyn Read> = match media_type {
-        MediaType::ImageLayerGzip | MediaType::Other(_) => Box::new(flate2::read::GzDecoder::new(file)),
-        MediaType::ImageLayerZstd => Box::new(
-            zstd::Decoder::new(file).map_err(BuildError::io("reading base layer", path))?,
-        ),
+        MediaType::ImageLayerGzip | MediaType::Other(_) => {
+            Box::new(flate2::read::GzDecoder::new(file))
+        }
+        MediaType::ImageLayerZstd => {
+            Box::new(zstd::Decoder::new(file).map_err(BuildError::io("reading base layer", path))?)
+        }
         _ => Box::new(file),
     };
     let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(BuildError::io("reading base layer", path))?;
+    let entries = archive
+        .entries()
+        .map_err(BuildError::io("reading base layer", path))?;
     for entry in entries {
         let mut entry = entry.map_err(BuildError::io("reading base layer", path))?;
         let name = entry
@@ -321,7 +329,10 @@ pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descr
 }
 
 /// Writes an image index over several platform manifests.
-pub fn write_index(manifests: Vec<Descriptor>, blobs: &BlobStore) -> Result<Descriptor, BuildError> {
+pub fn write_index(
+    manifests: Vec<Descriptor>,
+    blobs: &BlobStore,
+) -> Result<Descriptor, BuildError> {
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)

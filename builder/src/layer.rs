@@ -81,7 +81,10 @@ pub struct Layer {
 pub fn plan_layers(packages: &[StagedPackage], budget: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..packages.len()).collect();
     let size = |i: usize| packages[i].record.package_record.size.unwrap_or(0);
-    let names: Vec<String> = packages.iter().map(|p| p.record.identifier.to_string()).collect();
+    let names: Vec<String> = packages
+        .iter()
+        .map(|p| p.record.identifier.to_string())
+        .collect();
     let name = |i: usize| names[i].as_str();
     order.sort_by(|&a, &b| size(b).cmp(&size(a)).then_with(|| name(a).cmp(name(b))));
     let budget = budget.max(1);
@@ -112,7 +115,10 @@ pub fn package_layer(
     prefix: &str,
     compression: Compression,
 ) -> Result<Layer, BuildError> {
-    let packages = members.iter().map(|m| m.record.identifier.to_string()).collect();
+    let packages = members
+        .iter()
+        .map(|m| m.record.identifier.to_string())
+        .collect();
     let key = layer_key(members, compression);
     let blobs = cache.blobs();
     if let Some(blob) = cache.read_record::<LayerBlob>(&key) {
@@ -140,7 +146,11 @@ pub fn package_layer(
 /// Adds a staged package's files and its conda-meta record under `prefix`.
 /// Files keep their mode and mtime (clamped to the package's build time);
 /// directories get mode 755 and the build time.
-fn add_package(entries: &mut TarEntries, package: &StagedPackage, prefix: &str) -> Result<(), BuildError> {
+fn add_package(
+    entries: &mut TarEntries,
+    package: &StagedPackage,
+    prefix: &str,
+) -> Result<(), BuildError> {
     let epoch = record_timestamp(&package.record).unwrap_or(0).max(0) as u64;
     let prefix = prefix.trim_matches('/');
     let mut add = |relative: &Path, mode: Option<u32>| -> Result<(), BuildError> {
@@ -237,7 +247,11 @@ impl TarEntries {
     }
 
     /// Writes the tar, compressed, into the blob store.
-    pub fn write_layer(&self, blobs: &BlobStore, compression: Compression) -> Result<LayerBlob, BuildError> {
+    pub fn write_layer(
+        &self,
+        blobs: &BlobStore,
+        compression: Compression,
+    ) -> Result<LayerBlob, BuildError> {
         let writer = blobs.writer()?;
         let compressed = HashingWriter::new(writer);
         let (diff_id, compressed) = match compression {
@@ -246,13 +260,23 @@ impl TarEntries {
                     .operating_system(255)
                     .write(compressed, flate2::Compression::new(6));
                 let (diff_id, encoder) = self.write_tar(encoder)?;
-                (diff_id, encoder.finish().map_err(BuildError::io("compressing layer", blobs.root()))?)
+                (
+                    diff_id,
+                    encoder
+                        .finish()
+                        .map_err(BuildError::io("compressing layer", blobs.root()))?,
+                )
             }
             Compression::Zstd => {
                 let encoder = zstd::Encoder::new(compressed, 3)
                     .map_err(BuildError::io("compressing layer", blobs.root()))?;
                 let (diff_id, encoder) = self.write_tar(encoder)?;
-                (diff_id, encoder.finish().map_err(BuildError::io("compressing layer", blobs.root()))?)
+                (
+                    diff_id,
+                    encoder
+                        .finish()
+                        .map_err(BuildError::io("compressing layer", blobs.root()))?,
+                )
             }
         };
         let (_, _, writer) = compressed.finish();
@@ -373,7 +397,10 @@ mod tests {
         let b = entries.write_layer(&blobs, Compression::Gzip).unwrap();
         assert_eq!(a, b);
         let z = entries.write_layer(&blobs, Compression::Zstd).unwrap();
-        assert_eq!(a.diff_id, z.diff_id, "the tar is the same whatever the compression");
+        assert_eq!(
+            a.diff_id, z.diff_id,
+            "the tar is the same whatever the compression"
+        );
         assert_ne!(a.digest, z.digest);
 
         let bytes = std::fs::read(blobs.path(&a.digest.parse().unwrap())).unwrap();
@@ -383,6 +410,14 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
-        assert_eq!(names, ["opt/", "opt/conda/", "opt/conda/bin/", "opt/conda/bin/hello"]);
+        assert_eq!(
+            names,
+            [
+                "opt/",
+                "opt/conda/",
+                "opt/conda/bin/",
+                "opt/conda/bin/hello"
+            ]
+        );
     }
 }

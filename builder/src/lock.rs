@@ -34,7 +34,11 @@ impl Lock {
             .map(|s| PlatformData {
                 name: PlatformName::from(&s.platform),
                 subdir: s.platform,
-                virtual_packages: s.virtual_packages.iter().map(format_virtual_package).collect(),
+                virtual_packages: s
+                    .virtual_packages
+                    .iter()
+                    .map(format_virtual_package)
+                    .collect(),
             })
             .collect();
         let mut builder = LockFile::builder()
@@ -65,7 +69,8 @@ impl Lock {
 
     /// Reads a lock file.
     pub fn from_path(path: &Path) -> Result<Self, BuildError> {
-        let text = std::fs::read_to_string(path).map_err(BuildError::io("reading lock file", path))?;
+        let text =
+            std::fs::read_to_string(path).map_err(BuildError::io("reading lock file", path))?;
         Self::from_text(&text, path)
     }
 
@@ -91,7 +96,10 @@ impl Lock {
                 .conda_repodata_records(platform)
                 .map_err(|e| lock_err(e.to_string()))?
                 .unwrap_or_default();
-            if env.pypi_packages(platform).is_some_and(|mut p| p.next().is_some()) {
+            if env
+                .pypi_packages(platform)
+                .is_some_and(|mut p| p.next().is_some())
+            {
                 return Err(lock_err(
                     "it has PyPI packages, which trousse does not install yet".into(),
                 ));
@@ -158,12 +166,20 @@ pub fn record_timestamp(record: &RepoDataRecord) -> Option<i64> {
 }
 
 fn format_virtual_package(p: &GenericVirtualPackage) -> String {
-    format!("{}={}={}", p.name.as_normalized(), p.version, p.build_string)
+    format!(
+        "{}={}={}",
+        p.name.as_normalized(),
+        p.version,
+        p.build_string
+    )
 }
 
 /// Whether a file looks like a lock file rather than a spec.
 pub fn is_lock_file(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     if name.ends_with(".lock") {
         return true;
     }

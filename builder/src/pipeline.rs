@@ -107,7 +107,11 @@ pub fn gateway(cache: &CacheDir, client: &LazyClient) -> Gateway {
 }
 
 /// Solves a spec and returns its lock.
-pub async fn lock_spec(spec: &EnvSpec, cache_dir: PathBuf, reporter: &Reporter) -> Result<Lock, BuildError> {
+pub async fn lock_spec(
+    spec: &EnvSpec,
+    cache_dir: PathBuf,
+    reporter: &Reporter,
+) -> Result<Lock, BuildError> {
     let cache = CacheDir::new(cache_dir)?;
     let client = http_client();
     timed(reporter, Stage::Solve, 0, async {
@@ -174,8 +178,10 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
 
         // fetch + stage what the cache does not have yet
         let started = Instant::now();
-        let mut staged: Vec<Option<StagedPackage>> =
-            records.iter().map(|r| stage::cached(&cache, r, &target)).collect();
+        let mut staged: Vec<Option<StagedPackage>> = records
+            .iter()
+            .map(|r| stage::cached(&cache, r, &target))
+            .collect();
         let missing: Vec<_> = records
             .iter()
             .zip(&staged)
@@ -220,7 +226,8 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
             let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
             futures::stream::iter(groups)
                 .map(|group| {
-                    let members: Vec<StagedPackage> = group.iter().map(|&i| staged[i].clone()).collect();
+                    let members: Vec<StagedPackage> =
+                        group.iter().map(|&i| staged[i].clone()).collect();
                     let cache = cache.clone();
                     let prefix = settings.prefix.clone();
                     let compression = options.compression;
@@ -230,7 +237,9 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
                             package_layer(&cache, &refs, &prefix, compression)
                         })
                         .await
-                        .map_err(|e| BuildError::Unsupported(format!("layer task failed: {e}")))??;
+                        .map_err(|e| {
+                            BuildError::Unsupported(format!("layer task failed: {e}"))
+                        })??;
                         reporter(&Event::Progress {
                             stage: Stage::Layer,
                             item: layer.packages.join(","),
@@ -307,7 +316,11 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
         layers: all_layers.len(),
         cached_layers: all_layers.iter().filter(|l| l.cached).count(),
         bytes: total_bytes,
-        bytes_written: all_layers.iter().filter(|l| !l.cached).map(|l| l.blob.size).sum(),
+        bytes_written: all_layers
+            .iter()
+            .filter(|l| !l.cached)
+            .map(|l| l.blob.size)
+            .sum(),
         packages,
         platforms,
         seconds,

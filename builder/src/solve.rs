@@ -43,10 +43,15 @@ pub async fn solve(spec: &EnvSpec, gateway: &Gateway) -> Result<Vec<SolvedPlatfo
         return Err(BuildError::Spec(crate::spec::SpecError {
             file: spec.path.clone(),
             line: None,
-            message: "the spec lists no channels: add e.g. 'channels: [conda-forge]' or pass -c".into(),
+            message: "the spec lists no channels: add e.g. 'channels: [conda-forge]' or pass -c"
+                .into(),
         }));
     }
-    let channel_names: Vec<String> = spec.channels.iter().map(|c| c.base_url.to_string()).collect();
+    let channel_names: Vec<String> = spec
+        .channels
+        .iter()
+        .map(|c| c.base_url.to_string())
+        .collect();
     let mut solved = Vec::new();
     for &platform in &spec.image.platforms {
         let repodata = gateway
@@ -123,7 +128,12 @@ async fn unknown_packages(
         .execute()
         .await
         .map_err(|e| BuildError::Channel {
-            channel: spec.channels.iter().map(|c| c.base_url.to_string()).collect::<Vec<_>>().join(", "),
+            channel: spec
+                .channels
+                .iter()
+                .map(|c| c.base_url.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             message: error_chain(&e),
         })?;
     let available: BTreeSet<&str> = repodata

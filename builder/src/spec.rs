@@ -7,10 +7,10 @@ use std::{
     str::FromStr,
 };
 
-pub use rattler_conda_types::{ChannelConfig, Subdir};
 use rattler_conda_types::{
     Channel, GenericVirtualPackage, MatchSpec, PackageName, ParseStrictness, Version,
 };
+pub use rattler_conda_types::{ChannelConfig, Subdir};
 use serde::Deserialize;
 use trousse_registry_client::ImageRef;
 
@@ -205,9 +205,7 @@ impl EnvSpec {
         let mut channels = Vec::new();
         for name in &raw.channels {
             let line = line_of(text, name);
-            channels.extend(
-                resolve_channel(name, &channel_config).map_err(|m| err(line, m))?,
-            );
+            channels.extend(resolve_channel(name, &channel_config).map_err(|m| err(line, m))?);
         }
 
         let mut dependencies = Vec::new();
@@ -334,15 +332,16 @@ pub fn parse_virtual_package(text: &str) -> Result<GenericVirtualPackage, String
     Ok(GenericVirtualPackage {
         name,
         version,
-        build_string: rattler_conda_types::package::BuildString::new_unchecked(parts.next().unwrap_or("0")),
+        build_string: rattler_conda_types::package::BuildString::new_unchecked(
+            parts.next().unwrap_or("0"),
+        ),
     })
 }
 
 /// Turns a channel entry of a spec into channels; `nodefaults` yields none.
 pub fn resolve_channel(name: &str, config: &ChannelConfig) -> Result<Vec<Channel>, String> {
-    let from_url = |u: &str| {
-        Channel::from_str(u, config).map_err(|e| format!("invalid channel '{u}': {e}"))
-    };
+    let from_url =
+        |u: &str| Channel::from_str(u, config).map_err(|e| format!("invalid channel '{u}': {e}"));
     match name {
         "nodefaults" => Ok(vec![]),
         "defaults" => Ok(vec![
@@ -350,7 +349,8 @@ pub fn resolve_channel(name: &str, config: &ChannelConfig) -> Result<Vec<Channel
             from_url("https://repo.anaconda.com/pkgs/r")?,
         ]),
         _ => {
-            let looks_like_path = name.starts_with('.') || name.starts_with('/') || name.starts_with('~');
+            let looks_like_path =
+                name.starts_with('.') || name.starts_with('/') || name.starts_with('~');
             if looks_like_path {
                 let path = config.root_dir.join(name);
                 if !path.is_dir() {
@@ -367,9 +367,7 @@ pub fn resolve_channel(name: &str, config: &ChannelConfig) -> Result<Vec<Channel
 
 /// The 1-based line of the first line that mentions `needle`.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .map(|i| i + 1)
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -398,13 +396,19 @@ mod tests {
             "dependencies: [python]\nvariables: {COURSE: intro}\ntrousse:\n  platforms: [linux-64, linux-aarch64]\n  prefix: /srv/env/\n  user: {name: student, uid: 1001}\n  virtual_packages: ['__cuda=12.4']\n",
         )
         .unwrap();
-        assert_eq!(spec.image.platforms, vec![Subdir::Linux64, Subdir::LinuxAarch64]);
+        assert_eq!(
+            spec.image.platforms,
+            vec![Subdir::Linux64, Subdir::LinuxAarch64]
+        );
         assert_eq!(spec.image.prefix, "/srv/env");
         assert_eq!(spec.image.user.name, "student");
         assert_eq!(spec.image.user.gid, 100);
         assert_eq!(spec.image.user.home(), "/home/student");
         assert_eq!(spec.image.env["COURSE"], "intro");
-        assert_eq!(spec.image.virtual_packages[0].name.as_normalized(), "__cuda");
+        assert_eq!(
+            spec.image.virtual_packages[0].name.as_normalized(),
+            "__cuda"
+        );
     }
 
     #[test]
@@ -427,7 +431,10 @@ mod tests {
         let e = parse("dependencies: [python]\ntrousse:\n  platforms: [win-64]\n").unwrap_err();
         assert_eq!(e.line, Some(3));
 
-        assert!(parse("name: empty\n").unwrap_err().message.contains("no dependencies"));
+        assert!(parse("name: empty\n")
+            .unwrap_err()
+            .message
+            .contains("no dependencies"));
         assert!(parse("channels: [./nowhere]\ndependencies: [python]\n")
             .unwrap_err()
             .message

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use rattler::install::{link_package, InstallDriver, InstallOptions, PythonInfo};
-use rattler_conda_types::{
-    prefix_record::PathsEntry, PrefixRecord, RepoDataRecord, Subdir,
-};
+use rattler_conda_types::{prefix_record::PathsEntry, PrefixRecord, RepoDataRecord, Subdir};
 use sha2::{Digest, Sha256};
 
 use crate::{cache::CacheDir, error::error_chain, BuildError};
@@ -44,7 +42,14 @@ pub fn stage_key(record: &RepoDataRecord, target: &StageTarget<'_>) -> String {
     let python = target
         .python
         .filter(|_| record.package_record.noarch.is_python())
-        .map(|p| format!("{}.{}:{}", p.short_version.0, p.short_version.1, p.site_packages_path.display()));
+        .map(|p| {
+            format!(
+                "{}.{}:{}",
+                p.short_version.0,
+                p.short_version.1,
+                p.site_packages_path.display()
+            )
+        });
     let identity = serde_json::json!({
         "format": STAGE_FORMAT,
         "sha256": record.package_record.sha256.map(hex::encode),
@@ -63,7 +68,11 @@ pub fn conda_meta_name(record: &RepoDataRecord) -> String {
 }
 
 /// Reads a staged package from the cache, if it was staged before.
-pub fn cached(cache: &CacheDir, record: &RepoDataRecord, target: &StageTarget<'_>) -> Option<StagedPackage> {
+pub fn cached(
+    cache: &CacheDir,
+    record: &RepoDataRecord,
+    target: &StageTarget<'_>,
+) -> Option<StagedPackage> {
     let key = stage_key(record, target);
     let root = cache.staged(&key);
     let meta = root.join("conda-meta").join(conda_meta_name(record));
@@ -143,7 +152,10 @@ pub fn normalize_prefix_record(record: &mut PrefixRecord) {
 }
 
 /// The python of an environment, needed to stage its noarch python packages.
-pub fn python_info(records: &[RepoDataRecord], platform: Subdir) -> Result<Option<PythonInfo>, BuildError> {
+pub fn python_info(
+    records: &[RepoDataRecord],
+    platform: Subdir,
+) -> Result<Option<PythonInfo>, BuildError> {
     let Some(python) = records
         .iter()
         .find(|r| r.package_record.name.as_normalized() == "python")

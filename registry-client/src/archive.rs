@@ -86,7 +86,7 @@ fn write_archive(
     fs_err::create_dir_all(dir).map_err(|e| RegistryError::Io {
         action: "creating",
         path: dir.to_path_buf(),
-        source: e.into(),
+        source: e,
     })?;
     let tmp = tempfile::Builder::new()
         .prefix(".partial-")
@@ -109,7 +109,11 @@ fn write_archive(
             let mut blob = image.blobs.open(digest).map_err(std::io::Error::other)?;
             let size = blob.metadata()?.len();
             let mut header = fixed_header(tar::EntryType::Regular, 0o644, size);
-            builder.append_data(&mut header, format!("blobs/sha256/{}", digest.hex()), &mut blob)?;
+            builder.append_data(
+                &mut header,
+                format!("blobs/sha256/{}", digest.hex()),
+                &mut blob,
+            )?;
         }
         builder.finish()
     })();
@@ -120,13 +124,11 @@ fn write_archive(
     writer
         .flush()
         .map_err(RegistryError::io("writing archive", file))?;
-    let tmp = writer
-        .into_inner()
-        .map_err(|e| RegistryError::Io {
-            action: "writing archive",
-            path: file.to_path_buf(),
-            source: e.into_error(),
-        })?;
+    let tmp = writer.into_inner().map_err(|e| RegistryError::Io {
+        action: "writing archive",
+        path: file.to_path_buf(),
+        source: e.into_error(),
+    })?;
     tmp.persist(file).map_err(|e| RegistryError::Io {
         action: "publishing archive",
         path: file.to_path_buf(),
@@ -146,7 +148,11 @@ fn fixed_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     header
 }
 
-fn append_bytes<W: Write>(b: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> std::io::Result<()> {
+fn append_bytes<W: Write>(
+    b: &mut tar::Builder<W>,
+    path: &str,
+    bytes: &[u8],
+) -> std::io::Result<()> {
     let mut header = fixed_header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
     b.append_data(&mut header, path, bytes)
 }
@@ -158,7 +164,10 @@ fn append_dir<W: Write>(b: &mut tar::Builder<W>, path: &str) -> std::io::Result<
 
 /// Unpacks an archive into a temporary directory.
 pub fn unpack(file: &Path) -> Result<tempfile::TempDir, RegistryError> {
-    let tmp = tempfile::tempdir().map_err(RegistryError::io("creating a temporary directory for", file))?;
+    let tmp = tempfile::tempdir().map_err(RegistryError::io(
+        "creating a temporary directory for",
+        file,
+    ))?;
     let reader = std::fs::File::open(file).map_err(RegistryError::io("opening", file))?;
     tar::Archive::new(std::io::BufReader::new(reader))
         .unpack(tmp.path())

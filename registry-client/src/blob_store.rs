@@ -54,7 +54,7 @@ impl BlobStore {
         fs_err::create_dir_all(&dir).map_err(|e| RegistryError::Io {
             action: "creating blob directory",
             path: dir.clone(),
-            source: e.into(),
+            source: e,
         })?;
         Ok(dir)
     }
@@ -113,7 +113,11 @@ impl BlobStore {
         }
         let dir = self.blob_dir()?;
         let dst = self.path(digest);
-        let tmp = dir.join(format!(".partial-import-{}-{}", digest.hex(), std::process::id()));
+        let tmp = dir.join(format!(
+            ".partial-import-{}-{}",
+            digest.hex(),
+            std::process::id()
+        ));
         let _ = std::fs::remove_file(&tmp);
         if std::fs::hard_link(&src, &tmp).is_err() {
             std::fs::copy(&src, &tmp).map_err(RegistryError::io("copying blob to", &tmp))?;

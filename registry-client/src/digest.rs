@@ -96,26 +96,6 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_and_prints_digests() {
-        let d = Digest::of_bytes(b"hello");
-        let parsed: Digest = d.to_string().parse().unwrap();
-        assert_eq!(parsed, d);
-        assert_eq!(
-            d.to_string(),
-            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
-        assert!("sha256:abc".parse::<Digest>().is_err());
-        assert!("md5:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-            .parse::<Digest>()
-            .is_err());
-    }
-}
-
 /// JSON with object keys sorted at every level: the same value always
 /// serializes to the same bytes, whatever map type it was built from.
 pub fn canonical_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
@@ -133,4 +113,39 @@ pub fn canonical_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, serde_j
         }
     }
     serde_json::to_vec(&sort(serde_json::to_value(value)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_digests() {
+        let d = Digest::of_bytes(b"hello");
+        let parsed: Digest = d.to_string().parse().unwrap();
+        assert_eq!(parsed, d);
+        assert_eq!(
+            d.to_string(),
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert!("sha256:abc".parse::<Digest>().is_err());
+        assert!(
+            "md5:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+                .parse::<Digest>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let mut inner = std::collections::HashMap::new();
+        for k in ["zeta", "alpha", "mid"] {
+            inner.insert(k.to_string(), 1);
+        }
+        let value = serde_json::json!({"b": inner, "a": [{"y": 1, "x": 2}]});
+        assert_eq!(
+            String::from_utf8(canonical_json(&value).unwrap()).unwrap(),
+            r#"{"a":[{"x":2,"y":1}],"b":{"alpha":1,"mid":1,"zeta":1}}"#
+        );
+    }
 }

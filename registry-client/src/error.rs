@@ -64,7 +64,10 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// Wraps an I/O error with what was being done and where.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| RegistryError::Io {
             action,

@@ -135,7 +135,9 @@ mod tests {
             }
         );
         assert_eq!(
-            "docker-archive:c.tar:intro:2026".parse::<ImageRef>().unwrap(),
+            "docker-archive:c.tar:intro:2026"
+                .parse::<ImageRef>()
+                .unwrap(),
             ImageRef::DockerArchive {
                 file: "c.tar".into(),
                 reference: Some("intro:2026".into())

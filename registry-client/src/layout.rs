@@ -43,7 +43,7 @@ impl OciLayout {
         fs_err::create_dir_all(&dir).map_err(|e| RegistryError::Io {
             action: "creating layout directory",
             path: dir.clone(),
-            source: e.into(),
+            source: e,
         })?;
         let layout = Self {
             blobs: BlobStore::new(&dir),
@@ -77,11 +77,12 @@ impl OciLayout {
 
     /// Replaces `index.json` atomically.
     pub fn write_index(&self, index: &ImageIndex) -> Result<(), RegistryError> {
-        let bytes = crate::digest::canonical_json(index).map_err(|source| RegistryError::InvalidJson {
-            what: "index.json",
-            location: self.dir.clone(),
-            source,
-        })?;
+        let bytes =
+            crate::digest::canonical_json(index).map_err(|source| RegistryError::InvalidJson {
+                what: "index.json",
+                location: self.dir.clone(),
+                source,
+            })?;
         write_atomically(&self.dir.join("index.json"), &bytes)
     }
 

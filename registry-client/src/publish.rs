@@ -41,7 +41,12 @@ impl Image {
                 index
                     .manifests()
                     .iter()
-                    .map(|d| Ok((d.clone(), read_manifest(&self.blobs, &descriptor_digest(d)?)?)))
+                    .map(|d| {
+                        Ok((
+                            d.clone(),
+                            read_manifest(&self.blobs, &descriptor_digest(d)?)?,
+                        ))
+                    })
                     .collect()
             }
             _ => Ok(vec![(
@@ -55,7 +60,10 @@ impl Image {
     pub fn blob_digests(&self) -> Result<Vec<Digest>, RegistryError> {
         let mut out = vec![descriptor_digest(&self.root)?];
         for (descriptor, manifest) in self.manifests()? {
-            let mut more = vec![descriptor_digest(&descriptor)?, descriptor_digest(manifest.config())?];
+            let mut more = vec![
+                descriptor_digest(&descriptor)?,
+                descriptor_digest(manifest.config())?,
+            ];
             for layer in manifest.layers() {
                 more.push(descriptor_digest(layer)?);
             }
@@ -85,11 +93,9 @@ pub fn publish(image: &Image, target: &ImageRef) -> Result<(), RegistryError> {
                 })
             }
         }
-        ImageRef::OciArchive { file, tag } => archive::write_oci_archive(
-            image,
-            file,
-            tag.as_deref().unwrap_or(ImageRef::DEFAULT_TAG),
-        ),
+        ImageRef::OciArchive { file, tag } => {
+            archive::write_oci_archive(image, file, tag.as_deref().unwrap_or(ImageRef::DEFAULT_TAG))
+        }
         ImageRef::DockerArchive { file, reference } => {
             archive::write_docker_archive(image, file, reference.as_deref())
         }
@@ -115,12 +121,15 @@ fn publish_new_directory(
     fs_err::create_dir_all(&parent).map_err(|e| RegistryError::Io {
         action: "creating",
         path: parent.clone(),
-        source: e.into(),
+        source: e,
     })?;
     let staging = tempfile::Builder::new()
         .prefix(".partial-")
         .tempdir_in(&parent)
-        .map_err(RegistryError::io("creating a staging directory in", &parent))?;
+        .map_err(RegistryError::io(
+            "creating a staging directory in",
+            &parent,
+        ))?;
     fill(staging.path())?;
     let staged = staging.keep();
     std::fs::rename(&staged, dir).map_err(|e| {

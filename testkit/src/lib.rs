@@ -8,13 +8,15 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use rattler_conda_types::compression_level::CompressionLevel;
-use sha2::{Digest, Sha256};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 /// A placeholder prefix as long as conda-build's (255 characters), so that
 /// binary replacement has room for any real prefix.
 pub fn placeholder() -> String {
-    let mut p = String::from("/home/conda/feedstock_root/build_artifacts/trousse_test_1700000000000/_h_env");
+    let mut p = String::from(
+        "/home/conda/feedstock_root/build_artifacts/trousse_test_1700000000000/_h_env",
+    );
     while p.len() < 255 {
         p.push_str("_placehold");
     }
@@ -98,7 +100,11 @@ impl PackageSpec {
     pub fn noarch(mut self, kind: &str) -> Self {
         self.noarch = Some(kind.into());
         self.subdir = "noarch".into();
-        self.build = if kind == "python" { "pyh0_0".into() } else { "0".into() };
+        self.build = if kind == "python" {
+            "pyh0_0".into()
+        } else {
+            "0".into()
+        };
         self
     }
 
@@ -121,7 +127,13 @@ impl PackageSpec {
     }
 
     /// Adds a file whose content holds the placeholder prefix.
-    pub fn prefix_file(mut self, path: &str, content: impl Into<Vec<u8>>, mode: u32, how: PlaceholderMode) -> Self {
+    pub fn prefix_file(
+        mut self,
+        path: &str,
+        content: impl Into<Vec<u8>>,
+        mode: u32,
+        how: PlaceholderMode,
+    ) -> Self {
         self.files.push(FileSpec {
             path: path.into(),
             content: content.into(),
@@ -216,8 +228,14 @@ pub fn write_package(channel: &Path, spec: &PackageSpec, format: ArchiveFormat) 
     }
     let mut info_files = vec![
         ("index.json", index.to_string()),
-        ("paths.json", json!({"paths": entries, "paths_version": 1}).to_string()),
-        ("about.json", json!({"summary": format!("synthetic {}", spec.name)}).to_string()),
+        (
+            "paths.json",
+            json!({"paths": entries, "paths_version": 1}).to_string(),
+        ),
+        (
+            "about.json",
+            json!({"summary": format!("synthetic {}", spec.name)}).to_string(),
+        ),
     ];
     if spec.noarch.as_deref() == Some("python") {
         info_files.push((
@@ -242,7 +260,7 @@ pub fn write_package(channel: &Path, spec: &PackageSpec, format: ArchiveFormat) 
             &paths,
             CompressionLevel::Default,
             Some(1),
-            &spec.file_name(format).trim_end_matches(".conda").to_string(),
+            spec.file_name(format).trim_end_matches(".conda"),
             Some(&timestamp),
             None,
         )?,
@@ -342,7 +360,11 @@ pub fn example_packages() -> Result<Vec<PackageSpec>> {
 /// Writes and indexes the example channel into `dir`.
 pub async fn write_example_channel(dir: &Path) -> Result<()> {
     for (i, spec) in example_packages()?.iter().enumerate() {
-        let format = if i % 2 == 0 { ArchiveFormat::Conda } else { ArchiveFormat::TarBz2 };
+        let format = if i % 2 == 0 {
+            ArchiveFormat::Conda
+        } else {
+            ArchiveFormat::TarBz2
+        };
         write_package(dir, spec, format)?;
     }
     index_channel(dir).await
@@ -379,7 +401,11 @@ impl Rng {
             let word = self.next_u64();
             // half random bytes, half a small alphabet
             out.extend_from_slice(&word.to_le_bytes()[..4]);
-            out.extend(word.to_le_bytes()[4..].iter().map(|b| b"abcdefgh"[(*b % 8) as usize]));
+            out.extend(
+                word.to_le_bytes()[4..]
+                    .iter()
+                    .map(|b| b"abcdefgh"[(*b % 8) as usize]),
+            );
         }
         out.truncate(len);
         out
@@ -404,7 +430,10 @@ pub fn synthetic_packages(count: usize, seed: u64) -> Vec<PackageSpec> {
             }
             spec = spec.prefix_file(
                 &format!("bin/{name}"),
-                format!("#!/bin/sh\nexec {}/lib/{name}/data-0.bin \"$@\"\n", placeholder()),
+                format!(
+                    "#!/bin/sh\nexec {}/lib/{name}/data-0.bin \"$@\"\n",
+                    placeholder()
+                ),
                 0o755,
                 PlaceholderMode::Text,
             );

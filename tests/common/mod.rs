@@ -59,8 +59,10 @@ impl Workspace {
     pub fn with_example_channel() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(trousse_testkit::write_example_channel(&dir.path().join("channel")))
-            .unwrap();
+        rt.block_on(trousse_testkit::write_example_channel(
+            &dir.path().join("channel"),
+        ))
+        .unwrap();
         Self { dir }
     }
 
@@ -74,7 +76,10 @@ impl Workspace {
 
     /// Writes a spec file over the example channel.
     pub fn spec(&self, name: &str, dependencies: &[&str], extra: &str) -> PathBuf {
-        let deps: String = dependencies.iter().map(|d| format!("  - \"{d}\"\n")).collect();
+        let deps: String = dependencies
+            .iter()
+            .map(|d| format!("  - \"{d}\"\n"))
+            .collect();
         let text = format!("name: {name}\nchannels:\n  - ./channel\ndependencies:\n{deps}{extra}");
         let path = self.path(&format!("{name}.yml"));
         std::fs::write(&path, text).unwrap();
@@ -87,7 +92,8 @@ impl Workspace {
             write_package(&self.channel(), p, ArchiveFormat::Conda).unwrap();
         }
         let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(trousse_testkit::index_channel(&self.channel())).unwrap();
+        rt.block_on(trousse_testkit::index_channel(&self.channel()))
+            .unwrap();
     }
 
     pub fn cache(&self) -> String {
@@ -130,11 +136,20 @@ pub fn tree(root: &Path) -> std::collections::BTreeMap<String, (String, Vec<u8>,
     let mut out = std::collections::BTreeMap::new();
     for entry in walkdir::WalkDir::new(root).min_depth(1) {
         let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(root).unwrap().display().to_string();
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .display()
+            .to_string();
         let meta = entry.path().symlink_metadata().unwrap();
         let value = if meta.file_type().is_symlink() {
             let target = std::fs::read_link(entry.path()).unwrap();
-            ("symlink".to_string(), target.display().to_string().into_bytes(), false)
+            (
+                "symlink".to_string(),
+                target.display().to_string().into_bytes(),
+                false,
+            )
         } else if meta.is_dir() {
             ("dir".to_string(), Vec::new(), false)
         } else {
