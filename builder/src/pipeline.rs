@@ -221,7 +221,16 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
         // layers
         let base = load_base(&settings.base, platform, &blobs)?;
         let budget = MAX_LAYERS.saturating_sub(base.layers.len() + 1).max(2);
-        let groups = plan_layers(&staged, budget);
+        let sizes: Vec<(String, u64)> = staged
+            .iter()
+            .map(|p| {
+                (
+                    p.record.identifier.to_string(),
+                    p.record.package_record.size.unwrap_or(0),
+                )
+            })
+            .collect();
+        let groups = plan_layers(&sizes, budget);
         let (mut layers, s) = timed(reporter, Stage::Layer, groups.len() as u64 + 1, async {
             let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
             futures::stream::iter(groups)

@@ -1,0 +1,153 @@
+//! A local base image (`--base oci:DIR:TAG`): its layers pass through
+//! untouched and its /etc/passwd is merged, not replaced.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::*;
+
+/// Makes a busybox base image with umoci: a shell and a passwd of its own.
+fn busybox_base(dir: &Path) -> std::path::PathBuf {
+    require("umoci");
+    let layout = dir.join("base");
+    run_ok(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout),
+    );
+    run_ok(
+        Command::new("umoci")
+            .args(["new", "--image"])
+            .arg(format!("{}:bb", layout.display())),
+    );
+    let bundle = dir.join("base-bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:bb", layout.display()))
+            .arg(&bundle),
+    );
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static is installed");
+    for tool in ["sh", "cat", "id", "ls"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nusers:x:100:\n").unwrap();
+    run_ok(
+        Command::new("umoci")
+            .args(["repack", "--image"])
+            .arg(format!("{}:bb", layout.display()))
+            .arg(&bundle),
+    );
+    run_ok(
+        Command::new("umoci")
+            .args(["config", "--image"])
+            .arg(format!("{}:bb", layout.display()))
+            .args([
+                "--config.env",
+                "PATH=/usr/bin:/bin",
+                "--config.env",
+                "BASE_VAR=kept",
+                "--architecture",
+                "amd64",
+                "--os",
+                "linux",
+            ]),
+    );
+    layout
+}
+
+fn layer_digests(image: &str) -> Vec<String> {
+    let raw: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new("skopeo").args(["inspect", "--raw", image]),
+    ))
+    .unwrap();
+    raw["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_local_base_image_is_layered_under_the_environment() {
+    require("skopeo");
+    require("docker");
+    let ws = Workspace::with_example_channel();
+    let base = busybox_base(ws.dir.path());
+    let base_ref = format!("oci:{}:bb", base.display());
+    let base_layers = layer_digests(&base_ref);
+    assert_eq!(base_layers.len(), 1);
+
+    let spec = ws.spec(
+        "on-busybox",
+        &["greet"],
+        "trousse:\n  command: [sh, -c, 'greet; id']\n",
+    );
+    let layout = ws.path("image");
+    run_ok(trousse(&[
+        "build",
+        spec.to_str().unwrap(),
+        "--base",
+        &base_ref,
+        "--output",
+        &format!("oci:{}", layout.display()),
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+    let layers = layer_digests(&format!("oci:{}:latest", layout.display()));
+    assert_eq!(
+        layers[0], base_layers[0],
+        "the base layer is not passed through"
+    );
+    assert_eq!(layers.len(), 1 + 2 + 1);
+
+    let rootfs = umoci_unpack(&layout, "latest", ws.dir.path());
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
+    assert_eq!(
+        passwd,
+        "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/:/bin/false\njovyan:x:1000:100::/home/jovyan:/bin/sh\n"
+    );
+    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap();
+    assert_eq!(group, "root:x:0:\nusers:x:100:\n");
+
+    let archive = ws.path("image.tar");
+    let tag = format!("trousse-test/on-busybox:{}", std::process::id());
+    run_ok(trousse(&[
+        "build",
+        spec.to_str().unwrap(),
+        "--base",
+        &base_ref,
+        "--output",
+        &format!("docker-archive:{}:{tag}", archive.display()),
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+    run_ok(Command::new("docker").arg("load").arg("-i").arg(&archive));
+    let out = run(Command::new("docker").args(["run", "--rm", &tag]));
+    let env =
+        run(Command::new("docker").args(["run", "--rm", &tag, "sh", "-c", "echo $BASE_VAR $PATH"]));
+    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("greetings from /opt/conda"), "{stdout}");
+    assert!(stdout.contains("shared data"), "{stdout}");
+    assert!(
+        stdout.contains("uid=1000(jovyan) gid=100(users)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&env.stdout).trim(),
+        "kept /opt/conda/bin:/usr/bin:/bin"
+    );
+}
