@@ -17,7 +17,7 @@ use trousse_builder::{
     spec::{parse_platform, resolve_channel},
     BuildError, BuildInput, BuildOptions, Compression, EnvSpec, ImageSettings, Lock,
 };
-use trousse_registry_client::ImageRef;
+use trousse_registry_client::{ImageRef, RegistryOptions};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +41,12 @@ struct SolveArgs {
     /// Cache directory [default: $TROUSSE_CACHE_DIR or ~/.cache/trousse].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Repository (HOST/REPO) that keeps every pushed layer, so other repositories mount it.
+    #[arg(long, env = "TROUSSE_LAYER_POOL")]
+    layer_pool: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +87,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are.
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
     },
 }
 
@@ -227,12 +236,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 compression,
                 output,
                 reporter: progress::reporter(json),
+                registry: RegistryOptions {
+                    insecure: solve.insecure_registries.clone(),
+                    layer_pool: solve.layer_pool.clone(),
+                },
             };
             let report = trousse_builder::build(build_input, options).await?;
-            eprintln!(
-                "built {} -> {} ({} layers, {} cached, {} bytes)",
-                report.digest, report.output, report.layers, report.cached_layers, report.bytes
-            );
+            if report.cached {
+                eprintln!(
+                    "{} already holds this build: {}",
+                    report.output, report.digest
+                );
+            } else {
+                eprintln!(
+                    "built {} -> {} ({} layers, {} cached, {} bytes)",
+                    report.digest, report.output, report.layers, report.cached_layers, report.bytes
+                );
+            }
+            if let Some(push) = &report.push {
+                eprintln!(
+                    "pushed {} blobs ({} bytes), {} already there, {} mounted",
+                    push.blobs_uploaded,
+                    push.bytes_uploaded,
+                    push.blobs_present,
+                    push.blobs_mounted
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -240,9 +269,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Inspect { image, json } => {
+        Command::Inspect {
+            image,
+            json,
+            insecure_registries,
+        } => {
             let reference = ImageRef::from_str(&image).map_err(BuildError::from)?;
-            let manifests = inspect(&reference)?;
+            let registry = RegistryOptions {
+                insecure: insecure_registries,
+                layer_pool: None,
+            };
+            let manifests = inspect(&reference, &registry).await?;
             if json {
                 println!("{}", serde_json::to_string(&manifests)?);
                 return Ok(());

@@ -11,6 +11,7 @@ use oci_spec::image::{
 use rattler_conda_types::Subdir;
 use trousse_registry_client::{
     digest::canonical_json, open_image, publish::descriptor_digest, BlobStore, Digest, ImageRef,
+    RegistryOptions,
 };
 
 use crate::{layer::Layer, spec::ImageSettings, BuildError};
@@ -55,16 +56,17 @@ pub fn oci_arch(platform: Subdir) -> Result<(Arch, Option<String>), BuildError> 
 }
 
 /// Loads the base image for a platform and copies its blobs into `blobs`.
-pub fn load_base(
+pub async fn load_base(
     base: &ImageRef,
     platform: Subdir,
     blobs: &BlobStore,
+    registry: &RegistryOptions,
 ) -> Result<BaseImage, BuildError> {
     if *base == ImageRef::Scratch {
         return Ok(BaseImage::default());
     }
-    let opened = open_image(base)?;
     let (arch, _) = oci_arch(platform)?;
+    let opened = open_image(base, registry, blobs, Some(&arch.to_string())).await?;
     let manifests = opened.image.manifests()?;
     let (_, manifest) = manifests
         .iter()

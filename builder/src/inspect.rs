@@ -1,7 +1,7 @@
 //! Reading back a built image: its platforms, layers and the packages in each.
 
 use serde::Serialize;
-use trousse_registry_client::{open_image, publish::descriptor_digest, ImageRef};
+use trousse_registry_client::{open_image, publish::descriptor_digest, ImageRef, RegistryOptions};
 
 use crate::{image::PACKAGES_ANNOTATION, BuildError};
 
@@ -28,8 +28,14 @@ pub struct ManifestSummary {
 }
 
 /// Lists the layers of each platform of an image.
-pub fn inspect(reference: &ImageRef) -> Result<Vec<ManifestSummary>, BuildError> {
-    let opened = open_image(reference)?;
+pub async fn inspect(
+    reference: &ImageRef,
+    registry: &RegistryOptions,
+) -> Result<Vec<ManifestSummary>, BuildError> {
+    let scratch =
+        tempfile::tempdir().map_err(BuildError::io("creating a temporary directory", "."))?;
+    let store = trousse_registry_client::BlobStore::new(scratch.path());
+    let opened = open_image(reference, registry, &store, None).await?;
     let mut out = Vec::new();
     for (descriptor, manifest) in opened.image.manifests()? {
         let platform = descriptor

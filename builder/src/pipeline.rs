@@ -8,7 +8,12 @@ use rattler_cache::package_cache::PackageCache;
 use rattler_networking::LazyClient;
 use rattler_repodata_gateway::Gateway;
 use serde::Serialize;
-use trousse_registry_client::{publish, publish::descriptor_digest, Image, ImageRef};
+use trousse_registry_client::{
+    publish,
+    publish::descriptor_digest,
+    registry::{parse_reference, Registry},
+    Image, ImageRef, PushReport, RegistryOptions,
+};
 
 use crate::{
     cache::CacheDir,
@@ -49,6 +54,8 @@ pub struct BuildOptions {
     pub output: ImageRef,
     /// Receives progress events.
     pub reporter: Reporter,
+    /// How to reach registries.
+    pub registry: RegistryOptions,
 }
 
 /// The image of one platform.
@@ -85,6 +92,10 @@ pub struct BuildReport {
     pub platforms: Vec<PlatformImage>,
     /// Seconds spent per stage.
     pub seconds: BTreeMap<String, f64>,
+    /// Whether the registry already had this build, so nothing was done.
+    pub cached: bool,
+    /// What a push to a registry transferred.
+    pub push: Option<PushReport>,
 }
 
 /// The HTTP client for channels and packages.
@@ -156,6 +167,10 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
         BuildInput::Lock { lock, settings } => (lock, settings),
     };
     let lock_hash = lock.hash();
+    let build_key = build_key(&lock_hash, &settings, options.compression);
+    if let Some(report) = published_build(&options, &build_key, &lock_hash).await? {
+        return Ok(report);
+    }
     let epoch = source_date_epoch().unwrap_or_else(|| lock.newest_timestamp());
     let blobs = cache.blobs();
     let package_cache = PackageCache::new(cache.packages());
@@ -219,7 +234,7 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
         let staged: Vec<StagedPackage> = staged.into_iter().flatten().collect();
 
         // layers
-        let base = load_base(&settings.base, platform, &blobs)?;
+        let base = load_base(&settings.base, platform, &blobs, &options.registry).await?;
         let budget = MAX_LAYERS.saturating_sub(base.layers.len() + 1).max(2);
         let sizes: Vec<(String, u64)> = staged
             .iter()
@@ -312,8 +327,21 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
     };
     let digest = descriptor_digest(&root)?.to_string();
     let image = Image { blobs, root };
-    let (_, s) = timed(reporter, Stage::Publish, 1, async {
-        publish(&image, &options.output).map_err(BuildError::from)
+    let mount_from: Vec<String> = match &settings.base {
+        ImageRef::Registry { reference } => vec![reference.clone()],
+        _ => Vec::new(),
+    };
+    let (published, s) = timed(reporter, Stage::Publish, 1, async {
+        let published = publish(&image, &options.output, &options.registry, &mount_from).await?;
+        if let ImageRef::Registry { reference } = &options.output {
+            // the build-key tag is written last: it marks a complete push
+            let target = parse_reference(reference)?;
+            let key_tag = build_key_tag(&target, &build_key);
+            Registry::for_reference(&key_tag, &options.registry)?
+                .retag(&target, &key_tag)
+                .await?;
+        }
+        Ok::<_, BuildError>(published)
     })
     .await?;
     seconds.insert("publish".to_string(), s);
@@ -333,7 +361,60 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
         packages,
         platforms,
         seconds,
+        cached: false,
+        push: published.push,
     })
+}
+
+/// The identity of a build: the lock, the settings, the compression and the
+/// builder's output format. The same key gives the same image.
+fn build_key(lock_hash: &str, settings: &ImageSettings, compression: Compression) -> String {
+    use sha2::{Digest, Sha256};
+    let identity = format!("trousse-build-v1\n{lock_hash}\n{settings:?}\n{compression:?}");
+    hex::encode(&Sha256::digest(identity.as_bytes())[..16])
+}
+
+/// The tag that marks a complete push of a build in the target repository.
+fn build_key_tag(target: &oci_client::Reference, build_key: &str) -> oci_client::Reference {
+    oci_client::Reference::with_tag(
+        target.registry().into(),
+        target.repository().into(),
+        format!("build-{build_key}"),
+    )
+}
+
+/// For a registry output that already holds this build (tag `build-KEY`):
+/// moves the requested tag to it when needed and reports it as cached.
+async fn published_build(
+    options: &BuildOptions,
+    build_key: &str,
+    lock_hash: &str,
+) -> Result<Option<BuildReport>, BuildError> {
+    let ImageRef::Registry { reference } = &options.output else {
+        return Ok(None);
+    };
+    let target = parse_reference(reference)?;
+    let registry = Registry::for_reference(&target, &options.registry)?;
+    let Some(digest) = registry
+        .retag(&build_key_tag(&target, build_key), &target)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(BuildReport {
+        digest,
+        output: options.output.to_string(),
+        lock_hash: lock_hash.to_string(),
+        layers: 0,
+        cached_layers: 0,
+        bytes: 0,
+        bytes_written: 0,
+        packages: 0,
+        platforms: Vec::new(),
+        seconds: BTreeMap::new(),
+        cached: true,
+        push: Some(PushReport::default()),
+    }))
 }
 
 /// `SOURCE_DATE_EPOCH`, when set, overrides the time taken from the lock.

@@ -125,6 +125,27 @@ impl BlobStore {
         std::fs::rename(&tmp, &dst).map_err(RegistryError::io("publishing blob", &dst))
     }
 
+    /// A fresh temporary path inside the store, for a blob being downloaded.
+    pub fn partial_path(&self, digest: &Digest) -> Result<PathBuf, RegistryError> {
+        let dir = self.blob_dir()?;
+        Ok(dir.join(format!(".partial-{}-{}", digest.hex(), std::process::id())))
+    }
+
+    /// Checks a downloaded file against its digest and moves it into place.
+    pub fn commit_partial(&self, partial: &Path, digest: &Digest) -> Result<(), RegistryError> {
+        let file = File::open(partial).map_err(RegistryError::io("reading", partial))?;
+        let (actual, _) = Digest::of_reader(std::io::BufReader::new(file))
+            .map_err(RegistryError::io("reading", partial))?;
+        if &actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        let dst = self.path(digest);
+        std::fs::rename(partial, &dst).map_err(RegistryError::io("publishing blob", &dst))
+    }
+
     /// Opens a stored blob for reading.
     pub fn open(&self, digest: &Digest) -> Result<File, RegistryError> {
         File::open(self.path(digest))

@@ -57,6 +57,20 @@ pub enum RegistryError {
         #[source]
         source: serde_json::Error,
     },
+    /// The registry refused the credentials (or their absence).
+    #[error("{registry} answered 401 Unauthorized: check the credentials stored for it (docker login {registry})")]
+    Unauthorized {
+        /// The registry host.
+        registry: String,
+    },
+    /// The registry failed a request.
+    #[error("registry {registry}: {message}")]
+    Registry {
+        /// The registry host.
+        registry: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The request cannot be met by this kind of target.
     #[error("{0}")]
     Unsupported(String),

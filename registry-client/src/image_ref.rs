@@ -24,6 +24,11 @@ pub enum ImageRef {
         /// The tag, `latest` when absent.
         tag: Option<String>,
     },
+    /// An image in a registry: `docker://HOST/REPO[:TAG]`.
+    Registry {
+        /// `HOST/REPO[:TAG][@DIGEST]`.
+        reference: String,
+    },
     /// A tar file in the format of `docker save`, loadable by `docker load`.
     DockerArchive {
         /// The archive file.
@@ -43,6 +48,7 @@ impl ImageRef {
             ImageRef::Scratch => None,
             ImageRef::Oci { tag, .. } | ImageRef::OciArchive { tag, .. } => tag.as_deref(),
             ImageRef::DockerArchive { reference, .. } => reference.as_deref(),
+            ImageRef::Registry { .. } => None,
         }
     }
 }
@@ -65,6 +71,12 @@ impl FromStr for ImageRef {
         };
         if s == "scratch" {
             return Ok(ImageRef::Scratch);
+        }
+        if let Some(reference) = s.strip_prefix("docker://") {
+            crate::registry::parse_reference(reference)?;
+            return Ok(ImageRef::Registry {
+                reference: reference.to_string(),
+            });
         }
         let (transport, rest) = s.split_once(':').ok_or_else(|| {
             invalid("expected TRANSPORT:LOCATION, e.g. oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]")
@@ -89,10 +101,10 @@ impl FromStr for ImageRef {
                 reference: tag,
             }),
             "docker" => Err(invalid(
-                "registry references (docker://) are not supported yet; write an oci:, oci-archive: or docker-archive: image",
+                "registry references take two slashes: docker://HOST/REPO[:TAG]",
             )),
             other => Err(invalid(&format!(
-                "unknown transport '{other}': use oci:, oci-archive: or docker-archive:"
+                "unknown transport '{other}': use oci:, oci-archive:, docker-archive: or docker://"
             ))),
         }
     }
@@ -102,6 +114,7 @@ impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (transport, path, tag) = match self {
             ImageRef::Scratch => return f.write_str("scratch"),
+            ImageRef::Registry { reference } => return write!(f, "docker://{reference}"),
             ImageRef::Oci { dir, tag } => ("oci", dir, tag),
             ImageRef::OciArchive { file, tag } => ("oci-archive", file, tag),
             ImageRef::DockerArchive { file, reference } => ("docker-archive", file, reference),
@@ -147,5 +160,14 @@ mod tests {
         assert!("course.tar".parse::<ImageRef>().is_err());
         assert!("zip:course.tar".parse::<ImageRef>().is_err());
         assert!("oci:".parse::<ImageRef>().is_err());
+        assert_eq!(
+            "docker://localhost:5000/courses/intro:2026"
+                .parse::<ImageRef>()
+                .unwrap(),
+            ImageRef::Registry {
+                reference: "localhost:5000/courses/intro:2026".into()
+            }
+        );
+        assert!("docker://Bad Name".parse::<ImageRef>().is_err());
     }
 }

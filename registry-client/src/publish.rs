@@ -2,12 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageManifest};
 
 use crate::{
     archive,
     layout::{read_index, read_manifest},
-    BlobStore, Digest, ImageRef, OciLayout, RegistryError,
+    registry::{parse_reference, Registry},
+    BlobStore, Digest, ImageRef, OciLayout, PushReport, RegistryError, RegistryOptions,
 };
 
 /// An image: a manifest or an index, and the store that holds all its blobs.
@@ -36,7 +37,7 @@ impl Image {
     pub fn manifests(&self) -> Result<Vec<(Descriptor, ImageManifest)>, RegistryError> {
         let digest = descriptor_digest(&self.root)?;
         match self.root.media_type() {
-            MediaType::ImageIndex => {
+            t if crate::registry::is_index(t) => {
                 let index = read_index(&self.blobs, &digest)?;
                 index
                     .manifests()
@@ -77,9 +78,39 @@ impl Image {
     }
 }
 
-/// Writes `image` to `target` atomically: a reader sees the old state or the whole new image.
-pub fn publish(image: &Image, target: &ImageRef) -> Result<(), RegistryError> {
+/// What publishing did.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    /// Transfer counters, for a push to a registry.
+    pub push: Option<PushReport>,
+}
+
+/// Writes `image` to `target` atomically: a reader sees the old state or the
+/// whole new image. Registry pushes try to mount blobs from `mount_from`.
+pub async fn publish(
+    image: &Image,
+    target: &ImageRef,
+    options: &RegistryOptions,
+    mount_from: &[String],
+) -> Result<Published, RegistryError> {
+    if let ImageRef::Registry { reference } = target {
+        let reference = parse_reference(reference)?;
+        let sources = mount_from
+            .iter()
+            .filter_map(|s| parse_reference(s).ok())
+            .collect::<Vec<_>>();
+        let report = Registry::for_reference(&reference, options)?
+            .push(image, &reference, &sources)
+            .await?;
+        return Ok(Published { push: Some(report) });
+    }
+    publish_local(image, target)?;
+    Ok(Published::default())
+}
+
+fn publish_local(image: &Image, target: &ImageRef) -> Result<(), RegistryError> {
     match target {
+        ImageRef::Registry { .. } => unreachable!("handled by publish"),
         ImageRef::Scratch => Err(RegistryError::Unsupported(
             "cannot write an image to 'scratch'".into(),
         )),
@@ -142,9 +173,27 @@ fn publish_new_directory(
     })
 }
 
-/// Opens an image for reading from an OCI layout or an archive written as one.
-pub fn open_image(reference: &ImageRef) -> Result<OpenedImage, RegistryError> {
+/// Opens an image for reading: from an OCI layout or an archive written as
+/// one, or pulled from a registry into `store` (only the layers of
+/// `architecture`, when given).
+pub async fn open_image(
+    reference: &ImageRef,
+    options: &RegistryOptions,
+    store: &BlobStore,
+    architecture: Option<&str>,
+) -> Result<OpenedImage, RegistryError> {
+    if let ImageRef::Registry { reference } = reference {
+        let reference = parse_reference(reference)?;
+        let image = Registry::for_reference(&reference, options)?
+            .pull(&reference, architecture, store)
+            .await?;
+        return Ok(OpenedImage {
+            image,
+            _unpacked: None,
+        });
+    }
     let (layout, tag, unpacked) = match reference {
+        ImageRef::Registry { .. } => unreachable!("pulled above"),
         ImageRef::Scratch => {
             return Err(RegistryError::Unsupported(
                 "'scratch' has no image to open".into(),

@@ -163,3 +163,78 @@ pub fn tree(root: &Path) -> std::collections::BTreeMap<String, (String, Vec<u8>,
     }
     out
 }
+
+/// A CNCF distribution registry (Debian's docker-registry) on a loopback port.
+pub struct RegistryServer {
+    pub host: String,
+    pub root: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl RegistryServer {
+    /// Starts a registry; with `htpasswd` set to (user, password), Basic auth is required.
+    pub fn start(htpasswd: Option<(&str, &str)>) -> Self {
+        require("docker-registry");
+        let root = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            root.path().join("data").display()
+        );
+        if let Some((user, password)) = htpasswd {
+            require("htpasswd");
+            let out = run_ok(Command::new("htpasswd").args(["-Bbn", user, password]));
+            std::fs::write(root.path().join("htpasswd"), out).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: trousse-test\n    path: {}\n",
+                root.path().join("htpasswd").display()
+            ));
+        }
+        std::fs::write(root.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(root.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(root.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            host: format!("127.0.0.1:{port}"),
+            root,
+            child,
+        }
+    }
+
+    /// The number of blobs the registry stores.
+    pub fn stored_blobs(&self) -> usize {
+        let dir = self.root.path().join("data/docker/registry/v2/blobs");
+        if !dir.exists() {
+            return 0;
+        }
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name() == "data")
+            .count()
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

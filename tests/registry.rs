@@ -1,0 +1,221 @@
+//! Pushing to and building on a real CNCF distribution registry on loopback.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn build(
+    ws: &Workspace,
+    spec: &std::path::Path,
+    output: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut args = vec![
+        "build",
+        spec.to_str().unwrap(),
+        "--output",
+        output,
+        "--json",
+    ];
+    let cache = ws.cache();
+    args.extend(["--cache-dir", cache.as_str()]);
+    args.extend(extra);
+    report(&run_ok(trousse(&args)))
+}
+
+#[test]
+fn pushes_only_what_the_registry_lacks_and_docker_runs_the_result() {
+    require("skopeo");
+    require("docker");
+    let registry = RegistryServer::start(None);
+    let ws = Workspace::with_example_channel();
+    let first = ws.spec(
+        "first",
+        &["hello-prefix", "greet"],
+        "trousse:\n  command: [hello-prefix]\n",
+    );
+    let lock = ws.path("first.lock");
+    run_ok(trousse(&[
+        "lock",
+        first.to_str().unwrap(),
+        "-o",
+        lock.to_str().unwrap(),
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+
+    let target = format!("{}/courses/first:2026", registry.host);
+    let pool = format!("{}/courses/layers", registry.host);
+    let pushed = build(
+        &ws,
+        &lock,
+        &format!("docker://{target}"),
+        &["--layer-pool", &pool],
+    );
+    let local = build(
+        &ws,
+        &lock,
+        &format!("oci:{}", ws.path("local").display()),
+        &[],
+    );
+    assert_eq!(
+        pushed["digest"], local["digest"],
+        "the pushed digest is the oci: build's"
+    );
+    // 4 layers + config, all new: uploaded once (into the pool), mounted into the target
+    assert_eq!(pushed["push"]["blobs_uploaded"], 5);
+    assert_eq!(pushed["push"]["blobs_mounted"], 0);
+    assert_eq!(
+        registry.stored_blobs(),
+        5 + 1,
+        "blobs and one manifest, stored once per digest"
+    );
+
+    let inspect: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ])))
+    .unwrap();
+    assert_eq!(inspect["Digest"], pushed["digest"]);
+
+    run_ok(Command::new("docker").args(["pull", &target]));
+    let out = run(Command::new("docker").args(["run", "--rm", &target, "hello-prefix"]));
+    let _ = Command::new("docker").args(["rmi", "-f", &target]).output();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello from /opt/conda"
+    );
+
+    // a second environment sharing hello-prefix and greeting-data uploads only its new blobs
+    let second = ws.spec("second", &["hello-prefix", "pyhello"], "");
+    let before = registry.stored_blobs();
+    let rep = build(
+        &ws,
+        &second,
+        &format!("docker://{}/courses/second:2026", registry.host),
+        &["--layer-pool", &pool],
+    );
+    let uploaded = rep["push"]["blobs_uploaded"].as_u64().unwrap() as usize;
+    assert_eq!(
+        uploaded,
+        2 + 1 + 1,
+        "python, pyhello, the environment layer and the config"
+    );
+    assert_eq!(
+        rep["push"]["blobs_mounted"], 2,
+        "hello-prefix and greeting-data are mounted from the pool"
+    );
+    // the registry stores new content once: what it gained is what was uploaded, plus one manifest
+    assert_eq!(registry.stored_blobs() - before, uploaded + 1);
+
+    // the same build again: nothing built, nothing uploaded, the tag moved
+    let again = build(
+        &ws,
+        &second,
+        &format!("docker://{}/courses/second:latest", registry.host),
+        &[],
+    );
+    assert_eq!(again["cached"], true);
+    assert_eq!(again["digest"], rep["digest"]);
+    assert_eq!(again["push"]["blobs_uploaded"], 0);
+    let moved: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/courses/second:latest", registry.host),
+    ])))
+    .unwrap();
+    assert_eq!(moved["Digest"], rep["digest"]);
+}
+
+#[test]
+fn wrong_credentials_are_a_clear_401_without_the_secret() {
+    let registry = RegistryServer::start(Some(("teacher", "right-password")));
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec("auth", &["greeting-data"], "");
+    let docker_config = ws.path("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let write_auth = |password: &str| {
+        use std::io::Write;
+        let encoded = {
+            let raw = format!("teacher:{password}");
+            let mut out = String::new();
+            let mut enc = base64_encoder(&mut out);
+            enc.write_all(raw.as_bytes()).unwrap();
+            drop(enc);
+            out
+        };
+        std::fs::write(
+            docker_config.join("config.json"),
+            format!(
+                r#"{{"auths": {{"{}": {{"auth": "{encoded}"}}}}}}"#,
+                registry.host
+            ),
+        )
+        .unwrap();
+    };
+    let push = |ws: &Workspace| {
+        let mut cmd = trousse(&[
+            "build",
+            spec.to_str().unwrap(),
+            "--output",
+            &format!("docker://{}/courses/auth:1", registry.host),
+            "--cache-dir",
+            &ws.cache(),
+            "--json",
+        ]);
+        cmd.env("DOCKER_CONFIG", &docker_config)
+            .env_remove("REGISTRY_AUTH_FILE");
+        run(cmd)
+    };
+    write_auth("wrong-password-xyz");
+    let out = push(&ws);
+    assert_eq!(out.status.code(), Some(7));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401") && err.contains(&registry.host), "{err}");
+    let all = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !all.contains("wrong-password-xyz"),
+        "the secret was printed"
+    );
+
+    write_auth("right-password");
+    let out = push(&ws);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("right-password"));
+}
+
+/// A tiny base64 writer, so the test needs no extra crate.
+fn base64_encoder(out: &mut String) -> impl std::io::Write + '_ {
+    struct Enc<'a>(&'a mut String, Vec<u8>);
+    impl std::io::Write for Enc<'_> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.1.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Drop for Enc<'_> {
+        fn drop(&mut self) {
+            const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            for chunk in self.1.chunks(3) {
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+                for i in 0..4 {
+                    if i <= chunk.len() {
+                        self.0.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                    } else {
+                        self.0.push('=');
+                    }
+                }
+            }
+        }
+    }
+    Enc(out, Vec::new())
+}
