@@ -67,9 +67,12 @@ fn busybox_base(dir: &Path) -> std::path::PathBuf {
 }
 
 fn layer_digests(image: &str) -> Vec<String> {
-    let raw: serde_json::Value = serde_json::from_str(&run_ok(
-        Command::new("skopeo").args(["inspect", "--raw", image]),
-    ))
+    let raw: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        image,
+    ])))
     .unwrap();
     raw["layers"]
         .as_array()
@@ -150,4 +153,59 @@ fn a_local_base_image_is_layered_under_the_environment() {
         String::from_utf8_lossy(&env.stdout).trim(),
         "kept /opt/conda/bin:/usr/bin:/bin"
     );
+}
+
+#[test]
+fn a_registry_base_image_is_mounted_not_uploaded_again() {
+    require("skopeo");
+    let registry = RegistryServer::start(None);
+    let ws = Workspace::with_example_channel();
+    let base = busybox_base(ws.dir.path());
+    let base_ref = format!("{}/bases/busybox:1", registry.host);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:bb", base.display()),
+        &format!("docker://{base_ref}"),
+    ]));
+    let spec = ws.spec("on-registry-base", &["greet"], "");
+    let rep = report(&run_ok(trousse(&[
+        "build",
+        spec.to_str().unwrap(),
+        "--base",
+        &format!("docker://{base_ref}"),
+        "--output",
+        &format!("docker://{}/courses/on-base:1", registry.host),
+        "--cache-dir",
+        &ws.cache(),
+        "--json",
+    ])));
+    assert_eq!(
+        rep["push"]["blobs_mounted"], 1,
+        "the base layer is mounted from its repository"
+    );
+    assert_eq!(
+        rep["push"]["blobs_uploaded"],
+        2 + 1 + 1,
+        "greet, greeting-data, environment layer, config"
+    );
+    let layers = layer_digests(&format!("docker://{}/courses/on-base:1", registry.host));
+    assert_eq!(
+        layers[0],
+        layer_digests(&format!("oci:{}:bb", base.display()))[0]
+    );
+    let rootfs = {
+        let layout = ws.path("pulled");
+        run_ok(Command::new("skopeo").args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/courses/on-base:1", registry.host),
+            &format!("oci:{}:x", layout.display()),
+        ]));
+        umoci_unpack(&layout, "x", ws.dir.path())
+    };
+    assert!(std::fs::read_to_string(rootfs.join("etc/passwd"))
+        .unwrap()
+        .contains("daemon:x:1:1"));
+    assert!(rootfs.join("bin/busybox").is_file());
 }
