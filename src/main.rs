@@ -80,6 +80,19 @@ enum Command {
         #[command(flatten)]
         solve: SolveArgs,
     },
+    /// Lock, build and push every stack of a directory of specs, skipping unchanged ones.
+    Prebuild {
+        /// The directory of environment.yml files (one stack each).
+        dir: PathBuf,
+        /// Where to push: HOST/PREFIX; each stack goes to HOST/PREFIX/NAME:latest.
+        #[arg(long)]
+        registry: String,
+        /// Write the summary as JSON to this file.
+        #[arg(long)]
+        summary: Option<PathBuf>,
+        #[command(flatten)]
+        solve: SolveArgs,
+    },
     /// List the layers of an image and the packages in each.
     Inspect {
         /// The image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE.
@@ -269,6 +282,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Prebuild {
+            dir,
+            registry,
+            summary,
+            solve,
+        } => prebuild(&dir, &registry, summary.as_deref(), &solve).await,
         Command::Inspect {
             image,
             json,
@@ -298,4 +317,102 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// One stack's line of the prebuild summary.
+#[derive(serde::Serialize)]
+struct PrebuiltStack {
+    stack: String,
+    image: String,
+    digest: Option<String>,
+    cached: bool,
+    bytes_uploaded: u64,
+    error: Option<String>,
+}
+
+/// Builds and pushes every spec of `dir`; a failed stack does not stop the others.
+async fn prebuild(
+    dir: &Path,
+    registry: &str,
+    summary: Option<&Path>,
+    args: &SolveArgs,
+) -> anyhow::Result<()> {
+    let mut specs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+        .collect();
+    specs.sort();
+    let registry = registry.trim_end_matches('/');
+    let options = RegistryOptions {
+        insecure: args.insecure_registries.clone(),
+        layer_pool: Some(
+            args.layer_pool
+                .clone()
+                .unwrap_or_else(|| format!("{registry}/trousse-layers")),
+        ),
+    };
+    let mut stacks = Vec::new();
+    for spec_path in specs {
+        let stack = spec_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let image = format!("docker://{registry}/{stack}:latest");
+        let result = async {
+            let spec = load_spec(&spec_path, args)?;
+            let options = BuildOptions {
+                cache_dir: cache_dir(args),
+                compression: Compression::Gzip,
+                output: ImageRef::from_str(&image)?,
+                reporter: progress::reporter(true),
+                registry: options.clone(),
+            };
+            trousse_builder::build(BuildInput::Spec(spec), options).await
+        }
+        .await;
+        let line = match result {
+            Ok(report) => PrebuiltStack {
+                stack,
+                image,
+                digest: Some(report.digest),
+                cached: report.cached,
+                bytes_uploaded: report.push.map_or(0, |p| p.bytes_uploaded),
+                error: None,
+            },
+            Err(e) => PrebuiltStack {
+                stack,
+                image,
+                digest: None,
+                cached: false,
+                bytes_uploaded: 0,
+                error: Some(e.to_string()),
+            },
+        };
+        eprintln!(
+            "{:<24} {:<8} {:>12} bytes uploaded  {}",
+            line.stack,
+            match (&line.error, line.cached) {
+                (Some(_), _) => "FAILED",
+                (None, true) => "cached",
+                (None, false) => "built",
+            },
+            line.bytes_uploaded,
+            line.digest
+                .as_deref()
+                .or(line.error.as_deref())
+                .unwrap_or_default()
+        );
+        stacks.push(line);
+    }
+    let json = serde_json::to_string_pretty(&stacks)?;
+    if let Some(path) = summary {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{json}");
+    let failed = stacks.iter().filter(|s| s.error.is_some()).count();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} stacks failed", stacks.len());
+    }
+    Ok(())
 }

@@ -219,3 +219,51 @@ fn base64_encoder(out: &mut String) -> impl std::io::Write + '_ {
     }
     Enc(out, Vec::new())
 }
+
+#[test]
+fn prebuild_twice_builds_and_uploads_nothing_the_second_time() {
+    let registry = RegistryServer::start(None);
+    let ws = Workspace::with_example_channel();
+    let stacks = ws.path("stacks");
+    std::fs::create_dir_all(&stacks).unwrap();
+    for (name, deps) in [
+        ("intro", "[greet, hello-prefix]"),
+        ("python", "[pyhello, hello-prefix]"),
+    ] {
+        std::fs::write(
+            stacks.join(format!("{name}.yml")),
+            format!("channels: [../channel]\ndependencies: {deps}\n"),
+        )
+        .unwrap();
+    }
+    let prebuild = || -> Vec<serde_json::Value> {
+        let out = run_ok(trousse(&[
+            "prebuild",
+            stacks.to_str().unwrap(),
+            "--registry",
+            &format!("{}/courses", registry.host),
+            "--cache-dir",
+            &ws.cache(),
+        ]));
+        serde_json::from_str(&out).unwrap()
+    };
+    let first = prebuild();
+    assert_eq!(first.len(), 2);
+    assert!(first
+        .iter()
+        .all(|s| s["cached"] == false && s["error"].is_null()));
+    // hello-prefix and greeting-data are uploaded once, for the first stack only
+    assert!(
+        first[1]["bytes_uploaded"].as_u64().unwrap() < first[0]["bytes_uploaded"].as_u64().unwrap()
+    );
+    let blobs = registry.stored_blobs();
+    let second = prebuild();
+    assert!(second
+        .iter()
+        .all(|s| s["cached"] == true && s["bytes_uploaded"] == 0));
+    assert_eq!(
+        second.iter().map(|s| &s["digest"]).collect::<Vec<_>>(),
+        first.iter().map(|s| &s["digest"]).collect::<Vec<_>>()
+    );
+    assert_eq!(registry.stored_blobs(), blobs);
+}
