@@ -267,3 +267,148 @@ fn prebuild_twice_builds_and_uploads_nothing_the_second_time() {
     );
     assert_eq!(registry.stored_blobs(), blobs);
 }
+
+/// A TCP proxy in front of the registry that "kills" it once clients have
+/// sent `limit` bytes: open connections are cut and new ones refused until
+/// `revive` is called.
+struct DyingProxy {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    limit: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl DyingProxy {
+    fn start(upstream: &str, limit: u64) -> Self {
+        use std::{
+            io::{Read, Write},
+            net::{Shutdown, TcpListener, TcpStream},
+            sync::{
+                atomic::{AtomicBool, AtomicU64, Ordering},
+                Arc, Mutex,
+            },
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let limit = Arc::new(AtomicU64::new(limit));
+        let sent = Arc::new(AtomicU64::new(0));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let upstream = upstream.to_string();
+        let (d, l) = (down.clone(), limit.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if d.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                open.lock().unwrap().push(client.try_clone().unwrap());
+                open.lock().unwrap().push(server.try_clone().unwrap());
+                let pipe = |mut from: TcpStream, mut to: TcpStream, count: bool| {
+                    let (d, l, sent, open) = (d.clone(), l.clone(), sent.clone(), open.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0
+                                || d.load(Ordering::SeqCst)
+                                || to.write_all(&buf[..n]).is_err()
+                            {
+                                break;
+                            }
+                            if count
+                                && sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64
+                                    > l.load(Ordering::SeqCst)
+                            {
+                                d.store(true, Ordering::SeqCst);
+                                for s in open.lock().unwrap().iter() {
+                                    let _ = s.shutdown(Shutdown::Both);
+                                }
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                };
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    true,
+                );
+                pipe(server, client, false);
+            }
+        });
+        Self { port, down, limit }
+    }
+
+    fn revive(&self) {
+        self.limit
+            .store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_registry_dying_mid_push_leaves_no_tag_and_a_rerun_completes() {
+    require("skopeo");
+    let registry = RegistryServer::start(None);
+    let ws = Workspace::with_example_channel();
+    ws.add_packages(&trousse_testkit::synthetic_packages(6, 7));
+    let spec = ws.spec(
+        "big",
+        &[
+            "pkg-000", "pkg-001", "pkg-002", "pkg-003", "pkg-004", "pkg-005",
+        ],
+        "",
+    );
+    // a local build first, so the push is the only thing that touches the network
+    let local = build(
+        &ws,
+        &spec,
+        &format!("oci:{}", ws.path("local").display()),
+        &[],
+    );
+    let total = local["bytes"].as_u64().unwrap();
+    let proxy = DyingProxy::start(&registry.host, total / 2);
+    let target = format!("127.0.0.1:{}/courses/big:1", proxy.port);
+
+    let out = run(trousse(&[
+        "build",
+        spec.to_str().unwrap(),
+        "--output",
+        &format!("docker://{target}"),
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+    assert_eq!(out.status.code(), Some(7));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{}", proxy.port)), "{err}");
+    assert!(err.contains("no tag was moved"), "{err}");
+    let tag = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/courses/big:1", registry.host),
+    ]));
+    assert!(!tag.status.success(), "a tag points at a partial image");
+
+    proxy.revive();
+    let rep = report(&run_ok(trousse(&[
+        "build",
+        spec.to_str().unwrap(),
+        "--output",
+        &format!("docker://{target}"),
+        "--cache-dir",
+        &ws.cache(),
+        "--json",
+    ])));
+    assert_eq!(rep["digest"], local["digest"]);
+    let pushed: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/courses/big:1", registry.host),
+    ])))
+    .unwrap();
+    assert_eq!(pushed["Digest"], local["digest"]);
+}

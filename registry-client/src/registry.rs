@@ -121,6 +121,11 @@ impl Registry {
             RegistryError::Unauthorized {
                 registry: self.host.clone(),
             }
+        } else if matches!(e, OciDistributionError::RequestError(_)) {
+            RegistryError::Registry {
+                registry: self.host.clone(),
+                message: format!("cannot reach it ({e}); no tag was moved, run the same build again to finish the push"),
+            }
         } else {
             RegistryError::Registry {
                 registry: self.host.clone(),
