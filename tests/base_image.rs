@@ -209,3 +209,88 @@ fn a_registry_base_image_is_mounted_not_uploaded_again() {
         .contains("daemon:x:1:1"));
     assert!(rootfs.join("bin/busybox").is_file());
 }
+
+#[test]
+fn the_base_image_declares_the_glibc_the_solve_assumes() {
+    let ws = Workspace::with_example_channel();
+    ws.add_packages(
+        &[trousse_testkit::PackageSpec::new("needs-new-glibc", "1.0")
+            .noarch("generic")
+            .depends("__glibc >=2.35")
+            .file("share/needs-new-glibc/README", "needs glibc 2.35\n", 0o644)],
+    );
+    // a base that declares glibc 2.39, the way Ubuntu 24.04 would
+    let base_spec = ws.spec(
+        "glibc-base",
+        &["greeting-data"],
+        "trousse:\n  labels:\n    io.trousse.virtual-packages: \"__glibc=2.39 __unix\"\n",
+    );
+    let base = format!("oci:{}:base", ws.path("base").display());
+    run_ok(trousse(&[
+        "build",
+        base_spec.to_str().unwrap(),
+        "--output",
+        &base,
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+    let lock = |name: &str, extra: &str| {
+        let spec = ws.spec(name, &["needs-new-glibc"], extra);
+        run(trousse(&[
+            "lock",
+            spec.to_str().unwrap(),
+            "-o",
+            ws.path(&format!("{name}.lock")).to_str().unwrap(),
+            "--cache-dir",
+            &ws.cache(),
+        ]))
+    };
+
+    let on_base = lock("on-base", &format!("trousse:\n  base: {base}\n"));
+    assert!(
+        on_base.status.success(),
+        "the base's glibc 2.39 satisfies it"
+    );
+    let lock_text = std::fs::read_to_string(ws.path("on-base.lock")).unwrap();
+    assert!(lock_text.contains("needs-new-glibc"));
+
+    let on_scratch = lock("on-scratch", "");
+    assert_eq!(
+        on_scratch.status.code(),
+        Some(4),
+        "the default target glibc is 2.28"
+    );
+    assert!(String::from_utf8_lossy(&on_scratch.stderr).contains("__glibc"));
+
+    let spec_wins = lock(
+        "spec-wins",
+        &format!("trousse:\n  base: {base}\n  virtual_packages: [__glibc=2.17]\n"),
+    );
+    assert_eq!(
+        spec_wins.status.code(),
+        Some(4),
+        "the spec's virtual packages override the base's"
+    );
+
+    let bad_label = ws.spec(
+        "bad-label",
+        &["greeting-data"],
+        "trousse:\n  labels:\n    io.trousse.virtual-packages: \"glibc=2.39\"\n",
+    );
+    let bad_base = format!("oci:{}:bad", ws.path("base").display());
+    run_ok(trousse(&[
+        "build",
+        bad_label.to_str().unwrap(),
+        "--output",
+        &bad_base,
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+    let refused = lock("on-bad-base", &format!("trousse:\n  base: {bad_base}\n"));
+    assert_eq!(refused.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("io.trousse.virtual-packages") && err.contains("glibc=2.39"),
+        "{err}"
+    );
+}

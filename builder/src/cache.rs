@@ -14,6 +14,19 @@ pub struct CacheDir {
     root: PathBuf,
 }
 
+/// A lock on the cache directory, released when dropped.
+#[derive(Debug)]
+pub struct CacheLock {
+    _file: std::fs::File,
+}
+
+/// Marks a cache entry as just used (its modification time), for least-recently-used eviction.
+pub fn mark_used(path: &Path) {
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
 /// The environment variable that sets the cache directory.
 pub const CACHE_DIR_ENV: &str = "TROUSSE_CACHE_DIR";
 
@@ -63,10 +76,53 @@ impl CacheDir {
         BlobStore::new(self.root.join("blobs"))
     }
 
-    /// Reads a JSON record of the `layers/` index, if present and valid.
+    /// The directory of the layer index (`layers/<key>.json`).
+    pub fn layer_records(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    /// Reads a JSON record of the `layers/` index, if present and valid, and marks it used.
     pub fn read_record<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let bytes = std::fs::read(self.root.join("layers").join(format!("{key}.json"))).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let path = self.layer_records().join(format!("{key}.json"));
+        let value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        mark_used(&path);
+        Some(value)
+    }
+
+    /// Takes the cache's shared lock, held by every build: `cache gc` waits for them.
+    pub fn lock_shared(&self) -> Result<CacheLock, BuildError> {
+        self.lock(false)
+    }
+
+    /// Takes the cache's exclusive lock, held by `cache gc`: builds wait for it.
+    pub fn lock_exclusive(&self) -> Result<CacheLock, BuildError> {
+        self.lock(true)
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<CacheLock, BuildError> {
+        use fs4::fs_std::FileExt;
+        let path = self.root.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(BuildError::io("opening the cache lock", &path))?;
+        let held = if exclusive {
+            FileExt::try_lock_exclusive(&file)
+        } else {
+            FileExt::try_lock_shared(&file)
+        };
+        if !matches!(held, Ok(true)) {
+            tracing::info!("waiting for the lock on {}", path.display());
+            if exclusive {
+                FileExt::lock_exclusive(&file)
+            } else {
+                FileExt::lock_shared(&file)
+            }
+            .map_err(BuildError::io("locking the cache", &path))?;
+        }
+        Ok(CacheLock { _file: file })
     }
 
     /// Writes a JSON record of the `layers/` index atomically.

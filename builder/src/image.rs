@@ -8,7 +8,7 @@ use oci_spec::image::{
     ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os,
     PlatformBuilder, RootFsBuilder,
 };
-use rattler_conda_types::Subdir;
+use rattler_conda_types::{GenericVirtualPackage, Subdir};
 use trousse_registry_client::{
     digest::canonical_json, open_image, publish::descriptor_digest, BlobStore, Digest, ImageRef,
     RegistryOptions,
@@ -18,6 +18,9 @@ use crate::{layer::Layer, spec::ImageSettings, BuildError};
 
 /// The label that carries the sha256 of the lock file.
 pub const LOCK_HASH_LABEL: &str = "io.trousse.lock.sha256";
+/// The label by which a base image declares the virtual packages it provides,
+/// e.g. `__glibc=2.39` (several separated by spaces).
+pub const VIRTUAL_PACKAGES_LABEL: &str = "io.trousse.virtual-packages";
 /// The layer annotation that lists the packages in a layer.
 pub const PACKAGES_ANNOTATION: &str = "io.trousse.packages";
 
@@ -36,6 +39,8 @@ pub struct BaseImage {
     pub passwd: Option<String>,
     /// The base's `/etc/group`.
     pub group: Option<String>,
+    /// The virtual packages the base declares with [`VIRTUAL_PACKAGES_LABEL`].
+    pub virtual_packages: Vec<GenericVirtualPackage>,
 }
 
 /// The OCI architecture of a conda platform.
@@ -89,6 +94,7 @@ pub async fn load_base(
             config.architecture()
         )));
     }
+    let virtual_packages = declared_virtual_packages(base, &config)?;
     let mut files = HashMap::new();
     for layer in manifest.layers() {
         let digest = descriptor_digest(layer)?;
@@ -106,7 +112,32 @@ pub async fn load_base(
         history: config.history().clone().unwrap_or_default(),
         passwd: files.get("etc/passwd").cloned(),
         group: files.get("etc/group").cloned(),
+        virtual_packages,
     })
+}
+
+/// The virtual packages a base image's config declares in its labels.
+fn declared_virtual_packages(
+    base: &ImageRef,
+    config: &ImageConfiguration,
+) -> Result<Vec<GenericVirtualPackage>, BuildError> {
+    let Some(text) = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().as_ref())
+        .and_then(|labels| labels.get(VIRTUAL_PACKAGES_LABEL))
+    else {
+        return Ok(Vec::new());
+    };
+    text.split_whitespace()
+        .map(|v| {
+            crate::spec::parse_virtual_package(v).map_err(|m| {
+                BuildError::Unsupported(format!(
+                    "base image {base}: label {VIRTUAL_PACKAGES_LABEL}: {m}"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Applies one base layer to the known `/etc/passwd` and `/etc/group`.

@@ -5,6 +5,7 @@
 //! lock is a pure function of the lock and the build settings.
 
 pub mod cache;
+pub mod cache_gc;
 pub mod env_layer;
 pub mod error;
 pub mod fetch;

@@ -1,10 +1,15 @@
 //! The whole build: spec or lock in, published image and a report out.
 //! Each stage is called once, in order; data flows one way.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Instant};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    time::Instant,
+};
 
 use futures::{StreamExt, TryStreamExt};
 use rattler_cache::package_cache::PackageCache;
+use rattler_conda_types::Subdir;
 use rattler_networking::LazyClient;
 use rattler_repodata_gateway::Gateway;
 use serde::Serialize;
@@ -19,7 +24,7 @@ use crate::{
     cache::CacheDir,
     env_layer::{environment_layer, EnvironmentLayerInput},
     fetch::fetch,
-    image::{load_base, write_index, write_manifest, ImageInput},
+    image::{load_base, write_index, write_manifest, BaseImage, ImageInput},
     layer::{package_layer, plan_layers, Compression, Layer, MAX_LAYERS},
     lock::Lock,
     progress::{Event, Reporter, Stage},
@@ -121,16 +126,50 @@ pub fn gateway(cache: &CacheDir, client: &LazyClient) -> Gateway {
 pub async fn lock_spec(
     spec: &EnvSpec,
     cache_dir: PathBuf,
+    registry: &RegistryOptions,
     reporter: &Reporter,
 ) -> Result<Lock, BuildError> {
     let cache = CacheDir::new(cache_dir)?;
+    let _shared = cache.lock_shared()?;
     let client = http_client();
-    timed(reporter, Stage::Solve, 0, async {
-        let solved = solve(spec, &gateway(&cache, &client)).await?;
-        Lock::from_solved(spec, solved)
-    })
+    let bases = load_bases(&spec.image.base, &spec.image.platforms, &cache, registry).await?;
+    timed(
+        reporter,
+        Stage::Solve,
+        0,
+        solve_and_lock(spec, &cache, &client, &bases),
+    )
     .await
     .map(|(lock, _)| lock)
+}
+
+async fn solve_and_lock(
+    spec: &EnvSpec,
+    cache: &CacheDir,
+    client: &LazyClient,
+    bases: &HashMap<Subdir, BaseImage>,
+) -> Result<Lock, BuildError> {
+    let declared = bases
+        .iter()
+        .map(|(platform, base)| (*platform, base.virtual_packages.clone()))
+        .collect();
+    let solved = solve(spec, &gateway(cache, client), &declared).await?;
+    Lock::from_solved(spec, solved)
+}
+
+/// Loads the base image of each platform (before solving: a base declares virtual packages).
+async fn load_bases(
+    base: &ImageRef,
+    platforms: &[Subdir],
+    cache: &CacheDir,
+    registry: &RegistryOptions,
+) -> Result<HashMap<Subdir, BaseImage>, BuildError> {
+    let mut bases = HashMap::new();
+    for &platform in platforms {
+        let loaded = load_base(base, platform, &cache.blobs(), registry).await?;
+        bases.insert(platform, loaded);
+    }
+    Ok(bases)
 }
 
 async fn timed<T>(
@@ -151,20 +190,34 @@ async fn timed<T>(
 pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildReport, BuildError> {
     let reporter = &options.reporter;
     let cache = CacheDir::new(&options.cache_dir)?;
+    let _shared = cache.lock_shared()?;
     let client = http_client();
     let mut seconds = BTreeMap::new();
 
-    let (lock, settings) = match input {
+    let (lock, settings, bases) = match input {
         BuildInput::Spec(spec) => {
-            let (lock, s) = timed(reporter, Stage::Solve, 0, async {
-                let solved = solve(&spec, &gateway(&cache, &client)).await?;
-                Lock::from_solved(&spec, solved)
-            })
+            let bases = load_bases(
+                &spec.image.base,
+                &spec.image.platforms,
+                &cache,
+                &options.registry,
+            )
+            .await?;
+            let (lock, s) = timed(
+                reporter,
+                Stage::Solve,
+                0,
+                solve_and_lock(&spec, &cache, &client, &bases),
+            )
             .await?;
             seconds.insert("solve".to_string(), s);
-            (lock, spec.image)
+            (lock, spec.image, bases)
         }
-        BuildInput::Lock { lock, settings } => (lock, settings),
+        BuildInput::Lock { lock, settings } => {
+            let platforms: Vec<Subdir> = lock.platforms.iter().map(|p| p.platform).collect();
+            let bases = load_bases(&settings.base, &platforms, &cache, &options.registry).await?;
+            (lock, settings, bases)
+        }
     };
     let lock_hash = lock.hash();
     let build_key = build_key(&lock_hash, &settings, options.compression);
@@ -207,7 +260,7 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
         *seconds.entry("fetch".to_string()).or_default() += started.elapsed().as_secs_f64();
 
         let (newly_staged, s) = timed(reporter, Stage::Stage, fetched.len() as u64, async {
-            futures::stream::iter(fetched.iter())
+            futures::stream::iter(fetched.iter().cloned())
                 .map(|f| {
                     let target = &target;
                     let cache = &cache;
@@ -234,7 +287,7 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
         let staged: Vec<StagedPackage> = staged.into_iter().flatten().collect();
 
         // layers
-        let base = load_base(&settings.base, platform, &blobs, &options.registry).await?;
+        let base = bases.get(&platform).cloned().unwrap_or_default();
         let budget = MAX_LAYERS.saturating_sub(base.layers.len() + 1).max(2);
         let sizes: Vec<(String, u64)> = staged
             .iter()

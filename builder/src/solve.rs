@@ -1,6 +1,6 @@
 //! The solve stage: specs and channels in, one package set per platform out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use rattler_conda_types::{GenericVirtualPackage, MatchSpec, PackageName, RepoDataRecord, Subdir};
 use rattler_repodata_gateway::Gateway;
@@ -37,8 +37,13 @@ pub fn target_virtual_packages(
     packages
 }
 
-/// Solves the spec for each of its platforms.
-pub async fn solve(spec: &EnvSpec, gateway: &Gateway) -> Result<Vec<SolvedPlatform>, BuildError> {
+/// Solves the spec for each of its platforms, against the virtual packages of the
+/// target: the platform's baseline, then what the base image declares, then the spec's.
+pub async fn solve(
+    spec: &EnvSpec,
+    gateway: &Gateway,
+    base_virtual_packages: &HashMap<Subdir, Vec<GenericVirtualPackage>>,
+) -> Result<Vec<SolvedPlatform>, BuildError> {
     if spec.channels.is_empty() {
         return Err(BuildError::Spec(crate::spec::SpecError {
             file: spec.path.clone(),
@@ -68,7 +73,14 @@ pub async fn solve(spec: &EnvSpec, gateway: &Gateway) -> Result<Vec<SolvedPlatfo
                 message: error_chain(&e),
             })?;
 
-        let virtual_packages = target_virtual_packages(platform, &spec.image.virtual_packages);
+        let overrides: Vec<GenericVirtualPackage> = base_virtual_packages
+            .get(&platform)
+            .into_iter()
+            .flatten()
+            .chain(&spec.image.virtual_packages)
+            .cloned()
+            .collect();
+        let virtual_packages = target_virtual_packages(platform, &overrides);
         let task = SolverTask {
             specs: spec.dependencies.clone(),
             virtual_packages: virtual_packages.clone(),

@@ -106,7 +106,7 @@ impl Default for ImageSettings {
     fn default() -> Self {
         Self {
             platforms: vec![Subdir::Linux64],
-            base: ImageRef::Scratch,
+            base: default_base(),
             prefix: DEFAULT_PREFIX.into(),
             user: NotebookUser::default(),
             env: BTreeMap::new(),
@@ -115,6 +115,18 @@ impl Default for ImageSettings {
             virtual_packages: Vec::new(),
         }
     }
+}
+
+/// The base image unless a spec, `--base` or `TROUSSE_DEFAULT_BASE` says otherwise:
+/// Ubuntu 24.04, pinned by the digest of its multi-platform index (see docs/base-image.md).
+pub const DEFAULT_BASE: &str = "docker://docker.io/library/ubuntu:noble-20250529@sha256:b59d21599a2b151e23eea5f6602f4af4d7d31c4e236d22bf0b62b86d2e386b8f";
+
+/// The environment variable that replaces [`DEFAULT_BASE`] (a site's mirror of it, or `scratch`).
+pub const DEFAULT_BASE_ENV: &str = "TROUSSE_DEFAULT_BASE";
+
+/// [`DEFAULT_BASE`] as a reference.
+pub fn default_base() -> ImageRef {
+    ImageRef::from_str(DEFAULT_BASE).unwrap_or(ImageRef::Scratch)
 }
 
 /// The in-image prefix of the environment unless a spec says otherwise.
@@ -170,8 +182,8 @@ struct RawImageSettings {
 const CONDA_KEYS: &[&str] = &["prefix", "channel_priority", "category", "description"];
 
 impl EnvSpec {
-    /// Reads and checks a spec file.
-    pub fn from_path(path: &Path) -> Result<Self, SpecError> {
+    /// Reads and checks a spec file; what its `trousse:` section leaves out is taken from `defaults`.
+    pub fn from_path(path: &Path, defaults: &ImageSettings) -> Result<Self, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|e| SpecError {
             file: path.to_path_buf(),
             line: None,
@@ -181,11 +193,16 @@ impl EnvSpec {
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("/"));
-        Self::from_yaml(&text, path, &base_dir)
+        Self::from_yaml(&text, path, &base_dir, defaults)
     }
 
     /// Parses spec text; relative channel paths are resolved against `base_dir`.
-    pub fn from_yaml(text: &str, path: &Path, base_dir: &Path) -> Result<Self, SpecError> {
+    pub fn from_yaml(
+        text: &str,
+        path: &Path,
+        base_dir: &Path,
+        defaults: &ImageSettings,
+    ) -> Result<Self, SpecError> {
         let err = |line: Option<usize>, message: String| SpecError {
             file: path.to_path_buf(),
             line,
@@ -247,7 +264,7 @@ impl EnvSpec {
             ));
         }
 
-        let mut image = parse_image_settings(raw.trousse.unwrap_or_default(), text)
+        let mut image = parse_image_settings(raw.trousse.unwrap_or_default(), text, defaults)
             .map_err(|(line, m)| err(line, m))?;
         for (key, value) in raw.variables {
             image.env.entry(key).or_insert(value);
@@ -266,8 +283,9 @@ impl EnvSpec {
 fn parse_image_settings(
     raw: RawImageSettings,
     text: &str,
+    defaults: &ImageSettings,
 ) -> Result<ImageSettings, (Option<usize>, String)> {
-    let mut settings = ImageSettings::default();
+    let mut settings = defaults.clone();
     if !raw.platforms.is_empty() {
         settings.platforms = raw
             .platforms
@@ -292,14 +310,16 @@ fn parse_image_settings(
     if let Some(user) = raw.user {
         settings.user = user;
     }
-    settings.env = raw.env;
-    settings.command = raw.command;
-    settings.labels = raw.labels;
-    settings.virtual_packages = raw
-        .virtual_packages
-        .iter()
-        .map(|v| parse_virtual_package(v).map_err(|m| (line_of(text, v), m)))
-        .collect::<Result<_, _>>()?;
+    settings.env.extend(raw.env);
+    if raw.command.is_some() {
+        settings.command = raw.command;
+    }
+    settings.labels.extend(raw.labels);
+    for v in &raw.virtual_packages {
+        let package = parse_virtual_package(v).map_err(|m| (line_of(text, v), m))?;
+        settings.virtual_packages.retain(|p| p.name != package.name);
+        settings.virtual_packages.push(package);
+    }
     Ok(settings)
 }
 
@@ -375,7 +395,33 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<EnvSpec, SpecError> {
-        EnvSpec::from_yaml(text, Path::new("course.yml"), Path::new("/"))
+        EnvSpec::from_yaml(
+            text,
+            Path::new("course.yml"),
+            Path::new("/"),
+            &ImageSettings::default(),
+        )
+    }
+
+    #[test]
+    fn the_default_base_is_pinned_by_digest() {
+        let ImageRef::Registry { reference } = default_base() else {
+            panic!("{DEFAULT_BASE} is not a registry reference");
+        };
+        assert!(reference.contains("@sha256:"), "{reference}");
+    }
+
+    #[test]
+    fn every_prebuilt_stack_parses_and_pins_its_base() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../env-specs");
+        let mut count = 0;
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let path = file.unwrap().path();
+            let spec = EnvSpec::from_path(&path, &ImageSettings::default()).unwrap();
+            assert_eq!(spec.image.base, default_base(), "{}", path.display());
+            count += 1;
+        }
+        assert!(count >= 2);
     }
 
     #[test]

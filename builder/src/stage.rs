@@ -77,6 +77,7 @@ pub fn cached(
     let root = cache.staged(&key);
     let meta = root.join("conda-meta").join(conda_meta_name(record));
     let prefix_record = PrefixRecord::from_path(&meta).ok()?;
+    crate::cache::mark_used(&root);
     Some(StagedPackage {
         record: record.clone(),
         key,
