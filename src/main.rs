@@ -47,6 +47,32 @@ struct SolveArgs {
     /// Repository (HOST/REPO) that keeps every pushed layer, so other repositories mount it.
     #[arg(long, env = "TROUSSE_LAYER_POOL")]
     layer_pool: Option<String>,
+    /// The base image of specs and locks that name none (a mirror of the default, or scratch)
+    /// [default: Ubuntu 24.04, pinned by digest].
+    #[arg(long, env = trousse_builder::spec::DEFAULT_BASE_ENV)]
+    default_base: Option<String>,
+}
+
+impl SolveArgs {
+    fn registry_options(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure: self.insecure_registries.clone(),
+            layer_pool: self.layer_pool.clone(),
+        }
+    }
+
+    /// The image settings of a spec or lock that states none.
+    fn image_defaults(&self) -> Result<ImageSettings, BuildError> {
+        let mut defaults = ImageSettings::default();
+        if let Some(base) = &self.default_base {
+            defaults.base = ImageRef::from_str(base).map_err(|e| {
+                BuildError::Unsupported(format!(
+                    "invalid --default-base / TROUSSE_DEFAULT_BASE: {e}"
+                ))
+            })?;
+        }
+        Ok(defaults)
+    }
 }
 
 #[derive(Subcommand)]
@@ -93,6 +119,18 @@ enum Command {
         #[command(flatten)]
         solve: SolveArgs,
     },
+    /// Serve the HTTP API a JupyterHub queries, and the images through /v2/.
+    Serve(ServeArgs),
+    /// Manage the service's API tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+    /// Manage the local cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheCommand,
+    },
     /// List the layers of an image and the packages in each.
     Inspect {
         /// The image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE.
@@ -103,6 +141,84 @@ enum Command {
         /// Registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are.
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Where the database, the images and the build cache live.
+    #[arg(long, env = "TROUSSE_DATA_DIR")]
+    data_dir: PathBuf,
+    /// HOST[:PORT] that image references name [default: the listen address].
+    #[arg(long)]
+    public_host: Option<String>,
+    /// Builds that may run at once.
+    #[arg(long, default_value_t = 2)]
+    max_builds: usize,
+    /// The longest a build may take, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    build_timeout: u64,
+    /// The largest request body, e.g. 1MiB.
+    #[arg(long, default_value = "1MiB")]
+    max_body: String,
+    /// The most packages a spec may request.
+    #[arg(long, default_value_t = 200)]
+    max_spec_packages: usize,
+    /// A channel specs may use (repeatable) [default: conda-forge].
+    #[arg(long = "allow-channel")]
+    allowed_channels: Vec<String>,
+    /// A base image specs may name besides the default (repeatable).
+    #[arg(long = "allow-base")]
+    allowed_bases: Vec<String>,
+    /// Pulls from /v2/ need a token (Basic auth, the token as password).
+    #[arg(long)]
+    require_pull_token: bool,
+    /// Push images to this registry (HOST/PREFIX) instead of serving them.
+    #[arg(long)]
+    push_to: Option<String>,
+    /// The base image of specs and locks that name none [default: Ubuntu 24.04, pinned].
+    #[arg(long, env = trousse_builder::spec::DEFAULT_BASE_ENV)]
+    default_base: Option<String>,
+    /// Registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (only its hash is kept).
+    Create {
+        /// admin (everything), teacher (its courses) or hub (read only).
+        #[arg(long)]
+        role: String,
+        /// A course a teacher token is granted (repeatable).
+        #[arg(long = "course")]
+        courses: Vec<String>,
+        /// What the token is for.
+        #[arg(long)]
+        description: Option<String>,
+        /// The service's data directory.
+        #[arg(long, env = "TROUSSE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Evict the least recently used packages, staged packages and layers until the cache fits.
+    Gc {
+        /// The most the cache may hold, e.g. 20GiB, 500MB or a byte count.
+        #[arg(long)]
+        max_size: String,
+        /// Cache directory [default: $TROUSSE_CACHE_DIR or ~/.cache/trousse].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -144,7 +260,7 @@ fn cache_dir(args: &SolveArgs) -> PathBuf {
 
 /// Reads a spec and applies the command-line overrides.
 fn load_spec(path: &Path, args: &SolveArgs) -> Result<EnvSpec, BuildError> {
-    let mut spec = EnvSpec::from_path(path)?;
+    let mut spec = EnvSpec::from_path(path, &args.image_defaults()?)?;
     if !args.channels.is_empty() {
         let config = rattler_channel_config()?;
         spec.channels = args
@@ -186,7 +302,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let env = load_spec(&spec, &solve)?;
             let reporter = progress::reporter(false);
-            let lock = trousse_builder::lock_spec(&env, cache_dir(&solve), &reporter).await?;
+            let lock = trousse_builder::lock_spec(
+                &env,
+                cache_dir(&solve),
+                &solve.registry_options(),
+                &reporter,
+            )
+            .await?;
             lock.write(&output)?;
             let packages: usize = lock.platforms.iter().map(|p| p.records.len()).sum();
             eprintln!(
@@ -217,7 +339,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .into());
                 }
                 let mut lock = Lock::from_path(&input)?;
-                let mut settings = ImageSettings::default();
+                let mut settings = solve.image_defaults()?;
                 if !solve.platforms.is_empty() {
                     let wanted = parse_platforms(&solve.platforms)?;
                     for p in &wanted {
@@ -250,10 +372,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 compression,
                 output,
                 reporter: progress::reporter(json),
-                registry: RegistryOptions {
-                    insecure: solve.insecure_registries.clone(),
-                    layer_pool: solve.layer_pool.clone(),
-                },
+                registry: solve.registry_options(),
             };
             let report = trousse_builder::build(build_input, options).await?;
             if report.cached {
@@ -289,6 +408,52 @@ async fn run(command: Command) -> anyhow::Result<()> {
             summary,
             solve,
         } => prebuild(&dir, &registry, summary.as_deref(), &solve).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Token {
+            action:
+                TokenCommand::Create {
+                    role,
+                    courses,
+                    description,
+                    data_dir,
+                },
+        } => {
+            let role = role
+                .parse()
+                .map_err(BuildError::Unsupported)
+                .context("invalid --role")?;
+            let token =
+                trousse_api::create_token(&data_dir, role, &courses, description.as_deref())
+                    .await?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Cache {
+            action:
+                CacheCommand::Gc {
+                    max_size,
+                    cache_dir,
+                    json,
+                },
+        } => {
+            let max_bytes = trousse_builder::cache_gc::parse_size(&max_size)
+                .map_err(BuildError::Unsupported)
+                .context("invalid --max-size")?;
+            let cache = CacheDir::new(cache_dir.unwrap_or_else(CacheDir::default_location))?;
+            let report = trousse_builder::cache_gc::collect_garbage(&cache, max_bytes)?;
+            eprintln!(
+                "{}: {} -> {} bytes, {} entries evicted, {} kept",
+                cache.root().display(),
+                report.bytes_before,
+                report.bytes_after,
+                report.entries_removed,
+                report.entries_kept
+            );
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            Ok(())
+        }
         Command::Inspect {
             image,
             json,
@@ -318,6 +483,41 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let mut config = trousse_api::Config::new(
+        args.data_dir,
+        args.public_host.unwrap_or_else(|| address.to_string()),
+    );
+    config.max_builds = args.max_builds;
+    config.build_timeout = std::time::Duration::from_secs(args.build_timeout);
+    config.max_body_bytes = trousse_builder::cache_gc::parse_size(&args.max_body)
+        .map_err(BuildError::Unsupported)
+        .context("invalid --max-body")? as usize;
+    config.max_spec_packages = args.max_spec_packages;
+    if !args.allowed_channels.is_empty() {
+        config.allowed_channels = args.allowed_channels;
+    }
+    config.allowed_bases = args.allowed_bases;
+    config.require_pull_token = args.require_pull_token;
+    config.push_to = args.push_to;
+    config.registry = RegistryOptions {
+        insecure: args.insecure_registries,
+        layer_pool: None,
+    };
+    if let Some(base) = args.default_base {
+        config.defaults.base = ImageRef::from_str(&base)
+            .map_err(BuildError::from)
+            .context("invalid --default-base / TROUSSE_DEFAULT_BASE")?;
+    }
+    eprintln!("trousse serving on http://{address}");
+    trousse_api::serve(listener, config).await?;
+    Ok(())
 }
 
 /// One stack's line of the prebuild summary.

@@ -2,58 +2,13 @@
 
 mod common;
 
-use std::{
-    net::TcpListener,
-    process::{Child, Command},
-    time::{Duration, Instant},
-};
-
 use common::*;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &std::path::Path) -> (Server, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-            "--directory",
-        ])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 serves the channel");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the channel server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Server(child), port)
-}
 
 #[test]
 fn builds_from_a_channel_served_over_http() {
     let ws = Workspace::with_example_channel();
-    let (_server, port) = serve(&ws.channel());
+    let channel = ChannelServer::start(&ws.channel());
+    let port = channel.port;
     let spec = ws.path("http.yml");
     std::fs::write(
         &spec,

@@ -19,6 +19,8 @@ pub fn trousse(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trousse"));
     cmd.args(args);
     cmd.env_remove("SOURCE_DATE_EPOCH");
+    // offline: the default base image lives on Docker Hub
+    cmd.env("TROUSSE_DEFAULT_BASE", "scratch");
     cmd
 }
 
@@ -236,5 +238,62 @@ impl Drop for RegistryServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A directory served over HTTP on a loopback port (python's http.server).
+pub struct ChannelServer {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl ChannelServer {
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 serves the channel");
+        wait_for_port(port, "the channel server");
+        Self { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for ChannelServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on a loopback port.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -1,0 +1,164 @@
+//! Bearer tokens with roles: who may call what.
+
+use std::str::FromStr;
+
+use axum::http::{header, HeaderMap};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Create and read environments of the courses it is granted.
+    Teacher,
+    /// Read everything, change nothing (the JupyterHub).
+    Hub,
+}
+
+impl Role {
+    /// The role's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Teacher => "teacher",
+            Role::Hub => "hub",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "teacher" => Ok(Role::Teacher),
+            "hub" => Ok(Role::Hub),
+            other => Err(format!("unknown role '{other}': use admin, teacher or hub")),
+        }
+    }
+}
+
+/// The caller, as its token says.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The token's role.
+    pub role: Role,
+    /// The courses a teacher is granted.
+    pub courses: Vec<String>,
+}
+
+impl Principal {
+    /// Whether the caller may read environments of `course`.
+    pub fn can_read(&self, course: &str) -> bool {
+        match self.role {
+            Role::Admin | Role::Hub => true,
+            Role::Teacher => self.courses.iter().any(|c| c == course),
+        }
+    }
+
+    /// Refuses unless the caller may create environments in `course`.
+    pub fn require_write(&self, course: &str) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Teacher if self.courses.iter().any(|c| c == course) => Ok(()),
+            Role::Teacher => Err(ApiError::Forbidden(format!(
+                "this teacher token is not granted course '{course}'"
+            ))),
+            Role::Hub => Err(ApiError::Forbidden("a hub token can only read".to_string())),
+        }
+    }
+
+    /// Refuses unless the caller may read environments of `course`.
+    pub fn require_read(&self, course: &str) -> Result<(), ApiError> {
+        if self.can_read(course) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this token is not granted course '{course}'"
+            )))
+        }
+    }
+}
+
+/// A new random token (shown once) and the hash that is stored.
+pub fn new_token() -> Result<(String, String), ApiError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ApiError::Internal(format!("no randomness for a token: {e}")))?;
+    let token = format!("trs_{}", hex::encode(bytes));
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
+/// The stored form of a token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The token a request carries: `Authorization: Bearer TOKEN`, or Basic with
+/// the token as password (what `docker login` sends).
+pub fn presented_token(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not text".into()))?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Ok(Some(token.trim().to_string()));
+    }
+    if let Some(encoded) = value.strip_prefix("Basic ") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| ApiError::Unauthorized("malformed Basic credentials".into()))?;
+        let password = decoded.split_once(':').map_or("", |(_, p)| p);
+        return Ok(Some(password.to_string()));
+    }
+    Err(ApiError::Unauthorized(
+        "the Authorization header must be 'Bearer TOKEN'".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_bearer_and_basic_credentials() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented_token(&headers).unwrap(), None);
+        headers.insert(header::AUTHORIZATION, "Bearer trs_abc".parse().unwrap());
+        assert_eq!(
+            presented_token(&headers).unwrap().as_deref(),
+            Some("trs_abc")
+        );
+        // "hub:trs_abc"
+        headers.insert(
+            header::AUTHORIZATION,
+            "Basic aHViOnRyc19hYmM=".parse().unwrap(),
+        );
+        assert_eq!(
+            presented_token(&headers).unwrap().as_deref(),
+            Some("trs_abc")
+        );
+        headers.insert(header::AUTHORIZATION, "Digest x".parse().unwrap());
+        assert!(presented_token(&headers).is_err());
+    }
+
+    #[test]
+    fn tokens_are_random_and_only_their_hash_is_kept() {
+        let (a, hash_a) = new_token().unwrap();
+        let (b, _) = new_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(token_hash(&a), hash_a);
+        assert!(!hash_a.contains(&a[4..]));
+    }
+}

@@ -1,0 +1,288 @@
+//! Builds in the background: a bounded number at once, each one's events kept
+//! in the store and broadcast to whoever follows them live.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    str::FromStr,
+    sync::{Arc, Mutex, Weak},
+    time::Instant,
+};
+
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use trousse_builder::{
+    progress::Event, BuildInput, BuildOptions, BuildReport, Compression, EnvSpec, Lock,
+};
+use trousse_registry_client::{open_image, ImageRef};
+
+use crate::{error::ApiError, store::EnvironmentRow, AppState};
+
+/// One event of a build: its number and its JSON.
+pub type NumberedEvent = (i64, String);
+
+/// The builds waiting for a slot or running.
+pub struct BuildQueue {
+    slots: Semaphore,
+    live: Mutex<HashMap<String, broadcast::Sender<NumberedEvent>>>,
+    state: Mutex<Weak<AppState>>,
+}
+
+impl BuildQueue {
+    /// A queue running at most `max_builds` builds at once.
+    pub fn new(max_builds: usize) -> Self {
+        Self {
+            slots: Semaphore::new(max_builds.max(1)),
+            live: Mutex::new(HashMap::new()),
+            state: Mutex::new(Weak::new()),
+        }
+    }
+
+    /// Connects the queue to the service it builds for.
+    pub fn attach(&self, state: &Arc<AppState>) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = Arc::downgrade(state);
+        }
+    }
+
+    /// Starts a stored build in the background.
+    pub fn submit(&self, build_id: String) {
+        let Some(state) = self.state.lock().ok().and_then(|s| s.upgrade()) else {
+            return;
+        };
+        let sender = broadcast::channel(1024).0;
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(build_id.clone(), sender.clone());
+        }
+        state.metrics.queue_length.inc();
+        tokio::spawn(async move {
+            let queue = &state.builds;
+            let permit = queue.slots.acquire().await;
+            state.metrics.queue_length.dec();
+            if let Err(e) = run(&state, &build_id, sender).await {
+                tracing::error!(build = %build_id, "build bookkeeping failed: {e}");
+            }
+            drop(permit);
+            if let Ok(mut live) = queue.live.lock() {
+                live.remove(&build_id);
+            }
+        });
+    }
+
+    /// Follows a running build's events, if it runs in this process.
+    pub fn subscribe(&self, build_id: &str) -> Option<broadcast::Receiver<NumberedEvent>> {
+        self.live
+            .lock()
+            .ok()?
+            .get(build_id)
+            .map(broadcast::Sender::subscribe)
+    }
+}
+
+/// Numbers, stores and broadcasts the events of one build, in order.
+struct EventLog {
+    sender: mpsc::UnboundedSender<Value>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl EventLog {
+    async fn open(
+        state: &Arc<AppState>,
+        build_id: &str,
+        live: broadcast::Sender<NumberedEvent>,
+    ) -> Result<Self, ApiError> {
+        let mut seq = state.store.last_event(build_id).await?;
+        let (sender, mut receiver) = mpsc::unbounded_channel::<Value>();
+        let store = state.store.clone();
+        let build_id = build_id.to_string();
+        let writer = tokio::spawn(async move {
+            while let Some(value) = receiver.recv().await {
+                seq += 1;
+                let text = value.to_string();
+                if let Err(e) = store.add_event(&build_id, seq, &text).await {
+                    tracing::warn!(build = %build_id, "cannot store an event: {e}");
+                }
+                let _ = live.send((seq, text));
+            }
+        });
+        Ok(Self { sender, writer })
+    }
+
+    fn emit(&self, value: Value) {
+        let _ = self.sender.send(value);
+    }
+
+    fn reporter(&self) -> trousse_builder::progress::Reporter {
+        let sender = self.sender.clone();
+        Arc::new(move |event: &Event| {
+            if let Ok(value) = serde_json::to_value(event) {
+                let _ = sender.send(value);
+            }
+        })
+    }
+
+    /// Writes the last event and waits until every event is stored.
+    async fn close(self, last: Value) {
+        self.emit(last);
+        drop(self.sender);
+        let _ = self.writer.await;
+    }
+}
+
+async fn run(
+    state: &Arc<AppState>,
+    build_id: &str,
+    live: broadcast::Sender<NumberedEvent>,
+) -> Result<(), ApiError> {
+    let Some(build) = state.store.build(build_id).await? else {
+        return Ok(());
+    };
+    let Some(env) = state.store.environment(&build.environment_id).await? else {
+        return Ok(());
+    };
+    let attempt = state.store.start_build(build_id).await?;
+    let log = EventLog::open(state, build_id, live).await?;
+    log.emit(json!({"event": "status", "status": "building", "attempt": attempt}));
+    state.metrics.builds_started.inc();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        state.config.build_timeout,
+        build_image(state, build_id, &env, log.reporter()),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(ApiError::Internal(format!(
+            "the build took longer than {} s",
+            state.config.build_timeout.as_secs()
+        )))
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    state.metrics.build_seconds.observe(seconds);
+    let _ = std::fs::remove_dir_all(state.config.work_dir().join(build_id));
+    match outcome {
+        Ok(report) => {
+            let envs = state
+                .store
+                .finish_build(build_id, Ok((&report.digest, report.bytes as i64)), seconds)
+                .await?;
+            for env in &envs {
+                state.publish_tags(env, &report.digest).await?;
+            }
+            state.metrics.record_build("ready");
+            log.close(json!({"event": "done", "status": "ready", "digest": report.digest,
+                "layers": report.layers, "cached_layers": report.cached_layers, "bytes": report.bytes}))
+                .await;
+        }
+        Err(error) => {
+            let message = error.to_string();
+            state
+                .store
+                .finish_build(build_id, Err(&message), seconds)
+                .await?;
+            state.metrics.record_build("failed");
+            log.close(json!({"event": "done", "status": "failed", "error": message}))
+                .await;
+        }
+    }
+    Ok(())
+}
+
+/// Builds an environment's lock into an image, in the store or the configured registry.
+async fn build_image(
+    state: &Arc<AppState>,
+    build_id: &str,
+    env: &EnvironmentRow,
+    reporter: trousse_builder::progress::Reporter,
+) -> Result<BuildReport, ApiError> {
+    let config = &state.config;
+    let lock = Lock::from_text(&env.lock, Path::new("environment.lock"))?;
+    let settings = match &env.spec {
+        Some(spec) => {
+            EnvSpec::from_yaml(
+                spec,
+                Path::new("spec.yml"),
+                Path::new("/nonexistent"),
+                &config.defaults,
+            )
+            .map_err(trousse_builder::BuildError::from)?
+            .image
+        }
+        None => {
+            let mut settings = config.defaults.clone();
+            settings.platforms = lock.platforms.iter().map(|p| p.platform).collect();
+            settings
+        }
+    };
+    let work = config.work_dir().join(build_id);
+    let output = match &config.push_to {
+        Some(prefix) => ImageRef::from_str(&format!(
+            "docker://{}/{}:latest",
+            prefix.trim_end_matches('/'),
+            crate::environments::repository(&env.course, &env.name)
+        ))
+        .map_err(|e| ApiError::Internal(e.to_string()))?,
+        None => ImageRef::Oci {
+            dir: work.clone(),
+            tag: None,
+        },
+    };
+    let options = BuildOptions {
+        cache_dir: config.cache_dir(),
+        compression: Compression::Gzip,
+        output: output.clone(),
+        reporter,
+        registry: config.registry.clone(),
+    };
+    let report = trousse_builder::build(BuildInput::Lock { lock, settings }, options).await?;
+    if config.push_to.is_none() {
+        let blobs = store_image(state, &output).await?;
+        state.store.record_image(&report.digest, &blobs).await?;
+    }
+    Ok(report)
+}
+
+/// Moves a built image's blobs into the image store; returns (digest, media type) of each.
+async fn store_image(
+    state: &Arc<AppState>,
+    built: &ImageRef,
+) -> Result<Vec<(String, Option<String>)>, ApiError> {
+    let store = state.config.image_store();
+    let opened = open_image(built, &state.config.registry, &store, None)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the built image: {e}")))?;
+    let image = &opened.image;
+    let mut blobs = vec![(
+        image.root.digest().to_string(),
+        Some(image.root.media_type().to_string()),
+    )];
+    let manifests = image
+        .manifests()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    for (descriptor, manifest) in manifests {
+        blobs.push((
+            descriptor.digest().to_string(),
+            Some(descriptor.media_type().to_string()),
+        ));
+        blobs.push((
+            manifest.config().digest().to_string(),
+            Some(manifest.config().media_type().to_string()),
+        ));
+        for layer in manifest.layers() {
+            blobs.push((
+                layer.digest().to_string(),
+                Some(layer.media_type().to_string()),
+            ));
+        }
+    }
+    blobs.sort();
+    blobs.dedup();
+    for (digest, _) in &blobs {
+        let digest = digest
+            .parse()
+            .map_err(|e| ApiError::Internal(format!("{e}")))?;
+        store
+            .import_from(&image.blobs, &digest)
+            .map_err(|e| ApiError::Internal(format!("storing the image: {e}")))?;
+    }
+    Ok(blobs)
+}

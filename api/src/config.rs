@@ -1,0 +1,198 @@
+//! How the service is set up, and what a request may make it do.
+
+use std::{path::PathBuf, time::Duration};
+
+use trousse_builder::{
+    spec::{resolve_channel, ChannelConfig},
+    ImageSettings,
+};
+use trousse_registry_client::{ImageRef, RegistryOptions};
+
+use crate::error::ApiError;
+
+/// The service's settings.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Where the database, the image store and the build cache live.
+    pub data_dir: PathBuf,
+    /// The `HOST[:PORT]` image references name (the pull endpoint as clients reach it).
+    pub public_host: String,
+    /// Builds that may run at once.
+    pub max_builds: usize,
+    /// How long one build may take.
+    pub build_timeout: Duration,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// The most packages a spec may request.
+    pub max_spec_packages: usize,
+    /// The most packages a solved environment may hold (per platform).
+    pub max_lock_packages: usize,
+    /// The channels specs may use (names or URLs), e.g. `conda-forge`.
+    pub allowed_channels: Vec<String>,
+    /// Base images specs may name besides the default one.
+    pub allowed_bases: Vec<String>,
+    /// What a spec's `trousse:` section leaves out (the default base among them).
+    pub defaults: ImageSettings,
+    /// Whether pulling from `/v2/` needs a token.
+    pub require_pull_token: bool,
+    /// Push images to this registry (`HOST/PREFIX`) instead of serving them.
+    pub push_to: Option<String>,
+    /// How to reach registries.
+    pub registry: RegistryOptions,
+}
+
+impl ServiceConfig {
+    /// Settings with the documented defaults for a data directory.
+    pub fn new(data_dir: PathBuf, public_host: String) -> Self {
+        Self {
+            data_dir,
+            public_host,
+            max_builds: 2,
+            build_timeout: Duration::from_secs(3600),
+            max_body_bytes: 1 << 20,
+            max_spec_packages: 200,
+            max_lock_packages: 2000,
+            allowed_channels: vec!["conda-forge".into()],
+            allowed_bases: Vec::new(),
+            defaults: ImageSettings::default(),
+            require_pull_token: false,
+            push_to: None,
+            registry: RegistryOptions::default(),
+        }
+    }
+
+    /// The build cache.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache")
+    }
+
+    /// Where finished image blobs are kept and served from.
+    pub fn image_store(&self) -> trousse_registry_client::BlobStore {
+        trousse_registry_client::BlobStore::new(self.data_dir.join("images"))
+    }
+
+    /// Where builds write their image before it joins the store.
+    pub fn work_dir(&self) -> PathBuf {
+        self.data_dir.join("work")
+    }
+}
+
+/// What channels and bases a request may name: nothing else is ever read or reached.
+#[derive(Debug, Clone)]
+pub struct RequestPolicy {
+    channel_urls: Vec<String>,
+    bases: Vec<ImageRef>,
+}
+
+impl RequestPolicy {
+    /// The policy of a configuration.
+    pub fn new(config: &ServiceConfig) -> Result<Self, String> {
+        let channel_config = ChannelConfig::default_with_root_dir(PathBuf::from("/"));
+        let mut channel_urls = Vec::new();
+        for name in &config.allowed_channels {
+            for channel in resolve_channel(name, &channel_config)? {
+                channel_urls.push(normalized(channel.base_url.as_str()));
+            }
+        }
+        let mut bases = vec![config.defaults.base.clone()];
+        for base in &config.allowed_bases {
+            bases.push(
+                base.parse()
+                    .map_err(|e| format!("invalid allowed base '{base}': {e}"))?,
+            );
+        }
+        Ok(Self {
+            channel_urls,
+            bases,
+        })
+    }
+
+    /// Refuses a channel that is not allowed.
+    pub fn check_channel(&self, url: &str) -> Result<(), ApiError> {
+        if self.channel_urls.contains(&normalized(url)) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "channel {url} is not allowed here (allowed: {})",
+                self.channel_urls.join(", ")
+            )))
+        }
+    }
+
+    /// Refuses a package URL that is not in an allowed channel.
+    pub fn check_package_url(&self, url: &str) -> Result<(), ApiError> {
+        if self
+            .channel_urls
+            .iter()
+            .any(|c| url.starts_with(c.as_str()) && !url[c.len()..].contains(".."))
+        {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "package {url} is not from an allowed channel (allowed: {})",
+                self.channel_urls.join(", ")
+            )))
+        }
+    }
+
+    /// Refuses a base image that is not allowed.
+    pub fn check_base(&self, base: &ImageRef) -> Result<(), ApiError> {
+        if self.bases.contains(base) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "base image {base} is not allowed here (allowed: {})",
+                self.bases
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    }
+}
+
+fn normalized(url: &str) -> String {
+    format!("{}/", url.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(channels: &[&str]) -> RequestPolicy {
+        let mut config = ServiceConfig::new("/tmp/x".into(), "localhost".into());
+        config.allowed_channels = channels.iter().map(|c| c.to_string()).collect();
+        config.defaults.base = ImageRef::Scratch;
+        RequestPolicy::new(&config).unwrap()
+    }
+
+    #[test]
+    fn only_allowed_channels_and_their_packages_pass() {
+        let p = policy(&["conda-forge", "http://127.0.0.1:8000/chan"]);
+        p.check_channel("https://conda.anaconda.org/conda-forge/")
+            .unwrap();
+        p.check_channel("http://127.0.0.1:8000/chan").unwrap();
+        assert!(p.check_channel("file:///etc/").is_err());
+        assert!(p.check_channel("http://127.0.0.1:8001/chan").is_err());
+        p.check_package_url("https://conda.anaconda.org/conda-forge/noarch/x-1-0.conda")
+            .unwrap();
+        assert!(p
+            .check_package_url("https://conda.anaconda.org/conda-forge/../../x.conda")
+            .is_err());
+        assert!(p.check_package_url("file:///etc/shadow").is_err());
+        assert!(p
+            .check_package_url("http://169.254.169.254/latest/meta-data")
+            .is_err());
+    }
+
+    #[test]
+    fn only_allowed_bases_pass() {
+        let p = policy(&["conda-forge"]);
+        p.check_base(&ImageRef::Scratch).unwrap();
+        assert!(p.check_base(&"oci:/etc:x".parse().unwrap()).is_err());
+        assert!(p
+            .check_base(&"docker://127.0.0.1:5000/internal:1".parse().unwrap())
+            .is_err());
+    }
+}

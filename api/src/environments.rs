@@ -1,0 +1,514 @@
+//! `/api/v1/.../environments`: submit a spec or a lock for a course, read environments.
+
+use std::{path::Path, sync::Arc};
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path as UrlPath, Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use trousse_builder::{progress::silent, EnvSpec, ImageSettings, Lock};
+
+use crate::{
+    error::{ApiError, ErrorBody},
+    store::{now, EnvironmentRow, Status},
+    AppState,
+};
+
+/// A request for an environment, as JSON.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentRequest {
+    /// The environment's name in the course; the spec's `name:` when absent.
+    pub name: Option<String>,
+    /// An `environment.yml`, as text.
+    pub spec: Option<String>,
+    /// A lock file (rattler/pixi format), as text; built as it is, not solved.
+    pub lock: Option<String>,
+    /// An exam environment: once ready its image never changes, and a changed
+    /// request makes a new environment.
+    #[serde(default)]
+    pub exam: bool,
+}
+
+/// Query parameters of a submission whose body is a bare spec.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SubmitQuery {
+    /// The environment's name (for a YAML body; else the spec's `name:`).
+    pub name: Option<String>,
+    /// Whether it is an exam environment.
+    #[serde(default)]
+    pub exam: bool,
+}
+
+/// An environment of a course.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Environment {
+    /// Its id.
+    pub id: String,
+    /// Its course.
+    pub course: String,
+    /// Its name in the course.
+    pub name: String,
+    /// Whether it is an exam environment.
+    pub exam: bool,
+    /// Whether the course's name means this environment now.
+    pub current: bool,
+    /// Where its build stands.
+    pub status: Status,
+    /// Why the build failed.
+    pub error: Option<String>,
+    /// The reference to pull: `HOST/COURSE/NAME:latest`, or `@DIGEST` for an exam.
+    pub image: String,
+    /// The image digest, once ready.
+    pub digest: Option<String>,
+    /// Every digest it has had, oldest first.
+    pub digests: Vec<String>,
+    /// The sha256 of its lock.
+    pub lock_hash: String,
+    /// Its lock file.
+    pub lock: String,
+    /// The packages in the lock.
+    pub packages: i64,
+    /// Total bytes of the image's layers, once ready.
+    pub bytes: Option<i64>,
+    /// Created, seconds since the epoch.
+    pub created_at: i64,
+    /// Last changed, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// The environments of a course.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EnvironmentList {
+    /// Newest first.
+    pub environments: Vec<Environment>,
+}
+
+/// What a submission asks for, checked.
+struct Submission {
+    name: String,
+    exam: bool,
+    spec: Option<(String, EnvSpec)>,
+    lock_text: Option<String>,
+    request_hash: String,
+}
+
+/// Names of courses and environments: one OCI repository path component each.
+fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_name",
+            format!("{kind} name '{name}' must be 1 to 64 of a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit"),
+        ))
+    }
+}
+
+fn request_hash(kind: &str, exam: bool, text: &str) -> String {
+    hex::encode(Sha256::digest(format!("{kind}\n{exam}\n{text}").as_bytes()))
+}
+
+impl Submission {
+    fn parse(
+        state: &AppState,
+        headers: &HeaderMap,
+        query: SubmitQuery,
+        body: Bytes,
+    ) -> Result<Self, ApiError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::bad_request("invalid_body", "the body is not UTF-8 text"))?;
+        let request = if content_type.starts_with("application/json") {
+            serde_json::from_str::<EnvironmentRequest>(text).map_err(|e| {
+                ApiError::bad_request("invalid_json", format!("invalid request JSON: {e}"))
+            })?
+        } else if content_type.contains("yaml") || content_type.starts_with("text/plain") {
+            EnvironmentRequest {
+                name: query.name,
+                spec: Some(text.to_string()),
+                lock: None,
+                exam: query.exam,
+            }
+        } else {
+            return Err(ApiError::bad_request(
+                "unsupported_media_type",
+                format!("send application/json or application/yaml, not {content_type}"),
+            ));
+        };
+        let config = &state.config;
+        match (request.spec, request.lock) {
+            (Some(spec_text), None) => {
+                let spec = EnvSpec::from_yaml(
+                    &spec_text,
+                    Path::new("spec.yml"),
+                    Path::new("/nonexistent"),
+                    &config.defaults,
+                )
+                .map_err(|e| ApiError::bad_request("invalid_spec", e.to_string()))?;
+                if spec.dependencies.len() > config.max_spec_packages {
+                    return Err(ApiError::Unprocessable {
+                        code: "too_many_packages",
+                        message: format!(
+                            "the spec requests {} packages; at most {} are allowed",
+                            spec.dependencies.len(),
+                            config.max_spec_packages
+                        ),
+                    });
+                }
+                for channel in &spec.channels {
+                    state.policy.check_channel(channel.base_url.as_str())?;
+                }
+                state.policy.check_base(&spec.image.base)?;
+                let name = request.name.or_else(|| spec.name.clone()).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "missing_name",
+                        "name the environment: 'name:' in the spec, or \"name\" in the request",
+                    )
+                })?;
+                check_name("environment", &name)?;
+                Ok(Self {
+                    request_hash: request_hash("spec", request.exam, &spec_text),
+                    name,
+                    exam: request.exam,
+                    spec: Some((spec_text, spec)),
+                    lock_text: None,
+                })
+            }
+            (None, Some(lock_text)) => {
+                let name = request.name.ok_or_else(|| {
+                    ApiError::bad_request("missing_name", "a lock needs \"name\" in the request")
+                })?;
+                check_name("environment", &name)?;
+                Ok(Self {
+                    request_hash: request_hash("lock", request.exam, &lock_text),
+                    name,
+                    exam: request.exam,
+                    spec: None,
+                    lock_text: Some(lock_text),
+                })
+            }
+            _ => Err(ApiError::bad_request(
+                "invalid_request",
+                "give exactly one of \"spec\" and \"lock\"",
+            )),
+        }
+    }
+
+    /// Solves the spec, or reads the lock, and checks what it would fetch.
+    async fn lock(&self, state: &AppState) -> Result<(Lock, ImageSettings), ApiError> {
+        let config = &state.config;
+        let (lock, settings) = match (&self.spec, &self.lock_text) {
+            (Some((_, spec)), _) => {
+                let lock = trousse_builder::lock_spec(
+                    spec,
+                    config.cache_dir(),
+                    &config.registry,
+                    &silent(),
+                )
+                .await?;
+                (lock, spec.image.clone())
+            }
+            (None, Some(text)) => {
+                let lock = Lock::from_text(text, Path::new("request.lock"))
+                    .map_err(|e| ApiError::bad_request("invalid_lock", e.to_string()))?;
+                let mut settings = config.defaults.clone();
+                settings.platforms = lock.platforms.iter().map(|p| p.platform).collect();
+                (lock, settings)
+            }
+            (None, None) => unreachable!("a submission has a spec or a lock"),
+        };
+        for platform in &lock.platforms {
+            if platform.records.len() > config.max_lock_packages {
+                return Err(ApiError::Unprocessable {
+                    code: "too_many_packages",
+                    message: format!(
+                        "the environment holds {} packages for {}; at most {} are allowed",
+                        platform.records.len(),
+                        platform.platform,
+                        config.max_lock_packages
+                    ),
+                });
+            }
+            for record in &platform.records {
+                state.policy.check_package_url(record.url.as_str())?;
+            }
+        }
+        Ok((lock, settings))
+    }
+}
+
+/// The identity of an image: the lock and the image settings.
+pub fn build_key(lock_hash: &str, settings: &ImageSettings) -> String {
+    hex::encode(Sha256::digest(
+        format!("{lock_hash}\n{settings:?}").as_bytes(),
+    ))
+}
+
+/// The repository an environment's image is served from.
+pub fn repository(course: &str, name: &str) -> String {
+    format!("{course}/{name}")
+}
+
+impl AppState {
+    /// An environment as the API shows it.
+    pub async fn view(&self, env: EnvironmentRow) -> Result<Environment, ApiError> {
+        let digests = self.store.digests(&env.id).await?;
+        let host = match &self.config.push_to {
+            Some(prefix) => prefix.trim_end_matches('/').to_string(),
+            None => self.config.public_host.clone(),
+        };
+        let repository = format!("{host}/{}", repository(&env.course, &env.name));
+        let image = match (&env.digest, env.exam) {
+            (Some(digest), true) => format!("{repository}@{digest}"),
+            _ => format!("{repository}:latest"),
+        };
+        Ok(Environment {
+            image,
+            digests,
+            status: Status::parse(&env.status),
+            id: env.id,
+            course: env.course,
+            name: env.name,
+            exam: env.exam,
+            current: env.current,
+            error: env.error,
+            digest: env.digest,
+            lock_hash: env.lock_hash,
+            lock: env.lock,
+            packages: env.packages,
+            bytes: env.bytes,
+            created_at: env.created_at,
+            updated_at: env.updated_at,
+        })
+    }
+
+    async fn answer(&self, env: EnvironmentRow, status: StatusCode) -> Result<Response, ApiError> {
+        let location = format!("/api/v1/environments/{}", env.id);
+        let view = self.view(env).await?;
+        Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
+    }
+}
+
+fn new_id() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ApiError::Internal(format!("no randomness for an id: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Submit a spec or a lock for an environment of a course.
+///
+/// Answers `200` when the same request or the same lock is already built (no
+/// build), `202` when a build was started or joined, with the environment either way.
+#[utoipa::path(
+    post,
+    path = "/api/v1/courses/{course}/environments",
+    params(("course" = String, Path, description = "The course"), SubmitQuery),
+    request_body(content = EnvironmentRequest, description = "JSON, or an environment.yml sent as application/yaml"),
+    responses(
+        (status = 200, description = "Already built: nothing to do", body = Environment),
+        (status = 202, description = "A build was started or joined", body = Environment),
+        (status = 400, description = "Malformed request, spec or lock", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not allowed: role, course, channel or base image", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 422, description = "Unknown package, unsolvable, or too many packages", body = ErrorBody),
+        (status = 502, description = "A channel could not be read", body = ErrorBody),
+    ),
+    security(("token" = [])),
+    tag = "environments"
+)]
+pub async fn submit(
+    State(state): State<Arc<AppState>>,
+    UrlPath(course): UrlPath<String>,
+    Query(query): Query<SubmitQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let principal = state.authenticate(&headers).await?;
+    principal.require_write(&course)?;
+    check_name("course", &course)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "the request body exceeds {} bytes",
+                state.config.max_body_bytes
+            ))
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
+        }
+    })?;
+    let submission = Submission::parse(&state, &headers, query, body)?;
+
+    // one submission per environment at a time: identical requests share one answer
+    let slot = state.submission_slot(&course, &submission.name);
+    let _turn = slot.lock().await;
+    let existing = state
+        .store
+        .current_environment(&course, &submission.name)
+        .await?;
+    if let Some(env) = &existing {
+        if env.request_hash == submission.request_hash && env.status != "failed" {
+            let status = if env.status == "ready" {
+                state.metrics.cache_hits.inc();
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            return state.answer(env.clone(), status).await;
+        }
+    }
+
+    let (lock, settings) = submission.lock(&state).await?;
+    let lock_hash = lock.hash();
+    let key = build_key(&lock_hash, &settings);
+    let packages = lock
+        .platforms
+        .iter()
+        .map(|p| p.records.len())
+        .sum::<usize>() as i64;
+    let frozen = existing
+        .as_ref()
+        .is_some_and(|e| e.exam && e.status == "ready");
+    let mut env = match &existing {
+        Some(e) if !frozen => e.clone(),
+        _ => EnvironmentRow {
+            id: new_id()?,
+            course: course.clone(),
+            name: submission.name.clone(),
+            exam: submission.exam,
+            current: true,
+            request_hash: String::new(),
+            spec: None,
+            lock: String::new(),
+            lock_hash: String::new(),
+            packages: 0,
+            status: String::new(),
+            error: None,
+            digest: None,
+            bytes: None,
+            build_id: None,
+            created_at: now(),
+            updated_at: now(),
+        },
+    };
+    env.exam = submission.exam;
+    env.request_hash = submission.request_hash.clone();
+    env.spec = submission.spec.as_ref().map(|(text, _)| text.clone());
+    env.lock = lock.text.clone();
+    env.lock_hash = lock_hash;
+    env.packages = packages;
+    env.error = None;
+
+    let built = state.store.ready_with_build_key(&key).await?.filter(|b| {
+        // a registry holds the image in the repository it was pushed to only
+        state.config.push_to.is_none() || (b.course == course && b.name == submission.name)
+    });
+    let (status, start_build) = if let Some(built) = built {
+        // the same lock and settings are built already: a new manifest name, no build
+        env.status = Status::Ready.name().into();
+        env.digest = built.digest.clone();
+        env.bytes = built.bytes;
+        env.build_id = built.build_id.clone();
+        state.metrics.cache_hits.inc();
+        (StatusCode::OK, None)
+    } else if let Some(build_id) = state.store.unfinished_build(&key).await? {
+        let build = state.store.build(&build_id).await?;
+        env.status = build.map_or_else(|| "queued".into(), |b| b.status);
+        env.digest = None;
+        env.bytes = None;
+        env.build_id = Some(build_id);
+        (StatusCode::ACCEPTED, None)
+    } else {
+        let build_id = new_id()?;
+        env.status = Status::Queued.name().into();
+        env.digest = None;
+        env.bytes = None;
+        env.build_id = Some(build_id.clone());
+        (StatusCode::ACCEPTED, Some(build_id))
+    };
+
+    let is_new = existing.as_ref().is_none_or(|_| frozen);
+    if is_new {
+        let replaces = existing.as_ref().map(|e| e.id.as_str());
+        state.store.insert_environment(&env, replaces).await?;
+    } else {
+        state.store.update_environment(&env).await?;
+    }
+    if let Some(build_id) = start_build {
+        state.store.insert_build(&build_id, &env.id, &key).await?;
+        state.builds.submit(build_id);
+    } else if env.status == "ready" {
+        if let Some(digest) = &env.digest {
+            state.publish_tags(&env, digest).await?;
+        }
+    }
+    state.answer(env, status).await
+}
+
+/// List the environments of a course, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/courses/{course}/environments",
+    params(("course" = String, Path, description = "The course")),
+    responses(
+        (status = 200, description = "The course's environments", body = EnvironmentList),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not granted this course", body = ErrorBody),
+    ),
+    security(("token" = [])),
+    tag = "environments"
+)]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    UrlPath(course): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Json<EnvironmentList>, ApiError> {
+    let principal = state.authenticate(&headers).await?;
+    principal.require_read(&course)?;
+    let mut environments = Vec::new();
+    for env in state.store.course_environments(&course).await? {
+        environments.push(state.view(env).await?);
+    }
+    Ok(Json(EnvironmentList { environments }))
+}
+
+/// Read one environment: status, image reference and digest, lock, sizes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{id}",
+    params(("id" = String, Path, description = "The environment's id")),
+    responses(
+        (status = 200, description = "The environment", body = Environment),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not granted its course", body = ErrorBody),
+        (status = 404, description = "No such environment", body = ErrorBody),
+    ),
+    security(("token" = [])),
+    tag = "environments"
+)]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Json<Environment>, ApiError> {
+    let principal = state.authenticate(&headers).await?;
+    let env = state.readable_environment(&principal, &id).await?;
+    Ok(Json(state.view(env).await?))
+}

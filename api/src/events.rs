@@ -1,0 +1,103 @@
+//! `GET /api/v1/environments/{id}/events`: a build's events as server-sent
+//! events; a late client gets the events so far, then the live ones.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use axum::{
+    extract::{Path as UrlPath, State},
+    http::HeaderMap,
+    response::sse::{Event as SseEvent, KeepAlive, Sse},
+};
+use futures::{stream, Stream, StreamExt};
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::{builds::NumberedEvent, error::ApiError, AppState};
+
+fn is_last(data: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(data)
+        .ok()
+        .is_some_and(|v| v["event"] == "done")
+}
+
+fn to_sse((seq, data): NumberedEvent) -> Result<SseEvent, Infallible> {
+    let kind = serde_json::from_str::<serde_json::Value>(&data)
+        .ok()
+        .and_then(|v| v["event"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "message".into());
+    Ok(SseEvent::default()
+        .id(seq.to_string())
+        .event(kind)
+        .data(data))
+}
+
+/// Follow an environment's build: solve, fetch, stage, layer, image, publish
+/// and a last `done` event with the status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{id}/events",
+    params(
+        ("id" = String, Path, description = "The environment's id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")
+    ),
+    responses(
+        (status = 200, description = "A text/event-stream of build events, with keep-alive comments", content_type = "text/event-stream"),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+        (status = 403, description = "Not granted its course", body = crate::error::ErrorBody),
+        (status = 404, description = "No such environment", body = crate::error::ErrorBody),
+    ),
+    security(("token" = [])),
+    tag = "environments"
+)]
+pub async fn follow(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let principal = state.authenticate(&headers).await?;
+    let env = state.readable_environment(&principal, &id).await?;
+    let after: i64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let events = match env.build_id {
+        Some(build_id) => build_events(&state, &build_id, after).await?,
+        None => stream::empty().boxed(),
+    };
+    Ok(Sse::new(events.map(to_sse).boxed()).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(10))
+            .text("keep-alive"),
+    ))
+}
+
+/// The stored events of a build after `after`, then (while it runs) the live ones until `done`.
+async fn build_events(
+    state: &AppState,
+    build_id: &str,
+    after: i64,
+) -> Result<futures::stream::BoxStream<'static, NumberedEvent>, ApiError> {
+    // subscribe before reading what is stored, so that nothing falls between
+    let live = state.builds.subscribe(build_id);
+    let past = state.store.events(build_id, after).await?;
+    let seen = past.last().map_or(after, |(seq, _)| *seq);
+    let finished = past.iter().any(|(_, data)| is_last(data));
+    let past_stream = stream::iter(past);
+    Ok(match live {
+        Some(receiver) if !finished => past_stream
+            .chain(
+                BroadcastStream::new(receiver)
+                    .filter_map(|r| async move { r.ok() })
+                    .filter(move |(seq, _)| std::future::ready(*seq > seen))
+                    .scan(false, |ended, event| {
+                        let out = (!*ended).then(|| {
+                            *ended = is_last(&event.1);
+                            event
+                        });
+                        std::future::ready(out)
+                    }),
+            )
+            .boxed(),
+        _ => past_stream.boxed(),
+    })
+}

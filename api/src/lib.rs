@@ -1,0 +1,282 @@
+//! The trousse HTTP service: teachers submit environments for their courses,
+//! a JupyterHub asks which image to launch, and `/v2/` serves the images.
+//!
+//! It calls the builder through the same public functions as the CLI.
+
+pub mod auth;
+pub mod builds;
+pub mod config;
+pub mod distribution;
+pub mod environments;
+pub mod error;
+pub mod events;
+pub mod operations;
+pub mod store;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    extract::DefaultBodyLimit,
+    http::HeaderMap,
+    routing::{get, post},
+    Json, Router,
+};
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use crate::{
+    auth::{presented_token, token_hash, Principal, Role},
+    builds::BuildQueue,
+    config::{RequestPolicy, ServiceConfig},
+    distribution::VerifiedBlobs,
+    error::ApiError,
+    operations::Metrics,
+    store::{EnvironmentRow, Store},
+};
+
+pub use config::ServiceConfig as Config;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// The settings.
+    pub config: ServiceConfig,
+    /// What requests may name.
+    pub policy: RequestPolicy,
+    /// The database.
+    pub store: Store,
+    /// The builds.
+    pub builds: BuildQueue,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Blobs already checked against their digest.
+    pub verified: VerifiedBlobs,
+    submissions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl AppState {
+    /// Opens the store and starts again the builds an earlier run left unfinished.
+    pub async fn start(config: ServiceConfig) -> Result<Arc<Self>, ApiError> {
+        let policy =
+            RequestPolicy::new(&config).map_err(|m| ApiError::bad_request("invalid_config", m))?;
+        let store = Store::open(&config.data_dir).await?;
+        let _ = std::fs::remove_dir_all(config.work_dir());
+        let state = Arc::new(Self {
+            builds: BuildQueue::new(config.max_builds),
+            config,
+            policy,
+            store,
+            metrics: Metrics::default(),
+            verified: VerifiedBlobs::default(),
+            submissions: Mutex::new(HashMap::new()),
+        });
+        state.builds.attach(&state);
+        for build_id in state.store.unfinished_builds().await? {
+            tracing::info!(build = %build_id, "starting again an unfinished build");
+            state.builds.submit(build_id);
+        }
+        Ok(state)
+    }
+
+    /// The caller's token, checked: 401 without a valid one.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let token = presented_token(headers)?.ok_or_else(|| {
+            ApiError::Unauthorized("this needs a token: Authorization: Bearer TOKEN".into())
+        })?;
+        let record = self
+            .store
+            .token(&token_hash(&token))
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("the token is not valid".into()))?;
+        Ok(Principal {
+            role: record.role,
+            courses: record.courses,
+        })
+    }
+
+    /// An environment the caller may read: 404 when there is none, 403 when not granted.
+    pub async fn readable_environment(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<EnvironmentRow, ApiError> {
+        let env = self
+            .store
+            .environment(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no environment {id}")))?;
+        principal.require_read(&env.course)?;
+        Ok(env)
+    }
+
+    /// The lock that orders submissions for one environment.
+    fn submission_slot(&self, course: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut slots = self
+            .submissions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+        slots.entry(format!("{course}/{name}")).or_default().clone()
+    }
+
+    /// Makes a ready environment's image pullable from its repository.
+    pub async fn publish_tags(&self, env: &EnvironmentRow, digest: &str) -> Result<(), ApiError> {
+        if self.config.push_to.is_some() {
+            return Ok(());
+        }
+        let repository = environments::repository(&env.course, &env.name);
+        let tags: &[&str] = if env.exam || !env.current {
+            &[]
+        } else {
+            &["latest"]
+        };
+        self.store.publish_image(&repository, tags, digest).await
+    }
+}
+
+struct TokenSecurity;
+
+impl Modify for TokenSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the service.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "trousse", description = "Course environments as OCI images, for JupyterHub"),
+    paths(
+        environments::submit,
+        environments::list,
+        environments::get,
+        events::follow,
+        distribution::version,
+        distribution::manifest_doc,
+        distribution::blob_doc,
+        distribution::tags_doc,
+        operations::health,
+        operations::metrics,
+        openapi_document,
+    ),
+    components(schemas(
+        environments::EnvironmentRequest,
+        environments::Environment,
+        environments::EnvironmentList,
+        store::Status,
+        error::ErrorBody,
+        operations::Health,
+        auth::Role,
+    )),
+    modifiers(&TokenSecurity)
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", responses((status = 200, description = "The OpenAPI document")), tag = "operations")]
+pub async fn openapi_document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The service's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .route(
+            "/api/v1/courses/{course}/environments",
+            post(environments::submit).get(environments::list),
+        )
+        .route("/api/v1/environments/{id}", get(environments::get))
+        .route("/api/v1/environments/{id}/events", get(events::follow))
+        .route("/api/v1/openapi.json", get(openapi_document))
+        .route("/health", get(operations::health))
+        .route("/metrics", get(operations::metrics))
+        .route("/v2/", get(distribution::version))
+        .route(
+            "/v2/{*path}",
+            get(distribution::dispatch).head(distribution::dispatch),
+        )
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// Serves until SIGINT or SIGTERM, then stops taking requests and returns
+/// (running builds are started again by the next run).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: ServiceConfig,
+) -> Result<(), ApiError> {
+    let state = AppState::start(config).await?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    tracing::info!(%address, "serving");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| ApiError::Internal(format!("serving: {e}")))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Creates a token with a role (and courses, for teachers); returns it: it is shown once.
+pub async fn create_token(
+    data_dir: &std::path::Path,
+    role: Role,
+    courses: &[String],
+    description: Option<&str>,
+) -> Result<String, ApiError> {
+    if role == Role::Teacher && courses.is_empty() {
+        return Err(ApiError::bad_request(
+            "missing_course",
+            "a teacher token needs at least one --course",
+        ));
+    }
+    let store = Store::open(data_dir).await?;
+    let (token, hash) = auth::new_token()?;
+    store.add_token(&hash, role, courses, description).await?;
+    Ok(token)
+}

@@ -1,0 +1,182 @@
+//! `/health` and `/metrics`.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use serde::Serialize;
+
+use crate::AppState;
+
+/// The label of the builds counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ready` or `failed`.
+    pub result: String,
+}
+
+/// The service's Prometheus metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Builds finished, by result.
+    pub builds: Family<ResultLabel, Counter>,
+    /// Builds started (a retry counts again).
+    pub builds_started: Counter,
+    /// Seconds per build.
+    pub build_seconds: Histogram,
+    /// Requests answered from what was built already.
+    pub cache_hits: Counter,
+    /// Builds waiting for a slot.
+    pub queue_length: Gauge,
+    /// Bytes served by the pull endpoint.
+    pub bytes_served: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("trousse");
+        let builds = Family::<ResultLabel, Counter>::default();
+        let builds_started = Counter::default();
+        let build_seconds = Histogram::new([0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0]);
+        let cache_hits = Counter::default();
+        let queue_length = Gauge::default();
+        let bytes_served = Counter::default();
+        registry.register("builds", "Builds finished, by result", builds.clone());
+        registry.register(
+            "builds_started",
+            "Builds started, retries included",
+            builds_started.clone(),
+        );
+        registry.register("build_seconds", "Seconds per build", build_seconds.clone());
+        registry.register(
+            "cache_hits",
+            "Environment requests answered without a build",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "queue_length",
+            "Builds waiting for a build slot",
+            queue_length.clone(),
+        );
+        registry.register(
+            "served_bytes",
+            "Bytes served by the pull endpoint",
+            bytes_served.clone(),
+        );
+        Self {
+            registry,
+            builds,
+            builds_started,
+            build_seconds,
+            cache_hits,
+            queue_length,
+            bytes_served,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a finished build.
+    pub fn record_build(&self, result: &str) {
+        self.builds
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+}
+
+/// Metrics in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")), tag = "operations")]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut text = String::new();
+    match encode(&mut text, &state.metrics.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// What `/health` checked.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` or `failing`.
+    pub status: String,
+    /// Each check and what it found: `ok` or the problem.
+    pub checks: std::collections::BTreeMap<String, String>,
+}
+
+/// Whether the store is writable and the registry (when one is configured) reachable.
+#[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, body = Health)), tag = "operations")]
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let mut checks = std::collections::BTreeMap::new();
+    let data_dir = state.config.data_dir.clone();
+    let writable =
+        tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(&data_dir).map(|_| ()))
+            .await;
+    checks.insert(
+        "store_writable".to_string(),
+        match writable {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        },
+    );
+    checks.insert(
+        "database".to_string(),
+        match state.store.ping().await {
+            Ok(()) => "ok".into(),
+            Err(e) => e.to_string(),
+        },
+    );
+    if let Some(prefix) = &state.config.push_to {
+        let host = prefix.split('/').next().unwrap_or_default().to_string();
+        let address = if host.contains(':') {
+            host.clone()
+        } else {
+            format!("{host}:443")
+        };
+        let reached = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect(&address),
+        )
+        .await;
+        checks.insert(
+            "registry".to_string(),
+            match reached {
+                Ok(Ok(_)) => "ok".into(),
+                Ok(Err(e)) => format!("{host}: {e}"),
+                Err(_) => format!("{host}: no answer within 3 s"),
+            },
+        );
+    }
+    let healthy = checks.values().all(|v| v == "ok");
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Health {
+            status: if healthy { "ok" } else { "failing" }.into(),
+            checks,
+        }),
+    )
+        .into_response()
+}

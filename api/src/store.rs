@@ -1,0 +1,611 @@
+//! The service's state in SQLite: environments, builds and their events, the
+//! tags and blobs the pull endpoint serves, and token hashes.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    SqlitePool,
+};
+
+use crate::{auth::Role, error::ApiError};
+
+/// Where an environment's build stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for a build slot.
+    Queued,
+    /// Being built.
+    Building,
+    /// Built: its image can be pulled.
+    Ready,
+    /// The build failed; `error` says why.
+    Failed,
+}
+
+impl Status {
+    /// The name stored and shown.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Building => "building",
+            Status::Ready => "ready",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Status {
+        match name {
+            "queued" => Status::Queued,
+            "building" => Status::Building,
+            "ready" => Status::Ready,
+            _ => Status::Failed,
+        }
+    }
+
+    /// Whether nothing more will happen to it.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Ready | Status::Failed)
+    }
+}
+
+/// An environment as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EnvironmentRow {
+    /// Its id.
+    pub id: String,
+    /// The course.
+    pub course: String,
+    /// Its name within the course.
+    pub name: String,
+    /// Whether it is an exam environment (frozen once ready).
+    pub exam: bool,
+    /// Whether it is what the course's name means now.
+    pub current: bool,
+    /// The hash of the request that made it.
+    pub request_hash: String,
+    /// The spec it was made from, if any.
+    pub spec: Option<String>,
+    /// Its lock file.
+    pub lock: String,
+    /// The lock's sha256.
+    pub lock_hash: String,
+    /// How many packages the lock holds.
+    pub packages: i64,
+    /// Its status name.
+    pub status: String,
+    /// Why its build failed.
+    pub error: Option<String>,
+    /// Its image digest, once ready.
+    pub digest: Option<String>,
+    /// The image's total layer bytes, once ready.
+    pub bytes: Option<i64>,
+    /// The build that makes it.
+    pub build_id: Option<String>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A build as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BuildRow {
+    /// Its id.
+    pub id: String,
+    /// The environment that asked for it first.
+    pub environment_id: String,
+    /// Its status name.
+    pub status: String,
+    /// How often it was started.
+    pub attempts: i64,
+}
+
+/// A stored token.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    /// The role.
+    pub role: Role,
+    /// The courses granted (teachers).
+    pub courses: Vec<String>,
+}
+
+/// The SQLite database of a data directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database in `data_dir`.
+    pub async fn open(data_dir: &Path) -> Result<Self, ApiError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            ApiError::Internal(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join("trousse.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(|e| ApiError::Internal(format!("bad database path: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        let migrator = sqlx::migrate!("./migrations");
+        if migrator.run(&pool).await.is_err() {
+            // another process (a `token create` beside a first `serve`) migrated at the same
+            // time: what it applied is now recorded, so a second run finds nothing left to do
+            migrator
+                .run(&pool)
+                .await
+                .map_err(|e| ApiError::Internal(format!("migrating {}: {e}", path.display())))?;
+        }
+        Ok(Self { pool })
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), ApiError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores a token's hash.
+    pub async fn add_token(
+        &self,
+        hash: &str,
+        role: Role,
+        courses: &[String],
+        description: Option<&str>,
+    ) -> Result<(), ApiError> {
+        sqlx::query(
+            "INSERT INTO tokens (hash, role, courses, description, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(hash)
+        .bind(role.name())
+        .bind(serde_json::to_string(courses).unwrap_or_default())
+        .bind(description)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The token with this hash.
+    pub async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, ApiError> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT role, courses FROM tokens WHERE hash = ?")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(role, courses)| {
+            Some(TokenRecord {
+                role: role.parse().ok()?,
+                courses: serde_json::from_str(&courses).unwrap_or_default(),
+            })
+        }))
+    }
+
+    /// An environment by id.
+    pub async fn environment(&self, id: &str) -> Result<Option<EnvironmentRow>, ApiError> {
+        Ok(
+            sqlx::query_as::<_, EnvironmentRow>("SELECT * FROM environments WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The environment a course's name means now.
+    pub async fn current_environment(
+        &self,
+        course: &str,
+        name: &str,
+    ) -> Result<Option<EnvironmentRow>, ApiError> {
+        Ok(sqlx::query_as::<_, EnvironmentRow>(
+            "SELECT * FROM environments WHERE course = ? AND name = ? AND current = 1",
+        )
+        .bind(course)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The environments of a course, newest first.
+    pub async fn course_environments(&self, course: &str) -> Result<Vec<EnvironmentRow>, ApiError> {
+        Ok(sqlx::query_as::<_, EnvironmentRow>(
+            "SELECT * FROM environments WHERE course = ? ORDER BY created_at DESC, id",
+        )
+        .bind(course)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A ready environment whose build has this key, anywhere.
+    pub async fn ready_with_build_key(
+        &self,
+        build_key: &str,
+    ) -> Result<Option<EnvironmentRow>, ApiError> {
+        Ok(sqlx::query_as::<_, EnvironmentRow>(
+            "SELECT e.* FROM environments e JOIN builds b ON b.id = e.build_id
+             WHERE b.build_key = ? AND b.status = 'ready' AND e.status = 'ready' LIMIT 1",
+        )
+        .bind(build_key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// An unfinished build with this key, to share.
+    pub async fn unfinished_build(&self, build_key: &str) -> Result<Option<String>, ApiError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM builds WHERE build_key = ? AND status IN ('queued', 'building') LIMIT 1",
+        )
+        .bind(build_key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The digests an environment has had, oldest first.
+    pub async fn digests(&self, environment_id: &str) -> Result<Vec<String>, ApiError> {
+        Ok(sqlx::query_scalar(
+            "SELECT digest FROM environment_digests WHERE environment_id = ? ORDER BY created_at, digest",
+        )
+        .bind(environment_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Saves a new environment; `replaces` stops being current in the same transaction.
+    pub async fn insert_environment(
+        &self,
+        env: &EnvironmentRow,
+        replaces: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(old) = replaces {
+            sqlx::query("UPDATE environments SET current = 0, updated_at = ? WHERE id = ?")
+                .bind(now())
+                .bind(old)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO environments (id, course, name, exam, current, request_hash, spec, lock,
+               lock_hash, packages, status, error, digest, bytes, build_id, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&env.id)
+        .bind(&env.course)
+        .bind(&env.name)
+        .bind(env.exam)
+        .bind(env.current)
+        .bind(&env.request_hash)
+        .bind(&env.spec)
+        .bind(&env.lock)
+        .bind(&env.lock_hash)
+        .bind(env.packages)
+        .bind(&env.status)
+        .bind(&env.error)
+        .bind(&env.digest)
+        .bind(env.bytes)
+        .bind(&env.build_id)
+        .bind(env.created_at)
+        .bind(env.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(digest) = &env.digest {
+            record_digest(&mut tx, &env.id, digest, &env.lock_hash).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Points an existing environment at a new request, lock and build (a course update).
+    pub async fn update_environment(&self, env: &EnvironmentRow) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE environments SET request_hash = ?, spec = ?, lock = ?, lock_hash = ?, packages = ?,
+               status = ?, error = ?, digest = ?, bytes = ?, build_id = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&env.request_hash)
+        .bind(&env.spec)
+        .bind(&env.lock)
+        .bind(&env.lock_hash)
+        .bind(env.packages)
+        .bind(&env.status)
+        .bind(&env.error)
+        .bind(&env.digest)
+        .bind(env.bytes)
+        .bind(&env.build_id)
+        .bind(now())
+        .bind(&env.id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(digest) = &env.digest {
+            record_digest(&mut tx, &env.id, digest, &env.lock_hash).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Saves a new build.
+    pub async fn insert_build(
+        &self,
+        id: &str,
+        environment_id: &str,
+        build_key: &str,
+    ) -> Result<(), ApiError> {
+        sqlx::query(
+            "INSERT INTO builds (id, environment_id, build_key, status, attempts, created_at, updated_at)
+             VALUES (?, ?, ?, 'queued', 0, ?, ?)",
+        )
+        .bind(id)
+        .bind(environment_id)
+        .bind(build_key)
+        .bind(now())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A build by id.
+    pub async fn build(&self, id: &str) -> Result<Option<BuildRow>, ApiError> {
+        Ok(sqlx::query_as::<_, BuildRow>(
+            "SELECT id, environment_id, status, attempts FROM builds WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Builds that were queued or running when the service stopped.
+    pub async fn unfinished_builds(&self) -> Result<Vec<String>, ApiError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM builds WHERE status IN ('queued', 'building') ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// How many builds wait or run.
+    pub async fn queue_length(&self) -> Result<i64, ApiError> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM builds WHERE status IN ('queued', 'building')",
+            )
+            .fetch_one(&self.pool)
+            .await?,
+        )
+    }
+
+    /// Marks a build (and the environments waiting on it) as started once more.
+    pub async fn start_build(&self, id: &str) -> Result<i64, ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let attempts: i64 = sqlx::query_scalar(
+            "UPDATE builds SET status = 'building', attempts = attempts + 1, updated_at = ?
+             WHERE id = ? RETURNING attempts",
+        )
+        .bind(now())
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE environments SET status = 'building', updated_at = ? WHERE build_id = ?",
+        )
+        .bind(now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(attempts)
+    }
+
+    /// Ends a build and the environments waiting on it.
+    pub async fn finish_build(
+        &self,
+        id: &str,
+        outcome: Result<(&str, i64), &str>,
+        seconds: f64,
+    ) -> Result<Vec<EnvironmentRow>, ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let (status, digest, bytes, error) = match outcome {
+            Ok((digest, bytes)) => ("ready", Some(digest), Some(bytes), None),
+            Err(error) => ("failed", None, None, Some(error)),
+        };
+        sqlx::query(
+            "UPDATE builds SET status = ?, digest = ?, error = ?, seconds = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(digest)
+        .bind(error)
+        .bind(seconds)
+        .bind(now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE environments SET status = ?, digest = ?, bytes = ?, error = ?, updated_at = ?
+             WHERE build_id = ?",
+        )
+        .bind(status)
+        .bind(digest)
+        .bind(bytes)
+        .bind(error)
+        .bind(now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let envs =
+            sqlx::query_as::<_, EnvironmentRow>("SELECT * FROM environments WHERE build_id = ?")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if let Some(digest) = digest {
+            for env in &envs {
+                record_digest(&mut tx, &env.id, digest, &env.lock_hash).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(envs)
+    }
+
+    /// Appends an event to a build's log.
+    pub async fn add_event(&self, build_id: &str, seq: i64, data: &str) -> Result<(), ApiError> {
+        sqlx::query("INSERT OR REPLACE INTO build_events (build_id, seq, data) VALUES (?, ?, ?)")
+            .bind(build_id)
+            .bind(seq)
+            .bind(data)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A build's events after `after`, in order.
+    pub async fn events(&self, build_id: &str, after: i64) -> Result<Vec<(i64, String)>, ApiError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, data FROM build_events WHERE build_id = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(build_id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The last event number of a build (0 when none).
+    pub async fn last_event(&self, build_id: &str) -> Result<i64, ApiError> {
+        Ok(sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MAX(seq) FROM build_events WHERE build_id = ?",
+        )
+        .bind(build_id)
+        .fetch_one(&self.pool)
+        .await?
+        .unwrap_or(0))
+    }
+
+    /// Remembers the manifests and blobs of a built image.
+    pub async fn record_image(
+        &self,
+        digest: &str,
+        blobs: &[(String, Option<String>)],
+    ) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        for (blob, media_type) in blobs {
+            sqlx::query(
+                "INSERT OR IGNORE INTO image_blobs (image_digest, digest, media_type) VALUES (?, ?, ?)",
+            )
+            .bind(digest)
+            .bind(blob)
+            .bind(media_type)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Makes a built image servable from `repository`, under the tags given.
+    pub async fn publish_image(
+        &self,
+        repository: &str,
+        tags: &[&str],
+        digest: &str,
+    ) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO repository_blobs (repository, digest, media_type)
+             SELECT ?, digest, media_type FROM image_blobs WHERE image_digest = ?",
+        )
+        .bind(repository)
+        .bind(digest)
+        .execute(&mut *tx)
+        .await?;
+        for tag in tags {
+            sqlx::query("INSERT OR REPLACE INTO tags (repository, tag, digest) VALUES (?, ?, ?)")
+                .bind(repository)
+                .bind(tag)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The tags of a repository, sorted.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, ApiError> {
+        Ok(
+            sqlx::query_scalar("SELECT tag FROM tags WHERE repository = ? ORDER BY tag")
+                .bind(repository)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Whether the service serves anything from a repository.
+    pub async fn repository_exists(&self, repository: &str) -> Result<bool, ApiError> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM repository_blobs WHERE repository = ?",
+        )
+        .bind(repository)
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
+    }
+
+    /// The digest a tag points to.
+    pub async fn tag(&self, repository: &str, tag: &str) -> Result<Option<String>, ApiError> {
+        Ok(
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND tag = ?")
+                .bind(repository)
+                .bind(tag)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Whether `repository` serves the blob or manifest `digest`, with its media type if known.
+    pub async fn repository_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<Option<String>>, ApiError> {
+        Ok(sqlx::query_scalar(
+            "SELECT media_type FROM repository_blobs WHERE repository = ? AND digest = ?",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+async fn record_digest(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    environment_id: &str,
+    digest: &str,
+    lock_hash: &str,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO environment_digests (environment_id, digest, lock_hash, created_at)
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(environment_id)
+    .bind(digest)
+    .bind(lock_hash)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

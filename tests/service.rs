@@ -1,0 +1,769 @@
+//! `trousse serve` end to end: the real server on a loopback port, a channel
+//! served over HTTP, skopeo and Docker pulling from the service's own `/v2/`.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A running `trousse serve`, killed when dropped.
+struct Service {
+    port: u16,
+    data_dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Service {
+    fn start(data_dir: &Path, channel: &ChannelServer, extra: &[&str]) -> Self {
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        extra.extend(["--allow-channel".into(), channel.url()]);
+        let mut service = Self {
+            port: free_port(),
+            data_dir: data_dir.to_path_buf(),
+            extra,
+            child: None,
+        };
+        service.launch();
+        service
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .unwrap();
+        let mut cmd = trousse(&[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+            "--data-dir",
+            self.data_dir.to_str().unwrap(),
+        ]);
+        cmd.args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().unwrap());
+        wait_for_port(self.port, "trousse serve");
+        // listening is not ready: the store is opened (and migrated) first
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.healthy() {
+            assert!(
+                Instant::now() < deadline,
+                "trousse serve never became healthy"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+    }
+
+    /// SIGKILL, then start again on the same port and data.
+    fn kill_and_restart(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.launch();
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn token(&self, role: &str, courses: &[&str]) -> String {
+        let mut args = vec![
+            "token",
+            "create",
+            "--role",
+            role,
+            "--data-dir",
+            self.data_dir.to_str().unwrap(),
+        ];
+        for c in courses {
+            args.extend(["--course", c]);
+        }
+        let token = run_ok(trousse(&args)).trim().to_string();
+        assert!(token.starts_with("trs_"));
+        token
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// Sends a request; returns the status and the body as JSON (Null when not JSON).
+async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn submit_yaml(service: &Service, token: &str, course: &str, spec: &str) -> (u16, Value) {
+    send(
+        client()
+            .post(service.url(&format!("/api/v1/courses/{course}/environments")))
+            .bearer_auth(token)
+            .header("content-type", "application/yaml")
+            .body(spec.to_string()),
+    )
+    .await
+}
+
+async fn environment(service: &Service, token: &str, id: &str) -> Value {
+    let (status, env) = send(
+        client()
+            .get(service.url(&format!("/api/v1/environments/{id}")))
+            .bearer_auth(token),
+    )
+    .await;
+    assert_eq!(status, 200, "{env}");
+    env
+}
+
+async fn wait_until(service: &Service, token: &str, id: &str, wanted: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let env = environment(service, token, id).await;
+        if wanted.contains(&env["status"].as_str().unwrap()) {
+            return env;
+        }
+        assert!(Instant::now() < deadline, "still {} : {env}", env["status"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads server-sent events until the `done` event; returns (id, event, data) each.
+async fn follow_events(service: &Service, token: &str, id: &str) -> Vec<(i64, String, Value)> {
+    use futures::StreamExt;
+    let response = client()
+        .get(service.url(&format!("/api/v1/environments/{id}/events")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut stream = response.bytes_stream();
+    let mut text = String::new();
+    let mut events = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let (mut seq, mut kind, mut data) = (0, String::new(), Value::Null);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    seq = v.trim().parse().unwrap();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    kind = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = serde_json::from_str(v.trim()).unwrap();
+                }
+            }
+            if !kind.is_empty() {
+                events.push((seq, kind.clone(), data));
+            }
+            if kind == "done" {
+                return events;
+            }
+        }
+    }
+    events
+}
+
+fn spec_yaml(channel: &ChannelServer, name: &str, packages: &[&str], extra: &str) -> String {
+    format!(
+        "name: {name}\nchannels: ['{}']\ndependencies: [{}]\n{extra}",
+        channel.url(),
+        packages.join(", ")
+    )
+}
+
+#[test]
+fn an_environment_is_built_followed_and_pulled_from_the_service() {
+    require("skopeo");
+    require("docker");
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let service = Service::start(&ws.path("data"), &channel, &[]);
+        let admin = service.token("admin", &[]);
+
+        let spec = spec_yaml(
+            &channel,
+            "hello",
+            &["hello-prefix", "greet"],
+            "trousse:\n  command: [/opt/conda/bin/hello-prefix]\n",
+        );
+        let (status, created) = submit_yaml(&service, &admin, "intro", &spec).await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            created["image"],
+            format!("{}/intro/hello:latest", service.host())
+        );
+        assert!(created["lock"].as_str().unwrap().contains("hello-prefix"));
+
+        let events = follow_events(&service, &admin, &id).await;
+        let (_, last, done) = events.last().unwrap();
+        assert_eq!(last, "done");
+        assert_eq!(done["status"], "ready", "{done}");
+        for stage in ["fetch", "stage", "layer", "publish"] {
+            assert!(
+                events
+                    .iter()
+                    .any(|(_, k, d)| k == "stage_finished" && d["stage"] == stage),
+                "no {stage} event in {events:?}"
+            );
+        }
+        let ids: Vec<i64> = events.iter().map(|(seq, _, _)| *seq).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+        // a late client gets the whole story, and one that resumes gets the rest
+        let again = follow_events(&service, &admin, &id).await;
+        assert_eq!(again.len(), events.len());
+
+        let env = environment(&service, &admin, &id).await;
+        assert_eq!(env["status"], "ready");
+        let digest = env["digest"].as_str().unwrap().to_string();
+        assert_eq!(env["digests"], json!([digest]));
+        assert!(env["bytes"].as_i64().unwrap() > 0);
+
+        // the same request again: answered from what is built
+        let started = Instant::now();
+        let (status, hit) = submit_yaml(&service, &admin, "intro", &spec).await;
+        let hit_time = started.elapsed();
+        assert_eq!(status, 200, "{hit}");
+        assert_eq!(hit["id"], created["id"]);
+        assert!(hit_time < Duration::from_secs(2), "{hit_time:?}");
+
+        // the OCI pull protocol, read by independent clients
+        let reference = format!("{}/intro/hello:latest", service.host());
+        let inspect: Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ])))
+        .unwrap();
+        assert_eq!(inspect["Digest"], digest);
+
+        let manifest = client()
+            .head(service.url(&format!("/v2/intro/hello/manifests/{digest}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(manifest.status(), 200);
+        assert_eq!(manifest.headers()["docker-content-digest"], digest.as_str());
+        let layer = inspect["Layers"][0].as_str().unwrap();
+        let part = client()
+            .get(service.url(&format!("/v2/intro/hello/blobs/{layer}")))
+            .header("range", "bytes=0-9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(part.status(), 206);
+        assert_eq!(part.bytes().await.unwrap().len(), 10);
+        let (status, missing) =
+            send(client().get(service.url(&format!("/v2/intro/other/blobs/{layer}")))).await;
+        assert_eq!(status, 404, "a blob is served only from its repositories");
+        assert_eq!(missing["errors"][0]["code"], "BLOB_UNKNOWN");
+
+        run_ok(Command::new("docker").args(["pull", &reference]));
+        let out = run(Command::new("docker").args(["run", "--rm", &reference]));
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &reference])
+            .output();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "hello from /opt/conda"
+        );
+
+        // an update of a course environment keeps its earlier digests listed
+        let updated_spec = spec_yaml(&channel, "hello", &["hello-prefix"], "");
+        let (status, updated) = submit_yaml(&service, &admin, "intro", &updated_spec).await;
+        assert!(status == 200 || status == 202, "{updated}");
+        assert_eq!(updated["id"], created["id"]);
+        let env = wait_until(&service, &admin, &id, &["ready"]).await;
+        assert_eq!(env["digests"].as_array().unwrap().len(), 2);
+        assert_ne!(env["digest"], digest);
+
+        // an exam environment never changes once ready: a change makes a new one
+        let exam = |packages: &[&str]| json!({"name": "final", "exam": true, "spec": spec_yaml(&channel, "final", packages, "")});
+        let (_, first) = send(
+            client()
+                .post(service.url("/api/v1/courses/intro/environments"))
+                .bearer_auth(&admin)
+                .json(&exam(&["greet"])),
+        )
+        .await;
+        let first_id = first["id"].as_str().unwrap();
+        let first_env = wait_until(&service, &admin, first_id, &["ready"]).await;
+        assert!(first_env["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(first_env["digest"].as_str().unwrap()));
+        let (_, second) = send(
+            client()
+                .post(service.url("/api/v1/courses/intro/environments"))
+                .bearer_auth(&admin)
+                .json(&exam(&["greet", "hello-prefix"])),
+        )
+        .await;
+        assert_ne!(second["id"], first["id"]);
+        let frozen = environment(&service, &admin, first_id).await;
+        assert_eq!(frozen["image"], first_env["image"]);
+        assert_eq!(frozen["digest"], first_env["digest"]);
+        assert_eq!(frozen["current"], false);
+    });
+}
+
+async fn metric(service: &Service, name: &str) -> f64 {
+    let text = client()
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn fifty_identical_requests_start_exactly_one_build() {
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let service = Service::start(&ws.path("data"), &channel, &[]);
+        let teacher = service.token("teacher", &["stats"]);
+        let spec = spec_yaml(&channel, "shared", &["pyhello", "greet"], "");
+        let requests = (0..50).map(|_| submit_yaml(&service, &teacher, "stats", &spec));
+        let answers = futures::future::join_all(requests).await;
+        let ids: std::collections::HashSet<String> = answers
+            .iter()
+            .map(|(status, env)| {
+                assert!(*status == 200 || *status == 202, "{status} {env}");
+                env["id"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "one environment");
+        let id = ids.into_iter().next().unwrap();
+        wait_until(&service, &teacher, &id, &["ready"]).await;
+        assert_eq!(metric(&service, "trousse_builds_started_total").await, 1.0);
+        assert_eq!(
+            metric(&service, "trousse_builds_total{result=\"ready\"}").await,
+            1.0
+        );
+        let (_, list) = send(
+            client()
+                .get(service.url("/api/v1/courses/stats/environments"))
+                .bearer_auth(&teacher),
+        )
+        .await;
+        assert_eq!(list["environments"].as_array().unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn a_service_killed_mid_build_finishes_it_after_a_restart() {
+    let ws = Workspace::with_example_channel();
+    // a package large enough that the build is still running when the service dies
+    let mut rng = trousse_testkit::Rng::new(7);
+    ws.add_packages(&[trousse_testkit::PackageSpec::new("big-data", "1.0")
+        .noarch("generic")
+        .file("share/big-data/blob.bin", rng.bytes(96 << 20), 0o644)]);
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let mut service = Service::start(&ws.path("data"), &channel, &[]);
+        let admin = service.token("admin", &[]);
+        let spec = spec_yaml(&channel, "big", &["big-data", "greet"], "");
+        let (status, created) = submit_yaml(&service, &admin, "physics", &spec).await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        wait_until(&service, &admin, &id, &["building"]).await;
+        service.kill_and_restart();
+
+        let env = wait_until(&service, &admin, &id, &["ready", "failed"]).await;
+        assert_eq!(env["status"], "ready", "{env}");
+        let (_, list) = send(
+            client()
+                .get(service.url("/api/v1/courses/physics/environments"))
+                .bearer_auth(&admin),
+        )
+        .await;
+        assert_eq!(
+            list["environments"].as_array().unwrap().len(),
+            1,
+            "nothing lost or duplicated"
+        );
+        let events = follow_events(&service, &admin, &id).await;
+        assert!(
+            events
+                .iter()
+                .any(|(_, k, d)| k == "status" && d["attempt"] == 2),
+            "the build was started a second time: {events:?}"
+        );
+        assert_eq!(metric(&service, "trousse_builds_started_total").await, 1.0);
+        // and the image is whole
+        require("skopeo");
+        run_ok(Command::new("skopeo").args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/physics/big:latest", service.host()),
+            &format!("oci:{}:big", ws.path("pulled").display()),
+        ]));
+    });
+}
+
+#[test]
+fn each_role_may_do_what_it_is_granted_and_nothing_else() {
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let service = Service::start(&ws.path("data"), &channel, &[]);
+        let admin = service.token("admin", &[]);
+        let teacher = service.token("teacher", &["bio"]);
+        let hub = service.token("hub", &[]);
+        let spec = spec_yaml(&channel, "cells", &["greeting-data"], "");
+
+        let (status, env) = submit_yaml(&service, &teacher, "bio", &spec).await;
+        assert!(
+            status == 200 || status == 202,
+            "teacher in its course: {env}"
+        );
+        let bio_id = env["id"].as_str().unwrap().to_string();
+        let (status, _) = submit_yaml(&service, &admin, "chem", &spec).await;
+        assert!(status == 200 || status == 202, "admin anywhere");
+        let (_, chem) = send(
+            client()
+                .get(service.url("/api/v1/courses/chem/environments"))
+                .bearer_auth(&admin),
+        )
+        .await;
+        let chem_id = chem["environments"][0]["id"].as_str().unwrap().to_string();
+
+        let list = |course: &str| service.url(&format!("/api/v1/courses/{course}/environments"));
+        let one = |id: &str| service.url(&format!("/api/v1/environments/{id}"));
+        let cases: Vec<(&str, Option<&str>, reqwest::RequestBuilder, u16)> = vec![
+            (
+                "teacher writes another course",
+                Some(&teacher),
+                client().post(list("chem")),
+                403,
+            ),
+            (
+                "teacher reads its course",
+                Some(&teacher),
+                client().get(list("bio")),
+                200,
+            ),
+            (
+                "teacher reads another course",
+                Some(&teacher),
+                client().get(list("chem")),
+                403,
+            ),
+            (
+                "teacher reads its environment",
+                Some(&teacher),
+                client().get(one(&bio_id)),
+                200,
+            ),
+            (
+                "teacher reads another's environment",
+                Some(&teacher),
+                client().get(one(&chem_id)),
+                403,
+            ),
+            ("hub writes", Some(&hub), client().post(list("bio")), 403),
+            (
+                "hub reads any course",
+                Some(&hub),
+                client().get(list("chem")),
+                200,
+            ),
+            (
+                "hub reads any environment",
+                Some(&hub),
+                client().get(one(&bio_id)),
+                200,
+            ),
+            ("admin reads", Some(&admin), client().get(list("bio")), 200),
+            ("no token reads", None, client().get(list("bio")), 401),
+            ("no token writes", None, client().post(list("bio")), 401),
+            (
+                "a bad token",
+                Some("trs_not-a-real-token"),
+                client().get(list("bio")),
+                401,
+            ),
+            (
+                "unknown environment",
+                Some(&admin),
+                client().get(one("nope")),
+                404,
+            ),
+        ];
+        for (what, token, request, expected) in cases {
+            let request = match token {
+                Some(t) => request.bearer_auth(t),
+                None => request,
+            };
+            let request = request
+                .header("content-type", "application/yaml")
+                .body(spec.clone());
+            let (status, body) = send(request).await;
+            assert_eq!(status, expected, "{what}: {body}");
+            if expected >= 400 {
+                assert!(
+                    body["error"].is_string() && body["message"].is_string(),
+                    "{what}: not a JSON error: {body}"
+                );
+            }
+        }
+
+        // pulls are open by default, and need a token when the service says so
+        let (status, _) = send(client().get(service.url("/v2/"))).await;
+        assert_eq!(status, 200);
+        let locked = Service::start(&ws.path("data-locked"), &channel, &["--require-pull-token"]);
+        let hub_locked = locked.token("hub", &[]);
+        let response = client().get(locked.url("/v2/")).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert!(response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
+        let (status, _) = send(
+            client()
+                .get(locked.url("/v2/"))
+                .basic_auth("hub", Some(&hub_locked)),
+        )
+        .await;
+        assert_eq!(status, 200);
+    });
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_status_and_a_json_error() {
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let service = Service::start(&ws.path("data"), &channel, &["--max-body", "64KiB"]);
+        let admin = service.token("admin", &[]);
+        let post = |body: String, content_type: &str| {
+            client()
+                .post(service.url("/api/v1/courses/lab/environments"))
+                .bearer_auth(&admin)
+                .header("content-type", content_type.to_string())
+                .body(body)
+        };
+        let yaml = "application/yaml";
+        let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str, &str)> = vec![
+            (
+                "malformed YAML",
+                post("name: x\ndependencies: [a, b\n".into(), yaml),
+                400,
+                "invalid_spec",
+                "spec.yml:",
+            ),
+            (
+                "an unknown package",
+                post(spec_yaml(&channel, "x", &["no-such-package"], ""), yaml),
+                422,
+                "package_not_found",
+                "no-such-package",
+            ),
+            (
+                "an oversized body",
+                post(format!("name: x\n# {}\n", "x".repeat(100 << 10)), yaml),
+                413,
+                "too_large",
+                "bytes",
+            ),
+            (
+                "a channel not allowed",
+                post(
+                    "name: x\nchannels: ['file:///etc']\ndependencies: [a]\n".into(),
+                    yaml,
+                ),
+                403,
+                "forbidden",
+                "file:///etc",
+            ),
+            (
+                "a base not allowed",
+                post(
+                    spec_yaml(
+                        &channel,
+                        "x",
+                        &["greet"],
+                        "trousse:\n  base: oci:/var/lib/secret:x\n",
+                    ),
+                    yaml,
+                ),
+                403,
+                "forbidden",
+                "oci:/var/lib/secret",
+            ),
+            (
+                "a lock that fetches from elsewhere",
+                post(
+                    json!({"name": "x", "lock": std::fs::read_to_string(
+                        conda_data().join("locks/rattler-python-lock.yml")).unwrap()})
+                    .to_string(),
+                    "application/json",
+                ),
+                403,
+                "forbidden",
+                "conda.anaconda.org",
+            ),
+            (
+                "both a spec and a lock",
+                post(
+                    json!({"name": "x", "spec": "a", "lock": "b"}).to_string(),
+                    "application/json",
+                ),
+                400,
+                "invalid_request",
+                "exactly one",
+            ),
+            (
+                "an invalid course name",
+                client()
+                    .post(service.url("/api/v1/courses/Bad..Name/environments"))
+                    .bearer_auth(&admin)
+                    .header("content-type", yaml)
+                    .body(spec_yaml(&channel, "x", &["greet"], "")),
+                400,
+                "invalid_name",
+                "Bad..Name",
+            ),
+            (
+                "a bad token",
+                client()
+                    .post(service.url("/api/v1/courses/lab/environments"))
+                    .bearer_auth("trs_0000")
+                    .header("content-type", yaml)
+                    .body(spec_yaml(&channel, "x", &["greet"], "")),
+                401,
+                "unauthorized",
+                "token",
+            ),
+        ];
+        for (what, request, status, code, mentions) in cases {
+            let (got, body) = send(request).await;
+            assert_eq!(got, status, "{what}: {body}");
+            assert_eq!(body["error"], code, "{what}: {body}");
+            assert!(
+                body["message"].as_str().unwrap().contains(mentions),
+                "{what}: {body}"
+            );
+        }
+        let (_, list) = send(
+            client()
+                .get(service.url("/api/v1/courses/lab/environments"))
+                .bearer_auth(&admin),
+        )
+        .await;
+        assert_eq!(list["environments"], json!([]), "nothing was created");
+    });
+}
+
+#[test]
+fn the_openapi_document_validates_and_lists_every_route() {
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let service = Service::start(&ws.path("data"), &channel, &[]);
+        let text = client()
+            .get(service.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let routes = [
+            ("/api/v1/courses/{course}/environments", "post"),
+            ("/api/v1/courses/{course}/environments", "get"),
+            ("/api/v1/environments/{id}", "get"),
+            ("/api/v1/environments/{id}/events", "get"),
+            ("/api/v1/openapi.json", "get"),
+            ("/health", "get"),
+            ("/metrics", "get"),
+            ("/v2/", "get"),
+            ("/v2/{course}/{environment}/manifests/{reference}", "get"),
+            ("/v2/{course}/{environment}/blobs/{digest}", "get"),
+        ];
+        for (path, method) in routes {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 10);
+        require("python3");
+        let file = ws.path("openapi.json");
+        std::fs::write(&file, &text).unwrap();
+        run_ok(Command::new("python3").args([
+            "-c",
+            "import sys, json; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')",
+            file.to_str().unwrap(),
+        ]));
+        let health = client().get(service.url("/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+    });
+}
