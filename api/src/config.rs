@@ -23,6 +23,8 @@ pub struct ServiceConfig {
     pub build_timeout: Duration,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// The largest spec, in bytes.
+    pub max_spec_bytes: usize,
     /// The most packages a spec may request.
     pub max_spec_packages: usize,
     /// The most packages a solved environment may hold (per platform).
@@ -50,6 +52,7 @@ impl ServiceConfig {
             max_builds: 2,
             build_timeout: Duration::from_secs(3600),
             max_body_bytes: 1 << 20,
+            max_spec_bytes: 64 << 10,
             max_spec_packages: 200,
             max_lock_packages: 2000,
             allowed_channels: vec!["conda-forge".into()],

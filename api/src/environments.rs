@@ -154,6 +154,13 @@ impl Submission {
         let config = &state.config;
         match (request.spec, request.lock) {
             (Some(spec_text), None) => {
+                if spec_text.len() > config.max_spec_bytes {
+                    return Err(ApiError::TooLarge(format!(
+                        "the spec has {} bytes; at most {} are allowed",
+                        spec_text.len(),
+                        config.max_spec_bytes
+                    )));
+                }
                 let spec = EnvSpec::from_yaml(
                     &spec_text,
                     Path::new("spec.yml"),

@@ -38,6 +38,21 @@ pub async fn fetch(
         stage: Stage::Fetch,
         total: records.len() as u64,
     });
+    // rattler coordinates processes that fill one package cache with its global lock
+    let _populating = if records.is_empty() {
+        None
+    } else {
+        Some(
+            cache
+                .acquire_global_lock()
+                .await
+                .map_err(|e| BuildError::Io {
+                    action: "locking the package cache",
+                    path: PathBuf::from("packages/.cache.lock"),
+                    source: std::io::Error::other(error_chain(&e)),
+                })?,
+        )
+    };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DOWNLOADS));
     let fetched = futures::stream::iter(records)
         .map(|record| {
