@@ -138,14 +138,9 @@ fn wrong_credentials_are_a_clear_401_without_the_secret() {
     let docker_config = ws.path("docker");
     std::fs::create_dir_all(&docker_config).unwrap();
     let write_auth = |password: &str| {
-        use std::io::Write;
         let encoded = {
-            let raw = format!("teacher:{password}");
-            let mut out = String::new();
-            let mut enc = base64_encoder(&mut out);
-            enc.write_all(raw.as_bytes()).unwrap();
-            drop(enc);
-            out
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(format!("teacher:{password}"))
         };
         std::fs::write(
             docker_config.join("config.json"),
@@ -185,39 +180,6 @@ fn wrong_credentials_are_a_clear_401_without_the_secret() {
     let out = push(&ws);
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("right-password"));
-}
-
-/// A tiny base64 writer, so the test needs no extra crate.
-fn base64_encoder(out: &mut String) -> impl std::io::Write + '_ {
-    struct Enc<'a>(&'a mut String, Vec<u8>);
-    impl std::io::Write for Enc<'_> {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.1.extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl Drop for Enc<'_> {
-        fn drop(&mut self) {
-            const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            for chunk in self.1.chunks(3) {
-                let n = chunk
-                    .iter()
-                    .enumerate()
-                    .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
-                for i in 0..4 {
-                    if i <= chunk.len() {
-                        self.0.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-                    } else {
-                        self.0.push('=');
-                    }
-                }
-            }
-        }
-    }
-    Enc(out, Vec::new())
 }
 
 #[test]
