@@ -1,6 +1,8 @@
 //! Synthetic conda packages and channels, written with rattler's own archive
 //! writer and indexer, for trousse's tests, example and benchmarks.
 
+pub mod realistic;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
