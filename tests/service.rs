@@ -767,3 +767,43 @@ fn the_openapi_document_validates_and_lists_every_route() {
         assert_eq!(health.status(), 200);
     });
 }
+
+#[test]
+fn with_push_to_the_service_pushes_to_the_registry_and_names_it() {
+    require("skopeo");
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let registry = RegistryServer::start(None);
+        let prefix = format!("{}/institution", registry.host);
+        let service = Service::start(&ws.path("data"), &channel, &["--push-to", &prefix]);
+        let admin = service.token("admin", &[]);
+        let spec = spec_yaml(&channel, "pushed", &["greet"], "");
+        let (status, created) = submit_yaml(&service, &admin, "geo", &spec).await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().unwrap();
+        let env = wait_until(&service, &admin, id, &["ready", "failed"]).await;
+        assert_eq!(env["status"], "ready", "{env}");
+        let image = format!("{prefix}/geo/pushed:latest");
+        assert_eq!(env["image"], image);
+        let inspect: Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ])))
+        .unwrap();
+        assert_eq!(inspect["Digest"], env["digest"]);
+        // the service's own /v2/ does not claim images it pushed elsewhere
+        let (status, _) = send(client().get(service.url("/v2/geo/pushed/manifests/latest"))).await;
+        assert_eq!(status, 404);
+        let health: Value = client()
+            .get(service.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["checks"]["registry"], "ok", "{health}");
+    });
+}
