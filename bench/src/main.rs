@@ -285,7 +285,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     table.push((
         "  cold build / floor".into(),
-        format!("{:.2}x", cold.median / floor.median),
+        format!("{:.3}x", cold.median / floor.median),
     ));
     figures.insert(
         "floor",
@@ -374,7 +374,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     table.push((
         "  registry bytes / unique package bytes".into(),
-        format!("{:.2}x", stored as f64 / unique_package_bytes as f64),
+        format!("{:.3}x", stored as f64 / unique_package_bytes as f64),
     ));
     table.push((
         format!(
@@ -522,7 +522,7 @@ async fn usual_way(
     ));
     table.push((
         "  trousse cold build / docker build".into(),
-        format!("{:.2}x", cold.median / docker_cold.median),
+        format!("{:.3}x", cold.median / docker_cold.median),
     ));
     table.push((
         "docker build again, nothing changed (cached)".into(),
@@ -530,7 +530,7 @@ async fn usual_way(
     ));
     table.push((
         "  trousse same again / docker cached".into(),
-        format!("{:.2}x", again.median / docker_cached.median),
+        format!("{:.3}x", again.median / docker_cached.median),
     ));
     table.push((
         "docker build with one package added (the COPY layer is rebuilt)".into(),
@@ -538,7 +538,7 @@ async fn usual_way(
     ));
     table.push((
         "  trousse one package added / docker".into(),
-        format!("{:.2}x", added.median / docker_added.median),
+        format!("{:.3}x", added.median / docker_added.median),
     ));
     table.push((
         "docker build after a one-line Dockerfile change (ENV)".into(),
@@ -591,7 +591,7 @@ async fn usual_way(
     ));
     table.push((
         "  trousse / docker push".into(),
-        format!("{:.2}x", trousse_push.median / docker_push.median),
+        format!("{:.3}x", trousse_push.median / docker_push.median),
     ));
     figures.insert(
         "docker",

@@ -92,6 +92,8 @@ impl Registry {
         };
         let client = Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain),
+            // one streamed PUT per blob: chunked mode sends a PATCH per stream item
+            use_monolithic_push: true,
             ..ClientConfig::default()
         });
         let layer_pool = options
@@ -265,8 +267,8 @@ impl Registry {
             let file = tokio::fs::File::open(image.blobs.path(digest))
                 .await
                 .map_err(RegistryError::io("opening blob", image.blobs.path(digest)))?;
-            let stream =
-                tokio_util::io::ReaderStream::new(file).map_err(OciDistributionError::from);
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+                .map_err(OciDistributionError::from);
             match self
                 .client
                 .push_blob_stream(target, stream, &name, Some(size))
