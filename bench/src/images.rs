@@ -16,6 +16,33 @@ pub struct ImageBlobs {
     pub layers: BTreeMap<String, u64>,
     /// The package files (conda file names) its layers hold.
     pub packages: BTreeSet<String>,
+    /// How many packages each layer holds, by digest (0: the environment layer).
+    pub layer_packages: BTreeMap<String, usize>,
+}
+
+/// What kind of blob a digest is, for the registry breakdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BlobKind {
+    /// A layer of one package.
+    PackageLayer,
+    /// A layer shared by a group of small packages.
+    GroupLayer,
+    /// The environment's top layer (lock, history, user).
+    EnvironmentLayer,
+    /// Configs, manifests and indexes.
+    Metadata,
+}
+
+impl BlobKind {
+    /// The name used in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobKind::PackageLayer => "package_layers",
+            BlobKind::GroupLayer => "group_layers",
+            BlobKind::EnvironmentLayer => "environment_layers",
+            BlobKind::Metadata => "configs_and_manifests",
+        }
+    }
 }
 
 impl ImageBlobs {
@@ -41,16 +68,29 @@ impl ImageBlobs {
             for layer in manifest.layers() {
                 out.blobs.insert(layer.digest().to_string(), layer.size());
                 out.layers.insert(layer.digest().to_string(), layer.size());
-                if let Some(packages) = layer
+                let packages: Vec<&str> = layer
                     .annotations()
                     .as_ref()
                     .and_then(|a| a.get(trousse_builder::image::PACKAGES_ANNOTATION))
-                {
-                    out.packages.extend(packages.split(',').map(str::to_string));
-                }
+                    .map(|p| p.split(',').collect())
+                    .unwrap_or_default();
+                out.layer_packages
+                    .insert(layer.digest().to_string(), packages.len());
+                out.packages
+                    .extend(packages.into_iter().map(str::to_string));
             }
         }
         Ok(out)
+    }
+
+    /// The kind of one of its blobs.
+    pub fn kind(&self, digest: &str) -> BlobKind {
+        match self.layer_packages.get(digest) {
+            None => BlobKind::Metadata,
+            Some(0) => BlobKind::EnvironmentLayer,
+            Some(1) => BlobKind::PackageLayer,
+            Some(_) => BlobKind::GroupLayer,
+        }
     }
 
     /// Bytes of all blobs.
@@ -71,9 +111,25 @@ impl ImageBlobs {
 
 /// Bytes a registry stores for these images: each blob once.
 pub fn registry_bytes(images: &[ImageBlobs]) -> u64 {
+    registry_breakdown(images)
+        .values()
+        .map(|(bytes, _)| bytes)
+        .sum()
+}
+
+/// Bytes and blob counts a registry stores for these images, by kind of blob.
+pub fn registry_breakdown(images: &[ImageBlobs]) -> BTreeMap<BlobKind, (u64, usize)> {
     let mut unique = BTreeMap::new();
     for image in images {
-        unique.extend(image.blobs.iter().map(|(d, s)| (d.clone(), *s)));
+        for (digest, size) in &image.blobs {
+            unique.insert(digest.clone(), (*size, image.kind(digest)));
+        }
     }
-    unique.values().sum()
+    let mut out = BTreeMap::new();
+    for (size, kind) in unique.into_values() {
+        let entry = out.entry(kind).or_insert((0, 0));
+        entry.0 += size;
+        entry.1 += 1;
+    }
+    out
 }

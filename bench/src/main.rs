@@ -23,7 +23,7 @@ use trousse_registry_client::{ImageRef, RegistryOptions};
 use trousse_testkit::realistic::{realistic_channel, write_realistic_channel, RealisticChannel};
 
 use crate::{
-    images::{registry_bytes, ImageBlobs},
+    images::{registry_breakdown, registry_bytes, ImageBlobs},
     measure::{timed, timed_blocking, Figure},
 };
 
@@ -45,6 +45,9 @@ struct Args {
     /// Seed of the channel's synthetic contents.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Keep the channel in this directory and reuse it when it was written with the same seed and scale.
+    #[arg(long)]
+    channel: Option<PathBuf>,
 }
 
 /// The benchmark's working state: the channel and a scratch directory.
@@ -85,6 +88,18 @@ impl Bench {
 
     /// One trousse build of a spec into an OCI layout.
     async fn build(&self, spec: &Path, cache: &Path, output: &Path) -> anyhow::Result<BuildReport> {
+        self.build_compressed(spec, cache, output, Compression::Gzip)
+            .await
+    }
+
+    /// One trousse build of a spec into an OCI layout, with this layer compression.
+    async fn build_compressed(
+        &self,
+        spec: &Path,
+        cache: &Path,
+        output: &Path,
+        compression: Compression,
+    ) -> anyhow::Result<BuildReport> {
         let defaults = ImageSettings {
             base: ImageRef::Scratch,
             ..ImageSettings::default()
@@ -92,7 +107,7 @@ impl Bench {
         let spec = EnvSpec::from_path(spec, &defaults)?;
         let options = BuildOptions {
             cache_dir: cache.to_path_buf(),
-            compression: Compression::Gzip,
+            compression,
             output: ImageRef::Oci {
                 dir: output.to_path_buf(),
                 tag: None,
@@ -114,6 +129,7 @@ impl Bench {
         for _ in 0..self.runs {
             let cache = self.fresh("cache");
             prepare(&cache)?;
+            settle();
             let output = self.fresh("image");
             let (seconds, report) = timed(self.build(spec, &cache, &output)).await;
             runs.push(seconds);
@@ -143,33 +159,36 @@ fn clone_cache(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The floor: extract every archive and gzip its bytes once, on as many threads as trousse uses.
-fn floor(bench: &Bench, archives: &[PathBuf]) -> anyhow::Result<f64> {
+/// The floor: extract every archive and gzip its files once (level 6, as
+/// trousse does), on as many threads as there are cores, each taking the
+/// next archive. Returns the seconds and the compressed bytes.
+fn extract_and_gzip(bench: &Bench, archives: &[PathBuf]) -> anyhow::Result<(f64, u64)> {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     let target = bench.fresh("floor");
     std::fs::create_dir_all(&target)?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let chunks: Vec<Vec<PathBuf>> = (0..threads)
-        .map(|t| archives.iter().skip(t).step_by(threads).cloned().collect())
-        .collect();
+    let next = AtomicUsize::new(0);
+    let compressed = AtomicU64::new(0);
     let (seconds, result) = timed_blocking(|| {
         std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .enumerate()
-                .map(|(t, chunk)| {
-                    let target = target.join(t.to_string());
-                    scope.spawn(move || -> anyhow::Result<()> {
-                        for archive in chunk {
-                            let dir = target.join(archive.file_name().unwrap_or_default());
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> anyhow::Result<()> {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(archive) = archives.get(i) else {
+                                return Ok(());
+                            };
+                            let dir = target.join(i.to_string());
                             rattler_package_streaming::fs::extract(archive, &dir)?;
                             let gz = flate2::GzBuilder::new()
-                                .write(std::io::sink(), flate2::Compression::new(6));
+                                .write(ByteCounter::default(), flate2::Compression::new(6));
                             let mut tar = tar::Builder::new(gz);
                             tar.follow_symlinks(false);
                             tar.append_dir_all(".", &dir)?;
-                            tar.into_inner()?.finish()?;
+                            let counted = tar.into_inner()?.finish()?;
+                            compressed.fetch_add(counted.0, Ordering::Relaxed);
                         }
-                        Ok(())
                     })
                 })
                 .collect();
@@ -181,7 +200,45 @@ fn floor(bench: &Bench, archives: &[PathBuf]) -> anyhow::Result<f64> {
     });
     result?;
     let _ = std::fs::remove_dir_all(&target);
-    Ok(seconds)
+    Ok((seconds, compressed.into_inner()))
+}
+
+/// A writer that keeps only the count of bytes written to it.
+#[derive(Default)]
+struct ByteCounter(u64);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds the ten course environments on one cache; their images' blobs.
+async fn build_courses(
+    bench: &Bench,
+    cache: &Path,
+    compression: Compression,
+) -> anyhow::Result<Vec<(String, ImageBlobs)>> {
+    let mut courses = Vec::new();
+    for course in &bench.channel.courses {
+        let spec = bench.spec(&course.name, &course.dependencies)?;
+        let layout = bench.fresh(&course.name);
+        bench
+            .build_compressed(&spec, cache, &layout, compression)
+            .await?;
+        courses.push((course.name.clone(), ImageBlobs::read(&layout).await?));
+    }
+    Ok(courses)
+}
+
+/// Lets the previous scenario's writes reach the disk, so they do not slow the next one.
+fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 /// Unpacks an image's layers (in order) into a directory: the installed environment.
@@ -220,23 +277,37 @@ async fn main() -> anyhow::Result<()> {
     let work = tempfile::Builder::new()
         .prefix("trousse-bench-")
         .tempdir()?;
-    let channel_dir = work.path().join("channel");
-    eprintln!(
-        "writing the channel ({} packages, scale {})...",
-        channel.packages.len(),
-        args.scale
-    );
-    // writing the channel stages ~50,000 files one by one: in memory when it can (not measured)
-    let previous_tmpdir = std::env::var_os("TMPDIR");
-    if Path::new("/dev/shm").is_dir() {
-        std::env::set_var("TMPDIR", "/dev/shm");
+    let channel_dir = args
+        .channel
+        .clone()
+        .unwrap_or_else(|| work.path().join("channel"));
+    let stamp = channel_dir.join(".trousse-bench");
+    let identity = format!("seed {} scale {}\n", args.seed, args.scale);
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(identity.as_str()) {
+        eprintln!("reusing the channel in {}", channel_dir.display());
+    } else {
+        eprintln!(
+            "writing the channel ({} packages, scale {})...",
+            channel.packages.len(),
+            args.scale
+        );
+        if channel_dir.exists() {
+            std::fs::remove_dir_all(&channel_dir)
+                .with_context(|| format!("removing {}", channel_dir.display()))?;
+        }
+        // writing the channel stages ~50,000 files one by one: in memory when it can (not measured)
+        let previous_tmpdir = std::env::var_os("TMPDIR");
+        if Path::new("/dev/shm").is_dir() {
+            std::env::set_var("TMPDIR", "/dev/shm");
+        }
+        let written = write_realistic_channel(&channel_dir, &channel).await;
+        match previous_tmpdir {
+            Some(dir) => std::env::set_var("TMPDIR", dir),
+            None => std::env::remove_var("TMPDIR"),
+        }
+        written?;
+        std::fs::write(&stamp, &identity)?;
     }
-    let written = write_realistic_channel(&channel_dir, &channel).await;
-    match previous_tmpdir {
-        Some(dir) => std::env::set_var("TMPDIR", dir),
-        None => std::env::remove_var("TMPDIR"),
-    }
-    written?;
     let bench = Bench {
         work,
         channel_dir,
@@ -248,9 +319,38 @@ async fn main() -> anyhow::Result<()> {
     let mut table: Vec<(String, String)> = Vec::new();
     let binder = bench.spec("binder", &bench.channel.binder)?;
 
-    // 1. cold build, empty cache, solve included
-    eprintln!("cold builds...");
-    let (cold, cold_report) = bench.time_builds(&binder, |_| Ok(())).await?;
+    // 1. cold build (empty cache, solve included) and 2. the floor, alternated
+    // run by run so both see the same machine, each after a sync
+    eprintln!("cold builds and the floor...");
+    let archives = bench
+        .channel
+        .binder_locked
+        .iter()
+        .map(|id| {
+            bench
+                .archive(&format!("{id}.conda"))
+                .or_else(|_| bench.archive(&format!("{id}.tar.bz2")))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut cold_runs = Vec::new();
+    let mut floor_runs = Vec::new();
+    let mut stage_runs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut cold_report = None;
+    for _ in 0..bench.runs {
+        settle();
+        let (seconds, report) =
+            timed(bench.build(&binder, &bench.fresh("cache"), &bench.fresh("image"))).await;
+        let report = report?;
+        cold_runs.push(seconds);
+        for (stage, s) in &report.seconds {
+            stage_runs.entry(stage.clone()).or_default().push(*s);
+        }
+        cold_report = Some(report);
+        settle();
+        floor_runs.push(extract_and_gzip(&bench, &archives)?.0);
+    }
+    let cold = Figure::of(cold_runs);
+    let cold_report = cold_report.context("no runs")?;
     let warm = bench.path("warm-cache");
     bench.build(&binder, &warm, &bench.fresh("image")).await?;
     table.push((
@@ -262,22 +362,15 @@ async fn main() -> anyhow::Result<()> {
         ),
         cold.text(),
     ));
-    figures.insert("cold_build", json!({"seconds": cold, "packages": cold_report.packages, "layers": cold_report.layers, "bytes": cold_report.bytes}));
+    let stages: BTreeMap<String, Figure> = stage_runs
+        .into_iter()
+        .map(|(stage, runs)| (stage, Figure::of(runs)))
+        .collect();
+    for (stage, figure) in &stages {
+        table.push((format!("  of which {stage}"), figure.text()));
+    }
+    figures.insert("cold_build", json!({"seconds": cold, "stages": stages, "packages": cold_report.packages, "layers": cold_report.layers, "bytes": cold_report.bytes}));
 
-    // 2. the floor
-    let archives = bench
-        .channel
-        .binder_locked
-        .iter()
-        .map(|id| {
-            bench
-                .archive(&format!("{id}.conda"))
-                .or_else(|_| bench.archive(&format!("{id}.tar.bz2")))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let floor_runs = (0..bench.runs)
-        .map(|_| floor(&bench, &archives))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let floor = Figure::of(floor_runs);
     table.push((
         "floor: extract every archive and gzip its bytes once".into(),
@@ -328,34 +421,32 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("course environments...");
     let all = bench.path("all-cache");
     clone_cache(&warm, &all)?;
-    let mut courses = Vec::new();
-    for course in &bench.channel.courses {
-        let spec = bench.spec(&course.name, &course.dependencies)?;
-        let layout = bench.fresh(&course.name);
-        bench.build(&spec, &all, &layout).await?;
-        courses.push((
-            course.name.clone(),
-            layout.clone(),
-            ImageBlobs::read(&layout).await?,
-        ));
-    }
-    let images: Vec<ImageBlobs> = courses.iter().map(|(_, _, b)| b.clone()).collect();
+    let courses = build_courses(&bench, &all, Compression::Gzip).await?;
+    let images: Vec<ImageBlobs> = courses.iter().map(|(_, b)| b.clone()).collect();
     let stored = registry_bytes(&images);
+    let breakdown = registry_breakdown(&images);
     let one_layer_per_image: u64 = images.iter().map(ImageBlobs::bytes).sum();
     let mut unique_packages = std::collections::BTreeSet::new();
     for image in &images {
         unique_packages.extend(image.packages.iter().cloned());
     }
-    let unique_package_bytes: u64 = unique_packages
+    let unique_archives = unique_packages
         .iter()
-        .map(|p| {
-            bench
-                .archive(p)
-                .and_then(|a| Ok(std::fs::metadata(a)?.len()))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?
+        .map(|p| bench.archive(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let unique_package_bytes: u64 = unique_archives
+        .iter()
+        .map(|a| Ok(std::fs::metadata(a)?.len()))
+        .collect::<anyhow::Result<Vec<u64>>>()?
         .into_iter()
         .sum();
+    let (_, unique_gzip_bytes) = extract_and_gzip(&bench, &unique_archives)?;
+    let zstd_images: Vec<ImageBlobs> = build_courses(&bench, &all, Compression::Zstd)
+        .await?
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    let stored_zstd = registry_bytes(&zstd_images);
     let second_pull = images[1].bytes_missing_from(&images[0]);
     table.push((
         format!(
@@ -364,6 +455,12 @@ async fn main() -> anyhow::Result<()> {
         ),
         mb(stored),
     ));
+    for (kind, (bytes, count)) in &breakdown {
+        table.push((
+            format!("    of which {} ({count} blobs)", kind.name()),
+            mb(*bytes),
+        ));
+    }
     table.push((
         "  the same images as one layer each".into(),
         mb(one_layer_per_image),
@@ -377,6 +474,22 @@ async fn main() -> anyhow::Result<()> {
         format!("{:.3}x", stored as f64 / unique_package_bytes as f64),
     ));
     table.push((
+        "  unique packages, each gzipped once (the layers' own compression)".into(),
+        mb(unique_gzip_bytes),
+    ));
+    table.push((
+        "  registry bytes / unique packages gzipped once".into(),
+        format!("{:.3}x", stored as f64 / unique_gzip_bytes as f64),
+    ));
+    table.push((
+        "  registry bytes with zstd layers (--compression zstd)".into(),
+        mb(stored_zstd),
+    ));
+    table.push((
+        "  registry bytes with zstd layers / unique package bytes".into(),
+        format!("{:.3}x", stored_zstd as f64 / unique_package_bytes as f64),
+    ));
+    table.push((
         format!(
             "  a node holding {} pulls for {}",
             courses[0].0, courses[1].0
@@ -384,10 +497,19 @@ async fn main() -> anyhow::Result<()> {
         format!("{} of {}", mb(second_pull), mb(images[1].bytes())),
     ));
     figures.insert("ten_courses", json!({
-        "registry_bytes": stored, "one_layer_per_image_bytes": one_layer_per_image,
+        "registry_bytes": stored,
+        "registry_breakdown": breakdown.iter().map(|(k, (bytes, count))| (k.name(), json!({"bytes": bytes, "blobs": count}))).collect::<BTreeMap<_, _>>(),
+        "one_layer_per_image_bytes": one_layer_per_image,
         "unique_package_bytes": unique_package_bytes, "unique_packages": unique_packages.len(),
+        "unique_packages_gzipped_once_bytes": unique_gzip_bytes,
+        "registry_bytes_zstd": stored_zstd,
+        "ratios": {
+            "registry_over_unique_packages": stored as f64 / unique_package_bytes as f64,
+            "registry_over_unique_packages_gzipped_once": stored as f64 / unique_gzip_bytes as f64,
+            "registry_zstd_over_unique_packages": stored_zstd as f64 / unique_package_bytes as f64,
+        },
         "second_course_pull_bytes": second_pull, "second_course_bytes": images[1].bytes(),
-        "courses": courses.iter().map(|(n, _, b)| json!({"name": n, "bytes": b.bytes(), "layers": b.layers.len()})).collect::<Vec<_>>(),
+        "courses": courses.iter().map(|(n, b)| json!({"name": n, "bytes": b.bytes(), "layers": b.layers.len()})).collect::<Vec<_>>(),
     }));
 
     // 6. a new combination of cached packages: each run one never built before
@@ -410,6 +532,7 @@ async fn main() -> anyhow::Result<()> {
         let spec = bench.spec(&format!("combination-{run}"), &deps)?;
         let cache = bench.fresh("cache");
         clone_cache(&all, &cache)?;
+        settle();
         let (seconds, report) = timed(bench.build(&spec, &cache, &bench.fresh("image"))).await;
         let report = report?;
         combination_packages = report.packages;

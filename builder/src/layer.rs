@@ -1,6 +1,6 @@
-//! The layer stage: deterministic, compressed tar layers. One layer per
-//! package (the largest ones), the rest grouped into one overflow layer,
-//! each cached by a key that changes exactly when its bytes would.
+//! The layer stage: deterministic, compressed tar layers, one per group of
+//! the layer plan, each cached by a key that changes exactly when its bytes
+//! would.
 
 use std::{
     collections::BTreeMap,
@@ -17,9 +17,6 @@ use crate::{cache::CacheDir, lock::record_timestamp, stage::StagedPackage, Build
 
 /// Bumped whenever the layer bytes change for the same inputs.
 const LAYER_FORMAT: u32 = 1;
-
-/// Most layers an image gets; overlay mounts fail well before 128.
-pub const MAX_LAYERS: usize = 100;
 
 /// How layer tars are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,29 +70,6 @@ pub struct Layer {
     pub packages: Vec<String>,
     /// Whether the blob came from the cache.
     pub cached: bool,
-}
-
-/// Splits packages, given as (file name, archive size), into layer groups
-/// from the lock alone: the largest `budget - 1` packages get a layer each,
-/// the rest share one. Groups come largest first; the shared one is in name
-/// order.
-pub fn plan_layers(packages: &[(String, u64)], budget: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..packages.len()).collect();
-    order.sort_by(|&a, &b| {
-        packages[b]
-            .1
-            .cmp(&packages[a].1)
-            .then_with(|| packages[a].0.cmp(&packages[b].0))
-    });
-    let budget = budget.max(1);
-    if order.len() <= budget {
-        return order.into_iter().map(|i| vec![i]).collect();
-    }
-    let mut groups: Vec<Vec<usize>> = order[..budget - 1].iter().map(|&i| vec![i]).collect();
-    let mut rest = order[budget - 1..].to_vec();
-    rest.sort_by(|&a, &b| packages[a].0.cmp(&packages[b].0));
-    groups.push(rest);
-    groups
 }
 
 /// The cache key of a layer of these packages.
@@ -376,40 +350,6 @@ pub fn entry_from_disk(path: &Path, epoch: u64) -> Result<TarEntry, BuildError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plans_one_layer_per_package_within_the_budget() {
-        let packages: Vec<(String, u64)> = (0..150)
-            .map(|i| (format!("p{i:03}"), (i * 7919 % 1000) as u64))
-            .collect();
-        let groups = plan_layers(&packages[..10], 99);
-        assert_eq!(groups.len(), 10);
-        assert!(groups
-            .windows(2)
-            .all(|w| packages[w[0][0]].1 >= packages[w[1][0]].1));
-
-        let groups = plan_layers(&packages, 99);
-        assert_eq!(groups.len(), 99);
-        let overflow = groups.last().unwrap();
-        assert_eq!(overflow.len(), 150 - 98);
-        let smallest_own = groups[..98].iter().map(|g| packages[g[0]].1).min().unwrap();
-        assert!(overflow.iter().all(|&i| packages[i].1 <= smallest_own));
-        let mut all: Vec<usize> = groups.concat();
-        all.sort();
-        assert_eq!(all, (0..150).collect::<Vec<_>>());
-        // the same input in another order gives the same groups of names
-        let mut shuffled = packages.clone();
-        shuffled.reverse();
-        let names = |p: &[(String, u64)], g: Vec<Vec<usize>>| -> Vec<Vec<String>> {
-            g.into_iter()
-                .map(|g| g.into_iter().map(|i| p[i].0.clone()).collect())
-                .collect()
-        };
-        assert_eq!(
-            names(&packages, plan_layers(&packages, 99)),
-            names(&shuffled, plan_layers(&shuffled, 99))
-        );
-    }
 
     #[test]
     fn writes_identical_layers_for_identical_entries() {

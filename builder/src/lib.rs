@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod image;
 pub mod inspect;
 pub mod layer;
+pub mod layer_plan;
 pub mod lock;
 pub mod pipeline;
 pub mod progress;

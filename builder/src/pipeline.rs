@@ -25,7 +25,8 @@ use crate::{
     env_layer::{environment_layer, EnvironmentLayerInput},
     fetch::fetch,
     image::{load_base, write_index, write_manifest, BaseImage, ImageInput},
-    layer::{package_layer, plan_layers, Compression, Layer, MAX_LAYERS},
+    layer::{package_layer, Compression, Layer},
+    layer_plan::{plan_layers, LayerCandidate, MAX_LAYERS},
     lock::Lock,
     progress::{Event, Reporter, Stage},
     solve::solve,
@@ -289,16 +290,14 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
         // layers
         let base = bases.get(&platform).cloned().unwrap_or_default();
         let budget = MAX_LAYERS.saturating_sub(base.layers.len() + 1).max(2);
-        let sizes: Vec<(String, u64)> = staged
+        let candidates: Vec<LayerCandidate> = staged
             .iter()
-            .map(|p| {
-                (
-                    p.record.identifier.to_string(),
-                    p.record.package_record.size.unwrap_or(0),
-                )
+            .map(|p| LayerCandidate {
+                name: p.record.package_record.name.as_normalized().to_string(),
+                size: p.record.package_record.size.unwrap_or(0),
             })
             .collect();
-        let groups = plan_layers(&sizes, budget);
+        let groups = plan_layers(&candidates, budget);
         let (mut layers, s) = timed(reporter, Stage::Layer, groups.len() as u64 + 1, async {
             let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
             futures::stream::iter(groups)
@@ -423,7 +422,7 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
 /// builder's output format. The same key gives the same image.
 fn build_key(lock_hash: &str, settings: &ImageSettings, compression: Compression) -> String {
     use sha2::{Digest, Sha256};
-    let identity = format!("trousse-build-v1\n{lock_hash}\n{settings:?}\n{compression:?}");
+    let identity = format!("trousse-build-v2\n{lock_hash}\n{settings:?}\n{compression:?}");
     hex::encode(&Sha256::digest(identity.as_bytes())[..16])
 }
 
