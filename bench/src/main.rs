@@ -33,9 +33,15 @@ struct Args {
     /// File sizes relative to the real packages (1.0: the size model's real sizes).
     #[arg(long, default_value_t = 0.25)]
     scale: f64,
-    /// Runs per timed scenario.
+    /// Runs per timed trousse scenario and of the floor.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Runs of each docker build and docker push scenario (each takes about a minute here).
+    #[arg(long, default_value_t = 1)]
+    docker_runs: usize,
+    /// Where caches, images and the channel go (default: the system's temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
     /// Where the JSON report goes.
     #[arg(long, default_value = "target/bench/report.json")]
     json: PathBuf,
@@ -56,6 +62,7 @@ struct Bench {
     channel_dir: PathBuf,
     channel: RealisticChannel,
     runs: usize,
+    docker_runs: usize,
     counter: std::cell::Cell<usize>,
 }
 
@@ -274,9 +281,18 @@ async fn main() -> anyhow::Result<()> {
     let conda_data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conda-data");
     let channel = realistic_channel(&conda_data, args.seed, args.scale)
         .with_context(|| format!("reading {}", conda_data.display()))?;
-    let work = tempfile::Builder::new()
-        .prefix("trousse-bench-")
-        .tempdir()?;
+    let started = std::time::Instant::now();
+    let work = match &args.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            tempfile::Builder::new()
+                .prefix("trousse-bench-")
+                .tempdir_in(dir)?
+        }
+        None => tempfile::Builder::new()
+            .prefix("trousse-bench-")
+            .tempdir()?,
+    };
     let channel_dir = args
         .channel
         .clone()
@@ -313,6 +329,7 @@ async fn main() -> anyhow::Result<()> {
         channel_dir,
         channel,
         runs: args.runs.max(1),
+        docker_runs: args.docker_runs.max(1),
         counter: std::cell::Cell::new(0),
     };
     let mut figures: BTreeMap<&str, Value> = BTreeMap::new();
@@ -573,7 +590,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let report = json!({
         "date": today(),
-        "scale": args.scale, "runs": bench.runs, "seed": args.seed,
+        "scale": args.scale, "runs": bench.runs, "docker_runs": bench.docker_runs, "seed": args.seed,
+        "work_dir": bench.work.path().display().to_string(),
+        "benchmark_seconds": started.elapsed().as_secs_f64(),
         "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get())},
         "figures": figures,
     });
@@ -581,7 +600,11 @@ async fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
-    eprintln!("wrote {}", args.json.display());
+    eprintln!(
+        "wrote {} ({:.1} minutes in all)",
+        args.json.display(),
+        started.elapsed().as_secs_f64() / 60.0
+    );
     Ok(())
 }
 
@@ -626,7 +649,7 @@ async fn usual_way(
     let mut added_runs = Vec::new();
     let mut cached_runs = Vec::new();
     let mut one_line_runs = Vec::new();
-    for run in 0..bench.runs {
+    for run in 0..bench.docker_runs {
         docker::remove_images(&[tag]);
         cold_runs.push(context.build(tag, true)?);
         cached_runs.push(context.build(tag, false)?);
@@ -673,7 +696,7 @@ async fn usual_way(
     let mut trousse_push_runs = Vec::new();
     docker::remove_images(&[tag]);
     context.build(tag, true)?;
-    for _ in 0..bench.runs {
+    for _ in 0..bench.docker_runs {
         let registry = registry::LocalRegistry::start(&bench.fresh("registry"))?;
         docker_push_runs.push(docker::push(
             tag,
