@@ -64,6 +64,11 @@ impl BuildContext {
     }
 }
 
+/// Gives a local image another name.
+pub fn tag(image: &str, name: &str) -> anyhow::Result<()> {
+    run_timed(Command::new("docker").args(["tag", image, name])).map(|_| ())
+}
+
 /// Removes images, ignoring those that are not there.
 pub fn remove_images(tags: &[&str]) {
     let _ = Command::new("docker")

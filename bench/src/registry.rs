@@ -16,6 +16,16 @@ pub struct LocalRegistry {
 }
 
 impl LocalRegistry {
+    /// Whether `docker-registry` is on the PATH.
+    pub fn installed() -> bool {
+        Command::new("docker-registry")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    }
+
     /// Starts a registry storing its data under `dir`.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
