@@ -404,13 +404,24 @@ async fn main() -> anyhow::Result<()> {
         "floor: extract every archive and gzip its bytes once".into(),
         floor.text(),
     ));
+    let pair_ratios = Figure::of(
+        cold.runs
+            .iter()
+            .zip(&floor.runs)
+            .map(|(c, f)| c / f)
+            .collect(),
+    );
     table.push((
-        "  cold build / floor".into(),
+        "  cold build / floor (medians)".into(),
         format!("{:.3}x", cold.median / floor.median),
+    ));
+    table.push((
+        "  cold build / floor, run by run: median (min, max)".into(),
+        pair_ratios.text(),
     ));
     figures.insert(
         "floor",
-        json!({"seconds": floor, "cold_over_floor": cold.median / floor.median}),
+        json!({"seconds": floor, "cold_over_floor": cold.median / floor.median, "cold_over_floor_by_run": pair_ratios}),
     );
 
     // 3. the same environment again

@@ -9,7 +9,7 @@ use std::{
 
 use futures::{StreamExt, TryStreamExt};
 use rattler_cache::package_cache::PackageCache;
-use rattler_conda_types::{RepoDataRecord, Subdir};
+use rattler_conda_types::Subdir;
 use rattler_networking::LazyClient;
 use rattler_repodata_gateway::Gateway;
 use serde::Serialize;
@@ -245,55 +245,90 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
             python: python.as_ref(),
         };
 
-        // fetch what the cache has not staged yet
+        // fetch + stage what the cache does not have yet
         let started = Instant::now();
-        let cached: Vec<Option<StagedPackage>> = records
+        let mut staged: Vec<Option<StagedPackage>> = records
             .iter()
             .map(|r| stage::cached(&cache, r, &target))
             .collect();
-        let missing: Vec<usize> = (0..records.len())
-            .filter(|&i| cached[i].is_none())
+        let missing: Vec<_> = records
+            .iter()
+            .zip(&staged)
+            .filter(|(_, s)| s.is_none())
+            .map(|(r, _)| r.clone())
             .collect();
-        let fetched = fetch(
-            missing.iter().map(|&i| records[i].clone()).collect(),
-            &package_cache,
-            &client,
-            reporter,
-        )
-        .await?;
-        let extracted: HashMap<usize, PathBuf> = missing
-            .into_iter()
-            .zip(fetched)
-            .map(|(i, f)| (i, f.dir))
-            .collect();
+        let fetched = fetch(missing, &package_cache, &client, reporter).await?;
         *seconds.entry("fetch".to_string()).or_default() += started.elapsed().as_secs_f64();
 
-        // stage and layer, each layer as soon as its packages are staged
+        let (newly_staged, s) = timed(reporter, Stage::Stage, fetched.len() as u64, async {
+            futures::stream::iter(fetched.iter().cloned())
+                .map(|f| {
+                    let target = &target;
+                    let cache = &cache;
+                    async move {
+                        let s = stage::stage(cache, &f.record, &f.dir, target).await?;
+                        reporter(&Event::Progress {
+                            stage: Stage::Stage,
+                            item: f.record.identifier.to_string(),
+                            cached: false,
+                        });
+                        Ok::<_, BuildError>(s)
+                    }
+                })
+                .buffered(4)
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        *seconds.entry("stage".to_string()).or_default() += s;
+        let mut newly_staged = newly_staged.into_iter();
+        for slot in staged.iter_mut().filter(|s| s.is_none()) {
+            *slot = newly_staged.next();
+        }
+        let staged: Vec<StagedPackage> = staged.into_iter().flatten().collect();
+
+        // layers
         let base = bases.get(&platform).cloned().unwrap_or_default();
         let budget = MAX_LAYERS.saturating_sub(base.layers.len() + 1).max(2);
-        let candidates: Vec<LayerCandidate> = records
+        let candidates: Vec<LayerCandidate> = staged
             .iter()
-            .map(|r| LayerCandidate {
-                name: r.package_record.name.as_normalized().to_string(),
-                size: r.package_record.size.unwrap_or(0),
+            .map(|p| LayerCandidate {
+                name: p.record.package_record.name.as_normalized().to_string(),
+                size: p.record.package_record.size.unwrap_or(0),
             })
             .collect();
         let groups = plan_layers(&candidates, budget);
-        let started = Instant::now();
-        let built = stage_and_layer(PackageLayersInput {
-            cache: &cache,
-            records,
-            cached,
-            extracted,
-            target: &target,
-            groups,
-            compression: options.compression,
-            reporter,
+        let (mut layers, s) = timed(reporter, Stage::Layer, groups.len() as u64 + 1, async {
+            let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+            futures::stream::iter(groups)
+                .map(|group| {
+                    let members: Vec<StagedPackage> =
+                        group.iter().map(|&i| staged[i].clone()).collect();
+                    let cache = cache.clone();
+                    let prefix = settings.prefix.clone();
+                    let compression = options.compression;
+                    async move {
+                        let layer = tokio::task::spawn_blocking(move || {
+                            let refs: Vec<&StagedPackage> = members.iter().collect();
+                            package_layer(&cache, &refs, &prefix, compression)
+                        })
+                        .await
+                        .map_err(|e| {
+                            BuildError::Unsupported(format!("layer task failed: {e}"))
+                        })??;
+                        reporter(&Event::Progress {
+                            stage: Stage::Layer,
+                            item: layer.packages.join(","),
+                            cached: layer.cached,
+                        });
+                        Ok::<_, BuildError>(layer)
+                    }
+                })
+                .buffered(parallel)
+                .try_collect::<Vec<_>>()
+                .await
         })
         .await?;
-        *seconds.entry("stage".to_string()).or_default() += built.stage_seconds;
-        let staged = built.staged;
-        let mut layers = built.layers;
         let env_input = EnvironmentLayerInput {
             packages: &staged,
             lock_text: &lock.text,
@@ -304,11 +339,6 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
             base_group: base.group.clone(),
         };
         layers.push(environment_layer(&env_input, &blobs, options.compression)?);
-        let s = started.elapsed().as_secs_f64();
-        reporter(&Event::StageFinished {
-            stage: Stage::Layer,
-            seconds: s,
-        });
         *seconds.entry("layer".to_string()).or_default() += s;
 
         // image
@@ -385,163 +415,6 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
         seconds,
         cached: false,
         push: published.push,
-    })
-}
-
-/// What staging and layer writing work from, for one platform.
-struct PackageLayersInput<'a> {
-    cache: &'a CacheDir,
-    records: &'a [RepoDataRecord],
-    /// The staged package of each record the cache had.
-    cached: Vec<Option<StagedPackage>>,
-    /// The extracted package directory of each record to stage, by index.
-    extracted: HashMap<usize, PathBuf>,
-    target: &'a StageTarget<'a>,
-    /// The layer plan: record indices per layer.
-    groups: Vec<Vec<usize>>,
-    compression: Compression,
-    reporter: &'a Reporter,
-}
-
-/// The package layers of one platform and its staged packages.
-struct PackageLayers {
-    /// One layer per group, in plan order.
-    layers: Vec<Layer>,
-    /// Every record's staged package, in record order.
-    staged: Vec<StagedPackage>,
-    /// Seconds until the last package was staged.
-    stage_seconds: f64,
-}
-
-/// How many packages are linked into staging directories at once.
-const CONCURRENT_STAGING: usize = 4;
-
-/// Stages the packages the cache lacks and writes each group's layer as soon
-/// as its packages are staged, so that linking and compressing overlap.
-/// Emits the stage's started and finished events and the layer stage's
-/// started event (the caller adds the environment layer and finishes it).
-async fn stage_and_layer(input: PackageLayersInput<'_>) -> Result<PackageLayers, BuildError> {
-    use std::sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, OnceLock,
-    };
-    let PackageLayersInput {
-        cache,
-        records,
-        cached,
-        extracted,
-        target,
-        groups,
-        compression,
-        reporter,
-    } = input;
-    let started = Instant::now();
-    let to_stage = extracted.len();
-    reporter(&Event::StageStarted {
-        stage: Stage::Stage,
-        total: to_stage as u64,
-    });
-    reporter(&Event::StageStarted {
-        stage: Stage::Layer,
-        total: groups.len() as u64 + 1,
-    });
-    let stage_seconds = OnceLock::new();
-    let finish_staging = || {
-        let seconds = *stage_seconds.get_or_init(|| started.elapsed().as_secs_f64());
-        reporter(&Event::StageFinished {
-            stage: Stage::Stage,
-            seconds,
-        });
-    };
-    if to_stage == 0 {
-        finish_staging();
-    }
-    let remaining = AtomicUsize::new(to_stage);
-    let staging = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STAGING));
-    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let compressing = Arc::new(tokio::sync::Semaphore::new(parallel));
-    let stage_one = |i: usize| {
-        let (cached, extracted, remaining, staging) = (&cached, &extracted, &remaining, &staging);
-        let finish_staging = &finish_staging;
-        async move {
-            if let Some(staged) = &cached[i] {
-                return Ok::<_, BuildError>((i, staged.clone()));
-            }
-            let record = &records[i];
-            let dir = extracted.get(&i).ok_or_else(|| BuildError::Stage {
-                package: record.identifier.to_string(),
-                message: "the package was not fetched".into(),
-            })?;
-            let _permit = staging.acquire().await.map_err(|e| BuildError::Stage {
-                package: record.identifier.to_string(),
-                message: e.to_string(),
-            })?;
-            let staged = stage::stage(cache, record, dir, target).await?;
-            reporter(&Event::Progress {
-                stage: Stage::Stage,
-                item: record.identifier.to_string(),
-                cached: false,
-            });
-            if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                finish_staging();
-            }
-            Ok((i, staged))
-        }
-    };
-    let done: Vec<(Layer, Vec<(usize, StagedPackage)>)> = futures::stream::iter(groups)
-        .map(|group| {
-            let compressing = compressing.clone();
-            let stage_one = &stage_one;
-            async move {
-                let members =
-                    futures::future::try_join_all(group.iter().map(|&i| stage_one(i))).await?;
-                let permit = compressing
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| BuildError::Unsupported(format!("layer writing stopped: {e}")))?;
-                let owned: Vec<StagedPackage> = members.iter().map(|(_, s)| s.clone()).collect();
-                let cache = cache.clone();
-                let prefix = target.prefix.to_string();
-                let layer = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    let refs: Vec<&StagedPackage> = owned.iter().collect();
-                    package_layer(&cache, &refs, &prefix, compression)
-                })
-                .await
-                .map_err(|e| BuildError::Unsupported(format!("layer task failed: {e}")))??;
-                reporter(&Event::Progress {
-                    stage: Stage::Layer,
-                    item: layer.packages.join(","),
-                    cached: layer.cached,
-                });
-                Ok::<_, BuildError>((layer, members))
-            }
-        })
-        .buffered(2 * parallel)
-        .try_collect()
-        .await?;
-    let mut staged: Vec<Option<StagedPackage>> = vec![None; records.len()];
-    let mut layers = Vec::with_capacity(done.len());
-    for (layer, members) in done {
-        layers.push(layer);
-        for (i, package) in members {
-            staged[i] = Some(package);
-        }
-    }
-    let staged = staged
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            s.ok_or_else(|| BuildError::Stage {
-                package: records[i].identifier.to_string(),
-                message: "the layer plan left it out".into(),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(PackageLayers {
-        layers,
-        staged,
-        stage_seconds: stage_seconds.get().copied().unwrap_or(0.0),
     })
 }
 
