@@ -670,15 +670,10 @@ async fn usual_way(
     let base_layout = bench.fresh("docker-src");
     bench.build(binder, warm, &base_layout).await?;
     // contexts in memory when possible: unpacking them is setup, not measured
-    let context_root = if Path::new("/dev/shm").is_dir() {
-        tempfile::Builder::new()
-            .prefix("trousse-bench-context-")
-            .tempdir_in("/dev/shm")?
-    } else {
-        tempfile::Builder::new()
-            .prefix("trousse-bench-context-")
-            .tempdir_in(bench.work.path())?
-    };
+    let shm = Path::new("/dev/shm");
+    let context_root = tempfile::Builder::new()
+        .prefix("trousse-bench-context-")
+        .tempdir_in(if shm.is_dir() { shm } else { bench.work.path() })?;
     let ctx = context_root.path().join("binder");
     std::fs::create_dir_all(&ctx)?;
     unpack_image(&base_layout, &ctx)?;

@@ -58,26 +58,21 @@ pub fn plan_layers(packages: &[LayerCandidate], budget: usize) -> Vec<Vec<usize>
     if order.len() <= budget {
         return order.into_iter().map(|i| vec![i]).collect();
     }
-    let mut classes: Vec<u32> = order.iter().map(|&i| packages[i].size_class()).collect();
-    classes.dedup();
+    let name_hashes: Vec<u64> = packages.iter().map(|p| name_hash(&p.name)).collect();
+    let group =
+        |members: &[usize], spread: u64| group_by_name(packages, &name_hashes, members, spread);
+    // sorted by size, the packages of one class are one run of `order`
+    let classes: Vec<&[usize]> = order
+        .chunk_by(|&a, &b| packages[a].size_class() == packages[b].size_class())
+        .collect();
     let mut spread = GROUP_SPREAD;
     while spread < MAX_SPREAD {
         // the fewest classes that, grouped, bring the layers within the budget
-        for grouped_classes in 1..=classes.len() {
-            let own_from = &classes[..classes.len() - grouped_classes];
-            let own: Vec<usize> = order
-                .iter()
-                .copied()
-                .filter(|&i| own_from.contains(&packages[i].size_class()))
-                .collect();
+        for own_classes in (0..classes.len()).rev() {
+            let own = classes[..own_classes].concat();
             let mut groups = Vec::new();
-            for &class in &classes[classes.len() - grouped_classes..] {
-                let members: Vec<usize> = order
-                    .iter()
-                    .copied()
-                    .filter(|&i| packages[i].size_class() == class)
-                    .collect();
-                groups.extend(group_by_name(packages, &members, spread));
+            for class in &classes[own_classes..] {
+                groups.extend(group(class, spread));
                 if own.len() + groups.len() > budget {
                     break;
                 }
@@ -91,7 +86,7 @@ pub fn plan_layers(packages: &[LayerCandidate], budget: usize) -> Vec<Vec<usize>
     // more size classes than layers: groups across classes
     let mut spread = GROUP_SPREAD;
     while spread < MAX_SPREAD {
-        let groups = group_by_name(packages, &order, spread);
+        let groups = group(&order, spread);
         if groups.len() <= budget {
             return groups;
         }
@@ -100,15 +95,21 @@ pub fn plan_layers(packages: &[LayerCandidate], budget: usize) -> Vec<Vec<usize>
     vec![order]
 }
 
-/// Cuts packages, in name order, after each one whose name is a boundary.
-fn group_by_name(packages: &[LayerCandidate], members: &[usize], spread: u64) -> Vec<Vec<usize>> {
+/// Cuts packages, in name order, after each one whose name hash is a
+/// multiple of the spread.
+fn group_by_name(
+    packages: &[LayerCandidate],
+    name_hashes: &[u64],
+    members: &[usize],
+    spread: u64,
+) -> Vec<Vec<usize>> {
     let mut sorted = members.to_vec();
     sorted.sort_by(|&a, &b| packages[a].name.cmp(&packages[b].name));
     let mut groups = Vec::new();
     let mut current = Vec::new();
     for i in sorted {
         current.push(i);
-        if is_boundary(&packages[i].name, spread) {
+        if name_hashes[i].is_multiple_of(spread) {
             groups.push(std::mem::take(&mut current));
         }
     }
@@ -118,12 +119,12 @@ fn group_by_name(packages: &[LayerCandidate], members: &[usize], spread: u64) ->
     groups
 }
 
-/// Whether a group ends after this package name: a stable hash of the name.
-fn is_boundary(name: &str, spread: u64) -> bool {
+/// A stable hash of a package name: the first 8 bytes of its sha256.
+fn name_hash(name: &str) -> u64 {
     let hash = Sha256::digest(name.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash[..8]);
-    u64::from_be_bytes(first) % spread == 0
+    u64::from_be_bytes(first)
 }
 
 #[cfg(test)]
