@@ -339,6 +339,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .into());
                 }
                 let mut lock = Lock::from_path(&input)?;
+                lock.check_own_urls(&input)?;
                 let mut settings = solve.image_defaults()?;
                 if !solve.platforms.is_empty() {
                     let wanted = parse_platforms(&solve.platforms)?;

@@ -287,10 +287,8 @@ fn add_clobber_fixups(
         let package_epoch = crate::lock::record_timestamp(&packages[*i].record)
             .unwrap_or(0)
             .max(0) as u64;
-        entries.insert(
-            target,
-            entry_from_disk(&packages[*i].root.join(source), package_epoch)?,
-        );
+        let root = packages[*i].open_root()?;
+        entries.insert(target, entry_from_disk(&root, source, package_epoch)?);
     }
     for (&i, moved) in &clobbers.moved {
         let package = &packages[i];

@@ -72,6 +72,15 @@ pub enum BuildError {
         /// The underlying error, with its causes.
         message: String,
     },
+    /// A package holds a path or a file that could reach outside its prefix,
+    /// or that differs from what its `paths.json` lists.
+    #[error("package {package} is refused: {problem}; the package is broken or malicious, remove it from the environment")]
+    UnsafePackage {
+        /// The package file name.
+        package: String,
+        /// The offending path and what is wrong with it.
+        problem: crate::package_check::UnsafePackage,
+    },
     /// A filesystem operation failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -93,7 +102,8 @@ pub enum BuildError {
 
 impl BuildError {
     /// The process exit code for this error: 3 bad input, 4 unsolvable,
-    /// 5 unreachable channel or package, 6 integrity, 7 image I/O, 1 otherwise.
+    /// 5 unreachable channel or package, 6 integrity, 7 image I/O, 8 unsafe
+    /// package, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Spec(_) | BuildError::Lock { .. } | BuildError::Unsupported(_) => 3,
@@ -101,6 +111,7 @@ impl BuildError {
             BuildError::Channel { .. } | BuildError::Fetch { .. } => 5,
             BuildError::Integrity { .. } => 6,
             BuildError::Registry(_) => 7,
+            BuildError::UnsafePackage { .. } => 8,
             BuildError::Stage { .. } | BuildError::Io { .. } => 1,
         }
     }
@@ -132,4 +143,17 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+/// `text` cut to at most `max` characters, with a note of how much was cut:
+/// error messages never echo a long input back whole.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((end, _)) => std::borrow::Cow::Owned(format!(
+            "{}… ({} characters)",
+            &text[..end],
+            text.chars().count()
+        )),
+    }
 }

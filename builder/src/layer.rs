@@ -6,6 +6,7 @@ use std::{
     collections::BTreeMap,
     io::{Read, Write},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use oci_spec::image::MediaType;
@@ -13,7 +14,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use trousse_registry_client::{digest::HashingWriter, BlobStore, Digest};
 
-use crate::{cache::CacheDir, lock::record_timestamp, stage::StagedPackage, BuildError};
+use crate::{
+    beneath::{Beneath, Kind},
+    cache::CacheDir,
+    lock::record_timestamp,
+    stage::StagedPackage,
+    BuildError,
+};
 
 /// Bumped whenever the layer bytes change for the same inputs.
 const LAYER_FORMAT: u32 = 1;
@@ -127,15 +134,20 @@ fn add_package(
 ) -> Result<(), BuildError> {
     let epoch = record_timestamp(&package.record).unwrap_or(0).max(0) as u64;
     let prefix = prefix.trim_matches('/');
+    let root = package.open_root()?;
     let mut add = |relative: &Path, mode: Option<u32>| -> Result<(), BuildError> {
-        let relative = relative.to_str().ok_or_else(|| {
-            BuildError::Unsupported(format!("path {} is not UTF-8", relative.display()))
+        let text = relative.to_str().ok_or_else(|| BuildError::UnsafePackage {
+            package: package.record.identifier.to_string(),
+            problem: crate::package_check::UnsafePackage {
+                path: relative.to_string_lossy().into_owned(),
+                reason: "is not UTF-8".into(),
+            },
         })?;
-        let path = format!("{prefix}/{relative}");
+        let path = format!("{prefix}/{text}");
         if let Some((parent, _)) = path.rsplit_once('/') {
             entries.add_parents(parent, epoch);
         }
-        let mut entry = entry_from_disk(&package.root.join(relative), epoch)?;
+        let mut entry = entry_from_disk(&root, relative, epoch)?;
         if let Some(mode) = mode {
             entry.mode = mode;
         }
@@ -162,8 +174,8 @@ fn blob_present(blobs: &BlobStore, blob: &LayerBlob) -> bool {
 pub enum EntryContent {
     /// A directory.
     Directory,
-    /// A regular file copied from disk.
-    File(PathBuf),
+    /// A regular file copied from disk, read beneath its root without following symlinks.
+    File(Arc<Beneath>, PathBuf),
     /// A regular file with these bytes.
     Bytes(Vec<u8>),
     /// A symbolic link to this target.
@@ -284,8 +296,12 @@ impl TarEntries {
                         .append_data(&mut header, format!("{path}/"), std::io::empty())
                         .map_err(io)?;
                 }
-                EntryContent::File(source) => {
-                    let file = std::fs::File::open(source).map_err(io)?;
+                EntryContent::File(root, relative) => {
+                    let file = root.open_file(relative).map_err(|e| BuildError::Io {
+                        action: "reading a staged file",
+                        path: root.path().join(relative),
+                        source: e,
+                    })?;
                     let size = file.metadata().map_err(io)?.len();
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_size(size);
@@ -314,29 +330,39 @@ impl TarEntries {
     }
 }
 
-/// A tar entry for a file, directory or symlink on disk, owned by root.
-pub fn entry_from_disk(path: &Path, epoch: u64) -> Result<TarEntry, BuildError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::symlink_metadata(path).map_err(BuildError::io("reading", path))?;
-    let mtime = |m: &std::fs::Metadata| {
-        m.modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-            .unwrap_or(epoch)
-            .min(epoch)
-    };
-    let (content, mode, mtime) = if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(path).map_err(BuildError::io("reading link", path))?;
-        (EntryContent::Symlink(target), 0o777, mtime(&meta))
-    } else if meta.is_dir() {
-        (EntryContent::Directory, 0o755, epoch)
-    } else {
-        (
-            EntryContent::File(path.to_path_buf()),
-            meta.permissions().mode() & 0o7777,
-            mtime(&meta),
-        )
+/// A tar entry for a file, directory or symlink beneath `root`, owned by root;
+/// nothing on the way to it may be a symlink.
+pub fn entry_from_disk(
+    root: &Arc<Beneath>,
+    relative: &Path,
+    epoch: u64,
+) -> Result<TarEntry, BuildError> {
+    let path = || root.path().join(relative);
+    let meta = root
+        .metadata(relative)
+        .map_err(|e| BuildError::io("reading a staged file", path())(e))?;
+    let mtime = meta.mtime.unwrap_or(epoch).min(epoch);
+    let (content, mode, mtime) = match meta.kind {
+        Kind::Symlink => {
+            let target = root
+                .read_link(relative)
+                .map_err(|e| BuildError::io("reading link", path())(e))?;
+            (EntryContent::Symlink(target), 0o777, mtime)
+        }
+        Kind::Directory => (EntryContent::Directory, 0o755, epoch),
+        Kind::File => (
+            EntryContent::File(root.clone(), relative.to_path_buf()),
+            meta.mode,
+            mtime,
+        ),
+        Kind::Other => {
+            return Err(BuildError::io("reading a staged file", path())(
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a device, fifo or socket has no place in a layer",
+                ),
+            ))
+        }
     };
     Ok(TarEntry {
         content,

@@ -4,16 +4,20 @@
 //! Each stage is a module with typed input and output. Everything after the
 //! lock is a pure function of the lock and the build settings.
 
+pub mod beneath;
 pub mod cache;
 pub mod cache_gc;
+pub mod channel_url;
 pub mod env_layer;
 pub mod error;
 pub mod fetch;
+pub mod fuzzing;
 pub mod image;
 pub mod inspect;
 pub mod layer;
 pub mod layer_plan;
 pub mod lock;
+pub mod package_check;
 pub mod pipeline;
 pub mod progress;
 pub mod solve;

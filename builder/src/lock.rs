@@ -7,11 +7,17 @@ use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord, Subdir};
 use rattler_lock::{LockFile, PlatformData, PlatformName, DEFAULT_ENVIRONMENT_NAME};
 use sha2::{Digest, Sha256};
 
+use crate::error::clip;
+
 use crate::{
+    channel_url::{check_record, ChannelUrl, UrlError},
     solve::SolvedPlatform,
     spec::{parse_virtual_package, EnvSpec},
     BuildError,
 };
+
+/// The largest lock file read, in bytes (a 2,000-package lock is a few megabytes).
+pub const MAX_LOCK_BYTES: u64 = 64 << 20;
 
 /// A locked environment: exact packages per platform.
 #[derive(Debug, Clone)]
@@ -20,6 +26,8 @@ pub struct Lock {
     pub text: String,
     /// The locked packages per platform, in lock order.
     pub platforms: Vec<SolvedPlatform>,
+    /// The channels the lock declares, as URLs.
+    pub channels: Vec<ChannelUrl>,
 }
 
 impl Lock {
@@ -69,6 +77,15 @@ impl Lock {
 
     /// Reads a lock file.
     pub fn from_path(path: &Path) -> Result<Self, BuildError> {
+        let size = std::fs::metadata(path)
+            .map_err(BuildError::io("reading lock file", path))?
+            .len();
+        if size > MAX_LOCK_BYTES {
+            return Err(BuildError::Lock {
+                path: path.to_path_buf(),
+                message: format!("it has {size} bytes; at most {MAX_LOCK_BYTES} are read"),
+            });
+        }
         let text =
             std::fs::read_to_string(path).map_err(BuildError::io("reading lock file", path))?;
         Self::from_text(&text, path)
@@ -85,6 +102,7 @@ impl Lock {
         let env = file
             .default_environment()
             .ok_or_else(|| lock_err("it has no 'default' environment".into()))?;
+        let channels = declared_channels(env.channels(), path)?;
         let mut platforms = Vec::new();
         for platform in env.platforms() {
             let virtual_packages = platform
@@ -126,7 +144,31 @@ impl Lock {
         Ok(Self {
             text: text.to_string(),
             platforms,
+            channels,
         })
+    }
+
+    /// Checks that every package URL lies in a channel of `channels` and is its
+    /// record's channel, subdir and file name.
+    pub fn check_urls(&self, channels: &[ChannelUrl]) -> Result<(), (String, UrlError)> {
+        for platform in &self.platforms {
+            for record in &platform.records {
+                check_record(record, channels).map_err(|e| (record.identifier.to_string(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every package URL against the channels the lock itself declares
+    /// (what the CLI does before building a lock it did not solve).
+    pub fn check_own_urls(&self, path: &Path) -> Result<(), BuildError> {
+        self.check_urls(&self.channels)
+            .map_err(|(package, e)| BuildError::Lock {
+                path: path.to_path_buf(),
+                message: format!(
+                    "package {package}: {e}; a lock may only fetch from the channels it declares"
+                ),
+            })
     }
 
     /// Writes the lock file atomically.
@@ -196,4 +238,33 @@ pub fn is_lock_file(path: &Path) -> bool {
 /// Parses a platform name as found in a lock.
 pub fn parse_subdir(name: &str) -> Option<Subdir> {
     Subdir::from_str(name).ok()
+}
+
+/// The channels a lock declares, as checked URLs (names resolved as conda does).
+fn declared_channels(
+    declared: &[rattler_lock::Channel],
+    path: &Path,
+) -> Result<Vec<ChannelUrl>, BuildError> {
+    let root = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| std::path::PathBuf::from("/"), Path::to_path_buf);
+    let config = crate::spec::ChannelConfig::default_with_root_dir(root);
+    let mut channels = Vec::new();
+    for channel in declared {
+        let resolved =
+            rattler_conda_types::Channel::from_str(&channel.url, &config).map_err(|e| {
+                BuildError::Lock {
+                    path: path.to_path_buf(),
+                    message: format!("invalid channel '{}': {e}", clip(&channel.url, 200)),
+                }
+            })?;
+        channels.push(ChannelUrl::parse(resolved.base_url.as_str()).map_err(|e| {
+            BuildError::Lock {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }
+        })?);
+    }
+    Ok(channels)
 }

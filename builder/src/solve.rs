@@ -48,6 +48,7 @@ pub async fn solve(
         return Err(BuildError::Spec(crate::spec::SpecError {
             file: spec.path.clone(),
             line: None,
+            field: Some("channels".into()),
             message: "the spec lists no channels: add e.g. 'channels: [conda-forge]' or pass -c"
                 .into(),
         }));

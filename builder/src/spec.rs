@@ -14,6 +14,8 @@ pub use rattler_conda_types::{ChannelConfig, Subdir};
 use serde::Deserialize;
 use trousse_registry_client::ImageRef;
 
+use crate::error::clip;
+
 /// A problem in a spec file, located by file and line.
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -22,9 +24,16 @@ pub struct SpecError {
     pub file: PathBuf,
     /// The 1-based line of the offending entry, when known.
     pub line: Option<usize>,
+    /// The offending field (e.g. `dependencies[2]`), when a value is invalid
+    /// in a well-formed spec.
+    pub field: Option<String>,
     /// What is wrong.
     pub message: String,
 }
+
+/// The largest spec file read, in bytes: a conda environment.yml is a few
+/// kilobytes, and parsing a huge one costs memory out of all proportion.
+pub const MAX_SPEC_BYTES: u64 = 1 << 20;
 
 /// The notebook user the image runs as.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -184,11 +193,22 @@ const CONDA_KEYS: &[&str] = &["prefix", "channel_priority", "category", "descrip
 impl EnvSpec {
     /// Reads and checks a spec file; what its `trousse:` section leaves out is taken from `defaults`.
     pub fn from_path(path: &Path, defaults: &ImageSettings) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+        let read_err = |message: String| SpecError {
             file: path.to_path_buf(),
             line: None,
-            message: format!("cannot read the spec: {e}"),
-        })?;
+            field: None,
+            message,
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|e| read_err(format!("cannot read the spec: {e}")))?
+            .len();
+        if size > MAX_SPEC_BYTES {
+            return Err(read_err(format!(
+                "the spec has {size} bytes; at most {MAX_SPEC_BYTES} are read (an environment.yml is a few kilobytes)"
+            )));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| read_err(format!("cannot read the spec: {e}")))?;
         let base_dir = std::path::absolute(path)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -206,6 +226,13 @@ impl EnvSpec {
         let err = |line: Option<usize>, message: String| SpecError {
             file: path.to_path_buf(),
             line,
+            field: None,
+            message,
+        };
+        let field_err = |line: Option<usize>, field: String, message: String| SpecError {
+            file: path.to_path_buf(),
+            line,
+            field: Some(field),
             message,
         };
         let raw: RawSpec = serde_yaml_ng::from_str(text).map_err(|e| {
@@ -226,16 +253,25 @@ impl EnvSpec {
         }
 
         let mut dependencies = Vec::new();
-        for value in &raw.dependencies {
+        for (i, value) in raw.dependencies.iter().enumerate() {
             match value {
                 serde_yaml_ng::Value::String(s) => {
-                    let spec = MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|e| {
-                        err(line_of(text, s), format!("invalid package spec '{s}': {e}"))
+                    let field = format!("dependencies[{i}]");
+                    let spec = parse_match_spec(s).map_err(|e| {
+                        field_err(
+                            line_of(text, s),
+                            field.clone(),
+                            format!("invalid package spec '{}': {e}", clip(s, 200)),
+                        )
                     })?;
                     if spec.name.as_exact().is_none() {
-                        return Err(err(
+                        return Err(field_err(
                             line_of(text, s),
-                            format!("package spec '{s}' must name one package, not a pattern"),
+                            field,
+                            format!(
+                                "package spec '{}' must name one package, not a pattern",
+                                clip(s, 200)
+                            ),
                         ));
                     }
                     dependencies.push(spec);
@@ -299,15 +335,19 @@ fn parse_image_settings(
             .map_err(|e| (line_of(text, &base), format!("invalid base image: {e}")))?;
     }
     if let Some(prefix) = raw.prefix {
-        if !prefix.starts_with('/') || prefix.len() < 2 || prefix.contains("//") {
+        if !is_image_path(&prefix) {
             return Err((
                 line_of(text, &prefix),
-                format!("the prefix '{prefix}' must be an absolute path such as /opt/conda"),
+                format!(
+                    "the prefix '{}' must be an absolute, normalised path such as /opt/conda",
+                    clip(&prefix, 200)
+                ),
             ));
         }
         settings.prefix = prefix.trim_end_matches('/').to_string();
     }
     if let Some(user) = raw.user {
+        check_user(&user).map_err(|m| (line_of(text, "user"), m))?;
         settings.user = user;
     }
     settings.env.extend(raw.env);
@@ -321,6 +361,48 @@ fn parse_image_settings(
         settings.virtual_packages.push(package);
     }
     Ok(settings)
+}
+
+/// Whether `path` is absolute and normalised (no `.`, `..` or empty
+/// components), short, and free of control characters: a path in the image.
+fn is_image_path(path: &str) -> bool {
+    path.len() >= 2
+        && path.len() <= 200
+        && path.starts_with('/')
+        && !path.chars().any(char::is_control)
+        && path
+            .trim_end_matches('/')
+            .split('/')
+            .skip(1)
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// The notebook user's names go into `/etc/passwd` and `/etc/group`: POSIX
+/// portable names only, and a home that is an absolute, normalised path.
+fn check_user(user: &NotebookUser) -> Result<(), String> {
+    let portable = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 32
+            && !name.starts_with('-')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    for (what, name) in [("user name", &user.name), ("group", &user.group)] {
+        if !portable(name) {
+            return Err(format!(
+                "the {what} '{}' must be 1 to 32 of a-z, A-Z, 0-9, '.', '_', '-'",
+                clip(name, 80)
+            ));
+        }
+    }
+    if !is_image_path(&user.home()) {
+        return Err(format!(
+            "the home '{}' must be an absolute, normalised path such as /home/jovyan",
+            clip(&user.home(), 200)
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a conda platform name such as `linux-64`.
@@ -356,6 +438,32 @@ pub fn parse_virtual_package(text: &str) -> Result<GenericVirtualPackage, String
             parts.next().unwrap_or("0"),
         ),
     })
+}
+
+/// The most digits a build number may have: rattler parses it as a u64 and
+/// panics on overflow, so longer ones are refused before it sees them.
+const MAX_BUILD_NUMBER_DIGITS: usize = 18;
+
+/// Parses one dependency as conda does, refusing what would panic rattler's parser.
+pub fn parse_match_spec(text: &str) -> Result<MatchSpec, String> {
+    if let Some((_, rest)) = text.split_once("build_number") {
+        let value = rest.split([',', ']']).next().unwrap_or_default();
+        let longest = value
+            .split(|c: char| !c.is_ascii_digit())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        if longest > MAX_BUILD_NUMBER_DIGITS {
+            return Err(format!(
+                "build_number has a {longest}-digit number; at most {MAX_BUILD_NUMBER_DIGITS} digits"
+            ));
+        }
+    }
+    match std::panic::catch_unwind(|| MatchSpec::from_str(text, ParseStrictness::Lenient)) {
+        Ok(Ok(spec)) => Ok(spec),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("it cannot be parsed (a value in it is out of range)".into()),
+    }
 }
 
 /// Turns a channel entry of a spec into channels; `nodefaults` yields none.
@@ -485,5 +593,29 @@ mod tests {
             .unwrap_err()
             .message
             .contains("does not exist"));
+    }
+
+    #[test]
+    fn image_paths_and_user_names_are_checked() {
+        for bad in [
+            "trousse:\n  prefix: /opt/../etc\n",
+            "trousse:\n  prefix: opt/conda\n",
+            "trousse:\n  prefix: /opt//conda\n",
+            "trousse:\n  user: {name: 'x:0:0'}\n",
+            "trousse:\n  user: {home: /home/../root}\n",
+        ] {
+            let text = format!("dependencies: [python]\n{bad}");
+            assert!(parse(&text).is_err(), "{bad}");
+        }
+        let ok = parse("dependencies: [python]\ntrousse:\n  prefix: /srv/conda/\n").unwrap();
+        assert_eq!(ok.image.prefix, "/srv/conda");
+    }
+
+    #[test]
+    fn a_build_number_that_overflows_is_an_error_with_its_field() {
+        let e = parse("dependencies:\n  - \"greet[build_number='>99999999999999999999']\"\n")
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("dependencies[0]"), "{e}");
+        assert!(e.message.contains("build_number"), "{e}");
     }
 }

@@ -8,10 +8,16 @@ use rattler::install::{link_package, InstallDriver, InstallOptions, PythonInfo};
 use rattler_conda_types::{prefix_record::PathsEntry, PrefixRecord, RepoDataRecord, Subdir};
 use sha2::{Digest, Sha256};
 
-use crate::{cache::CacheDir, error::error_chain, BuildError};
+use crate::{
+    cache::CacheDir,
+    error::error_chain,
+    package_check::{check_package, check_path, CheckedPackage},
+    BuildError,
+};
 
 /// Bumped whenever staging output changes for the same inputs.
-const STAGE_FORMAT: u32 = 1;
+/// 2: packages are checked before they are staged (stagings made unchecked are redone).
+const STAGE_FORMAT: u32 = 2;
 
 /// A package linked into its own staging directory.
 #[derive(Debug, Clone)]
@@ -24,6 +30,15 @@ pub struct StagedPackage {
     pub root: PathBuf,
     /// The files the package installs, relative to the prefix.
     pub paths: Vec<PathsEntry>,
+}
+
+impl StagedPackage {
+    /// The staging directory, opened for lookups that never follow a symlink.
+    pub fn open_root(&self) -> Result<std::sync::Arc<crate::beneath::Beneath>, BuildError> {
+        crate::beneath::Beneath::open(&self.root)
+            .map(std::sync::Arc::new)
+            .map_err(BuildError::io("opening staged package", &self.root))
+    }
 }
 
 /// What a package's staging depends on besides the package itself.
@@ -102,6 +117,7 @@ pub async fn stage(
             "it is a noarch python package but the environment has no python".into(),
         ));
     }
+    let checked = check(record, package_dir, target.python).await?;
     let tmp = cache.temp_dir("stage")?;
     let prefix = rattler_conda_types::prefix::Prefix::create(tmp.path())
         .map_err(|e| stage_err(format!("cannot create staging directory: {e}")))?;
@@ -109,11 +125,21 @@ pub async fn stage(
         target_prefix: Some(PathBuf::from(target.prefix)),
         platform: Some(target.platform),
         python_info: target.python.cloned(),
+        // rattler links exactly what was checked, never a second reading
+        index_json: Some(checked.index_json),
+        paths_json: Some(checked.paths_json),
+        link_json: Some(checked.link_json),
         ..InstallOptions::default()
     };
     let paths = link_package(package_dir, &prefix, &InstallDriver::default(), options)
         .await
         .map_err(|e| stage_err(error_chain(&e)))?;
+    for path in &paths {
+        check_path(&path.relative_path).map_err(|problem| BuildError::UnsafePackage {
+            package: record.identifier.to_string(),
+            problem,
+        })?;
+    }
 
     let mut prefix_record = PrefixRecord::from_repodata_record(record.clone(), paths.clone());
     normalize_prefix_record(&mut prefix_record);
@@ -138,6 +164,26 @@ pub async fn stage(
         root,
         paths,
     })
+}
+
+/// Checks the extracted package (blocking I/O, off the async threads).
+async fn check(
+    record: &RepoDataRecord,
+    package_dir: &Path,
+    python: Option<&PythonInfo>,
+) -> Result<CheckedPackage, BuildError> {
+    let dir = package_dir.to_path_buf();
+    let python = python.cloned();
+    let checked = tokio::task::spawn_blocking(move || check_package(&dir, python.as_ref())).await;
+    let package = record.identifier.to_string();
+    match checked {
+        Ok(Ok(checked)) => Ok(checked),
+        Ok(Err(problem)) => Err(BuildError::UnsafePackage { package, problem }),
+        Err(e) => Err(BuildError::Stage {
+            package,
+            message: format!("the package check failed: {e}"),
+        }),
+    }
 }
 
 /// Removes host paths and per-environment fields from a conda-meta record.
