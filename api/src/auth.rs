@@ -5,6 +5,8 @@ use std::str::FromStr;
 use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 
+use trousse_builder::error::clip;
+
 use crate::error::ApiError;
 
 /// What a token allows.
@@ -67,7 +69,8 @@ impl Principal {
             Role::Admin => Ok(()),
             Role::Teacher if self.courses.iter().any(|c| c == course) => Ok(()),
             Role::Teacher => Err(ApiError::Forbidden(format!(
-                "this teacher token is not granted course '{course}'"
+                "this teacher token is not granted course '{}'",
+                clip(course, 80)
             ))),
             Role::Hub => Err(ApiError::Forbidden("a hub token can only read".to_string())),
         }
@@ -79,7 +82,8 @@ impl Principal {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
-                "this token is not granted course '{course}'"
+                "this token is not granted course '{}'",
+                clip(course, 80)
             )))
         }
     }

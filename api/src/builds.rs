@@ -147,7 +147,7 @@ async fn run(
     let started = Instant::now();
     let outcome = tokio::time::timeout(
         state.config.build_timeout,
-        build_image(state, build_id, &env, log.reporter()),
+        guarded(state, build_image(state, build_id, &env, log.reporter())),
     )
     .await
     .unwrap_or_else(|_| {
@@ -185,6 +185,26 @@ async fn run(
         }
     }
     Ok(())
+}
+
+/// Runs a build, turning a panic in it into a failed build (and counting it).
+async fn guarded(
+    state: &Arc<AppState>,
+    build: impl std::future::Future<Output = Result<BuildReport, ApiError>>,
+) -> Result<BuildReport, ApiError> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(build).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            state.metrics.panics.inc();
+            let message = crate::operations::panic_message(&*panic);
+            tracing::error!("a build panicked: {message}");
+            Err(ApiError::Internal(format!(
+                "the build failed on a bug in trousse ({}); it was logged and counted",
+                trousse_builder::error::clip(&message, 300)
+            )))
+        }
+    }
 }
 
 /// Builds an environment's lock into an image, in the store or the configured registry.

@@ -2,9 +2,12 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use rattler_conda_types::RepoDataRecord;
 use trousse_builder::{
+    channel_url::{self, ChannelUrl},
+    error::clip,
     spec::{resolve_channel, ChannelConfig},
-    ImageSettings,
+    EnvSpec, ImageSettings,
 };
 use trousse_registry_client::{ImageRef, RegistryOptions};
 
@@ -83,7 +86,7 @@ impl ServiceConfig {
 /// What channels and bases a request may name: nothing else is ever read or reached.
 #[derive(Debug, Clone)]
 pub struct RequestPolicy {
-    channel_urls: Vec<String>,
+    channels: Vec<ChannelUrl>,
     bases: Vec<ImageRef>,
 }
 
@@ -91,10 +94,13 @@ impl RequestPolicy {
     /// The policy of a configuration.
     pub fn new(config: &ServiceConfig) -> Result<Self, String> {
         let channel_config = ChannelConfig::default_with_root_dir(PathBuf::from("/"));
-        let mut channel_urls = Vec::new();
+        let mut channels = Vec::new();
         for name in &config.allowed_channels {
             for channel in resolve_channel(name, &channel_config)? {
-                channel_urls.push(normalized(channel.base_url.as_str()));
+                channels.push(
+                    ChannelUrl::parse(channel.base_url.as_str())
+                        .map_err(|e| format!("invalid allowed channel '{name}': {e}"))?,
+                );
             }
         }
         let mut bases = vec![config.defaults.base.clone()];
@@ -104,38 +110,51 @@ impl RequestPolicy {
                     .map_err(|e| format!("invalid allowed base '{base}': {e}"))?,
             );
         }
-        Ok(Self {
-            channel_urls,
-            bases,
-        })
+        Ok(Self { channels, bases })
     }
 
     /// Refuses a channel that is not allowed.
     pub fn check_channel(&self, url: &str) -> Result<(), ApiError> {
-        if self.channel_urls.contains(&normalized(url)) {
+        let channel = ChannelUrl::parse(url).map_err(|e| ApiError::Forbidden(e.to_string()))?;
+        if self.channels.contains(&channel) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
-                "channel {url} is not allowed here (allowed: {})",
-                self.channel_urls.join(", ")
+                "channel {} is not allowed here (allowed: {})",
+                clip(url, 300),
+                channel_url::list(&self.channels)
             )))
         }
     }
 
-    /// Refuses a package URL that is not in an allowed channel.
+    /// Refuses a package URL (a spec's URL dependency) outside the allowed channels.
     pub fn check_package_url(&self, url: &str) -> Result<(), ApiError> {
-        if self
-            .channel_urls
-            .iter()
-            .any(|c| url.starts_with(c.as_str()) && !url[c.len()..].contains(".."))
-        {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "package {url} is not from an allowed channel (allowed: {})",
-                self.channel_urls.join(", ")
-            )))
+        channel_url::check_package_url(url, &self.channels)
+            .map_err(|e| ApiError::Forbidden(e.to_string()))
+    }
+
+    /// Refuses a locked package whose URL is not in an allowed channel, or not
+    /// its record's channel, subdir and file name.
+    pub fn check_record(&self, record: &RepoDataRecord) -> Result<(), ApiError> {
+        channel_url::check_record(record, &self.channels)
+            .map_err(|e| ApiError::Forbidden(format!("package {}: {e}", record.identifier)))
+    }
+
+    /// Checks every URL a spec names (channels, `channel::package`, URL
+    /// dependencies) and its base image, before anything is fetched.
+    pub fn check_spec(&self, spec: &EnvSpec) -> Result<(), ApiError> {
+        for channel in &spec.channels {
+            self.check_channel(channel.base_url.as_str())?;
         }
+        for dependency in &spec.dependencies {
+            if let Some(channel) = &dependency.channel {
+                self.check_channel(channel.base_url.as_str())?;
+            }
+            if let Some(url) = &dependency.url {
+                self.check_package_url(url.as_str())?;
+            }
+        }
+        self.check_base(&spec.image.base)
     }
 
     /// Refuses a base image that is not allowed.
@@ -144,7 +163,8 @@ impl RequestPolicy {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
-                "base image {base} is not allowed here (allowed: {})",
+                "base image {} is not allowed here (allowed: {})",
+                clip(&base.to_string(), 300),
                 self.bases
                     .iter()
                     .map(ToString::to_string)
@@ -153,10 +173,6 @@ impl RequestPolicy {
             )))
         }
     }
-}
-
-fn normalized(url: &str) -> String {
-    format!("{}/", url.trim_end_matches('/'))
 }
 
 #[cfg(test)]
@@ -182,6 +198,9 @@ mod tests {
             .unwrap();
         assert!(p
             .check_package_url("https://conda.anaconda.org/conda-forge/../../x.conda")
+            .is_err());
+        assert!(p
+            .check_package_url("http://127.0.0.1:8000/chan/%2e%2e%2fevil/linux-64/x-1-0.conda")
             .is_err());
         assert!(p.check_package_url("file:///etc/shadow").is_err());
         assert!(p

@@ -11,7 +11,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use trousse_builder::{progress::silent, EnvSpec, ImageSettings, Lock};
+use trousse_builder::{error::clip, progress::silent, EnvSpec, ImageSettings, Lock};
 
 use crate::{
     error::{ApiError, ErrorBody},
@@ -112,7 +112,7 @@ fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::bad_request(
             "invalid_name",
-            format!("{kind} name '{name}' must be 1 to 64 of a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit"),
+            format!("{kind} name '{}' must be 1 to 64 of a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit", clip(name, 80)),
         ))
     }
 }
@@ -167,7 +167,7 @@ impl Submission {
                     Path::new("/nonexistent"),
                     &config.defaults,
                 )
-                .map_err(|e| ApiError::bad_request("invalid_spec", e.to_string()))?;
+                .map_err(|e| ApiError::from(trousse_builder::BuildError::from(e)))?;
                 if spec.dependencies.len() > config.max_spec_packages {
                     return Err(ApiError::Unprocessable {
                         code: "too_many_packages",
@@ -178,10 +178,7 @@ impl Submission {
                         ),
                     });
                 }
-                for channel in &spec.channels {
-                    state.policy.check_channel(channel.base_url.as_str())?;
-                }
-                state.policy.check_base(&spec.image.base)?;
+                state.policy.check_spec(&spec)?;
                 let name = request.name.or_else(|| spec.name.clone()).ok_or_else(|| {
                     ApiError::bad_request(
                         "missing_name",
@@ -253,8 +250,12 @@ impl Submission {
                 });
             }
             for record in &platform.records {
-                state.policy.check_package_url(record.url.as_str())?;
+                state.policy.check_record(record)?;
             }
+        }
+        if self.lock_text.is_some() {
+            // as the CLI does: a lock fetches only from the channels it declares
+            lock.check_own_urls(Path::new("request.lock"))?;
         }
         Ok((lock, settings))
     }
@@ -335,8 +336,9 @@ fn new_id() -> Result<String, ApiError> {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not allowed: role, course, channel or base image", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 422, description = "Unknown package, unsolvable, or too many packages", body = ErrorBody),
+        (status = 422, description = "An invalid value (its `field` named), unknown package, unsolvable, or too many packages", body = ErrorBody),
         (status = 502, description = "A channel could not be read", body = ErrorBody),
+        (status = 507, description = "The service's disk is full", body = ErrorBody),
     ),
     security(("token" = [])),
     tag = "environments"

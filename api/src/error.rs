@@ -6,7 +6,7 @@ use axum::{
     Json,
 };
 use serde::Serialize;
-use trousse_builder::BuildError;
+use trousse_builder::{error::clip, spec::SpecError, BuildError};
 
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -15,7 +15,13 @@ pub struct ErrorBody {
     pub error: String,
     /// What is wrong, for a person.
     pub message: String,
+    /// The offending field of the request or spec, when one value is invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
+
+/// The longest message an error answer carries (inputs echoed in it are cut first).
+const MAX_MESSAGE_CHARS: usize = 8000;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,17 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// One value of a well-formed request or spec is invalid (422, with the field).
+    #[error("{message}")]
+    InvalidField {
+        /// The field, e.g. `dependencies[2]`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The data directory's disk is full (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A channel or registry the service depends on failed (502).
     #[error("{0}")]
     Upstream(String),
@@ -74,6 +91,10 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            ApiError::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -83,8 +104,18 @@ impl ApiError {
 impl From<BuildError> for ApiError {
     fn from(e: BuildError) -> Self {
         let message = e.to_string();
+        if is_disk_full_build(&e) {
+            return ApiError::InsufficientStorage(format!("the service's disk is full: {message}"));
+        }
         match e {
+            BuildError::Spec(SpecError {
+                field: Some(field), ..
+            }) => ApiError::InvalidField { field, message },
             BuildError::Spec(_) => ApiError::bad_request("invalid_spec", message),
+            BuildError::UnsafePackage { .. } => ApiError::Unprocessable {
+                code: "unsafe_package",
+                message,
+            },
             BuildError::Lock { .. } => ApiError::bad_request("invalid_lock", message),
             BuildError::Unsupported(_) => ApiError::bad_request("unsupported", message),
             BuildError::PackageNotFound { .. } => ApiError::Unprocessable {
@@ -104,9 +135,37 @@ impl From<BuildError> for ApiError {
     }
 }
 
+/// SQLite's result code for a full disk or database.
+const SQLITE_FULL: &str = "13";
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(format!("the store failed: {e}"))
+        let full = match &e {
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| c == SQLITE_FULL),
+            sqlx::Error::Io(io) => is_disk_full(io),
+            _ => false,
+        };
+        if full {
+            ApiError::InsufficientStorage(
+                "the service's disk is full: nothing was changed; free space in its data directory"
+                    .into(),
+            )
+        } else {
+            ApiError::Internal(format!("the store failed: {e}"))
+        }
+    }
+}
+
+/// Whether an I/O error says the disk (or the quota) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28) | Some(122))
+    // ENOSPC, EDQUOT
+}
+
+fn is_disk_full_build(e: &BuildError) -> bool {
+    match e {
+        BuildError::Io { source, .. } => is_disk_full(source),
+        _ => false,
     }
 }
 
@@ -118,11 +177,16 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(%status, code, "{self}");
         }
+        let field = match &self {
+            ApiError::InvalidField { field, .. } => Some(field.clone()),
+            _ => None,
+        };
         let mut response = (
             status,
             Json(ErrorBody {
                 error: code.to_string(),
-                message: self.to_string(),
+                message: clip(&self.to_string(), MAX_MESSAGE_CHARS).into_owned(),
+                field,
             }),
         )
             .into_response();

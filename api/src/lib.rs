@@ -205,6 +205,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(distribution::dispatch).head(distribution::dispatch),
         )
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            operations::PanicAnswer {
+                panics: state.metrics.panics.clone(),
+            },
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }

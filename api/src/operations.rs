@@ -39,6 +39,8 @@ pub struct Metrics {
     pub queue_length: Gauge,
     /// Bytes served by the pull endpoint.
     pub bytes_served: Counter,
+    /// Panics caught in a request handler or a build.
+    pub panics: Counter,
 }
 
 impl Default for Metrics {
@@ -50,6 +52,7 @@ impl Default for Metrics {
         let cache_hits = Counter::default();
         let queue_length = Gauge::default();
         let bytes_served = Counter::default();
+        let panics = Counter::default();
         registry.register("builds", "Builds finished, by result", builds.clone());
         registry.register(
             "builds_started",
@@ -72,8 +75,14 @@ impl Default for Metrics {
             "Bytes served by the pull endpoint",
             bytes_served.clone(),
         );
+        registry.register(
+            "panics",
+            "Panics caught in request handlers and builds (each one is a bug)",
+            panics.clone(),
+        );
         Self {
             registry,
+            panics,
             builds,
             builds_started,
             build_seconds,
@@ -95,6 +104,38 @@ impl Metrics {
     }
 }
 
+/// Answers a panicked request with a `500` JSON error, and counts it.
+#[derive(Clone)]
+pub struct PanicAnswer {
+    /// The panics counter.
+    pub panics: Counter,
+}
+
+impl tower_http::catch_panic::ResponseForPanic for PanicAnswer {
+    type ResponseBody = axum::body::Body;
+
+    fn response_for_panic(
+        &mut self,
+        panic: Box<dyn std::any::Any + Send + 'static>,
+    ) -> axum::http::Response<Self::ResponseBody> {
+        self.panics.inc();
+        tracing::error!("a request handler panicked: {}", panic_message(&*panic));
+        crate::error::ApiError::Internal(
+            "the service failed on this request (a bug, logged and counted); the request changed nothing that was not saved atomically".into(),
+        )
+        .into_response()
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// Metrics in the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")), tag = "operations")]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -112,6 +153,10 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// The free space below which `/health` fails: a build writes its layers, and
+/// SQLite needs room for its journal.
+pub const MIN_FREE_BYTES: u64 = 256 << 20;
+
 /// What `/health` checked.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -121,7 +166,8 @@ pub struct Health {
     pub checks: std::collections::BTreeMap<String, String>,
 }
 
-/// Whether the store is writable and the registry (when one is configured) reachable.
+/// Whether the data directory is writable with free space, the database file
+/// the one opened and writable, and the registry (when one is configured) reachable.
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, body = Health)), tag = "operations")]
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let mut checks = std::collections::BTreeMap::new();
@@ -133,6 +179,19 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
         "store_writable".to_string(),
         match writable {
             Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        },
+    );
+    let data_dir = state.config.data_dir.clone();
+    let free = tokio::task::spawn_blocking(move || fs4::available_space(&data_dir)).await;
+    checks.insert(
+        "free_space".to_string(),
+        match free {
+            Ok(Ok(bytes)) if bytes >= MIN_FREE_BYTES => "ok".to_string(),
+            Ok(Ok(bytes)) => format!(
+                "{bytes} bytes free in the data directory; builds need at least {MIN_FREE_BYTES}"
+            ),
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
         },

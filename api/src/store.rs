@@ -116,6 +116,17 @@ pub struct TokenRecord {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// The database file.
+    path: std::path::PathBuf,
+    /// Its device and inode when it was opened.
+    identity: (u64, u64),
+}
+
+/// The device and inode of a file.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// Seconds since the epoch.
@@ -152,12 +163,38 @@ impl Store {
                 .await
                 .map_err(|e| ApiError::Internal(format!("migrating {}: {e}", path.display())))?;
         }
-        Ok(Self { pool })
+        let identity = file_identity(&path)
+            .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
+        Ok(Self {
+            pool,
+            path,
+            identity,
+        })
     }
 
-    /// Checks that the database answers.
+    /// Checks that the database file is still the one opened and that it takes writes.
     pub async fn ping(&self) -> Result<(), ApiError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        match file_identity(&self.path) {
+            Ok(identity) if identity == self.identity => {}
+            Ok(_) => {
+                return Err(ApiError::Internal(format!(
+                    "{} was replaced since the service opened it: restart the service",
+                    self.path.display()
+                )))
+            }
+            Err(e) => {
+                return Err(ApiError::Internal(format!(
+                    "{} is gone ({e}): the service writes into a deleted file; restore it from a backup and restart",
+                    self.path.display()
+                )))
+            }
+        }
+        // a write lock, taken and let go: fails on a read-only file or directory
+        let mut connection = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *connection)
+            .await?;
+        sqlx::query("ROLLBACK").execute(&mut *connection).await?;
         Ok(())
     }
 
