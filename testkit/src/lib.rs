@@ -48,6 +48,10 @@ pub struct FileSpec {
     pub placeholder: Option<PlaceholderMode>,
     /// Whether this is a symlink to `content`.
     pub symlink: bool,
+    /// Whether `info/paths.json` leaves it out (it is still in the archive).
+    pub unlisted: bool,
+    /// The content `info/paths.json` describes (size, sha256) when not `content`.
+    pub listed_as: Option<Vec<u8>>,
 }
 
 /// The archive format of a package.
@@ -80,6 +84,8 @@ pub struct PackageSpec {
     pub entry_points: Vec<String>,
     /// Build time, milliseconds since the epoch.
     pub timestamp_ms: i64,
+    /// Raw `info/paths.json` entries added as they are (no file behind them).
+    pub extra_paths: Vec<serde_json::Value>,
 }
 
 impl PackageSpec {
@@ -95,6 +101,7 @@ impl PackageSpec {
             files: Vec::new(),
             entry_points: Vec::new(),
             timestamp_ms: 1_700_000_000_000,
+            extra_paths: Vec::new(),
         }
     }
 
@@ -124,7 +131,33 @@ impl PackageSpec {
             mode,
             placeholder: None,
             symlink: false,
+            unlisted: false,
+            listed_as: None,
         });
+        self
+    }
+
+    /// Adds a file that `info/paths.json` describes with another content.
+    pub fn tampered_file(mut self, path: &str, content: &[u8], listed_as: &[u8]) -> Self {
+        self = self.file(path, content.to_vec(), 0o644);
+        if let Some(f) = self.files.last_mut() {
+            f.listed_as = Some(listed_as.to_vec());
+        }
+        self
+    }
+
+    /// Adds a symlink that is in the archive but not in `info/paths.json`.
+    pub fn unlisted_symlink(mut self, path: &str, target: &str) -> Self {
+        self = self.symlink(path, target);
+        if let Some(f) = self.files.last_mut() {
+            f.unlisted = true;
+        }
+        self
+    }
+
+    /// Adds a raw `info/paths.json` entry, e.g. one whose `_path` leaves the prefix.
+    pub fn raw_path_entry(mut self, entry: serde_json::Value) -> Self {
+        self.extra_paths.push(entry);
         self
     }
 
@@ -142,6 +175,8 @@ impl PackageSpec {
             mode,
             placeholder: Some(how),
             symlink: false,
+            unlisted: false,
+            listed_as: None,
         });
         self
     }
@@ -154,6 +189,8 @@ impl PackageSpec {
             mode: 0o777,
             placeholder: None,
             symlink: true,
+            unlisted: false,
+            listed_as: None,
         });
         self
     }
@@ -190,17 +227,20 @@ pub fn write_package(channel: &Path, spec: &PackageSpec, format: ArchiveFormat) 
     for f in &spec.files {
         let target = root.join(&f.path);
         fs_err::create_dir_all(target.parent().context("file at root")?)?;
+        let listed = f.listed_as.as_ref().unwrap_or(&f.content);
         if f.symlink {
             std::os::unix::fs::symlink(String::from_utf8(f.content.clone())?, &target)?;
-            entries.push(json!({"_path": f.path, "path_type": "softlink", "sha256": hex::encode(Sha256::digest(&f.content)), "size_in_bytes": f.content.len()}));
+            if !f.unlisted {
+                entries.push(json!({"_path": f.path, "path_type": "softlink", "sha256": hex::encode(Sha256::digest(listed)), "size_in_bytes": listed.len()}));
+            }
         } else {
             fs_err::write(&target, &f.content)?;
             fs_err::set_permissions(&target, std::fs::Permissions::from_mode(f.mode))?;
             let mut entry = json!({
                 "_path": f.path,
                 "path_type": "hardlink",
-                "sha256": hex::encode(Sha256::digest(&f.content)),
-                "size_in_bytes": f.content.len(),
+                "sha256": hex::encode(Sha256::digest(listed)),
+                "size_in_bytes": listed.len(),
             });
             if let Some(how) = f.placeholder {
                 entry["prefix_placeholder"] = json!(placeholder());
@@ -213,6 +253,7 @@ pub fn write_package(channel: &Path, spec: &PackageSpec, format: ArchiveFormat) 
         }
         paths.push(target);
     }
+    entries.extend(spec.extra_paths.iter().cloned());
     let info = root.join("info");
     fs_err::create_dir_all(&info)?;
     let mut index = json!({

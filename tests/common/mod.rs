@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod service;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},

@@ -1,0 +1,241 @@
+//! A running `trousse serve` and the HTTP helpers the service tests share.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use super::*;
+
+/// A running `trousse serve`, killed when dropped.
+pub struct Service {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Service {
+    pub fn start(data_dir: &Path, channel: &ChannelServer, extra: &[&str]) -> Self {
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        extra.extend(["--allow-channel".into(), channel.url()]);
+        let mut service = Self {
+            port: free_port(),
+            data_dir: data_dir.to_path_buf(),
+            extra,
+            child: None,
+        };
+        service.launch();
+        service
+    }
+
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .unwrap();
+        let mut cmd = trousse(&[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+            "--data-dir",
+            self.data_dir.to_str().unwrap(),
+        ]);
+        cmd.args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().unwrap());
+        wait_for_port(self.port, "trousse serve");
+        // listening is not ready: the store is opened (and migrated) first
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.healthy() {
+            assert!(
+                Instant::now() < deadline,
+                "trousse serve never became healthy"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn healthy(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+    }
+
+    /// SIGKILL, then start again on the same port and data.
+    pub fn kill_and_restart(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.launch();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn token(&self, role: &str, courses: &[&str]) -> String {
+        let mut args = vec![
+            "token",
+            "create",
+            "--role",
+            role,
+            "--data-dir",
+            self.data_dir.to_str().unwrap(),
+        ];
+        for c in courses {
+            args.extend(["--course", c]);
+        }
+        let token = run_ok(trousse(&args)).trim().to_string();
+        assert!(token.starts_with("trs_"));
+        token
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// Sends a request; returns the status and the body as JSON (Null when not JSON).
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+pub async fn submit_yaml(service: &Service, token: &str, course: &str, spec: &str) -> (u16, Value) {
+    send(
+        client()
+            .post(service.url(&format!("/api/v1/courses/{course}/environments")))
+            .bearer_auth(token)
+            .header("content-type", "application/yaml")
+            .body(spec.to_string()),
+    )
+    .await
+}
+
+pub async fn environment(service: &Service, token: &str, id: &str) -> Value {
+    let (status, env) = send(
+        client()
+            .get(service.url(&format!("/api/v1/environments/{id}")))
+            .bearer_auth(token),
+    )
+    .await;
+    assert_eq!(status, 200, "{env}");
+    env
+}
+
+pub async fn wait_until(service: &Service, token: &str, id: &str, wanted: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let env = environment(service, token, id).await;
+        if wanted.contains(&env["status"].as_str().unwrap()) {
+            return env;
+        }
+        assert!(Instant::now() < deadline, "still {} : {env}", env["status"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads server-sent events until the `done` event; returns (id, event, data) each.
+pub async fn follow_events(service: &Service, token: &str, id: &str) -> Vec<(i64, String, Value)> {
+    use futures::StreamExt;
+    let response = client()
+        .get(service.url(&format!("/api/v1/environments/{id}/events")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut stream = response.bytes_stream();
+    let mut text = String::new();
+    let mut events = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let (mut seq, mut kind, mut data) = (0, String::new(), Value::Null);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    seq = v.trim().parse().unwrap();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    kind = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = serde_json::from_str(v.trim()).unwrap();
+                }
+            }
+            if !kind.is_empty() {
+                events.push((seq, kind.clone(), data));
+            }
+            if kind == "done" {
+                return events;
+            }
+        }
+    }
+    events
+}
+
+pub fn spec_yaml(channel: &ChannelServer, name: &str, packages: &[&str], extra: &str) -> String {
+    format!(
+        "name: {name}\nchannels: ['{}']\ndependencies: [{}]\n{extra}",
+        channel.url(),
+        packages.join(", ")
+    )
+}
+
+pub async fn metric(service: &Service, name: &str) -> f64 {
+    let text = client()
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
