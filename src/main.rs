@@ -13,9 +13,9 @@ use clap::{Parser, Subcommand};
 use trousse_builder::{
     cache::CacheDir,
     inspect::inspect,
-    lock::is_lock_file,
     spec::{parse_platform, resolve_channel},
-    BuildError, BuildInput, BuildOptions, Compression, EnvSpec, ImageSettings, Lock,
+    BuildError, BuildOptions, BuildRequest, Compression, ImageSettings, Overrides, ResolveOptions,
+    Source,
 };
 use trousse_registry_client::{ImageRef, RegistryOptions};
 
@@ -258,24 +258,38 @@ fn cache_dir(args: &SolveArgs) -> PathBuf {
         .unwrap_or_else(CacheDir::default_location)
 }
 
-/// Reads a spec and applies the command-line overrides.
-fn load_spec(path: &Path, args: &SolveArgs) -> Result<EnvSpec, BuildError> {
-    let mut spec = EnvSpec::from_path(path, &args.image_defaults()?)?;
+/// Reads a spec or a lock and the command-line overrides into a build request.
+fn build_request(
+    path: &Path,
+    args: &SolveArgs,
+    base: Option<&str>,
+) -> Result<BuildRequest, BuildError> {
+    let source = Source::read(path, &args.image_defaults()?)?;
+    let mut overrides = Overrides::default();
     if !args.channels.is_empty() {
         let config = rattler_channel_config()?;
-        spec.channels = args
-            .channels
-            .iter()
-            .map(|c| resolve_channel(c, &config).map_err(BuildError::Unsupported))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+        for channel in &args.channels {
+            overrides
+                .channels
+                .extend(resolve_channel(channel, &config).map_err(BuildError::Unsupported)?);
+        }
     }
-    if !args.platforms.is_empty() {
-        spec.image.platforms = parse_platforms(&args.platforms)?;
+    overrides.platforms = parse_platforms(&args.platforms)?;
+    if let Some(base) = base {
+        overrides.base = Some(ImageRef::from_str(base)?);
     }
-    Ok(spec)
+    Ok(BuildRequest { source, overrides })
+}
+
+impl SolveArgs {
+    /// Where a request is solved.
+    fn resolve_options(&self, reporter: trousse_builder::progress::Reporter) -> ResolveOptions {
+        ResolveOptions {
+            cache_dir: cache_dir(self),
+            registry: self.registry_options(),
+            reporter,
+        }
+    }
 }
 
 fn rattler_channel_config() -> Result<trousse_builder::spec::ChannelConfig, BuildError> {
@@ -300,15 +314,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             output,
             solve,
         } => {
-            let env = load_spec(&spec, &solve)?;
-            let reporter = progress::reporter(false);
-            let lock = trousse_builder::lock_spec(
-                &env,
-                cache_dir(&solve),
-                &solve.registry_options(),
-                &reporter,
-            )
-            .await?;
+            let request = build_request(&spec, &solve, None)?;
+            if let Source::Lock { .. } = request.source {
+                return Err(BuildError::Unsupported(format!(
+                    "{} is a lock file already: build it with `trousse build`",
+                    spec.display()
+                ))
+                .into());
+            }
+            let options = solve.resolve_options(progress::reporter(false));
+            let lock = request
+                .resolve(&solve.image_defaults()?, &options)
+                .await?
+                .lock;
             lock.write(&output)?;
             let packages: usize = lock.platforms.iter().map(|p| p.records.len()).sum();
             eprintln!(
@@ -331,51 +349,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .context("invalid --output")?;
             let compression =
                 Compression::from_str(&compression).map_err(BuildError::Unsupported)?;
-            let mut build_input = if is_lock_file(&input) {
-                if !solve.channels.is_empty() {
-                    return Err(BuildError::Unsupported(
-                        "-c/--channel has no effect on a lock file: lock the spec again".into(),
-                    )
-                    .into());
-                }
-                let mut lock = Lock::from_path(&input)?;
-                lock.check_own_urls(&input)?;
-                let mut settings = solve.image_defaults()?;
-                if !solve.platforms.is_empty() {
-                    let wanted = parse_platforms(&solve.platforms)?;
-                    for p in &wanted {
-                        if lock.platform(*p).is_none() {
-                            return Err(BuildError::Unsupported(format!(
-                                "{} does not lock platform {p}",
-                                input.display()
-                            ))
-                            .into());
-                        }
-                    }
-                    lock.platforms.retain(|p| wanted.contains(&p.platform));
-                    settings.platforms = wanted;
-                }
-                BuildInput::Lock { lock, settings }
-            } else {
-                BuildInput::Spec(load_spec(&input, &solve)?)
-            };
-            if let Some(base) = base {
-                let base = ImageRef::from_str(&base)
-                    .map_err(BuildError::from)
-                    .context("invalid --base")?;
-                match &mut build_input {
-                    BuildInput::Spec(spec) => spec.image.base = base,
-                    BuildInput::Lock { settings, .. } => settings.base = base,
-                }
-            }
+            let reporter = progress::reporter(json);
+            let request = build_request(&input, &solve, base.as_deref())?;
+            let resolved = request
+                .resolve(
+                    &solve.image_defaults()?,
+                    &solve.resolve_options(reporter.clone()),
+                )
+                .await?;
             let options = BuildOptions {
                 cache_dir: cache_dir(&solve),
                 compression,
                 output,
-                reporter: progress::reporter(json),
+                reporter,
                 registry: solve.registry_options(),
             };
-            let report = trousse_builder::build(build_input, options).await?;
+            let report = trousse_builder::build(resolved, options).await?;
             if report.cached {
                 eprintln!(
                     "{} already holds this build: {}",
@@ -562,15 +551,21 @@ async fn prebuild(
             .unwrap_or_default();
         let image = format!("docker://{registry}/{stack}:latest");
         let result = async {
-            let spec = load_spec(&spec_path, args)?;
+            let reporter = progress::reporter(true);
+            let resolved = build_request(&spec_path, args, None)?
+                .resolve(
+                    &args.image_defaults()?,
+                    &args.resolve_options(reporter.clone()),
+                )
+                .await?;
             let options = BuildOptions {
                 cache_dir: cache_dir(args),
                 compression: Compression::Gzip,
                 output: ImageRef::from_str(&image)?,
-                reporter: progress::reporter(true),
+                reporter,
                 registry: options.clone(),
             };
-            trousse_builder::build(BuildInput::Spec(spec), options).await
+            trousse_builder::build(resolved, options).await
         }
         .await;
         let line = match result {

@@ -12,7 +12,7 @@ use std::{
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use trousse_builder::{
-    progress::Event, BuildInput, BuildOptions, BuildReport, Compression, EnvSpec, Lock,
+    progress::Event, BuildOptions, BuildReport, ImageSettings, Lock, Resolved, SettingsRecord,
 };
 use trousse_registry_client::{open_image, ImageRef};
 
@@ -147,7 +147,16 @@ async fn run(
     let started = Instant::now();
     let outcome = tokio::time::timeout(
         state.config.build_timeout,
-        guarded(state, build_image(state, build_id, &env, log.reporter())),
+        guarded(
+            state,
+            build_image(
+                state,
+                build_id,
+                &env,
+                build.settings.as_deref(),
+                log.reporter(),
+            ),
+        ),
     )
     .await
     .unwrap_or_else(|_| {
@@ -212,27 +221,16 @@ async fn build_image(
     state: &Arc<AppState>,
     build_id: &str,
     env: &EnvironmentRow,
+    settings: Option<&str>,
     reporter: trousse_builder::progress::Reporter,
 ) -> Result<BuildReport, ApiError> {
     let config = &state.config;
     let lock = Lock::from_text(&env.lock, Path::new("environment.lock"))?;
-    let settings = match &env.spec {
-        Some(spec) => {
-            EnvSpec::from_yaml(
-                spec,
-                Path::new("spec.yml"),
-                Path::new("/nonexistent"),
-                &config.defaults,
-            )
-            .map_err(trousse_builder::BuildError::from)?
-            .image
-        }
-        None => {
-            let mut settings = config.defaults.clone();
-            settings.platforms = lock.platforms.iter().map(|p| p.platform).collect();
-            settings
-        }
-    };
+    let record = settings
+        .ok_or_else(|| ApiError::Internal(format!("build {build_id} has no stored settings")))?;
+    let record: SettingsRecord = serde_json::from_str(record)
+        .map_err(|e| ApiError::Internal(format!("the stored settings of {build_id}: {e}")))?;
+    let settings = ImageSettings::try_from(record)?;
     let work = config.work_dir().join(build_id);
     let output = match &config.push_to {
         Some(prefix) => ImageRef::from_str(&format!(
@@ -248,12 +246,12 @@ async fn build_image(
     };
     let options = BuildOptions {
         cache_dir: config.cache_dir(),
-        compression: Compression::Gzip,
+        compression: crate::environments::COMPRESSION,
         output: output.clone(),
         reporter,
         registry: config.registry.clone(),
     };
-    let report = trousse_builder::build(BuildInput::Lock { lock, settings }, options).await?;
+    let report = trousse_builder::build(Resolved::new(lock, settings), options).await?;
     if config.push_to.is_none() {
         let blobs = store_image(state, &output).await?;
         state.store.record_image(&report.digest, &blobs).await?;

@@ -11,7 +11,10 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use trousse_builder::{error::clip, progress::silent, EnvSpec, ImageSettings, Lock};
+use trousse_builder::{
+    error::clip, progress::silent, BuildKey, BuildRequest, Compression, EnvSpec, ImageSettings,
+    Lock, ResolveOptions, Resolved, SettingsRecord, Source,
+};
 
 use crate::{
     error::{ApiError, ErrorBody},
@@ -217,26 +220,29 @@ impl Submission {
     /// Solves the spec, or reads the lock, and checks what it would fetch.
     async fn lock(&self, state: &AppState) -> Result<(Lock, ImageSettings), ApiError> {
         let config = &state.config;
-        let (lock, settings) = match (&self.spec, &self.lock_text) {
-            (Some((_, spec)), _) => {
-                let lock = trousse_builder::lock_spec(
-                    spec,
-                    config.cache_dir(),
-                    &config.registry,
-                    &silent(),
-                )
-                .await?;
-                (lock, spec.image.clone())
+        let source = match (&self.spec, &self.lock_text) {
+            (Some((_, spec)), _) => Source::Spec(Box::new(spec.clone())),
+            (None, Some(text)) => Source::Lock {
+                lock: Lock::from_text(text, Path::new("request.lock"))
+                    .map_err(|e| ApiError::bad_request("invalid_lock", e.to_string()))?,
+                path: "request.lock".into(),
+            },
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "give exactly one of \"spec\" and \"lock\"",
+                ))
             }
-            (None, Some(text)) => {
-                let lock = Lock::from_text(text, Path::new("request.lock"))
-                    .map_err(|e| ApiError::bad_request("invalid_lock", e.to_string()))?;
-                let mut settings = config.defaults.clone();
-                settings.platforms = lock.platforms.iter().map(|p| p.platform).collect();
-                (lock, settings)
-            }
-            (None, None) => unreachable!("a submission has a spec or a lock"),
         };
+        let options = ResolveOptions {
+            cache_dir: config.cache_dir(),
+            registry: config.registry.clone(),
+            reporter: silent(),
+        };
+        // a lock resolves without fetching anything; a spec was checked before
+        let Resolved { lock, settings, .. } = BuildRequest::new(source)
+            .resolve(&config.defaults, &options)
+            .await?;
         for platform in &lock.platforms {
             if platform.records.len() > config.max_lock_packages {
                 return Err(ApiError::Unprocessable {
@@ -261,12 +267,8 @@ impl Submission {
     }
 }
 
-/// The identity of an image: the lock and the image settings.
-pub fn build_key(lock_hash: &str, settings: &ImageSettings) -> String {
-    hex::encode(Sha256::digest(
-        format!("{lock_hash}\n{settings:?}").as_bytes(),
-    ))
-}
+/// The layer compression of the service's images.
+pub const COMPRESSION: Compression = Compression::Gzip;
 
 /// The repository an environment's image is served from.
 pub fn repository(course: &str, name: &str) -> String {
@@ -386,7 +388,8 @@ pub async fn submit(
 
     let (lock, settings) = submission.lock(&state).await?;
     let lock_hash = lock.hash();
-    let key = build_key(&lock_hash, &settings);
+    let key = BuildKey::new(&lock_hash, &settings, COMPRESSION);
+    let key = key.as_str();
     let packages = lock
         .platforms
         .iter()
@@ -425,7 +428,7 @@ pub async fn submit(
     env.packages = packages;
     env.error = None;
 
-    let built = state.store.ready_with_build_key(&key).await?.filter(|b| {
+    let built = state.store.ready_with_build_key(key).await?.filter(|b| {
         // a registry holds the image in the repository it was pushed to only
         state.config.push_to.is_none() || (b.course == course && b.name == submission.name)
     });
@@ -437,7 +440,7 @@ pub async fn submit(
         env.build_id = built.build_id.clone();
         state.metrics.cache_hits.inc();
         (StatusCode::OK, None)
-    } else if let Some(build_id) = state.store.unfinished_build(&key).await? {
+    } else if let Some(build_id) = state.store.unfinished_build(key).await? {
         let build = state.store.build(&build_id).await?;
         env.status = build.map_or_else(|| "queued".into(), |b| b.status);
         env.digest = None;
@@ -461,7 +464,12 @@ pub async fn submit(
         state.store.update_environment(&env).await?;
     }
     if let Some(build_id) = start_build {
-        state.store.insert_build(&build_id, &env.id, &key).await?;
+        let record = serde_json::to_string(&SettingsRecord::from(&settings))
+            .map_err(|e| ApiError::Internal(format!("storing the settings: {e}")))?;
+        state
+            .store
+            .insert_build(&build_id, &env.id, key, &record)
+            .await?;
         state.builds.submit(build_id);
     } else if env.status == "ready" {
         if let Some(digest) = &env.digest {

@@ -103,7 +103,7 @@ impl ApiError {
 
 impl From<BuildError> for ApiError {
     fn from(e: BuildError) -> Self {
-        let message = e.to_string();
+        let message = trousse_builder::error::error_chain(&e);
         if is_disk_full_build(&e) {
             return ApiError::InsufficientStorage(format!("the service's disk is full: {message}"));
         }
@@ -117,7 +117,9 @@ impl From<BuildError> for ApiError {
                 message,
             },
             BuildError::Lock { .. } => ApiError::bad_request("invalid_lock", message),
-            BuildError::Unsupported(_) => ApiError::bad_request("unsupported", message),
+            BuildError::Unsupported(_) | BuildError::Usage(_) => {
+                ApiError::bad_request("unsupported", message)
+            }
             BuildError::PackageNotFound { .. } => ApiError::Unprocessable {
                 code: "package_not_found",
                 message,
@@ -129,8 +131,11 @@ impl From<BuildError> for ApiError {
             BuildError::Channel { .. }
             | BuildError::Fetch { .. }
             | BuildError::Integrity { .. }
+            | BuildError::BaseUnavailable { .. }
             | BuildError::Registry(_) => ApiError::Upstream(message),
-            BuildError::Stage { .. } | BuildError::Io { .. } => ApiError::Internal(message),
+            BuildError::Stage { .. } | BuildError::Io { .. } | BuildError::Internal(_) => {
+                ApiError::Internal(message)
+            }
         }
     }
 }

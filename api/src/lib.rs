@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod operations;
 pub mod store;
+pub mod upgrade;
 
 use std::{
     collections::HashMap,
@@ -64,6 +65,7 @@ impl AppState {
         let policy =
             RequestPolicy::new(&config).map_err(|m| ApiError::bad_request("invalid_config", m))?;
         let store = Store::open(&config.data_dir).await?;
+        upgrade::store_build_settings(&store, &config).await?;
         let _ = std::fs::remove_dir_all(config.work_dir());
         let state = Arc::new(Self {
             builds: BuildQueue::new(config.max_builds),

@@ -101,6 +101,8 @@ pub struct BuildRow {
     pub status: String,
     /// How often it was started.
     pub attempts: i64,
+    /// The image settings it builds (`SettingsRecord` JSON).
+    pub settings: Option<String>,
 }
 
 /// A stored token.
@@ -172,6 +174,12 @@ impl Store {
         })
     }
 
+    /// The connection pool, for tests that write rows as older versions did.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Checks that the database file is still the one opened and that it takes writes.
     pub async fn ping(&self) -> Result<(), ApiError> {
         match file_identity(&self.path) {
@@ -195,6 +203,34 @@ impl Store {
             .execute(&mut *connection)
             .await?;
         sqlx::query("ROLLBACK").execute(&mut *connection).await?;
+        Ok(())
+    }
+
+    /// The builds stored before their settings were (`id`, environment's spec, lock).
+    pub async fn builds_without_settings(
+        &self,
+    ) -> Result<Vec<(String, Option<String>, String)>, ApiError> {
+        Ok(sqlx::query_as::<_, (String, Option<String>, String)>(
+            "SELECT b.id, e.spec, e.lock FROM builds b JOIN environments e ON e.id = b.environment_id
+             WHERE b.settings IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Gives an older build its settings and the key they make now.
+    pub async fn set_build_settings(
+        &self,
+        id: &str,
+        build_key: &str,
+        settings: &str,
+    ) -> Result<(), ApiError> {
+        sqlx::query("UPDATE builds SET build_key = ?, settings = ? WHERE id = ?")
+            .bind(build_key)
+            .bind(settings)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -382,14 +418,16 @@ impl Store {
         id: &str,
         environment_id: &str,
         build_key: &str,
+        settings: &str,
     ) -> Result<(), ApiError> {
         sqlx::query(
-            "INSERT INTO builds (id, environment_id, build_key, status, attempts, created_at, updated_at)
-             VALUES (?, ?, ?, 'queued', 0, ?, ?)",
+            "INSERT INTO builds (id, environment_id, build_key, settings, status, attempts, created_at, updated_at)
+             VALUES (?, ?, ?, ?, 'queued', 0, ?, ?)",
         )
         .bind(id)
         .bind(environment_id)
         .bind(build_key)
+        .bind(settings)
         .bind(now())
         .bind(now())
         .execute(&self.pool)
@@ -400,7 +438,7 @@ impl Store {
     /// A build by id.
     pub async fn build(&self, id: &str) -> Result<Option<BuildRow>, ApiError> {
         Ok(sqlx::query_as::<_, BuildRow>(
-            "SELECT id, environment_id, status, attempts FROM builds WHERE id = ?",
+            "SELECT id, environment_id, status, attempts, settings FROM builds WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.pool)

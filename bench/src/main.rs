@@ -17,7 +17,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::{json, Value};
 use trousse_builder::{
-    progress::silent, BuildInput, BuildOptions, BuildReport, Compression, EnvSpec, ImageSettings,
+    progress::silent, BuildOptions, BuildReport, BuildRequest, Compression, EnvSpec, ImageSettings,
+    ResolveOptions, Source,
 };
 use trousse_registry_client::{ImageRef, RegistryOptions};
 use trousse_testkit::realistic::{realistic_channel, write_realistic_channel, RealisticChannel};
@@ -122,7 +123,7 @@ impl Bench {
             reporter: silent(),
             registry: RegistryOptions::default(),
         };
-        Ok(trousse_builder::build(BuildInput::Spec(spec), options).await?)
+        build_spec(spec, options).await
     }
 
     /// Times `runs` builds of a spec, each on a cache prepared by `prepare`.
@@ -371,7 +372,10 @@ async fn main() -> anyhow::Result<()> {
         let report = report?;
         cold_runs.push(seconds);
         for (stage, s) in &report.seconds {
-            stage_runs.entry(stage.clone()).or_default().push(*s);
+            stage_runs
+                .entry(stage.name().to_string())
+                .or_default()
+                .push(*s);
         }
         cold_report = Some(report);
         settle();
@@ -761,8 +765,7 @@ async fn usual_way(
             reporter: silent(),
             registry: RegistryOptions::default(),
         };
-        let (seconds, report) =
-            timed(trousse_builder::build(BuildInput::Spec(spec), options)).await;
+        let (seconds, report) = timed(build_spec(spec, options)).await;
         report?;
         trousse_push_runs.push(seconds);
     }
@@ -796,4 +799,18 @@ async fn usual_way(
         }),
     );
     Ok(())
+}
+
+/// Solves a spec and builds it, as `trousse build` does (the solve is timed with the build).
+async fn build_spec(spec: EnvSpec, options: BuildOptions) -> anyhow::Result<BuildReport> {
+    let resolve = ResolveOptions {
+        cache_dir: options.cache_dir.clone(),
+        registry: options.registry.clone(),
+        reporter: options.reporter.clone(),
+    };
+    let defaults = spec.image.clone();
+    let resolved = BuildRequest::new(Source::Spec(Box::new(spec)))
+        .resolve(&defaults, &resolve)
+        .await?;
+    Ok(trousse_builder::build(resolved, options).await?)
 }

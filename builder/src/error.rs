@@ -81,8 +81,8 @@ pub enum BuildError {
         /// The offending path and what is wrong with it.
         problem: crate::package_check::UnsafePackage,
     },
-    /// A filesystem operation failed.
-    #[error("{action} {}: {source}", path.display())]
+    /// A filesystem operation failed (its cause is the source).
+    #[error("{action} {}", path.display())]
     Io {
         /// What was being done.
         action: &'static str,
@@ -92,27 +92,67 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// The base image could not be pulled or read.
+    #[error("cannot pull the base image {base}; build on another base with --base scratch (or oci:DIR), or name a reachable mirror with --default-base or TROUSSE_DEFAULT_BASE")]
+    BaseUnavailable {
+        /// The base image.
+        base: String,
+        /// Why.
+        #[source]
+        source: trousse_registry_client::RegistryError,
+    },
     /// Reading the base image or writing the output failed.
     #[error(transparent)]
     Registry(#[from] trousse_registry_client::RegistryError),
+    /// A command-line value is invalid (exit 2, as for any bad command line).
+    #[error("{0}")]
+    Usage(String),
+    /// A step of the build failed inside trousse (a task that died, metadata
+    /// that cannot be written): a bug or the machine, not the input.
+    #[error("{0}")]
+    Internal(String),
     /// The request is well-formed but cannot be done.
     #[error("{0}")]
     Unsupported(String),
 }
 
 impl BuildError {
-    /// The process exit code for this error: 3 bad input, 4 unsolvable,
-    /// 5 unreachable channel or package, 6 integrity, 7 image I/O, 8 unsafe
-    /// package, 1 otherwise.
+    /// The process exit code for this error: 2 bad command line, 3 bad input,
+    /// 4 unsolvable, 5 unreachable channel, package or base image, 6
+    /// integrity, 7 image I/O, 8 unsafe package, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Spec(_) | BuildError::Lock { .. } | BuildError::Unsupported(_) => 3,
             BuildError::PackageNotFound { .. } | BuildError::Unsolvable { .. } => 4,
-            BuildError::Channel { .. } | BuildError::Fetch { .. } => 5,
+            BuildError::Usage(_) => 2,
+            BuildError::Channel { .. }
+            | BuildError::Fetch { .. }
+            | BuildError::BaseUnavailable { .. } => 5,
             BuildError::Integrity { .. } => 6,
             BuildError::Registry(_) => 7,
             BuildError::UnsafePackage { .. } => 8,
-            BuildError::Stage { .. } | BuildError::Io { .. } => 1,
+            BuildError::Stage { .. } | BuildError::Io { .. } | BuildError::Internal(_) => 1,
+        }
+    }
+
+    /// The kind of error, as a stable word for JSON reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BuildError::Spec(_) => "invalid_spec",
+            BuildError::Lock { .. } => "invalid_lock",
+            BuildError::Channel { .. } => "channel_unavailable",
+            BuildError::PackageNotFound { .. } => "package_not_found",
+            BuildError::Unsolvable { .. } => "unsolvable",
+            BuildError::Fetch { .. } => "fetch_failed",
+            BuildError::Integrity { .. } => "checksum_mismatch",
+            BuildError::Stage { .. } => "stage_failed",
+            BuildError::UnsafePackage { .. } => "unsafe_package",
+            BuildError::Io { .. } => "io",
+            BuildError::BaseUnavailable { .. } => "base_unavailable",
+            BuildError::Registry(_) => "image_io",
+            BuildError::Usage(_) => "usage",
+            BuildError::Internal(_) => "internal",
+            BuildError::Unsupported(_) => "unsupported",
         }
     }
 

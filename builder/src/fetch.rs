@@ -73,8 +73,7 @@ pub async fn fetch(
                         let message = error_chain(&e);
                         let package = record.identifier.to_string();
                         let url = record.url.to_string();
-                        let corrupt = message.to_lowercase().contains("mismatch")
-                            || checksum_differs(&record).await;
+                        let corrupt = is_checksum_mismatch(&e) || checksum_differs(&record).await;
                         return Err(if corrupt {
                             BuildError::Integrity {
                                 package,
@@ -109,6 +108,19 @@ pub async fn fetch(
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(fetched)
+}
+
+/// Whether rattler refused the package because its sha256 is not the record's.
+fn is_checksum_mismatch(error: &(dyn std::error::Error + 'static)) -> bool {
+    use rattler_package_streaming::ExtractError;
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(ExtractError::HashMismatch { .. }) = e.downcast_ref::<ExtractError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// Whether the package at the record's URL is readable and hashes to

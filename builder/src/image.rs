@@ -71,7 +71,12 @@ pub async fn load_base(
         return Ok(BaseImage::default());
     }
     let (arch, _) = oci_arch(platform)?;
-    let opened = open_image(base, registry, blobs, Some(&arch.to_string())).await?;
+    let opened = open_image(base, registry, blobs, Some(&arch.to_string()))
+        .await
+        .map_err(|source| BuildError::BaseUnavailable {
+            base: base.to_string(),
+            source,
+        })?;
     let manifests = opened.image.manifests()?;
     let (_, manifest) = manifests
         .iter()
@@ -205,7 +210,7 @@ pub struct ImageInput<'a> {
 }
 
 fn spec_err(e: impl std::fmt::Display) -> BuildError {
-    BuildError::Unsupported(format!("building OCI metadata: {e}"))
+    BuildError::Internal(format!("building OCI metadata: {e}"))
 }
 
 /// The command an image runs when the spec sets none.

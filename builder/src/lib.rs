@@ -5,6 +5,7 @@
 //! lock is a pure function of the lock and the build settings.
 
 pub mod beneath;
+pub mod build_key;
 pub mod cache;
 pub mod cache_gc;
 pub mod channel_url;
@@ -20,12 +21,17 @@ pub mod lock;
 pub mod package_check;
 pub mod pipeline;
 pub mod progress;
+pub mod request;
 pub mod solve;
+pub mod source;
 pub mod spec;
 pub mod stage;
 
+pub use build_key::{BuildKey, SettingsRecord};
 pub use error::BuildError;
 pub use layer::Compression;
 pub use lock::Lock;
-pub use pipeline::{build, lock_spec, BuildInput, BuildOptions, BuildReport};
+pub use pipeline::{build, BuildOptions, BuildReport};
+pub use request::{BuildRequest, Overrides, ResolveOptions, Resolved};
+pub use source::{Source, SourceKind};
 pub use spec::{EnvSpec, ImageSettings};

@@ -216,25 +216,6 @@ fn format_virtual_package(p: &GenericVirtualPackage) -> String {
     )
 }
 
-/// Whether a file looks like a lock file rather than a spec.
-pub fn is_lock_file(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    if name.ends_with(".lock") {
-        return true;
-    }
-    std::fs::read_to_string(path)
-        .map(|t| {
-            t.lines()
-                .take(5)
-                .any(|l| l.starts_with("version:") && l.len() < 16)
-                && t.contains("environments:")
-        })
-        .unwrap_or(false)
-}
-
 /// Parses a platform name as found in a lock.
 pub fn parse_subdir(name: &str) -> Option<Subdir> {
     Subdir::from_str(name).ok()

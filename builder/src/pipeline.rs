@@ -14,40 +14,22 @@ use rattler_networking::LazyClient;
 use rattler_repodata_gateway::Gateway;
 use serde::Serialize;
 use trousse_registry_client::{
-    publish,
-    publish::descriptor_digest,
-    registry::{parse_reference, Registry},
-    Image, ImageRef, PushReport, RegistryOptions,
+    cache_tag, publish, publish::descriptor_digest, Image, ImageRef, PushReport, RegistryOptions,
 };
 
 use crate::{
+    build_key::BuildKey,
     cache::CacheDir,
     env_layer::{environment_layer, EnvironmentLayerInput},
     fetch::fetch,
     image::{load_base, write_index, write_manifest, BaseImage, ImageInput},
     layer::{package_layer, Compression, Layer},
     layer_plan::{plan_layers, LayerCandidate, MAX_LAYERS},
-    lock::Lock,
     progress::{Event, Reporter, Stage},
-    solve::solve,
-    spec::{EnvSpec, ImageSettings},
+    request::Resolved,
     stage::{self, StageTarget, StagedPackage},
     BuildError,
 };
-
-/// What to build from.
-#[derive(Debug, Clone)]
-pub enum BuildInput {
-    /// A spec, solved first.
-    Spec(EnvSpec),
-    /// A lock, built as it is, with these image settings.
-    Lock {
-        /// The lock.
-        lock: Lock,
-        /// The image settings.
-        settings: ImageSettings,
-    },
-}
 
 /// How to build.
 #[derive(Clone)]
@@ -97,7 +79,7 @@ pub struct BuildReport {
     /// One entry per platform.
     pub platforms: Vec<PlatformImage>,
     /// Seconds spent per stage.
-    pub seconds: BTreeMap<String, f64>,
+    pub seconds: BTreeMap<Stage, f64>,
     /// Whether the registry already had this build, so nothing was done.
     pub cached: bool,
     /// What a push to a registry transferred.
@@ -105,7 +87,7 @@ pub struct BuildReport {
 }
 
 /// The HTTP client for channels and packages.
-pub fn http_client() -> LazyClient {
+pub(crate) fn http_client() -> LazyClient {
     LazyClient::from(
         reqwest::Client::builder()
             .user_agent(concat!("trousse/", env!("CARGO_PKG_VERSION")))
@@ -115,47 +97,12 @@ pub fn http_client() -> LazyClient {
 }
 
 /// The repodata gateway over the cache.
-pub fn gateway(cache: &CacheDir, client: &LazyClient) -> Gateway {
+pub(crate) fn gateway(cache: &CacheDir, client: &LazyClient) -> Gateway {
     Gateway::builder()
         .with_cache_dir(cache.repodata())
         .with_package_cache(PackageCache::new(cache.packages()))
         .with_client(client.clone())
         .finish()
-}
-
-/// Solves a spec and returns its lock.
-pub async fn lock_spec(
-    spec: &EnvSpec,
-    cache_dir: PathBuf,
-    registry: &RegistryOptions,
-    reporter: &Reporter,
-) -> Result<Lock, BuildError> {
-    let cache = CacheDir::new(cache_dir)?;
-    let _shared = cache.lock_shared()?;
-    let client = http_client();
-    let bases = load_bases(&spec.image.base, &spec.image.platforms, &cache, registry).await?;
-    timed(
-        reporter,
-        Stage::Solve,
-        0,
-        solve_and_lock(spec, &cache, &client, &bases),
-    )
-    .await
-    .map(|(lock, _)| lock)
-}
-
-async fn solve_and_lock(
-    spec: &EnvSpec,
-    cache: &CacheDir,
-    client: &LazyClient,
-    bases: &HashMap<Subdir, BaseImage>,
-) -> Result<Lock, BuildError> {
-    let declared = bases
-        .iter()
-        .map(|(platform, base)| (*platform, base.virtual_packages.clone()))
-        .collect();
-    let solved = solve(spec, &gateway(cache, client), &declared).await?;
-    Lock::from_solved(spec, solved)
 }
 
 /// Loads the base image of each platform (before solving: a base declares virtual packages).
@@ -173,7 +120,8 @@ async fn load_bases(
     Ok(bases)
 }
 
-async fn timed<T>(
+/// Runs a stage's work between its started and finished events; returns its seconds too.
+pub(crate) async fn timed<T>(
     reporter: &Reporter,
     stage: Stage,
     total: u64,
@@ -188,40 +136,20 @@ async fn timed<T>(
 }
 
 /// Builds and publishes the image.
-pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildReport, BuildError> {
+pub async fn build(resolved: Resolved, options: BuildOptions) -> Result<BuildReport, BuildError> {
     let reporter = &options.reporter;
     let cache = CacheDir::new(&options.cache_dir)?;
     let _shared = cache.lock_shared()?;
     let client = http_client();
-    let mut seconds = BTreeMap::new();
-
-    let (lock, settings, bases) = match input {
-        BuildInput::Spec(spec) => {
-            let bases = load_bases(
-                &spec.image.base,
-                &spec.image.platforms,
-                &cache,
-                &options.registry,
-            )
-            .await?;
-            let (lock, s) = timed(
-                reporter,
-                Stage::Solve,
-                0,
-                solve_and_lock(&spec, &cache, &client, &bases),
-            )
-            .await?;
-            seconds.insert("solve".to_string(), s);
-            (lock, spec.image, bases)
-        }
-        BuildInput::Lock { lock, settings } => {
-            let platforms: Vec<Subdir> = lock.platforms.iter().map(|p| p.platform).collect();
-            let bases = load_bases(&settings.base, &platforms, &cache, &options.registry).await?;
-            (lock, settings, bases)
-        }
-    };
+    let Resolved {
+        lock,
+        settings,
+        mut seconds,
+    } = resolved;
+    let platforms: Vec<Subdir> = lock.platforms.iter().map(|p| p.platform).collect();
+    let bases = load_bases(&settings.base, &platforms, &cache, &options.registry).await?;
     let lock_hash = lock.hash();
-    let build_key = build_key(&lock_hash, &settings, options.compression);
+    let build_key = BuildKey::new(&lock_hash, &settings, options.compression);
     if let Some(report) = published_build(&options, &build_key, &lock_hash).await? {
         return Ok(report);
     }
@@ -258,7 +186,7 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
             .map(|(r, _)| r.clone())
             .collect();
         let fetched = fetch(missing, &package_cache, &client, reporter).await?;
-        *seconds.entry("fetch".to_string()).or_default() += started.elapsed().as_secs_f64();
+        *seconds.entry(Stage::Fetch).or_default() += started.elapsed().as_secs_f64();
 
         let (newly_staged, s) = timed(reporter, Stage::Stage, fetched.len() as u64, async {
             futures::stream::iter(fetched.iter().cloned())
@@ -280,7 +208,7 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
                 .await
         })
         .await?;
-        *seconds.entry("stage".to_string()).or_default() += s;
+        *seconds.entry(Stage::Stage).or_default() += s;
         let mut newly_staged = newly_staged.into_iter();
         for slot in staged.iter_mut().filter(|s| s.is_none()) {
             *slot = newly_staged.next();
@@ -313,9 +241,7 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
                             package_layer(&cache, &refs, &prefix, compression)
                         })
                         .await
-                        .map_err(|e| {
-                            BuildError::Unsupported(format!("layer task failed: {e}"))
-                        })??;
+                        .map_err(|e| BuildError::Internal(format!("layer task failed: {e}")))??;
                         reporter(&Event::Progress {
                             stage: Stage::Layer,
                             item: layer.packages.join(","),
@@ -339,7 +265,7 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
             base_group: base.group.clone(),
         };
         layers.push(environment_layer(&env_input, &blobs, options.compression)?);
-        *seconds.entry("layer".to_string()).or_default() += s;
+        *seconds.entry(Stage::Layer).or_default() += s;
 
         // image
         let started = Instant::now();
@@ -360,7 +286,7 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
             },
             &blobs,
         )?;
-        *seconds.entry("image".to_string()).or_default() += started.elapsed().as_secs_f64();
+        *seconds.entry(Stage::Image).or_default() += started.elapsed().as_secs_f64();
         total_bytes += base.layers.iter().map(|l| l.size()).sum::<u64>()
             + layers.iter().map(|l| l.blob.size).sum::<u64>();
         platforms.push(PlatformImage {
@@ -387,16 +313,12 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
         let published = publish(&image, &options.output, &options.registry, &mount_from).await?;
         if let ImageRef::Registry { reference } = &options.output {
             // the build-key tag is written last: it marks a complete push
-            let target = parse_reference(reference)?;
-            let key_tag = build_key_tag(&target, &build_key);
-            Registry::for_reference(&key_tag, &options.registry)?
-                .retag(&target, &key_tag)
-                .await?;
+            cache_tag::mark_published(reference, &build_key.tag(), &options.registry).await?;
         }
         Ok::<_, BuildError>(published)
     })
     .await?;
-    seconds.insert("publish".to_string(), s);
+    seconds.insert(Stage::Publish, s);
 
     Ok(BuildReport {
         digest,
@@ -418,38 +340,18 @@ pub async fn build(input: BuildInput, options: BuildOptions) -> Result<BuildRepo
     })
 }
 
-/// The identity of a build: the lock, the settings, the compression and the
-/// builder's output format. The same key gives the same image.
-fn build_key(lock_hash: &str, settings: &ImageSettings, compression: Compression) -> String {
-    use sha2::{Digest, Sha256};
-    let identity = format!("trousse-build-v2\n{lock_hash}\n{settings:?}\n{compression:?}");
-    hex::encode(&Sha256::digest(identity.as_bytes())[..16])
-}
-
-/// The tag that marks a complete push of a build in the target repository.
-fn build_key_tag(target: &oci_client::Reference, build_key: &str) -> oci_client::Reference {
-    oci_client::Reference::with_tag(
-        target.registry().into(),
-        target.repository().into(),
-        format!("build-{build_key}"),
-    )
-}
-
 /// For a registry output that already holds this build (tag `build-KEY`):
 /// moves the requested tag to it when needed and reports it as cached.
 async fn published_build(
     options: &BuildOptions,
-    build_key: &str,
+    build_key: &BuildKey,
     lock_hash: &str,
 ) -> Result<Option<BuildReport>, BuildError> {
     let ImageRef::Registry { reference } = &options.output else {
         return Ok(None);
     };
-    let target = parse_reference(reference)?;
-    let registry = Registry::for_reference(&target, &options.registry)?;
-    let Some(digest) = registry
-        .retag(&build_key_tag(&target, build_key), &target)
-        .await?
+    let Some(digest) =
+        cache_tag::find_published(reference, &build_key.tag(), &options.registry).await?
     else {
         return Ok(None);
     };

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod auth;
 pub mod blob_store;
+pub mod cache_tag;
 pub mod digest;
 pub mod error;
 pub mod image_ref;

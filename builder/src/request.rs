@@ -1,0 +1,168 @@
+//! A build request: a source, and what a command line or the service sets on
+//! top of it, resolved into the one lock and the one set of image settings
+//! that are built. This is the only place where a spec is solved or a lock
+//! read for a build; everything after it is a function of what it returns.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use rattler_conda_types::{Channel, Subdir};
+use trousse_registry_client::{ImageRef, RegistryOptions};
+
+use crate::{
+    cache::CacheDir,
+    image::load_base,
+    pipeline::{gateway, http_client, timed},
+    progress::{Reporter, Stage},
+    solve::solve,
+    source::Source,
+    BuildError, ImageSettings, Lock,
+};
+
+/// What a command line or a service sets over a source's own settings.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Channels that replace a spec's (refused for a lock: it is solved already).
+    pub channels: Vec<Channel>,
+    /// Platforms: replace a spec's, or pick a subset of a lock's.
+    pub platforms: Vec<Subdir>,
+    /// The base image, replacing the source's.
+    pub base: Option<ImageRef>,
+}
+
+/// A source and its overrides.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// What the build starts from.
+    pub source: Source,
+    /// What is set over it.
+    pub overrides: Overrides,
+}
+
+/// What a request resolves to: what is built, exactly.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The lock (solved now for a spec).
+    pub lock: Lock,
+    /// The image settings.
+    pub settings: ImageSettings,
+    /// Seconds the resolution took, by stage (the solve, for a spec).
+    pub seconds: BTreeMap<Stage, f64>,
+}
+
+impl Resolved {
+    /// What a stored lock and its settings resolve to, with nothing left to do.
+    pub fn new(lock: Lock, settings: ImageSettings) -> Self {
+        Self {
+            lock,
+            settings,
+            seconds: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where the solve reads and caches things.
+#[derive(Clone)]
+pub struct ResolveOptions {
+    /// The cache directory.
+    pub cache_dir: PathBuf,
+    /// How to reach registries (for the base image, which declares virtual packages).
+    pub registry: RegistryOptions,
+    /// Receives progress events.
+    pub reporter: Reporter,
+}
+
+impl BuildRequest {
+    /// A request with no overrides.
+    pub fn new(source: Source) -> Self {
+        Self {
+            source,
+            overrides: Overrides::default(),
+        }
+    }
+
+    /// Applies the overrides, then solves a spec or checks a lock's platforms.
+    /// `lock_defaults` are the settings of a lock (which carries none).
+    pub async fn resolve(
+        self,
+        lock_defaults: &ImageSettings,
+        options: &ResolveOptions,
+    ) -> Result<Resolved, BuildError> {
+        let overrides = self.overrides;
+        match self.source {
+            Source::Spec(mut spec) => {
+                if !overrides.channels.is_empty() {
+                    spec.channels = overrides.channels;
+                }
+                if !overrides.platforms.is_empty() {
+                    spec.image.platforms = overrides.platforms;
+                }
+                if let Some(base) = overrides.base {
+                    spec.image.base = base;
+                }
+                let (lock, seconds) = solve_spec(&spec, options).await?;
+                Ok(Resolved {
+                    lock,
+                    settings: spec.image,
+                    seconds: BTreeMap::from([(Stage::Solve, seconds)]),
+                })
+            }
+            Source::Lock { mut lock, path } => {
+                if !overrides.channels.is_empty() {
+                    return Err(BuildError::Unsupported(
+                        "-c/--channel has no effect on a lock file: lock the spec again".into(),
+                    ));
+                }
+                let mut settings = lock_defaults.clone();
+                settings.platforms = lock.platforms.iter().map(|p| p.platform).collect();
+                if !overrides.platforms.is_empty() {
+                    if let Some(p) = overrides
+                        .platforms
+                        .iter()
+                        .find(|p| lock.platform(**p).is_none())
+                    {
+                        return Err(BuildError::Unsupported(format!(
+                            "{} does not lock platform {p}",
+                            path.display()
+                        )));
+                    }
+                    lock.platforms
+                        .retain(|p| overrides.platforms.contains(&p.platform));
+                    settings.platforms = overrides.platforms;
+                }
+                if let Some(base) = overrides.base {
+                    settings.base = base;
+                }
+                Ok(Resolved::new(lock, settings))
+            }
+        }
+    }
+}
+
+/// Solves a spec against the virtual packages its base images declare.
+async fn solve_spec(
+    spec: &crate::EnvSpec,
+    options: &ResolveOptions,
+) -> Result<(Lock, f64), BuildError> {
+    let cache = CacheDir::new(&options.cache_dir)?;
+    let _shared = cache.lock_shared()?;
+    let client = http_client();
+    let mut declared = std::collections::HashMap::new();
+    for &platform in &spec.image.platforms {
+        let base = load_base(
+            &spec.image.base,
+            platform,
+            &cache.blobs(),
+            &options.registry,
+        )
+        .await?;
+        declared.insert(platform, base.virtual_packages);
+    }
+    let (solved, seconds) = timed(
+        &options.reporter,
+        Stage::Solve,
+        0,
+        solve(spec, &gateway(&cache, &client), &declared),
+    )
+    .await?;
+    Ok((Lock::from_solved(spec, solved)?, seconds))
+}
