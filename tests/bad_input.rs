@@ -179,3 +179,75 @@ fn an_invalid_lock_file_is_refused() {
     assert_eq!(code, 3);
     assert!(err.contains("broken.lock"), "{err}");
 }
+
+#[test]
+fn bad_command_lines_exit_2_and_each_says_what_is_wrong() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec("cli", &["greet"], "");
+    let spec = spec.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["build", spec, "-o", "course2.tar"], "--output"),
+        (
+            vec!["build", spec, "-o", "oci:x", "--compression", "lzma"],
+            "compression",
+        ),
+        (vec!["build", "no-such.lock", "-o", "oci:x"], "no-such.lock"),
+        (
+            vec!["build", spec, "-o", "oci:x", "--base", "nope:x"],
+            "--base",
+        ),
+        (
+            vec!["token", "create", "--role", "teacher", "--data-dir", "d"],
+            "--course",
+        ),
+    ];
+    for (args, mentions) in cases {
+        let out = run(trousse(&args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(mentions), "{args:?}: {err}");
+        assert_eq!(
+            err.matches("No such file").count().min(1),
+            err.matches("No such file").count(),
+            "a cause printed twice: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_json_build_prints_its_error_as_json() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec("nojson", &["no-such-package"], "");
+    let out = run(trousse(&[
+        "build",
+        spec.to_str().unwrap(),
+        "-o",
+        &format!("oci:{}", ws.path("out").display()),
+        "--cache-dir",
+        &ws.cache(),
+        "--json",
+    ]));
+    assert_eq!(out.status.code(), Some(4));
+    let report = report(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(report["error"], "package_not_found", "{report}");
+    assert_eq!(report["exit_code"], 4, "{report}");
+    assert!(report["message"]
+        .as_str()
+        .unwrap()
+        .contains("no-such-package"));
+}
+
+#[test]
+fn a_conda_lock_file_is_recognised_and_named() {
+    let ws = Workspace::with_example_channel();
+    let path = ws.path("conda-lock.yml");
+    std::fs::write(
+        &path,
+        "version: 1\nmetadata:\n  platforms: [linux-64]\npackage:\n- name: greet\n  version: '1.0'\n",
+    )
+    .unwrap();
+    let (code, err) = build_fails(&ws, &path);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("conda-lock file"), "{err}");
+    assert!(err.contains("environment.yml"), "{err}");
+}

@@ -165,7 +165,7 @@ fn a_bad_size_is_refused_with_the_flag_named() {
         "--cache-dir",
         &ws.cache(),
     ]));
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--max-size") && err.contains("lots"), "{err}");
 }

@@ -374,3 +374,38 @@ fn a_registry_dying_mid_push_leaves_no_tag_and_a_rerun_completes() {
     .unwrap();
     assert_eq!(pushed["Digest"], local["digest"]);
 }
+
+#[test]
+fn a_second_repository_mounts_the_blobs_the_first_received_without_a_layer_pool() {
+    let registry = RegistryServer::start(None);
+    let ws = Workspace::with_example_channel();
+    let a = ws.spec("a", &["hello-prefix", "greet"], "");
+    let first = build(
+        &ws,
+        &a,
+        &format!("docker://{}/courses/a:1", registry.host),
+        &[],
+    );
+    assert_eq!(first["push"]["blobs_uploaded"], 5, "{first}");
+
+    // shares hello-prefix and greeting-data with course a
+    let b = ws.spec("b", &["hello-prefix", "pyhello"], "");
+    let before = registry.stored_blobs();
+    let second = build(
+        &ws,
+        &b,
+        &format!("docker://{}/courses/b:1", registry.host),
+        &[],
+    );
+    let uploaded = second["push"]["blobs_uploaded"].as_u64().unwrap() as usize;
+    assert_eq!(
+        uploaded,
+        2 + 1 + 1,
+        "python, pyhello, the environment layer and the config: {second}"
+    );
+    assert_eq!(
+        second["push"]["blobs_mounted"], 2,
+        "hello-prefix and greeting-data are mounted from courses/a: {second}"
+    );
+    assert_eq!(registry.stored_blobs() - before, uploaded + 1);
+}

@@ -46,19 +46,30 @@ pub struct ServiceConfig {
     pub registry: RegistryOptions,
 }
 
+/// Builds that may run at once, unless configured.
+pub const DEFAULT_MAX_BUILDS: usize = 2;
+/// The longest a build may take, in seconds, unless configured.
+pub const DEFAULT_BUILD_TIMEOUT_SECONDS: u64 = 3600;
+/// The largest request body, in bytes, unless configured.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+/// The most packages a spec may request, unless configured.
+pub const DEFAULT_MAX_SPEC_PACKAGES: usize = 200;
+/// The channel specs may use, unless others are allowed.
+pub const DEFAULT_ALLOWED_CHANNEL: &str = "conda-forge";
+
 impl ServiceConfig {
     /// Settings with the documented defaults for a data directory.
     pub fn new(data_dir: PathBuf, public_host: String) -> Self {
         Self {
             data_dir,
             public_host,
-            max_builds: 2,
-            build_timeout: Duration::from_secs(3600),
-            max_body_bytes: 1 << 20,
+            max_builds: DEFAULT_MAX_BUILDS,
+            build_timeout: Duration::from_secs(DEFAULT_BUILD_TIMEOUT_SECONDS),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES as usize,
             max_spec_bytes: 64 << 10,
-            max_spec_packages: 200,
+            max_spec_packages: DEFAULT_MAX_SPEC_PACKAGES,
             max_lock_packages: 2000,
-            allowed_channels: vec!["conda-forge".into()],
+            allowed_channels: vec![DEFAULT_ALLOWED_CHANNEL.into()],
             allowed_bases: Vec::new(),
             defaults: ImageSettings::default(),
             require_pull_token: false,

@@ -234,13 +234,12 @@ async fn log_request(
     response
 }
 
-/// Serves until SIGINT or SIGTERM, then stops taking requests and returns
-/// (running builds are started again by the next run).
+/// Serves a started service until SIGINT or SIGTERM, then stops taking
+/// requests and returns (running builds are started again by the next run).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    config: ServiceConfig,
+    state: Arc<AppState>,
 ) -> Result<(), ApiError> {
-    let state = AppState::start(config).await?;
     let address = listener
         .local_addr()
         .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -310,7 +310,12 @@ pub async fn build(resolved: Resolved, options: BuildOptions) -> Result<BuildRep
         _ => Vec::new(),
     };
     let (published, s) = timed(reporter, Stage::Publish, 1, async {
-        let published = publish(&image, &options.output, &options.registry, &mount_from).await?;
+        // remember which repository received each blob, to mount it into the next one
+        let mut registry = options.registry.clone();
+        registry
+            .blob_sources
+            .get_or_insert_with(|| cache.root().join("blob-sources"));
+        let published = publish(&image, &options.output, &registry, &mount_from).await?;
         if let ImageRef::Registry { reference } = &options.output {
             // the build-key tag is written last: it marks a complete push
             cache_tag::mark_published(reference, &build_key.tag(), &options.registry).await?;

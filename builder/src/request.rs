@@ -108,7 +108,7 @@ impl BuildRequest {
             }
             Source::Lock { mut lock, path } => {
                 if !overrides.channels.is_empty() {
-                    return Err(BuildError::Unsupported(
+                    return Err(BuildError::Usage(
                         "-c/--channel has no effect on a lock file: lock the spec again".into(),
                     ));
                 }
@@ -120,7 +120,7 @@ impl BuildRequest {
                         .iter()
                         .find(|p| lock.platform(**p).is_none())
                     {
-                        return Err(BuildError::Unsupported(format!(
+                        return Err(BuildError::Usage(format!(
                             "{} does not lock platform {p}",
                             path.display()
                         )));

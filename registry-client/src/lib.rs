@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod auth;
+pub mod blob_sources;
 pub mod blob_store;
 pub mod cache_tag;
 pub mod digest;

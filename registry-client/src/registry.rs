@@ -15,7 +15,8 @@ use oci_spec::image::{Descriptor, MediaType};
 use serde::Serialize;
 
 use crate::{
-    auth::credentials_for, publish::descriptor_digest, BlobStore, Digest, Image, RegistryError,
+    auth::credentials_for, blob_sources::BlobSources, publish::descriptor_digest, BlobStore,
+    Digest, Image, RegistryError,
 };
 
 /// How to reach registries.
@@ -27,6 +28,9 @@ pub struct RegistryOptions {
     /// images in other repositories of the registry mount it instead of
     /// uploading it again.
     pub layer_pool: Option<String>,
+    /// Where to remember which repository of each registry received each
+    /// blob, to mount it from there into another repository (as docker does).
+    pub blob_sources: Option<std::path::PathBuf>,
 }
 
 /// What a push transferred.
@@ -75,6 +79,7 @@ pub struct Registry {
     auth: RegistryAuth,
     host: String,
     layer_pool: Option<Reference>,
+    sources: Option<BlobSources>,
 }
 
 impl Registry {
@@ -105,11 +110,16 @@ impl Registry {
                 pool.registry() == reference.registry()
                     && pool.repository() != reference.repository()
             });
+        let sources = options
+            .blob_sources
+            .as_deref()
+            .map(|dir| BlobSources::new(dir, reference.registry()));
         Ok(Self {
             client,
             auth,
             host,
             layer_pool,
+            sources,
         })
     }
 
@@ -205,31 +215,46 @@ impl Registry {
             .map_err(|e| self.error(e))?
         {
             report.blobs_present += 1;
+            self.remember(&name, target);
             return Ok(());
         }
+        let remembered = self.remembered_source(&name, target);
         let mut sources: Vec<&Reference> = mount_from.iter().collect();
-        if let Some(pool) = &self.layer_pool {
-            sources.push(pool);
-        }
+        sources.extend(remembered.as_ref());
+        sources.extend(self.layer_pool.as_ref());
         for source in &sources {
             if self.mount(target, source, &name).await {
                 report.blobs_mounted += 1;
+                self.remember(&name, target);
                 return Ok(());
             }
         }
+        report.blobs_uploaded += 1;
+        report.bytes_uploaded += image.blobs.size(digest)?;
         if let Some(pool) = &self.layer_pool {
             // upload once into the pool, then mount it where it is wanted
             self.upload(image, pool, digest).await?;
-            report.blobs_uploaded += 1;
-            report.bytes_uploaded += image.blobs.size(digest)?;
             if self.mount(target, pool, &name).await {
+                self.remember(&name, target);
                 return Ok(());
             }
         }
         self.upload(image, target, digest).await?;
-        report.blobs_uploaded += 1;
-        report.bytes_uploaded += image.blobs.size(digest)?;
+        self.remember(&name, target);
         Ok(())
+    }
+
+    /// The repository that last received `digest` in this registry, if another.
+    fn remembered_source(&self, digest: &str, target: &Reference) -> Option<Reference> {
+        let repository = self.sources.as_ref()?.repository(digest)?;
+        (repository != target.repository())
+            .then(|| Reference::with_tag(target.registry().into(), repository, "latest".into()))
+    }
+
+    fn remember(&self, digest: &str, target: &Reference) {
+        if let Some(sources) = &self.sources {
+            sources.remember(digest, target.repository());
+        }
     }
 
     /// Mounts a blob from another repository of the same registry; false when

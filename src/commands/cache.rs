@@ -1,0 +1,47 @@
+//! `trousse cache`: the local cache.
+
+use std::path::PathBuf;
+
+use trousse_builder::{cache::CacheDir, BuildError};
+
+/// Manage the local cache.
+#[derive(clap::Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Evict the least recently used packages, staged packages and layers until the cache fits.
+    Gc {
+        /// The most the cache may hold, e.g. 20GiB, 500MB or a byte count.
+        #[arg(long)]
+        max_size: String,
+        /// Cache directory [default: $TROUSSE_CACHE_DIR or ~/.cache/trousse].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `trousse cache …`.
+pub fn run(command: CacheCommand) -> anyhow::Result<()> {
+    let CacheCommand::Gc {
+        max_size,
+        cache_dir,
+        json,
+    } = command;
+    let max_bytes = trousse_builder::cache_gc::parse_size(&max_size)
+        .map_err(|e| BuildError::Usage(format!("invalid --max-size: {e}")))?;
+    let cache = CacheDir::new(cache_dir.unwrap_or_else(CacheDir::default_location))?;
+    let report = trousse_builder::cache_gc::collect_garbage(&cache, max_bytes)?;
+    eprintln!(
+        "{}: {} -> {} bytes, {} entries evicted, {} kept",
+        cache.root().display(),
+        report.bytes_before,
+        report.bytes_after,
+        report.entries_removed,
+        report.entries_kept
+    );
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! `trousse lock`: solve an environment.yml and write its lock file.
+
+use std::path::PathBuf;
+
+use trousse_builder::{BuildError, Source};
+
+use crate::{args::SolveArgs, progress};
+
+/// Solve an environment.yml and write its lock file.
+#[derive(clap::Args, Debug)]
+pub struct LockArgs {
+    /// The environment.yml.
+    pub spec: PathBuf,
+    /// Where to write the lock file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// The base image the environment will run on (it declares the glibc the solve assumes):
+    /// scratch, oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker://HOST/REPO[:TAG][@DIGEST].
+    #[arg(long)]
+    pub base: Option<String>,
+    #[command(flatten)]
+    pub solve: SolveArgs,
+}
+
+/// Runs `trousse lock`.
+pub async fn run(args: LockArgs) -> anyhow::Result<()> {
+    let request = args.solve.request(&args.spec, args.base.as_deref())?;
+    if let Source::Lock { .. } = request.source {
+        return Err(BuildError::Usage(format!(
+            "{} is a lock file already: build it with `trousse build`",
+            args.spec.display()
+        ))
+        .into());
+    }
+    let options = args.solve.resolve_options(progress::reporter(false));
+    let lock = request
+        .resolve(&args.solve.image_defaults()?, &options)
+        .await?
+        .lock;
+    lock.write(&args.output)?;
+    let packages: usize = lock.platforms.iter().map(|p| p.records.len()).sum();
+    eprintln!(
+        "wrote {} ({packages} packages, sha256 {})",
+        args.output.display(),
+        lock.hash()
+    );
+    Ok(())
+}

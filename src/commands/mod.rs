@@ -1,0 +1,9 @@
+//! One module per subcommand.
+
+pub mod build;
+pub mod cache;
+pub mod inspect;
+pub mod lock;
+pub mod prebuild;
+pub mod serve;
+pub mod token;

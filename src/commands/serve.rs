@@ -1,0 +1,100 @@
+//! `trousse serve`: the HTTP API a JupyterHub queries, and `/v2/`.
+
+use std::{path::PathBuf, str::FromStr};
+
+use anyhow::Context;
+use trousse_api::config::{
+    DEFAULT_ALLOWED_CHANNEL, DEFAULT_BUILD_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_BUILDS, DEFAULT_MAX_SPEC_PACKAGES,
+};
+use trousse_builder::BuildError;
+use trousse_registry_client::ImageRef;
+
+use crate::args::RegistryArgs;
+
+/// The service's configuration, as flags (defaults: `trousse_api::config`).
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Where the database, the images and the build cache live.
+    #[arg(long, env = "TROUSSE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// HOST[:PORT] that image references name [default: the listen address].
+    #[arg(long)]
+    pub public_host: Option<String>,
+    /// Builds that may run at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_BUILDS)]
+    pub max_builds: usize,
+    /// The longest a build may take, in seconds.
+    #[arg(long, default_value_t = DEFAULT_BUILD_TIMEOUT_SECONDS)]
+    pub build_timeout: u64,
+    /// The largest request body, e.g. 1MiB or a byte count.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, value_parser = parse_size)]
+    pub max_body: u64,
+    /// The most packages a spec may request.
+    #[arg(long, default_value_t = DEFAULT_MAX_SPEC_PACKAGES)]
+    pub max_spec_packages: usize,
+    /// A channel specs may use (repeatable).
+    #[arg(long = "allow-channel", default_value = DEFAULT_ALLOWED_CHANNEL)]
+    pub allowed_channels: Vec<String>,
+    /// A base image specs may name besides the default (repeatable).
+    #[arg(long = "allow-base")]
+    pub allowed_bases: Vec<String>,
+    /// Pulls from /v2/ need a token (Basic auth, the token as password).
+    #[arg(long)]
+    pub require_pull_token: bool,
+    /// Push images to this registry (HOST/PREFIX) instead of serving them.
+    #[arg(long)]
+    pub push_to: Option<String>,
+    /// The base image of specs and locks that name none [default: Ubuntu 24.04, pinned].
+    #[arg(long, env = trousse_builder::spec::DEFAULT_BASE_ENV)]
+    pub default_base: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    trousse_builder::cache_gc::parse_size(text)
+}
+
+impl ServeArgs {
+    /// The service configuration these flags give, for the bound address.
+    fn config(self, address: std::net::SocketAddr) -> anyhow::Result<trousse_api::Config> {
+        let mut config = trousse_api::Config::new(
+            self.data_dir,
+            self.public_host.unwrap_or_else(|| address.to_string()),
+        );
+        config.max_builds = self.max_builds;
+        config.build_timeout = std::time::Duration::from_secs(self.build_timeout);
+        config.max_body_bytes = usize::try_from(self.max_body)
+            .map_err(|_| BuildError::Usage("--max-body is too large".into()))?;
+        config.max_spec_packages = self.max_spec_packages;
+        config.allowed_channels = self.allowed_channels;
+        config.allowed_bases = self.allowed_bases;
+        config.require_pull_token = self.require_pull_token;
+        config.push_to = self.push_to;
+        config.registry = self.registry.options(None);
+        if let Some(base) = self.default_base {
+            config.defaults.base = ImageRef::from_str(&base).map_err(|e| {
+                BuildError::Usage(format!(
+                    "invalid --default-base / TROUSSE_DEFAULT_BASE: {e}"
+                ))
+            })?;
+        }
+        Ok(config)
+    }
+}
+
+/// Runs `trousse serve`: says where it serves only once it can.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let state = trousse_api::AppState::start(args.config(address)?).await?;
+    eprintln!("trousse serving on http://{address}");
+    trousse_api::serve(listener, state).await?;
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! `trousse token`: the service's API tokens.
+
+use std::path::PathBuf;
+
+use trousse_api::auth::Role;
+use trousse_builder::BuildError;
+
+/// Manage the service's API tokens.
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print it (only its hash is kept).
+    Create {
+        /// admin (everything), teacher (its courses) or hub (read only).
+        #[arg(long, value_parser = ["admin", "teacher", "hub"])]
+        role: String,
+        /// A course a teacher token is granted (repeatable; a teacher needs one at least).
+        #[arg(long = "course")]
+        courses: Vec<String>,
+        /// What the token is for.
+        #[arg(long)]
+        description: Option<String>,
+        /// The service's data directory.
+        #[arg(long, env = "TROUSSE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+/// Runs `trousse token …`.
+pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
+    let TokenCommand::Create {
+        role,
+        courses,
+        description,
+        data_dir,
+    } = command;
+    let role: Role = role
+        .parse()
+        .map_err(|e| BuildError::Usage(format!("invalid --role: {e}")))?;
+    if role == Role::Teacher && courses.is_empty() {
+        return Err(
+            BuildError::Usage("a teacher token needs at least one --course COURSE".into()).into(),
+        );
+    }
+    let token =
+        trousse_api::create_token(&data_dir, role, &courses, description.as_deref()).await?;
+    println!("{token}");
+    Ok(())
+}
