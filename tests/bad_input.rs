@@ -251,3 +251,40 @@ fn a_conda_lock_file_is_recognised_and_named() {
     assert!(err.contains("conda-lock file"), "{err}");
     assert!(err.contains("environment.yml"), "{err}");
 }
+
+#[test]
+fn a_base_that_cannot_be_pulled_says_so_after_the_spec_s_own_errors() {
+    let ws = Workspace::with_example_channel();
+    let unreachable = format!("docker://127.0.0.1:{}/nowhere/base:1", free_port());
+    let misspelled = ws.spec("typo", &["greett"], "");
+    let out = run(trousse(&[
+        "lock",
+        misspelled.to_str().unwrap(),
+        "-o",
+        ws.path("typo.lock").to_str().unwrap(),
+        "--base",
+        &unreachable,
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("greett"), "{err}");
+
+    let fine = ws.spec("fine", &["greet"], "");
+    let out = run(trousse(&[
+        "build",
+        fine.to_str().unwrap(),
+        "-o",
+        &format!("oci:{}", ws.path("out").display()),
+        "--base",
+        &unreachable,
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("nowhere/base"), "{err}");
+    assert!(err.contains("--base scratch"), "{err}");
+    assert!(err.contains("TROUSSE_DEFAULT_BASE"), "{err}");
+}

@@ -1,193 +1,26 @@
 //! The image stage: OCI config, manifest per platform, and an index when
 //! there are several platforms. Base image layers pass through untouched.
 
-use std::{collections::HashMap, io::Read};
+use std::collections::HashMap;
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfiguration,
-    ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os,
-    PlatformBuilder, RootFsBuilder,
+    ConfigBuilder, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
 };
-use rattler_conda_types::{GenericVirtualPackage, Subdir};
-use trousse_registry_client::{
-    digest::canonical_json, open_image, publish::descriptor_digest, BlobStore, Digest, ImageRef,
-    RegistryOptions,
-};
+use rattler_conda_types::Subdir;
+use trousse_registry_client::{digest::canonical_json, BlobStore, Digest};
 
-use crate::{layer::Layer, spec::ImageSettings, BuildError};
+use crate::{
+    base::{oci_arch, BaseImage},
+    layer::Layer,
+    spec::ImageSettings,
+    BuildError,
+};
 
 /// The label that carries the sha256 of the lock file.
 pub const LOCK_HASH_LABEL: &str = "io.trousse.lock.sha256";
-/// The label by which a base image declares the virtual packages it provides,
-/// e.g. `__glibc=2.39` (several separated by spaces).
-pub const VIRTUAL_PACKAGES_LABEL: &str = "io.trousse.virtual-packages";
 /// The layer annotation that lists the packages in a layer.
 pub const PACKAGES_ANNOTATION: &str = "io.trousse.packages";
-
-/// The layers and settings of a base image, resolved for one platform.
-#[derive(Debug, Clone, Default)]
-pub struct BaseImage {
-    /// The base layers, in order.
-    pub layers: Vec<Descriptor>,
-    /// Their diff ids.
-    pub diff_ids: Vec<String>,
-    /// The base's environment variables.
-    pub env: Vec<String>,
-    /// The base's history.
-    pub history: Vec<oci_spec::image::History>,
-    /// The base's `/etc/passwd`.
-    pub passwd: Option<String>,
-    /// The base's `/etc/group`.
-    pub group: Option<String>,
-    /// The virtual packages the base declares with [`VIRTUAL_PACKAGES_LABEL`].
-    pub virtual_packages: Vec<GenericVirtualPackage>,
-}
-
-/// The OCI architecture of a conda platform.
-pub fn oci_arch(platform: Subdir) -> Result<(Arch, Option<String>), BuildError> {
-    Ok(match platform {
-        Subdir::Linux64 => (Arch::Amd64, None),
-        Subdir::LinuxAarch64 => (Arch::ARM64, None),
-        Subdir::LinuxPpc64le => (Arch::PowerPC64le, None),
-        Subdir::LinuxS390X => (Arch::s390x, None),
-        Subdir::LinuxArmV7l => (Arch::ARM, Some("v7".into())),
-        Subdir::Linux32 => (Arch::i386, None),
-        other => {
-            return Err(BuildError::Unsupported(format!(
-                "no container architecture for platform {other}"
-            )))
-        }
-    })
-}
-
-/// Loads the base image for a platform and copies its blobs into `blobs`.
-pub async fn load_base(
-    base: &ImageRef,
-    platform: Subdir,
-    blobs: &BlobStore,
-    registry: &RegistryOptions,
-) -> Result<BaseImage, BuildError> {
-    if *base == ImageRef::Scratch {
-        return Ok(BaseImage::default());
-    }
-    let (arch, _) = oci_arch(platform)?;
-    let opened = open_image(base, registry, blobs, Some(&arch.to_string()))
-        .await
-        .map_err(|source| BuildError::BaseUnavailable {
-            base: base.to_string(),
-            source,
-        })?;
-    let manifests = opened.image.manifests()?;
-    let (_, manifest) = manifests
-        .iter()
-        .find(|(d, _)| {
-            d.platform()
-                .as_ref()
-                .is_none_or(|p| *p.architecture() == arch && *p.os() == Os::Linux)
-        })
-        .ok_or_else(|| {
-            BuildError::Unsupported(format!("base image {base} has no manifest for {arch}"))
-        })?;
-    let config_digest = descriptor_digest(manifest.config())?;
-    let config: ImageConfiguration =
-        serde_json::from_slice(&opened.image.blobs.read_verified(&config_digest)?).map_err(
-            |e| BuildError::Unsupported(format!("base image {base} has an invalid config: {e}")),
-        )?;
-    if manifests.len() == 1 && *config.architecture() != arch {
-        return Err(BuildError::Unsupported(format!(
-            "base image {base} is for {}, not {arch} ({platform})",
-            config.architecture()
-        )));
-    }
-    let virtual_packages = declared_virtual_packages(base, &config)?;
-    let mut files = HashMap::new();
-    for layer in manifest.layers() {
-        let digest = descriptor_digest(layer)?;
-        blobs.import_from(&opened.image.blobs, &digest)?;
-        read_account_files(&blobs.path(&digest), layer.media_type(), &mut files)?;
-    }
-    Ok(BaseImage {
-        layers: manifest.layers().clone(),
-        diff_ids: config.rootfs().diff_ids().clone(),
-        env: config
-            .config()
-            .as_ref()
-            .and_then(|c| c.env().clone())
-            .unwrap_or_default(),
-        history: config.history().clone().unwrap_or_default(),
-        passwd: files.get("etc/passwd").cloned(),
-        group: files.get("etc/group").cloned(),
-        virtual_packages,
-    })
-}
-
-/// The virtual packages a base image's config declares in its labels.
-fn declared_virtual_packages(
-    base: &ImageRef,
-    config: &ImageConfiguration,
-) -> Result<Vec<GenericVirtualPackage>, BuildError> {
-    let Some(text) = config
-        .config()
-        .as_ref()
-        .and_then(|c| c.labels().as_ref())
-        .and_then(|labels| labels.get(VIRTUAL_PACKAGES_LABEL))
-    else {
-        return Ok(Vec::new());
-    };
-    text.split_whitespace()
-        .map(|v| {
-            crate::spec::parse_virtual_package(v).map_err(|m| {
-                BuildError::Unsupported(format!(
-                    "base image {base}: label {VIRTUAL_PACKAGES_LABEL}: {m}"
-                ))
-            })
-        })
-        .collect()
-}
-
-/// Applies one base layer to the known `/etc/passwd` and `/etc/group`.
-fn read_account_files(
-    path: &std::path::Path,
-    media_type: &MediaType,
-    files: &mut HashMap<String, String>,
-) -> Result<(), BuildError> {
-    let file = std::fs::File::open(path).map_err(BuildError::io("reading base layer", path))?;
-    let reader: Box<dyn Read> = match media_type {
-        MediaType::ImageLayerGzip | MediaType::Other(_) => {
-            Box::new(flate2::read::GzDecoder::new(file))
-        }
-        MediaType::ImageLayerZstd => {
-            Box::new(zstd::Decoder::new(file).map_err(BuildError::io("reading base layer", path))?)
-        }
-        _ => Box::new(file),
-    };
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive
-        .entries()
-        .map_err(BuildError::io("reading base layer", path))?;
-    for entry in entries {
-        let mut entry = entry.map_err(BuildError::io("reading base layer", path))?;
-        let name = entry
-            .path()
-            .map_err(BuildError::io("reading base layer", path))?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
-        match name.as_str() {
-            "etc/passwd" | "etc/group" => {
-                let mut text = String::new();
-                if entry.read_to_string(&mut text).is_ok() {
-                    files.insert(name, text);
-                }
-            }
-            "etc/.wh.passwd" | "etc/.wh.group" => {
-                files.remove(&name.replace(".wh.", ""));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
 
 /// What goes into one platform's image.
 pub struct ImageInput<'a> {

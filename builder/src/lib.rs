@@ -4,6 +4,7 @@
 //! Each stage is a module with typed input and output. Everything after the
 //! lock is a pure function of the lock and the build settings.
 
+pub mod base;
 pub mod beneath;
 pub mod build_key;
 pub mod cache;

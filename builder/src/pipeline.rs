@@ -1,11 +1,7 @@
 //! The whole build: spec or lock in, published image and a report out.
 //! Each stage is called once, in order; data flows one way.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    path::PathBuf,
-    time::Instant,
-};
+use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use rattler_cache::package_cache::PackageCache;
@@ -17,16 +13,23 @@ use trousse_registry_client::{
     cache_tag, publish, publish::descriptor_digest, Image, ImageRef, PushReport, RegistryOptions,
 };
 
+use oci_spec::image::Descriptor;
+use trousse_registry_client::Published;
+
 use crate::{
+    base::{load_bases, BaseImage},
     build_key::BuildKey,
     cache::CacheDir,
     env_layer::{environment_layer, EnvironmentLayerInput},
     fetch::fetch,
-    image::{load_base, write_index, write_manifest, BaseImage, ImageInput},
+    image::{write_index, write_manifest, ImageInput},
     layer::{package_layer, Compression, Layer},
     layer_plan::{plan_layers, LayerCandidate, MAX_LAYERS},
+    lock::Lock,
     progress::{Event, Reporter, Stage},
     request::Resolved,
+    solve::SolvedPlatform,
+    spec::ImageSettings,
     stage::{self, StageTarget, StagedPackage},
     BuildError,
 };
@@ -105,21 +108,6 @@ pub(crate) fn gateway(cache: &CacheDir, client: &LazyClient) -> Gateway {
         .finish()
 }
 
-/// Loads the base image of each platform (before solving: a base declares virtual packages).
-async fn load_bases(
-    base: &ImageRef,
-    platforms: &[Subdir],
-    cache: &CacheDir,
-    registry: &RegistryOptions,
-) -> Result<HashMap<Subdir, BaseImage>, BuildError> {
-    let mut bases = HashMap::new();
-    for &platform in platforms {
-        let loaded = load_base(base, platform, &cache.blobs(), registry).await?;
-        bases.insert(platform, loaded);
-    }
-    Ok(bases)
-}
-
 /// Runs a stage's work between its started and finished events; returns its seconds too.
 pub(crate) async fn timed<T>(
     reporter: &Reporter,
@@ -135,49 +123,131 @@ pub(crate) async fn timed<T>(
     Ok((value, seconds))
 }
 
-/// Builds and publishes the image.
+/// What the stages of one build share.
+struct Build<'a> {
+    options: &'a BuildOptions,
+    cache: CacheDir,
+    client: LazyClient,
+    lock: &'a Lock,
+    lock_hash: String,
+    settings: &'a ImageSettings,
+    /// The time of everything the builder writes itself.
+    epoch: i64,
+    seconds: BTreeMap<Stage, f64>,
+}
+
+/// One platform's image: its manifest and what went into it.
+struct PlatformBuild {
+    descriptor: Descriptor,
+    layers: Vec<Layer>,
+    bytes: u64,
+    packages: usize,
+    image: PlatformImage,
+}
+
+/// Builds and publishes the image: per platform stage, layer and manifest,
+/// then publish. A registry that holds the build already is only retagged.
 pub async fn build(resolved: Resolved, options: BuildOptions) -> Result<BuildReport, BuildError> {
-    let reporter = &options.reporter;
     let cache = CacheDir::new(&options.cache_dir)?;
-    let _shared = cache.lock_shared()?;
-    let client = http_client();
+    let locking = cache.clone();
+    let _shared = tokio::task::spawn_blocking(move || locking.lock_shared())
+        .await
+        .map_err(|e| BuildError::Internal(format!("locking the cache: {e}")))??;
     let Resolved {
         lock,
         settings,
-        mut seconds,
+        seconds,
     } = resolved;
-    let platforms: Vec<Subdir> = lock.platforms.iter().map(|p| p.platform).collect();
-    let bases = load_bases(&settings.base, &platforms, &cache, &options.registry).await?;
     let lock_hash = lock.hash();
-    let build_key = BuildKey::new(&lock_hash, &settings, options.compression);
-    if let Some(report) = published_build(&options, &build_key, &lock_hash).await? {
+    let key = BuildKey::new(&lock_hash, &settings, options.compression);
+    if let Some(report) = published_build(&options, &key, &lock_hash).await? {
         return Ok(report);
     }
-    let epoch = source_date_epoch().unwrap_or_else(|| lock.newest_timestamp());
-    let blobs = cache.blobs();
-    let package_cache = PackageCache::new(cache.packages());
-
-    let mut manifests = Vec::new();
-    let mut platforms = Vec::new();
-    let mut all_layers: Vec<Layer> = Vec::new();
-    let mut total_bytes = 0;
-    let mut packages = 0;
+    let platforms: Vec<Subdir> = lock.platforms.iter().map(|p| p.platform).collect();
+    let bases = load_bases(&settings.base, &platforms, &cache, &options.registry).await?;
+    let mut build = Build {
+        options: &options,
+        client: http_client(),
+        epoch: source_date_epoch().unwrap_or_else(|| lock.newest_timestamp()),
+        lock: &lock,
+        lock_hash,
+        settings: &settings,
+        seconds,
+        cache,
+    };
+    let mut built = Vec::new();
     for locked in &lock.platforms {
-        let platform = locked.platform;
+        let base = bases.get(&locked.platform).cloned().unwrap_or_default();
+        built.push(build.platform_image(locked, &base).await?);
+    }
+    let published = build.publish(&built, &key).await?;
+    Ok(build.report(built, published))
+}
+
+impl Build<'_> {
+    /// Adds `seconds` to a stage's time.
+    fn add_seconds(&mut self, stage: Stage, seconds: f64) {
+        *self.seconds.entry(stage).or_default() += seconds;
+    }
+
+    /// Stages, layers and describes one platform's image.
+    async fn platform_image(
+        &mut self,
+        locked: &SolvedPlatform,
+        base: &BaseImage,
+    ) -> Result<PlatformBuild, BuildError> {
+        let staged = self.stage_packages(locked).await?;
+        let layers = self.write_layers(&staged, base).await?;
+        let started = Instant::now();
+        let package_names: Vec<String> = locked
+            .records
+            .iter()
+            .map(|r| r.package_record.name.as_normalized().to_string())
+            .collect();
+        let descriptor = write_manifest(
+            &ImageInput {
+                platform: locked.platform,
+                base,
+                layers: &layers,
+                settings: self.settings,
+                lock_hash: &self.lock_hash,
+                created: self.epoch,
+                package_names: &package_names,
+                media_type: self.options.compression.media_type(),
+            },
+            &self.cache.blobs(),
+        )?;
+        self.add_seconds(Stage::Image, started.elapsed().as_secs_f64());
+        Ok(PlatformBuild {
+            bytes: base.layers.iter().map(|l| l.size()).sum::<u64>()
+                + layers.iter().map(|l| l.blob.size).sum::<u64>(),
+            packages: locked.records.len(),
+            image: PlatformImage {
+                platform: locked.platform.to_string(),
+                digest: descriptor.digest().to_string(),
+                layers: base.layers.len() + layers.len(),
+            },
+            descriptor,
+            layers,
+        })
+    }
+
+    /// Fetches and stages the packages the cache has not staged yet; returns all, in lock order.
+    async fn stage_packages(
+        &mut self,
+        locked: &SolvedPlatform,
+    ) -> Result<Vec<StagedPackage>, BuildError> {
         let records = &locked.records;
-        packages += records.len();
-        let python = stage::python_info(records, platform)?;
+        let python = stage::python_info(records, locked.platform)?;
         let target = StageTarget {
-            prefix: &settings.prefix,
-            platform,
+            prefix: &self.settings.prefix,
+            platform: locked.platform,
             python: python.as_ref(),
         };
-
-        // fetch + stage what the cache does not have yet
         let started = Instant::now();
         let mut staged: Vec<Option<StagedPackage>> = records
             .iter()
-            .map(|r| stage::cached(&cache, r, &target))
+            .map(|r| stage::cached(&self.cache, r, &target))
             .collect();
         let missing: Vec<_> = records
             .iter()
@@ -185,14 +255,15 @@ pub async fn build(resolved: Resolved, options: BuildOptions) -> Result<BuildRep
             .filter(|(_, s)| s.is_none())
             .map(|(r, _)| r.clone())
             .collect();
-        let fetched = fetch(missing, &package_cache, &client, reporter).await?;
-        *seconds.entry(Stage::Fetch).or_default() += started.elapsed().as_secs_f64();
-
-        let (newly_staged, s) = timed(reporter, Stage::Stage, fetched.len() as u64, async {
+        let package_cache = PackageCache::new(self.cache.packages());
+        let reporter = &self.options.reporter;
+        let fetched = fetch(missing, &package_cache, &self.client, reporter).await?;
+        self.add_seconds(Stage::Fetch, started.elapsed().as_secs_f64());
+        let cache = &self.cache;
+        let (newly_staged, seconds) = timed(reporter, Stage::Stage, fetched.len() as u64, async {
             futures::stream::iter(fetched.iter().cloned())
                 .map(|f| {
                     let target = &target;
-                    let cache = &cache;
                     async move {
                         let s = stage::stage(cache, &f.record, &f.dir, target).await?;
                         reporter(&Event::Progress {
@@ -208,15 +279,20 @@ pub async fn build(resolved: Resolved, options: BuildOptions) -> Result<BuildRep
                 .await
         })
         .await?;
-        *seconds.entry(Stage::Stage).or_default() += s;
+        self.add_seconds(Stage::Stage, seconds);
         let mut newly_staged = newly_staged.into_iter();
         for slot in staged.iter_mut().filter(|s| s.is_none()) {
             *slot = newly_staged.next();
         }
-        let staged: Vec<StagedPackage> = staged.into_iter().flatten().collect();
+        Ok(staged.into_iter().flatten().collect())
+    }
 
-        // layers
-        let base = bases.get(&platform).cloned().unwrap_or_default();
+    /// Writes (or finds cached) the layer of each group of the plan, then the environment layer.
+    async fn write_layers(
+        &mut self,
+        staged: &[StagedPackage],
+        base: &BaseImage,
+    ) -> Result<Vec<Layer>, BuildError> {
         let budget = MAX_LAYERS.saturating_sub(base.layers.len() + 1).max(2);
         let candidates: Vec<LayerCandidate> = staged
             .iter()
@@ -226,123 +302,137 @@ pub async fn build(resolved: Resolved, options: BuildOptions) -> Result<BuildRep
             })
             .collect();
         let groups = plan_layers(&candidates, budget);
-        let (mut layers, s) = timed(reporter, Stage::Layer, groups.len() as u64 + 1, async {
-            let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-            futures::stream::iter(groups)
-                .map(|group| {
-                    let members: Vec<StagedPackage> =
-                        group.iter().map(|&i| staged[i].clone()).collect();
-                    let cache = cache.clone();
-                    let prefix = settings.prefix.clone();
-                    let compression = options.compression;
-                    async move {
-                        let layer = tokio::task::spawn_blocking(move || {
-                            let refs: Vec<&StagedPackage> = members.iter().collect();
-                            package_layer(&cache, &refs, &prefix, compression)
-                        })
-                        .await
-                        .map_err(|e| BuildError::Internal(format!("layer task failed: {e}")))??;
-                        reporter(&Event::Progress {
-                            stage: Stage::Layer,
-                            item: layer.packages.join(","),
-                            cached: layer.cached,
-                        });
-                        Ok::<_, BuildError>(layer)
-                    }
-                })
-                .buffered(parallel)
-                .try_collect::<Vec<_>>()
-                .await
+        let reporter = &self.options.reporter;
+        let total = groups.len() as u64 + 1;
+        let (layers, seconds) = timed(reporter, Stage::Layer, total, async {
+            let mut layers = self.package_layers(staged, groups).await?;
+            let input = EnvironmentLayerInput {
+                packages: staged,
+                lock_text: &self.lock.text,
+                prefix: &self.settings.prefix,
+                user: &self.settings.user,
+                epoch: self.epoch,
+                base_passwd: base.passwd.clone(),
+                base_group: base.group.clone(),
+            };
+            let layer = environment_layer(&input, &self.cache.blobs(), self.options.compression)?;
+            reporter(&Event::Progress {
+                stage: Stage::Layer,
+                item: "the environment layer".into(),
+                cached: false,
+            });
+            layers.push(layer);
+            Ok(layers)
         })
         .await?;
-        let env_input = EnvironmentLayerInput {
-            packages: &staged,
-            lock_text: &lock.text,
-            prefix: &settings.prefix,
-            user: &settings.user,
-            epoch,
-            base_passwd: base.passwd.clone(),
-            base_group: base.group.clone(),
-        };
-        layers.push(environment_layer(&env_input, &blobs, options.compression)?);
-        *seconds.entry(Stage::Layer).or_default() += s;
-
-        // image
-        let started = Instant::now();
-        let package_names: Vec<String> = records
-            .iter()
-            .map(|r| r.package_record.name.as_normalized().to_string())
-            .collect();
-        let descriptor = write_manifest(
-            &ImageInput {
-                platform,
-                base: &base,
-                layers: &layers,
-                settings: &settings,
-                lock_hash: &lock_hash,
-                created: epoch,
-                package_names: &package_names,
-                media_type: options.compression.media_type(),
-            },
-            &blobs,
-        )?;
-        *seconds.entry(Stage::Image).or_default() += started.elapsed().as_secs_f64();
-        total_bytes += base.layers.iter().map(|l| l.size()).sum::<u64>()
-            + layers.iter().map(|l| l.blob.size).sum::<u64>();
-        platforms.push(PlatformImage {
-            platform: platform.to_string(),
-            digest: descriptor.digest().to_string(),
-            layers: base.layers.len() + layers.len(),
-        });
-        manifests.push(descriptor);
-        all_layers.extend(layers);
+        self.add_seconds(Stage::Layer, seconds);
+        Ok(layers)
     }
 
-    let root = if manifests.len() == 1 {
-        manifests.remove(0)
-    } else {
-        write_index(manifests, &blobs)?
-    };
-    let digest = descriptor_digest(&root)?.to_string();
-    let image = Image { blobs, root };
-    let mount_from: Vec<String> = match &settings.base {
-        ImageRef::Registry { reference } => vec![reference.clone()],
-        _ => Vec::new(),
-    };
-    let (published, s) = timed(reporter, Stage::Publish, 1, async {
+    /// The package layers, written on every core at once, in plan order.
+    async fn package_layers(
+        &self,
+        staged: &[StagedPackage],
+        groups: Vec<Vec<usize>>,
+    ) -> Result<Vec<Layer>, BuildError> {
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let reporter = &self.options.reporter;
+        futures::stream::iter(groups)
+            .map(|group| {
+                let members: Vec<StagedPackage> =
+                    group.iter().map(|&i| staged[i].clone()).collect();
+                let cache = self.cache.clone();
+                let prefix = self.settings.prefix.clone();
+                let compression = self.options.compression;
+                async move {
+                    let layer = tokio::task::spawn_blocking(move || {
+                        let refs: Vec<&StagedPackage> = members.iter().collect();
+                        package_layer(&cache, &refs, &prefix, compression)
+                    })
+                    .await
+                    .map_err(|e| BuildError::Internal(format!("layer task failed: {e}")))??;
+                    reporter(&Event::Progress {
+                        stage: Stage::Layer,
+                        item: layer_item(&layer),
+                        cached: layer.cached,
+                    });
+                    Ok::<_, BuildError>(layer)
+                }
+            })
+            .buffered(parallel)
+            .try_collect()
+            .await
+    }
+
+    /// Writes the index (several platforms) and publishes; the cache tag last.
+    async fn publish(
+        &mut self,
+        built: &[PlatformBuild],
+        key: &BuildKey,
+    ) -> Result<(Published, String), BuildError> {
+        let blobs = self.cache.blobs();
+        let root = match built {
+            [one] => one.descriptor.clone(),
+            _ => write_index(built.iter().map(|b| b.descriptor.clone()).collect(), &blobs)?,
+        };
+        let digest = descriptor_digest(&root)?.to_string();
+        let image = Image { blobs, root };
+        let mount_from: Vec<String> = match &self.settings.base {
+            ImageRef::Registry { reference } => vec![reference.clone()],
+            _ => Vec::new(),
+        };
         // remember which repository received each blob, to mount it into the next one
-        let mut registry = options.registry.clone();
+        let mut registry = self.options.registry.clone();
         registry
             .blob_sources
-            .get_or_insert_with(|| cache.root().join("blob-sources"));
-        let published = publish(&image, &options.output, &registry, &mount_from).await?;
-        if let ImageRef::Registry { reference } = &options.output {
-            // the build-key tag is written last: it marks a complete push
-            cache_tag::mark_published(reference, &build_key.tag(), &options.registry).await?;
-        }
-        Ok::<_, BuildError>(published)
-    })
-    .await?;
-    seconds.insert(Stage::Publish, s);
+            .get_or_insert_with(|| self.cache.root().join("blob-sources"));
+        let output = &self.options.output;
+        let (published, seconds) = timed(&self.options.reporter, Stage::Publish, 1, async {
+            let published = publish(&image, output, &registry, &mount_from).await?;
+            if let ImageRef::Registry { reference } = output {
+                cache_tag::mark_published(reference, &key.tag(), &registry).await?;
+            }
+            Ok(published)
+        })
+        .await?;
+        self.add_seconds(Stage::Publish, seconds);
+        Ok((published, digest))
+    }
 
-    Ok(BuildReport {
-        digest,
-        output: options.output.to_string(),
-        lock_hash,
-        layers: all_layers.len(),
-        cached_layers: all_layers.iter().filter(|l| l.cached).count(),
-        bytes: total_bytes,
-        bytes_written: all_layers
-            .iter()
-            .filter(|l| !l.cached)
-            .map(|l| l.blob.size)
-            .sum(),
-        packages,
-        platforms,
-        seconds,
-        cached: false,
-        push: published.push,
-    })
+    /// The report of a build that ran.
+    fn report(
+        self,
+        built: Vec<PlatformBuild>,
+        (published, digest): (Published, String),
+    ) -> BuildReport {
+        let layers: Vec<&Layer> = built.iter().flat_map(|b| &b.layers).collect();
+        BuildReport {
+            digest,
+            output: self.options.output.to_string(),
+            lock_hash: self.lock_hash,
+            layers: layers.len(),
+            cached_layers: layers.iter().filter(|l| l.cached).count(),
+            bytes: built.iter().map(|b| b.bytes).sum(),
+            bytes_written: layers
+                .iter()
+                .filter(|l| !l.cached)
+                .map(|l| l.blob.size)
+                .sum(),
+            packages: built.iter().map(|b| b.packages).sum(),
+            platforms: built.into_iter().map(|b| b.image).collect(),
+            seconds: self.seconds,
+            cached: false,
+            push: published.push,
+        }
+    }
+}
+
+/// How a layer is named in progress: its package, or how many it groups.
+fn layer_item(layer: &Layer) -> String {
+    match layer.packages.as_slice() {
+        [one] => one.clone(),
+        many => format!("{} small packages", many.len()),
+    }
 }
 
 /// For a registry output that already holds this build (tag `build-KEY`):

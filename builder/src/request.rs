@@ -9,11 +9,11 @@ use rattler_conda_types::{Channel, Subdir};
 use trousse_registry_client::{ImageRef, RegistryOptions};
 
 use crate::{
+    base::load_base,
     cache::CacheDir,
-    image::load_base,
     pipeline::{gateway, http_client, timed},
     progress::{Reporter, Stage},
-    solve::solve,
+    solve::{solve, unknown_packages},
     source::Source,
     BuildError, ImageSettings, Lock,
 };
@@ -146,23 +146,49 @@ async fn solve_spec(
     let cache = CacheDir::new(&options.cache_dir)?;
     let _shared = cache.lock_shared()?;
     let client = http_client();
+    let gateway = gateway(&cache, &client);
     let mut declared = std::collections::HashMap::new();
     for &platform in &spec.image.platforms {
-        let base = load_base(
+        match load_base(
             &spec.image.base,
             platform,
             &cache.blobs(),
             &options.registry,
         )
-        .await?;
-        declared.insert(platform, base.virtual_packages);
+        .await
+        {
+            Ok(base) => declared.insert(platform, base.virtual_packages),
+            Err(error) => return Err(spec_error_first(spec, &gateway, platform, error).await),
+        };
     }
     let (solved, seconds) = timed(
         &options.reporter,
         Stage::Solve,
         0,
-        solve(spec, &gateway(&cache, &client), &declared),
+        solve(spec, &gateway, &declared),
     )
     .await?;
     Ok((Lock::from_solved(spec, solved)?, seconds))
+}
+
+/// When the base cannot be loaded, a misspelled package is still the first
+/// thing to report: it is the teacher's to fix, the base is the operator's.
+async fn spec_error_first(
+    spec: &crate::EnvSpec,
+    gateway: &rattler_repodata_gateway::Gateway,
+    platform: Subdir,
+    base_error: BuildError,
+) -> BuildError {
+    match unknown_packages(spec, gateway, platform).await {
+        Ok(missing) if !missing.is_empty() => BuildError::PackageNotFound {
+            names: missing,
+            channels: spec
+                .channels
+                .iter()
+                .map(|c| c.base_url.to_string())
+                .collect(),
+            platform: platform.to_string(),
+        },
+        _ => base_error,
+    }
 }

@@ -120,7 +120,7 @@ pub async fn solve(
 }
 
 /// The requested package names that no channel has at all, for any version.
-async fn unknown_packages(
+pub(crate) async fn unknown_packages(
     spec: &EnvSpec,
     gateway: &Gateway,
     platform: Subdir,
