@@ -131,6 +131,19 @@ pub fn presented_token(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     ))
 }
 
+/// Handlers that take a `Principal` authenticate the request's token first:
+/// no route that needs a role can forget to check it.
+impl axum::extract::FromRequestParts<std::sync::Arc<crate::AppState>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &std::sync::Arc<crate::AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        state.authenticate(&parts.headers).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

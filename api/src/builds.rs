@@ -9,14 +9,18 @@ use std::{
     time::Instant,
 };
 
-use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use trousse_builder::{
     progress::Event, BuildOptions, BuildReport, ImageSettings, Lock, Resolved, SettingsRecord,
 };
 use trousse_registry_client::{open_image, ImageRef};
 
-use crate::{error::ApiError, store::EnvironmentRow, AppState};
+use crate::{
+    build_event::BuildEvent,
+    error::ApiError,
+    store::{EnvironmentRow, Status},
+    AppState,
+};
 
 /// One event of a build: its number and its JSON.
 pub type NumberedEvent = (i64, String);
@@ -81,7 +85,7 @@ impl BuildQueue {
 
 /// Numbers, stores and broadcasts the events of one build, in order.
 struct EventLog {
-    sender: mpsc::UnboundedSender<Value>,
+    sender: mpsc::UnboundedSender<BuildEvent>,
     writer: tokio::task::JoinHandle<()>,
 }
 
@@ -92,13 +96,15 @@ impl EventLog {
         live: broadcast::Sender<NumberedEvent>,
     ) -> Result<Self, ApiError> {
         let mut seq = state.store.last_event(build_id).await?;
-        let (sender, mut receiver) = mpsc::unbounded_channel::<Value>();
+        let (sender, mut receiver) = mpsc::unbounded_channel::<BuildEvent>();
         let store = state.store.clone();
         let build_id = build_id.to_string();
         let writer = tokio::spawn(async move {
-            while let Some(value) = receiver.recv().await {
+            while let Some(event) = receiver.recv().await {
                 seq += 1;
-                let text = value.to_string();
+                let Ok(text) = serde_json::to_string(&event) else {
+                    continue;
+                };
                 if let Err(e) = store.add_event(&build_id, seq, &text).await {
                     tracing::warn!(build = %build_id, "cannot store an event: {e}");
                 }
@@ -108,21 +114,19 @@ impl EventLog {
         Ok(Self { sender, writer })
     }
 
-    fn emit(&self, value: Value) {
-        let _ = self.sender.send(value);
+    fn emit(&self, event: BuildEvent) {
+        let _ = self.sender.send(event);
     }
 
     fn reporter(&self) -> trousse_builder::progress::Reporter {
         let sender = self.sender.clone();
         Arc::new(move |event: &Event| {
-            if let Ok(value) = serde_json::to_value(event) {
-                let _ = sender.send(value);
-            }
+            let _ = sender.send(BuildEvent::Stage(event.clone()));
         })
     }
 
     /// Writes the last event and waits until every event is stored.
-    async fn close(self, last: Value) {
+    async fn close(self, last: BuildEvent) {
         self.emit(last);
         drop(self.sender);
         let _ = self.writer.await;
@@ -142,7 +146,10 @@ async fn run(
     };
     let attempt = state.store.start_build(build_id).await?;
     let log = EventLog::open(state, build_id, live).await?;
-    log.emit(json!({"event": "status", "status": "building", "attempt": attempt}));
+    log.emit(BuildEvent::Status {
+        status: Status::Building,
+        attempt,
+    });
     state.metrics.builds_started.inc();
     let started = Instant::now();
     let outcome = tokio::time::timeout(
@@ -178,9 +185,15 @@ async fn run(
                 state.publish_tags(env, &report.digest).await?;
             }
             state.metrics.record_build("ready");
-            log.close(json!({"event": "done", "status": "ready", "digest": report.digest,
-                "layers": report.layers, "cached_layers": report.cached_layers, "bytes": report.bytes}))
-                .await;
+            log.close(BuildEvent::Done {
+                status: Status::Ready,
+                digest: Some(report.digest),
+                layers: Some(report.layers),
+                cached_layers: Some(report.cached_layers),
+                bytes: Some(report.bytes),
+                error: None,
+            })
+            .await;
         }
         Err(error) => {
             let message = error.to_string();
@@ -189,8 +202,15 @@ async fn run(
                 .finish_build(build_id, Err(&message), seconds)
                 .await?;
             state.metrics.record_build("failed");
-            log.close(json!({"event": "done", "status": "failed", "error": message}))
-                .await;
+            log.close(BuildEvent::Done {
+                status: Status::Failed,
+                digest: None,
+                layers: None,
+                cached_layers: None,
+                bytes: None,
+                error: Some(message),
+            })
+            .await;
         }
     }
     Ok(())

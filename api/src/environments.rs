@@ -17,6 +17,8 @@ use trousse_builder::{
 };
 
 use crate::{
+    auth::Principal,
+    decision::{self, Decision, Facts, Image, Row},
     error::{ApiError, ErrorBody},
     store::{now, EnvironmentRow, Status},
     AppState,
@@ -291,7 +293,7 @@ impl AppState {
         Ok(Environment {
             image,
             digests,
-            status: Status::parse(&env.status),
+            status: env.status,
             id: env.id,
             course: env.course,
             name: env.name,
@@ -347,12 +349,12 @@ fn new_id() -> Result<String, ApiError> {
 )]
 pub async fn submit(
     State(state): State<Arc<AppState>>,
+    principal: Principal,
     UrlPath(course): UrlPath<String>,
     Query(query): Query<SubmitQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let principal = state.authenticate(&headers).await?;
     principal.require_write(&course)?;
     check_name("course", &course)?;
     let body = body.map_err(|e| {
@@ -370,39 +372,66 @@ pub async fn submit(
     // one submission per environment at a time: identical requests share one answer
     let slot = state.submission_slot(&course, &submission.name);
     let _turn = slot.lock().await;
-    let existing = state
+    let current = state
         .store
         .current_environment(&course, &submission.name)
         .await?;
-    if let Some(env) = &existing {
-        if env.request_hash == submission.request_hash && env.status != "failed" {
-            let status = if env.status == "ready" {
-                state.metrics.cache_hits.inc();
-                StatusCode::OK
-            } else {
-                StatusCode::ACCEPTED
-            };
-            return state.answer(env.clone(), status).await;
+    if let Some(status) = decision::same_request(current.as_ref(), &submission.request_hash) {
+        if status == StatusCode::OK {
+            state.metrics.cache_hits.inc();
+        }
+        if let Some(env) = current {
+            return state.answer(env, status).await;
         }
     }
 
     let (lock, settings) = submission.lock(&state).await?;
-    let lock_hash = lock.hash();
-    let key = BuildKey::new(&lock_hash, &settings, COMPRESSION);
-    let key = key.as_str();
-    let packages = lock
-        .platforms
-        .iter()
-        .map(|p| p.records.len())
-        .sum::<usize>() as i64;
-    let frozen = existing
-        .as_ref()
-        .is_some_and(|e| e.exam && e.status == "ready");
-    let mut env = match &existing {
-        Some(e) if !frozen => e.clone(),
+    let key = BuildKey::new(&lock.hash(), &settings, COMPRESSION);
+    let ready = state
+        .store
+        .ready_with_build_key(key.as_str())
+        .await?
+        .filter(|b| {
+            // a registry holds the image in the repository it was pushed to only
+            state.config.push_to.is_none() || (b.course == course && b.name == submission.name)
+        });
+    let unfinished = match state.store.unfinished_build(key.as_str()).await? {
+        Some(id) => {
+            let status = state
+                .store
+                .build(&id)
+                .await?
+                .map_or(Status::Queued, |b| b.status);
+            Some((id, status))
+        }
+        None => None,
+    };
+    let decision = decision::decide(Facts {
+        current: current.as_ref(),
+        ready: ready.as_ref(),
+        unfinished,
+    });
+    let env = apply(&course, &submission, current, &lock, &decision)?;
+    store_decision(&state, &env, &decision, &key, &settings).await?;
+    if matches!(decision.image, Image::Reuse { .. }) {
+        state.metrics.cache_hits.inc();
+    }
+    state.answer(env, decision.http_status()).await
+}
+
+/// The environment's row as the decision makes it.
+fn apply(
+    course: &str,
+    submission: &Submission,
+    current: Option<EnvironmentRow>,
+    lock: &Lock,
+    decision: &Decision,
+) -> Result<EnvironmentRow, ApiError> {
+    let mut env = match (current, &decision.row) {
+        (Some(e), Row::Update) => e,
         _ => EnvironmentRow {
             id: new_id()?,
-            course: course.clone(),
+            course: course.to_string(),
             name: submission.name.clone(),
             exam: submission.exam,
             current: true,
@@ -411,7 +440,7 @@ pub async fn submit(
             lock: String::new(),
             lock_hash: String::new(),
             packages: 0,
-            status: String::new(),
+            status: Status::Queued,
             error: None,
             digest: None,
             bytes: None,
@@ -424,59 +453,57 @@ pub async fn submit(
     env.request_hash = submission.request_hash.clone();
     env.spec = submission.spec.as_ref().map(|(text, _)| text.clone());
     env.lock = lock.text.clone();
-    env.lock_hash = lock_hash;
-    env.packages = packages;
+    env.lock_hash = lock.hash();
+    env.packages = lock
+        .platforms
+        .iter()
+        .map(|p| p.records.len())
+        .sum::<usize>() as i64;
     env.error = None;
-
-    let built = state.store.ready_with_build_key(key).await?.filter(|b| {
-        // a registry holds the image in the repository it was pushed to only
-        state.config.push_to.is_none() || (b.course == course && b.name == submission.name)
-    });
-    let (status, start_build) = if let Some(built) = built {
-        // the same lock and settings are built already: a new manifest name, no build
-        env.status = Status::Ready.name().into();
-        env.digest = built.digest.clone();
-        env.bytes = built.bytes;
-        env.build_id = built.build_id.clone();
-        state.metrics.cache_hits.inc();
-        (StatusCode::OK, None)
-    } else if let Some(build_id) = state.store.unfinished_build(key).await? {
-        let build = state.store.build(&build_id).await?;
-        env.status = build.map_or_else(|| "queued".into(), |b| b.status);
-        env.digest = None;
-        env.bytes = None;
-        env.build_id = Some(build_id);
-        (StatusCode::ACCEPTED, None)
-    } else {
-        let build_id = new_id()?;
-        env.status = Status::Queued.name().into();
-        env.digest = None;
-        env.bytes = None;
-        env.build_id = Some(build_id.clone());
-        (StatusCode::ACCEPTED, Some(build_id))
+    env.status = decision.status();
+    (env.digest, env.bytes, env.build_id) = match &decision.image {
+        Image::Reuse {
+            digest,
+            bytes,
+            build_id,
+        } => (digest.clone(), *bytes, build_id.clone()),
+        Image::Join { build_id, .. } => (None, None, Some(build_id.clone())),
+        Image::Start => (None, None, Some(new_id()?)),
     };
+    Ok(env)
+}
 
-    let is_new = existing.as_ref().is_none_or(|_| frozen);
-    if is_new {
-        let replaces = existing.as_ref().map(|e| e.id.as_str());
-        state.store.insert_environment(&env, replaces).await?;
-    } else {
-        state.store.update_environment(&env).await?;
-    }
-    if let Some(build_id) = start_build {
-        let record = serde_json::to_string(&SettingsRecord::from(&settings))
-            .map_err(|e| ApiError::Internal(format!("storing the settings: {e}")))?;
-        state
-            .store
-            .insert_build(&build_id, &env.id, key, &record)
-            .await?;
-        state.builds.submit(build_id);
-    } else if env.status == "ready" {
-        if let Some(digest) = &env.digest {
-            state.publish_tags(&env, digest).await?;
+/// Writes the decision: the row, then a new build or the tags of a reused image.
+async fn store_decision(
+    state: &AppState,
+    env: &EnvironmentRow,
+    decision: &Decision,
+    key: &BuildKey,
+    settings: &ImageSettings,
+) -> Result<(), ApiError> {
+    match &decision.row {
+        Row::Insert { replaces } => {
+            state
+                .store
+                .insert_environment(env, replaces.as_deref())
+                .await?
         }
+        Row::Update => state.store.update_environment(env).await?,
     }
-    state.answer(env, status).await
+    match (&decision.image, &env.build_id, &env.digest) {
+        (Image::Start, Some(build_id), _) => {
+            let record = serde_json::to_string(&SettingsRecord::from(settings))
+                .map_err(|e| ApiError::Internal(format!("storing the settings: {e}")))?;
+            state
+                .store
+                .insert_build(build_id, &env.id, key.as_str(), &record)
+                .await?;
+            state.builds.submit(build_id.clone());
+        }
+        (Image::Reuse { .. }, _, Some(digest)) => state.publish_tags(env, digest).await?,
+        _ => {}
+    }
+    Ok(())
 }
 
 /// List the environments of a course, newest first.
@@ -494,10 +521,9 @@ pub async fn submit(
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
+    principal: Principal,
     UrlPath(course): UrlPath<String>,
-    headers: HeaderMap,
 ) -> Result<Json<EnvironmentList>, ApiError> {
-    let principal = state.authenticate(&headers).await?;
     principal.require_read(&course)?;
     let mut environments = Vec::new();
     for env in state.store.course_environments(&course).await? {
@@ -522,10 +548,9 @@ pub async fn list(
 )]
 pub async fn get(
     State(state): State<Arc<AppState>>,
+    principal: Principal,
     UrlPath(id): UrlPath<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Environment>, ApiError> {
-    let principal = state.authenticate(&headers).await?;
     let env = state.readable_environment(&principal, &id).await?;
     Ok(Json(state.view(env).await?))
 }

@@ -11,19 +11,16 @@ use axum::{
 use futures::{stream, Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::{builds::NumberedEvent, error::ApiError, AppState};
+use crate::{
+    auth::Principal, build_event::BuildEvent, builds::NumberedEvent, error::ApiError, AppState,
+};
 
 fn is_last(data: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(data)
-        .ok()
-        .is_some_and(|v| v["event"] == "done")
+    BuildEvent::parse(data).is_some_and(|e| e.is_done())
 }
 
 fn to_sse((seq, data): NumberedEvent) -> Result<SseEvent, Infallible> {
-    let kind = serde_json::from_str::<serde_json::Value>(&data)
-        .ok()
-        .and_then(|v| v["event"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "message".into());
+    let kind = BuildEvent::parse(&data).map_or("message", |e| e.kind());
     Ok(SseEvent::default()
         .id(seq.to_string())
         .event(kind)
@@ -50,10 +47,10 @@ fn to_sse((seq, data): NumberedEvent) -> Result<SseEvent, Infallible> {
 )]
 pub async fn follow(
     State(state): State<Arc<AppState>>,
+    principal: Principal,
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let principal = state.authenticate(&headers).await?;
     let env = state.readable_environment(&principal, &id).await?;
     let after: i64 = headers
         .get("last-event-id")

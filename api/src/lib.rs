@@ -4,8 +4,10 @@
 //! It calls the builder through the same public functions as the CLI.
 
 pub mod auth;
+pub mod build_event;
 pub mod builds;
 pub mod config;
+pub mod decision;
 pub mod distribution;
 pub mod environments;
 pub mod error;

@@ -11,8 +11,19 @@ use sqlx::{
 use crate::{auth::Role, error::ApiError};
 
 /// Where an environment's build stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    sqlx::Type,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
 pub enum Status {
     /// Waiting for a build slot.
     Queued,
@@ -32,16 +43,6 @@ impl Status {
             Status::Building => "building",
             Status::Ready => "ready",
             Status::Failed => "failed",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(name: &str) -> Status {
-        match name {
-            "queued" => Status::Queued,
-            "building" => Status::Building,
-            "ready" => Status::Ready,
-            _ => Status::Failed,
         }
     }
 
@@ -75,7 +76,7 @@ pub struct EnvironmentRow {
     /// How many packages the lock holds.
     pub packages: i64,
     /// Its status name.
-    pub status: String,
+    pub status: Status,
     /// Why its build failed.
     pub error: Option<String>,
     /// Its image digest, once ready.
@@ -98,7 +99,7 @@ pub struct BuildRow {
     /// The environment that asked for it first.
     pub environment_id: String,
     /// Its status name.
-    pub status: String,
+    pub status: Status,
     /// How often it was started.
     pub attempts: i64,
     /// The image settings it builds (`SettingsRecord` JSON).
@@ -368,7 +369,7 @@ impl Store {
         .bind(&env.lock)
         .bind(&env.lock_hash)
         .bind(env.packages)
-        .bind(&env.status)
+        .bind(env.status)
         .bind(&env.error)
         .bind(&env.digest)
         .bind(env.bytes)
@@ -396,7 +397,7 @@ impl Store {
         .bind(&env.lock)
         .bind(&env.lock_hash)
         .bind(env.packages)
-        .bind(&env.status)
+        .bind(env.status)
         .bind(&env.error)
         .bind(&env.digest)
         .bind(env.bytes)
@@ -496,8 +497,8 @@ impl Store {
     ) -> Result<Vec<EnvironmentRow>, ApiError> {
         let mut tx = self.pool.begin().await?;
         let (status, digest, bytes, error) = match outcome {
-            Ok((digest, bytes)) => ("ready", Some(digest), Some(bytes), None),
-            Err(error) => ("failed", None, None, Some(error)),
+            Ok((digest, bytes)) => (Status::Ready, Some(digest), Some(bytes), None),
+            Err(error) => (Status::Failed, None, None, Some(error)),
         };
         sqlx::query(
             "UPDATE builds SET status = ?, digest = ?, error = ?, seconds = ?, updated_at = ? WHERE id = ?",

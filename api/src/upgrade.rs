@@ -81,7 +81,7 @@ mod tests {
             lock: LOCK.into(),
             lock_hash: "h".into(),
             packages: 1,
-            status: "ready".into(),
+            status: crate::store::Status::Ready,
             error: None,
             digest: Some("sha256:00".into()),
             bytes: None,
