@@ -93,6 +93,11 @@ impl SolveArgs {
             )));
         }
         let source = Source::read(path, &self.image_defaults()?)?;
+        if let Source::Spec(spec) = &source {
+            for warning in &spec.warnings {
+                eprintln!("warning: {warning}");
+            }
+        }
         let mut overrides = Overrides::default();
         if !self.channels.is_empty() {
             let cwd = std::env::current_dir()

@@ -19,10 +19,17 @@ pub fn reporter(quiet: bool) -> Reporter {
             match event {
                 Event::StageStarted { stage, total } => {
                     let bar = multi.add(ProgressBar::new(*total));
-                    if let Ok(style) = ProgressStyle::with_template(
-                        "{prefix:>8} [{bar:30}] {pos}/{len} {wide_msg}",
-                    ) {
+                    // a stage with no count (the solve) shows a spinner, not 0/0
+                    let template = if *total == 0 {
+                        "{prefix:>8} {spinner} {elapsed} {wide_msg}"
+                    } else {
+                        "{prefix:>8} [{bar:30}] {pos}/{len} {wide_msg}"
+                    };
+                    if let Ok(style) = ProgressStyle::with_template(template) {
                         bar.set_style(style.progress_chars("=> "));
+                    }
+                    if *total == 0 {
+                        bar.enable_steady_tick(std::time::Duration::from_millis(120));
                     }
                     bar.set_prefix(stage.name());
                     bars.insert(*stage, bar);

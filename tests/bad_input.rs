@@ -85,6 +85,10 @@ fn unsolvable_pins_print_the_solver_explanation() {
     assert_eq!(code, 4);
     assert!(err.contains("cannot be solved"), "{err}");
     assert!(err.contains("greeting-data"), "{err}");
+    assert!(
+        err.contains("greeting-data is available as: 1.2"),
+        "the versions that exist are named: {err}"
+    );
 }
 
 #[test]

@@ -384,7 +384,7 @@ fn bad_requests_are_refused_with_a_status_and_a_json_error() {
                 post("name: x\ndependencies: [a, b\n".into(), yaml),
                 400,
                 "invalid_spec",
-                "spec.yml:",
+                "the submitted spec:",
             ),
             (
                 "an unknown package",
@@ -457,6 +457,20 @@ fn bad_requests_are_refused_with_a_status_and_a_json_error() {
                 400,
                 "invalid_name",
                 "Bad..Name",
+            ),
+            (
+                "a body neither JSON nor YAML",
+                post("a,b\n".into(), "text/csv"),
+                415,
+                "unsupported_media_type",
+                "text/csv",
+            ),
+            (
+                "an unknown route",
+                client().get(service.url("/api/v1/no-such-route")),
+                404,
+                "not_found",
+                "/api/v1/no-such-route",
             ),
             (
                 "a bad token",

@@ -24,6 +24,9 @@ use crate::{
     AppState,
 };
 
+/// How messages name a submitted spec (it has no file name).
+const SUBMITTED_SPEC: &str = "the submitted spec";
+
 /// A request for an environment, as JSON.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -151,10 +154,10 @@ impl Submission {
                 exam: query.exam,
             }
         } else {
-            return Err(ApiError::bad_request(
-                "unsupported_media_type",
-                format!("send application/json or application/yaml, not {content_type}"),
-            ));
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "send application/json or application/yaml, not {}",
+                clip(content_type, 100)
+            )));
         };
         let config = &state.config;
         match (request.spec, request.lock) {
@@ -168,7 +171,7 @@ impl Submission {
                 }
                 let spec = EnvSpec::from_yaml(
                     &spec_text,
-                    Path::new("spec.yml"),
+                    Path::new(SUBMITTED_SPEC),
                     Path::new("/nonexistent"),
                     &config.defaults,
                 )
@@ -340,6 +343,7 @@ fn new_id() -> Result<String, ApiError> {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not allowed: role, course, channel or base image", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "Neither JSON nor YAML", body = ErrorBody),
         (status = 422, description = "An invalid value (its `field` named), unknown package, unsolvable, or too many packages", body = ErrorBody),
         (status = 502, description = "A channel could not be read", body = ErrorBody),
         (status = 507, description = "The service's disk is full", body = ErrorBody),

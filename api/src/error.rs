@@ -62,6 +62,9 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// The body's content type is not one the route reads (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The data directory's disk is full (507).
     #[error("{0}")]
     InsufficientStorage(String),
@@ -92,6 +95,9 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::InsufficientStorage(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
             }

@@ -208,6 +208,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v2/{*path}",
             get(distribution::dispatch).head(distribution::dispatch),
         )
+        .fallback(no_route)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             operations::PanicAnswer {
@@ -216,6 +217,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Unknown routes: a 404 with the JSON error every route answers with.
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route {}: see /api/v1/openapi.json",
+        trousse_builder::error::clip(uri.path(), 200)
+    ))
 }
 
 async fn log_request(

@@ -46,10 +46,16 @@ fn spec_err(e: impl std::fmt::Display) -> BuildError {
     BuildError::Internal(format!("building OCI metadata: {e}"))
 }
 
-/// The command an image runs when the spec sets none.
-pub fn default_command(prefix: &str, package_names: &[String]) -> Vec<String> {
+/// The command an image runs when the spec sets none: JupyterLab, else a
+/// shell of the environment, else the base's `sh`; none on `scratch` without
+/// a shell (no command is better than one that cannot run).
+pub fn default_command(
+    prefix: &str,
+    package_names: &[String],
+    base_has_userland: bool,
+) -> Option<Vec<String>> {
     let has = |n: &str| package_names.iter().any(|p| p == n);
-    if has("jupyterlab") {
+    Some(if has("jupyterlab") {
         vec![
             format!("{prefix}/bin/jupyter"),
             "lab".into(),
@@ -59,9 +65,11 @@ pub fn default_command(prefix: &str, package_names: &[String]) -> Vec<String> {
         ]
     } else if has("bash") {
         vec![format!("{prefix}/bin/bash")]
-    } else {
+    } else if base_has_userland {
         vec!["sh".into()]
-    }
+    } else {
+        return None;
+    })
 }
 
 /// Writes the config and manifest of one platform; returns the manifest descriptor.
@@ -105,13 +113,15 @@ pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descr
     let cmd = settings
         .command
         .clone()
-        .unwrap_or_else(|| default_command(prefix, input.package_names));
+        .or_else(|| default_command(prefix, input.package_names, !input.base.layers.is_empty()));
     let mut config = ConfigBuilder::default()
         .user(format!("{}:{}", settings.user.uid, settings.user.gid))
         .env(env)
         .working_dir(settings.user.home())
-        .cmd(cmd)
         .labels(labels.into_iter().collect::<HashMap<_, _>>());
+    if let Some(cmd) = cmd {
+        config = config.cmd(cmd);
+    }
     if input.package_names.iter().any(|p| p == "jupyterlab") {
         config = config.exposed_ports(vec!["8888/tcp".to_string()]);
     }

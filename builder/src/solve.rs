@@ -100,10 +100,17 @@ pub async fn solve(
                 } else {
                     BuildError::Unsolvable {
                         platform: platform.to_string(),
-                        explanation: match error {
-                            SolveError::Unsolvable(lines) => lines.join("\n"),
-                            other => error_chain(&other),
-                        },
+                        explanation: format!(
+                            "{}{}",
+                            match error {
+                                SolveError::Unsolvable(lines) => lines.join("\n"),
+                                other => error_chain(&other),
+                            },
+                            available_versions(
+                                spec,
+                                &every_version(spec, gateway, platform).await?.1
+                            )
+                        ),
                     }
                 });
             }
@@ -119,12 +126,61 @@ pub async fn solve(
     Ok(solved)
 }
 
+/// The versions the channels have of each requested package pinned to a
+/// version, newest first: what a teacher needs to fix an impossible pin.
+fn available_versions(spec: &EnvSpec, repodata: &[rattler_repodata_gateway::RepoData]) -> String {
+    let mut text = String::new();
+    for dependency in spec.dependencies.iter().filter(|d| d.version.is_some()) {
+        let Some(name) = dependency.name.as_exact() else {
+            continue;
+        };
+        let mut versions: Vec<&rattler_conda_types::Version> = repodata
+            .iter()
+            .flat_map(|r| r.iter())
+            .filter(|r| &r.package_record.name == name)
+            .map(|r| r.package_record.version.version())
+            .collect();
+        versions.sort_by(|a, b| b.cmp(a));
+        versions.dedup();
+        if versions.is_empty() {
+            continue;
+        }
+        let shown: Vec<String> = versions.iter().take(12).map(ToString::to_string).collect();
+        let more = if versions.len() > 12 { ", …" } else { "" };
+        text.push_str(&format!(
+            "\n{} is available as: {}{more}",
+            name.as_source(),
+            shown.join(", ")
+        ));
+    }
+    text
+}
+
 /// The requested package names that no channel has at all, for any version.
 pub(crate) async fn unknown_packages(
     spec: &EnvSpec,
     gateway: &Gateway,
     platform: Subdir,
 ) -> Result<Vec<String>, BuildError> {
+    let (names, repodata) = every_version(spec, gateway, platform).await?;
+    let available: BTreeSet<&str> = repodata
+        .iter()
+        .flat_map(|r| r.iter())
+        .map(|r| r.package_record.name.as_normalized())
+        .collect();
+    Ok(names
+        .iter()
+        .filter(|n| !available.contains(n.as_normalized()))
+        .map(|n| n.as_source().to_string())
+        .collect())
+}
+
+/// Every version the channels have of each requested package.
+async fn every_version(
+    spec: &EnvSpec,
+    gateway: &Gateway,
+    platform: Subdir,
+) -> Result<(Vec<PackageName>, Vec<rattler_repodata_gateway::RepoData>), BuildError> {
     let names: Vec<PackageName> = spec
         .dependencies
         .iter()
@@ -149,14 +205,5 @@ pub(crate) async fn unknown_packages(
                 .join(", "),
             message: error_chain(&e),
         })?;
-    let available: BTreeSet<&str> = repodata
-        .iter()
-        .flat_map(|r| r.iter())
-        .map(|r| r.package_record.name.as_normalized())
-        .collect();
-    Ok(names
-        .iter()
-        .filter(|n| !available.contains(n.as_normalized()))
-        .map(|n| n.as_source().to_string())
-        .collect())
+    Ok((names, repodata.repodata))
 }

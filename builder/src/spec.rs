@@ -154,6 +154,8 @@ pub struct EnvSpec {
     pub dependencies: Vec<MatchSpec>,
     /// The image settings.
     pub image: ImageSettings,
+    /// What was ignored, for the user to see (e.g. a misspelled key).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -239,9 +241,17 @@ impl EnvSpec {
             let line = e.location().map(|l| l.line());
             err(line, format!("invalid YAML: {e}"))
         })?;
+        let mut warnings = Vec::new();
         for key in raw.other.keys() {
             if !CONDA_KEYS.contains(&key.as_str()) {
-                tracing::warn!("{}: ignoring unknown top-level key '{key}'", path.display());
+                let line = line_of(text, &format!("{key}:"));
+                let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+                warnings.push(format!(
+                    "{}{at}: unknown top-level key '{}' is ignored{}",
+                    path.display(),
+                    clip(key, 80),
+                    did_you_mean(key)
+                ));
             }
         }
 
@@ -294,9 +304,15 @@ impl EnvSpec {
             }
         }
         if dependencies.is_empty() {
+            let hint = raw
+                .other
+                .keys()
+                .map(|k| did_you_mean(k))
+                .find(|h| h.contains("'dependencies'"))
+                .unwrap_or_default();
             return Err(err(
                 line_of(text, "dependencies"),
-                "the spec lists no dependencies".into(),
+                format!("the spec lists no dependencies{hint}"),
             ));
         }
 
@@ -312,6 +328,7 @@ impl EnvSpec {
             channels,
             dependencies,
             image,
+            warnings,
         })
     }
 }
@@ -361,6 +378,30 @@ fn parse_image_settings(
         settings.virtual_packages.push(package);
     }
     Ok(settings)
+}
+
+/// The keys an environment.yml may have, conda's and trousse's.
+const KNOWN_KEYS: &[&str] = &[
+    "name",
+    "channels",
+    "dependencies",
+    "variables",
+    "trousse",
+    "prefix",
+    "channel_priority",
+    "category",
+    "description",
+];
+
+/// ` (did you mean 'KEY'?)` for a key close to a known one, else nothing.
+fn did_you_mean(key: &str) -> String {
+    KNOWN_KEYS
+        .iter()
+        .map(|k| (strsim::levenshtein(key, k), k))
+        .filter(|(d, k)| *d > 0 && *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+        .unwrap_or_default()
 }
 
 /// Whether `path` is absolute and normalised (no `.`, `..` or empty
@@ -593,6 +634,24 @@ mod tests {
             .unwrap_err()
             .message
             .contains("does not exist"));
+    }
+
+    #[test]
+    fn a_misspelled_key_is_named_with_what_was_meant() {
+        let e = parse("name: x\ndependecies: [python]\n").unwrap_err();
+        assert!(e.message.contains("did you mean 'dependencies'"), "{e}");
+        let spec = parse("dependencies: [python]\nchanels: [conda-forge]\n").unwrap();
+        assert_eq!(spec.warnings.len(), 1);
+        assert!(
+            spec.warnings[0].contains("course.yml:2"),
+            "{:?}",
+            spec.warnings
+        );
+        assert!(
+            spec.warnings[0].contains("did you mean 'channels'"),
+            "{:?}",
+            spec.warnings
+        );
     }
 
     #[test]

@@ -90,6 +90,8 @@ fn write_archive(
     })?;
     let tmp = tempfile::Builder::new()
         .prefix(".partial-")
+        // 0666 less the umask, as any file the user writes (tempfile's default is 0600)
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(RegistryError::io("creating temporary archive in", dir))?;
     let io_err = RegistryError::io("writing archive", file);

@@ -171,6 +171,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> 
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".partial-")
+        // 0666 less the umask, as any file the user writes (tempfile's default is 0600)
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(RegistryError::io("creating temporary file in", dir))?;
     tmp.write_all(bytes)
