@@ -42,8 +42,6 @@ pub struct EntryMeta {
     pub kind: Kind,
     /// Permission bits (`0o7777`).
     pub mode: u32,
-    /// Size in bytes.
-    pub size: u64,
     /// Modification time, seconds since the epoch (`None` when before it).
     pub mtime: Option<u64>,
 }
@@ -96,7 +94,6 @@ impl Beneath {
         Ok(EntryMeta {
             kind,
             mode: stat.st_mode & 0o7777,
-            size: u64::try_from(stat.st_size).unwrap_or(0),
             mtime: u64::try_from(stat.st_mtime).ok(),
         })
     }

@@ -125,9 +125,25 @@ fn entries(cache: &CacheDir) -> Result<Vec<Entry>, BuildError> {
             entries.push(entry(vec![child])?);
         }
     }
-    // rattler's package cache: `NAME-VERSION-BUILD/` with its `NAME-VERSION-BUILD.lock`
-    let packages = children(&cache.packages())?;
+    // rattler's package caches, one per subdir (`packages/SUBDIR/`, see fetch.rs),
+    // and entries of the flat layout that came before
+    for child in children(&cache.packages())? {
+        if is_subdir_cache(&child) {
+            package_entries(&child, &mut entries)?;
+        }
+    }
+    package_entries(&cache.packages(), &mut entries)?;
+    Ok(entries)
+}
+
+/// The extracted packages of one rattler package cache: `NAME-VERSION-BUILD/`
+/// with its `NAME-VERSION-BUILD.lock`.
+fn package_entries(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), BuildError> {
+    let packages = children(dir)?;
     for child in &packages {
+        if is_subdir_cache(child) {
+            continue;
+        }
         if child.extension().is_some_and(|e| e == "lock") && child.with_extension("").is_dir() {
             continue;
         }
@@ -138,7 +154,16 @@ fn entries(cache: &CacheDir) -> Result<Vec<Entry>, BuildError> {
         }
         entries.push(entry(paths)?);
     }
-    Ok(entries)
+    Ok(())
+}
+
+/// Whether a directory of `packages/` is the package cache of a subdir.
+fn is_subdir_cache(path: &Path) -> bool {
+    path.is_dir()
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.parse::<rattler_conda_types::Subdir>().is_ok())
 }
 
 /// The sorted children of a directory (none when it does not exist).

@@ -19,12 +19,13 @@ pub enum BuildError {
         message: String,
     },
     /// A channel could not be read.
-    #[error("channel {channel} is not available: {message}")]
+    #[error("channel {channel} is not available")]
     Channel {
-        /// The channel URL.
+        /// The channel URLs.
         channel: String,
-        /// The underlying error, with its causes.
-        message: String,
+        /// Why.
+        #[source]
+        source: Box<rattler_repodata_gateway::GatewayError>,
     },
     /// Requested packages exist in none of the channels.
     #[error("no package named {} in channels {} for {platform}", names.join(", "), channels.join(", "))]
@@ -45,32 +46,37 @@ pub enum BuildError {
         explanation: String,
     },
     /// A package could not be downloaded or extracted.
-    #[error("cannot fetch {package} from {url}: {message}")]
+    #[error("cannot fetch {package} from {url}")]
     Fetch {
         /// The package file name.
         package: String,
         /// Where it was fetched from.
         url: String,
-        /// The underlying error, with its causes.
-        message: String,
+        /// Why.
+        #[source]
+        source: Box<rattler_cache::package_cache::PackageCacheError>,
     },
     /// A package's content does not match the checksum its record gives.
-    #[error("package {package} from {url} does not match its sha256 in the lock: {message}")]
+    #[error("package {package} from {url} does not match its sha256 in the lock")]
     Integrity {
         /// The package file name.
         package: String,
         /// Where it was fetched from.
         url: String,
-        /// The underlying error, with its causes.
-        message: String,
+        /// What rattler found.
+        #[source]
+        source: Box<rattler_cache::package_cache::PackageCacheError>,
     },
     /// A package could not be linked into its staging directory.
     #[error("cannot stage {package}: {message}")]
     Stage {
         /// The package file name.
         package: String,
-        /// The underlying error, with its causes.
+        /// What was being done, or what is wrong.
         message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// A package holds a path or a file that could reach outside its prefix,
     /// or that differs from what its `paths.json` lists.

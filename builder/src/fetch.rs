@@ -1,7 +1,7 @@
 //! The fetch stage: packages downloaded, sha256-checked and extracted into
 //! rattler's package cache, concurrently.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use rattler_cache::package_cache::PackageCache;
@@ -26,10 +26,40 @@ pub struct FetchedPackage {
     pub dir: PathBuf,
 }
 
+/// The package caches of one build: one per subdir, so that a package of the
+/// same name, version and build on two platforms (`_openmp_mutex-4.5-2_gnu`)
+/// is kept twice instead of replacing the other on every alternation.
+pub struct PackageCaches {
+    root: PathBuf,
+    caches: std::sync::Mutex<HashMap<String, PackageCache>>,
+}
+
+impl PackageCaches {
+    /// The caches under `root` (`CACHE/packages`).
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            caches: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cache of a subdir.
+    fn of(&self, subdir: &str) -> PackageCache {
+        let mut caches = self
+            .caches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        caches
+            .entry(subdir.to_string())
+            .or_insert_with(|| PackageCache::new(self.root.join(subdir)))
+            .clone()
+    }
+}
+
 /// Fetches the packages (in order); already cached packages cost a lookup.
 pub async fn fetch(
     records: Vec<RepoDataRecord>,
-    cache: &PackageCache,
+    caches: &PackageCaches,
     client: &LazyClient,
     reporter: &Reporter,
 ) -> Result<Vec<FetchedPackage>, BuildError> {
@@ -39,66 +69,25 @@ pub async fn fetch(
         total: records.len() as u64,
     });
     // rattler coordinates processes that fill one package cache with its global lock
-    let _populating = if records.is_empty() {
-        None
-    } else {
-        Some(
-            cache
-                .acquire_global_lock()
-                .await
-                .map_err(|e| BuildError::Io {
-                    action: "locking the package cache",
-                    path: PathBuf::from("packages/.cache.lock"),
-                    source: std::io::Error::other(error_chain(&e)),
-                })?,
-        )
-    };
+    let subdirs: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r.package_record.subdir.as_str())
+        .collect();
+    let mut _populating = Vec::new();
+    for subdir in subdirs {
+        _populating.push(caches.of(subdir).acquire_global_lock().await.map_err(|e| {
+            BuildError::Io {
+                action: "locking the package cache",
+                path: caches.root.join(subdir).join(".cache.lock"),
+                source: std::io::Error::other(error_chain(&e)),
+            }
+        })?);
+    }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DOWNLOADS));
     let fetched = futures::stream::iter(records)
         .map(|record| {
-            let semaphore = semaphore.clone();
-            async move {
-                let metadata = cache
-                    .get_or_fetch_from_url(
-                        &record.package_record,
-                        record.url.clone(),
-                        client.clone(),
-                        None,
-                        Some(semaphore),
-                    )
-                    .await;
-                let metadata = match metadata {
-                    Ok(m) => m,
-                    Err(e) => {
-                        let message = error_chain(&e);
-                        let package = record.identifier.to_string();
-                        let url = record.url.to_string();
-                        let corrupt = is_checksum_mismatch(&e) || checksum_differs(&record).await;
-                        return Err(if corrupt {
-                            BuildError::Integrity {
-                                package,
-                                url,
-                                message,
-                            }
-                        } else {
-                            BuildError::Fetch {
-                                package,
-                                url,
-                                message,
-                            }
-                        });
-                    }
-                };
-                reporter(&Event::Progress {
-                    stage: Stage::Fetch,
-                    item: record.identifier.to_string(),
-                    cached: false,
-                });
-                Ok::<_, BuildError>(FetchedPackage {
-                    dir: metadata.path().to_path_buf(),
-                    record,
-                })
-            }
+            let cache = caches.of(&record.package_record.subdir);
+            fetch_one(record, cache, client, semaphore.clone(), reporter)
         })
         .buffered(CONCURRENT_DOWNLOADS)
         .try_collect()
@@ -108,6 +97,56 @@ pub async fn fetch(
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(fetched)
+}
+
+/// Downloads, checks and extracts one package (or finds it extracted).
+async fn fetch_one(
+    record: RepoDataRecord,
+    cache: PackageCache,
+    client: &LazyClient,
+    semaphore: Arc<tokio::sync::Semaphore>,
+    reporter: &Reporter,
+) -> Result<FetchedPackage, BuildError> {
+    let metadata = cache
+        .get_or_fetch_from_url(
+            &record.package_record,
+            record.url.clone(),
+            client.clone(),
+            None,
+            Some(semaphore),
+        )
+        .await;
+    let metadata = match metadata {
+        Ok(m) => m,
+        Err(e) => {
+            let package = record.identifier.to_string();
+            let url = record.url.to_string();
+            let corrupt = is_checksum_mismatch(&e) || checksum_differs(&record).await;
+            let source = Box::new(e);
+            return Err(if corrupt {
+                BuildError::Integrity {
+                    package,
+                    url,
+                    source,
+                }
+            } else {
+                BuildError::Fetch {
+                    package,
+                    url,
+                    source,
+                }
+            });
+        }
+    };
+    reporter(&Event::Progress {
+        stage: Stage::Fetch,
+        item: record.identifier.to_string(),
+        cached: false,
+    });
+    Ok(FetchedPackage {
+        dir: metadata.path().to_path_buf(),
+        record,
+    })
 }
 
 /// Whether rattler refused the package because its sha256 is not the record's.

@@ -227,11 +227,6 @@ impl TarEntries {
         }
     }
 
-    /// Whether an entry exists at `path`.
-    pub fn contains(&self, path: &str) -> bool {
-        self.entries.contains_key(path)
-    }
-
     /// Writes the tar, compressed, into the blob store.
     pub fn write_layer(
         &self,

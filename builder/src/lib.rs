@@ -1,38 +1,42 @@
 //! The trousse build pipeline:
-//! spec → solve → lock → fetch → stage → layer → image → publish.
+//! source → request (solve → lock) → fetch → stage → layer → image → publish.
 //!
 //! Each stage is a module with typed input and output. Everything after the
-//! lock is a pure function of the lock and the build settings.
+//! lock is a pure function of the lock and the build settings. The public
+//! surface is what the CLI, the service and the benchmark use.
 
-pub mod base;
-pub mod beneath;
-pub mod build_key;
+#![deny(missing_docs)]
+
+mod base;
+mod beneath;
+mod build_key;
 pub mod cache;
 pub mod cache_gc;
 pub mod channel_url;
-pub mod env_layer;
+mod env_layer;
 pub mod error;
-pub mod fetch;
+mod fetch;
 pub mod fuzzing;
 pub mod image;
 pub mod inspect;
-pub mod layer;
-pub mod layer_plan;
-pub mod lock;
-pub mod package_check;
-pub mod pipeline;
+mod layer;
+mod layer_plan;
+mod lock;
+mod package_check;
+mod pipeline;
 pub mod progress;
-pub mod request;
-pub mod solve;
-pub mod source;
+mod request;
+mod solve;
+mod source;
 pub mod spec;
-pub mod stage;
+mod stage;
 
-pub use build_key::{BuildKey, SettingsRecord};
+pub use build_key::{BuildKey, SettingsRecord, BUILD_FORMAT};
 pub use error::BuildError;
 pub use layer::Compression;
 pub use lock::Lock;
-pub use pipeline::{build, BuildOptions, BuildReport};
+pub use package_check::UnsafePackage;
+pub use pipeline::{build, BuildOptions, BuildReport, PlatformImage};
 pub use request::{BuildRequest, Overrides, ResolveOptions, Resolved};
 pub use source::{Source, SourceKind};
 pub use spec::{EnvSpec, ImageSettings};

@@ -1,7 +1,7 @@
 //! The lock stage: the hinge of the pipeline. Everything after it is a pure
 //! function of the lock and the build settings.
 
-use std::{path::Path, str::FromStr};
+use std::path::Path;
 
 use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord, Subdir};
 use rattler_lock::{LockFile, PlatformData, PlatformName, DEFAULT_ENVIRONMENT_NAME};
@@ -214,11 +214,6 @@ fn format_virtual_package(p: &GenericVirtualPackage) -> String {
         p.version,
         p.build_string
     )
-}
-
-/// Parses a platform name as found in a lock.
-pub fn parse_subdir(name: &str) -> Option<Subdir> {
-    Subdir::from_str(name).ok()
 }
 
 /// The channels a lock declares, as checked URLs (names resolved as conda does).

@@ -21,7 +21,7 @@ use crate::{
     build_key::BuildKey,
     cache::CacheDir,
     env_layer::{environment_layer, EnvironmentLayerInput},
-    fetch::fetch,
+    fetch::{fetch, PackageCaches},
     image::{write_index, write_manifest, ImageInput},
     layer::{package_layer, Compression, Layer},
     layer_plan::{plan_layers, LayerCandidate, MAX_LAYERS},
@@ -255,9 +255,9 @@ impl Build<'_> {
             .filter(|(_, s)| s.is_none())
             .map(|(r, _)| r.clone())
             .collect();
-        let package_cache = PackageCache::new(self.cache.packages());
+        let caches = PackageCaches::new(self.cache.packages());
         let reporter = &self.options.reporter;
-        let fetched = fetch(missing, &package_cache, &self.client, reporter).await?;
+        let fetched = fetch(missing, &caches, &self.client, reporter).await?;
         self.add_seconds(Stage::Fetch, started.elapsed().as_secs_f64());
         let cache = &self.cache;
         let (newly_staged, seconds) = timed(reporter, Stage::Stage, fetched.len() as u64, async {

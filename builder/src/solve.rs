@@ -71,7 +71,7 @@ pub async fn solve(
             .await
             .map_err(|e| BuildError::Channel {
                 channel: channel_names.join(", "),
-                message: error_chain(&e),
+                source: Box::new(e),
             })?;
 
         let overrides: Vec<GenericVirtualPackage> = base_virtual_packages
@@ -203,7 +203,7 @@ async fn every_version(
                 .map(|c| c.base_url.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            message: error_chain(&e),
+            source: Box::new(e),
         })?;
     Ok((names, repodata.repodata))
 }

@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     cache::CacheDir,
-    error::error_chain,
     package_check::{check_package, check_path, CheckedPackage},
     BuildError,
 };
@@ -111,6 +110,7 @@ pub async fn stage(
     let stage_err = |message: String| BuildError::Stage {
         package: record.identifier.to_string(),
         message,
+        source: None,
     };
     if record.package_record.noarch.is_python() && target.python.is_none() {
         return Err(stage_err(
@@ -119,8 +119,12 @@ pub async fn stage(
     }
     let checked = check(record, package_dir, target.python).await?;
     let tmp = cache.temp_dir("stage")?;
-    let prefix = rattler_conda_types::prefix::Prefix::create(tmp.path())
-        .map_err(|e| stage_err(format!("cannot create staging directory: {e}")))?;
+    let prefix =
+        rattler_conda_types::prefix::Prefix::create(tmp.path()).map_err(|e| BuildError::Stage {
+            package: record.identifier.to_string(),
+            message: "cannot create its staging directory".into(),
+            source: Some(Box::new(e)),
+        })?;
     let options = InstallOptions {
         target_prefix: Some(PathBuf::from(target.prefix)),
         platform: Some(target.platform),
@@ -133,7 +137,11 @@ pub async fn stage(
     };
     let paths = link_package(package_dir, &prefix, &InstallDriver::default(), options)
         .await
-        .map_err(|e| stage_err(error_chain(&e)))?;
+        .map_err(|e| BuildError::Stage {
+            package: record.identifier.to_string(),
+            message: "rattler cannot link it".into(),
+            source: Some(Box::new(e)),
+        })?;
     for path in &paths {
         check_path(&path.relative_path).map_err(|problem| BuildError::UnsafePackage {
             package: record.identifier.to_string(),
@@ -181,7 +189,8 @@ async fn check(
         Ok(Err(problem)) => Err(BuildError::UnsafePackage { package, problem }),
         Err(e) => Err(BuildError::Stage {
             package,
-            message: format!("the package check failed: {e}"),
+            message: "the package check failed".into(),
+            source: Some(Box::new(e)),
         }),
     }
 }
@@ -213,6 +222,7 @@ pub fn python_info(
         .map(Some)
         .map_err(|e| BuildError::Stage {
             package: python.identifier.to_string(),
-            message: e.to_string(),
+            message: "its version gives no site-packages path".into(),
+            source: Some(Box::new(e)),
         })
 }
