@@ -175,7 +175,19 @@ async fn run(
     let seconds = started.elapsed().as_secs_f64();
     state.metrics.build_seconds.observe(seconds);
     let _ = std::fs::remove_dir_all(state.config.work_dir().join(build_id));
-    match outcome {
+    finish(state, build_id, log, outcome, seconds).await
+}
+
+/// Records a build's outcome: its row, the tags of its environments, the
+/// metric, and the last event.
+async fn finish(
+    state: &Arc<AppState>,
+    build_id: &str,
+    log: EventLog,
+    outcome: Result<BuildReport, ApiError>,
+    seconds: f64,
+) -> Result<(), ApiError> {
+    let last = match outcome {
         Ok(report) => {
             let envs = state
                 .store
@@ -185,15 +197,14 @@ async fn run(
                 state.publish_tags(env, &report.digest).await?;
             }
             state.metrics.record_build("ready");
-            log.close(BuildEvent::Done {
+            BuildEvent::Done {
                 status: Status::Ready,
                 digest: Some(report.digest),
                 layers: Some(report.layers),
                 cached_layers: Some(report.cached_layers),
                 bytes: Some(report.bytes),
                 error: None,
-            })
-            .await;
+            }
         }
         Err(error) => {
             let message = error.to_string();
@@ -202,17 +213,17 @@ async fn run(
                 .finish_build(build_id, Err(&message), seconds)
                 .await?;
             state.metrics.record_build("failed");
-            log.close(BuildEvent::Done {
+            BuildEvent::Done {
                 status: Status::Failed,
                 digest: None,
                 layers: None,
                 cached_layers: None,
                 bytes: None,
                 error: Some(message),
-            })
-            .await;
+            }
         }
-    }
+    };
+    log.close(last).await;
     Ok(())
 }
 

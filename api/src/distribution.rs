@@ -335,6 +335,78 @@ fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
     (start <= end).then_some((start, end))
 }
 
+/// The status and the byte range a `Range` header asks for (the whole blob without one).
+fn requested_range(
+    headers: &HeaderMap,
+    size: u64,
+) -> Result<(StatusCode, u64, u64), DistributionError> {
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(value) => Some(parse_range(value, size).ok_or_else(|| {
+            DistributionError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UNKNOWN",
+                format!("range {value} is not within the blob's {size} bytes"),
+            )
+        })?),
+        None => None,
+    };
+    Ok(match range {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        None => (StatusCode::OK, 0, size),
+    })
+}
+
+/// The headers of a blob answer.
+fn blob_headers(
+    digest: &Digest,
+    status: StatusCode,
+    start: u64,
+    length: u64,
+    size: u64,
+) -> Vec<(header::HeaderName, String)> {
+    let mut headers = vec![
+        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (header::CONTENT_LENGTH, length.to_string()),
+        (header::ACCEPT_RANGES, "bytes".to_string()),
+        (
+            header::HeaderName::from_static("docker-content-digest"),
+            digest.to_string(),
+        ),
+        (header::ETAG, format!("\"{digest}\"")),
+        (
+            header::CACHE_CONTROL,
+            "max-age=31536000, immutable".to_string(),
+        ),
+    ];
+    if status == StatusCode::PARTIAL_CONTENT {
+        headers.push((
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{size}", start + length - 1),
+        ));
+    }
+    headers
+}
+
+/// The blob's bytes from `start`, streamed from the image store.
+async fn blob_body(
+    state: &AppState,
+    digest: &Digest,
+    start: u64,
+    length: u64,
+) -> Result<Body, DistributionError> {
+    let path = state.config.image_store().path(digest);
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("opening blob {digest}: {e}")))?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading blob {digest}: {e}")))?;
+    state.metrics.bytes_served.inc_by(length);
+    Ok(Body::from_stream(
+        tokio_util::io::ReaderStream::with_capacity(file.take(length), 256 * 1024),
+    ))
+}
+
 async fn blob(
     state: &AppState,
     method: &Method,
@@ -357,55 +429,12 @@ async fn blob(
         ));
     }
     let size = verify(state, &digest).await?;
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(value) => Some(parse_range(value, size).ok_or_else(|| {
-            DistributionError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "BLOB_UNKNOWN",
-                format!("range {value} is not within the blob's {size} bytes"),
-            )
-        })?),
-        None => None,
-    };
-    let (status, start, length) = match range {
-        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
-        None => (StatusCode::OK, 0, size),
-    };
-    let mut response_headers = vec![
-        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-        (header::CONTENT_LENGTH, length.to_string()),
-        (header::ACCEPT_RANGES, "bytes".to_string()),
-        (
-            header::HeaderName::from_static("docker-content-digest"),
-            digest.to_string(),
-        ),
-        (header::ETAG, format!("\"{digest}\"")),
-        (
-            header::CACHE_CONTROL,
-            "max-age=31536000, immutable".to_string(),
-        ),
-    ];
-    if status == StatusCode::PARTIAL_CONTENT {
-        response_headers.push((
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{size}", start + length - 1),
-        ));
-    }
+    let (status, start, length) = requested_range(headers, size)?;
+    let response_headers = blob_headers(&digest, status, start, length, size);
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        let path = state.config.image_store().path(&digest);
-        let mut file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| ApiError::Internal(format!("opening blob {digest}: {e}")))?;
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| ApiError::Internal(format!("reading blob {digest}: {e}")))?;
-        state.metrics.bytes_served.inc_by(length);
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            file.take(length),
-            256 * 1024,
-        ))
+        blob_body(state, &digest, start, length).await?
     };
     let mut response = (status, body).into_response();
     for (name, value) in response_headers {

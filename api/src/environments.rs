@@ -43,6 +43,35 @@ pub struct EnvironmentRequest {
     pub exam: bool,
 }
 
+impl EnvironmentRequest {
+    /// The request a body gives: JSON, or a bare spec as YAML.
+    fn from_body(headers: &HeaderMap, query: SubmitQuery, body: &[u8]) -> Result<Self, ApiError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("invalid_body", "the body is not UTF-8 text"))?;
+        if content_type.starts_with("application/json") {
+            serde_json::from_str::<EnvironmentRequest>(text).map_err(|e| {
+                ApiError::bad_request("invalid_json", format!("invalid request JSON: {e}"))
+            })
+        } else if content_type.contains("yaml") || content_type.starts_with("text/plain") {
+            Ok(EnvironmentRequest {
+                name: query.name,
+                spec: Some(text.to_string()),
+                lock: None,
+                exam: query.exam,
+            })
+        } else {
+            Err(ApiError::UnsupportedMediaType(format!(
+                "send application/json or application/yaml, not {}",
+                clip(content_type, 100)
+            )))
+        }
+    }
+}
+
 /// Query parameters of a submission whose body is a bare spec.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct SubmitQuery {
@@ -136,72 +165,9 @@ impl Submission {
         query: SubmitQuery,
         body: Bytes,
     ) -> Result<Self, ApiError> {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json");
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| ApiError::bad_request("invalid_body", "the body is not UTF-8 text"))?;
-        let request = if content_type.starts_with("application/json") {
-            serde_json::from_str::<EnvironmentRequest>(text).map_err(|e| {
-                ApiError::bad_request("invalid_json", format!("invalid request JSON: {e}"))
-            })?
-        } else if content_type.contains("yaml") || content_type.starts_with("text/plain") {
-            EnvironmentRequest {
-                name: query.name,
-                spec: Some(text.to_string()),
-                lock: None,
-                exam: query.exam,
-            }
-        } else {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "send application/json or application/yaml, not {}",
-                clip(content_type, 100)
-            )));
-        };
-        let config = &state.config;
+        let request = EnvironmentRequest::from_body(headers, query, &body)?;
         match (request.spec, request.lock) {
-            (Some(spec_text), None) => {
-                if spec_text.len() > config.max_spec_bytes {
-                    return Err(ApiError::TooLarge(format!(
-                        "the spec has {} bytes; at most {} are allowed",
-                        spec_text.len(),
-                        config.max_spec_bytes
-                    )));
-                }
-                let spec = EnvSpec::from_yaml(
-                    &spec_text,
-                    Path::new(SUBMITTED_SPEC),
-                    Path::new("/nonexistent"),
-                    &config.defaults,
-                )
-                .map_err(|e| ApiError::from(trousse_builder::BuildError::from(e)))?;
-                if spec.dependencies.len() > config.max_spec_packages {
-                    return Err(ApiError::Unprocessable {
-                        code: "too_many_packages",
-                        message: format!(
-                            "the spec requests {} packages; at most {} are allowed",
-                            spec.dependencies.len(),
-                            config.max_spec_packages
-                        ),
-                    });
-                }
-                state.policy.check_spec(&spec)?;
-                let name = request.name.or_else(|| spec.name.clone()).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "missing_name",
-                        "name the environment: 'name:' in the spec, or \"name\" in the request",
-                    )
-                })?;
-                check_name("environment", &name)?;
-                Ok(Self {
-                    request_hash: request_hash("spec", request.exam, &spec_text),
-                    name,
-                    exam: request.exam,
-                    spec: Some((spec_text, spec)),
-                    lock_text: None,
-                })
-            }
+            (Some(spec_text), None) => Self::of_spec(state, request.name, request.exam, spec_text),
             (None, Some(lock_text)) => {
                 let name = request.name.ok_or_else(|| {
                     ApiError::bad_request("missing_name", "a lock needs \"name\" in the request")
@@ -220,6 +186,55 @@ impl Submission {
                 "give exactly one of \"spec\" and \"lock\"",
             )),
         }
+    }
+
+    /// A submitted spec, parsed and checked against the limits and the policy.
+    fn of_spec(
+        state: &AppState,
+        name: Option<String>,
+        exam: bool,
+        spec_text: String,
+    ) -> Result<Self, ApiError> {
+        let config = &state.config;
+        if spec_text.len() > config.max_spec_bytes {
+            return Err(ApiError::TooLarge(format!(
+                "the spec has {} bytes; at most {} are allowed",
+                spec_text.len(),
+                config.max_spec_bytes
+            )));
+        }
+        let spec = EnvSpec::from_yaml(
+            &spec_text,
+            Path::new(SUBMITTED_SPEC),
+            Path::new("/nonexistent"),
+            &config.defaults,
+        )
+        .map_err(|e| ApiError::from(trousse_builder::BuildError::from(e)))?;
+        if spec.dependencies.len() > config.max_spec_packages {
+            return Err(ApiError::Unprocessable {
+                code: "too_many_packages",
+                message: format!(
+                    "the spec requests {} packages; at most {} are allowed",
+                    spec.dependencies.len(),
+                    config.max_spec_packages
+                ),
+            });
+        }
+        state.policy.check_spec(&spec)?;
+        let name = name.or_else(|| spec.name.clone()).ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_name",
+                "name the environment: 'name:' in the spec, or \"name\" in the request",
+            )
+        })?;
+        check_name("environment", &name)?;
+        Ok(Self {
+            request_hash: request_hash("spec", exam, &spec_text),
+            name,
+            exam,
+            spec: Some((spec_text, spec)),
+            lock_text: None,
+        })
     }
 
     /// Solves the spec, or reads the lock, and checks what it would fetch.

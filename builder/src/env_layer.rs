@@ -156,31 +156,65 @@ pub fn environment_layer(
     let epoch = input.epoch.max(0) as u64;
     let prefix = input.prefix.trim_matches('/');
     let mut entries = TarEntries::default();
-    let file = |bytes: Vec<u8>, mode: u32| TarEntry {
+    add_environment_files(&mut entries, input, prefix, epoch)?;
+    add_account_files(&mut entries, input, prefix, epoch);
+    add_clobber_fixups(&mut entries, input.packages, prefix, epoch)?;
+    let blob = entries.write_layer(blobs, compression)?;
+    Ok(Layer {
+        blob,
+        packages: Vec::new(),
+        cached: false,
+    })
+}
+
+/// A file the builder writes, owned by root, with the build's time.
+fn own_file(bytes: Vec<u8>, epoch: u64) -> TarEntry {
+    TarEntry {
         content: EntryContent::Bytes(bytes),
-        mode,
+        mode: 0o644,
         uid: 0,
         gid: 0,
         mtime: epoch,
-    };
+    }
+}
 
+/// The lock, rattler's `CACHEDIR.TAG` and `conda-meta/history`.
+fn add_environment_files(
+    entries: &mut TarEntries,
+    input: &EnvironmentLayerInput<'_>,
+    prefix: &str,
+    epoch: u64,
+) -> Result<(), BuildError> {
     entries.add_parents(&format!("{prefix}/conda-meta"), epoch);
     entries.insert(
         format!("{prefix}/{LOCK_PATH_IN_PREFIX}"),
-        file(input.lock_text.as_bytes().to_vec(), 0o644),
+        own_file(input.lock_text.as_bytes().to_vec(), epoch),
     );
-    if let Some(tag) = input
-        .packages
-        .first()
-        .and_then(|p| std::fs::read(p.root.join(CACHEDIR_TAG)).ok())
-    {
-        entries.insert(format!("{prefix}/{CACHEDIR_TAG}"), file(tag, 0o644));
+    if let Some(first) = input.packages.first() {
+        // read beneath the staging directory: a package may not make it a link to a host file
+        let root = first.open_root()?;
+        if let Ok(mut file) = root.open_file(Path::new(CACHEDIR_TAG)) {
+            let mut tag = Vec::new();
+            if std::io::Read::read_to_end(&mut file, &mut tag).is_ok() {
+                entries.insert(format!("{prefix}/{CACHEDIR_TAG}"), own_file(tag, epoch));
+            }
+        }
     }
     entries.insert(
         format!("{prefix}/conda-meta/history"),
-        file(history(input.packages, input.epoch).into_bytes(), 0o644),
+        own_file(history(input.packages, input.epoch).into_bytes(), epoch),
     );
+    Ok(())
+}
 
+/// The notebook user in `/etc/passwd` and `/etc/group` (merged with the
+/// base's) and its home directory.
+fn add_account_files(
+    entries: &mut TarEntries,
+    input: &EnvironmentLayerInput<'_>,
+    prefix: &str,
+    epoch: u64,
+) {
     let user = input.user;
     let home = user.home();
     let shell = if input
@@ -193,21 +227,15 @@ pub fn environment_layer(
         "/bin/sh".to_string()
     };
     entries.add_parents("etc", epoch);
-    entries.insert(
-        "etc/passwd".into(),
-        file(
-            merge_account_file(
-                input
-                    .base_passwd
-                    .as_deref()
-                    .unwrap_or("root:x:0:0:root:/root:/bin/sh\n"),
-                &user.name,
-                &format!("{}:x:{}:{}::{home}:{shell}", user.name, user.uid, user.gid),
-            )
-            .into_bytes(),
-            0o644,
-        ),
+    let passwd = merge_account_file(
+        input
+            .base_passwd
+            .as_deref()
+            .unwrap_or("root:x:0:0:root:/root:/bin/sh\n"),
+        &user.name,
+        &format!("{}:x:{}:{}::{home}:{shell}", user.name, user.uid, user.gid),
     );
+    entries.insert("etc/passwd".into(), own_file(passwd.into_bytes(), epoch));
     let group_present = input.base_group.as_deref().is_some_and(|g| {
         g.lines()
             .any(|l| l.split(':').nth(2) == Some(&user.gid.to_string()))
@@ -221,7 +249,7 @@ pub fn environment_layer(
             &format!("{}:x:{}:", user.group, user.gid),
         )
     };
-    entries.insert("etc/group".into(), file(group.into_bytes(), 0o644));
+    entries.insert("etc/group".into(), own_file(group.into_bytes(), epoch));
     let home = home.trim_matches('/');
     if let Some((parent, _)) = home.rsplit_once('/') {
         entries.add_parents(parent, epoch);
@@ -236,14 +264,6 @@ pub fn environment_layer(
             mtime: epoch,
         },
     );
-
-    add_clobber_fixups(&mut entries, input.packages, prefix, epoch)?;
-    let blob = entries.write_layer(blobs, compression)?;
-    Ok(Layer {
-        blob,
-        packages: Vec::new(),
-        cached: false,
-    })
 }
 
 /// Adds the winners of clobbered paths, the losers under `__clobbers__/`, and

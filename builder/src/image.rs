@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use oci_spec::image::{
-    ConfigBuilder, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder,
-    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+    Arch, Config, ConfigBuilder, Descriptor, DescriptorBuilder, History, HistoryBuilder,
+    ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os,
+    PlatformBuilder, RootFsBuilder,
 };
 use rattler_conda_types::Subdir;
 use trousse_registry_client::{digest::canonical_json, BlobStore, Digest};
@@ -74,12 +75,37 @@ pub fn default_command(
 
 /// Writes the config and manifest of one platform; returns the manifest descriptor.
 pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descriptor, BuildError> {
-    let settings = input.settings;
-    let prefix = &settings.prefix;
     let created = chrono::DateTime::from_timestamp(input.created, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (arch, variant) = oci_arch(input.platform)?;
+    let config = write_config(input, &created, &arch, variant.as_deref(), blobs)?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config)
+        .layers(layer_descriptors(input)?)
+        .build()
+        .map_err(spec_err)?;
+    let manifest_bytes = canonical_json(&manifest).map_err(spec_err)?;
+    let manifest_digest = blobs.put_bytes(&manifest_bytes)?;
+    let mut platform = PlatformBuilder::default().architecture(arch).os(Os::Linux);
+    if let Some(v) = variant {
+        platform = platform.variant(v);
+    }
+    DescriptorBuilder::default()
+        .media_type(MediaType::ImageManifest)
+        .digest(parse_oci_digest(&manifest_digest.to_string())?)
+        .size(manifest_bytes.len() as u64)
+        .platform(platform.build().map_err(spec_err)?)
+        .build()
+        .map_err(spec_err)
+}
 
+/// The environment variables of the image: the base's, the environment's, the spec's.
+fn image_env(input: &ImageInput<'_>) -> Vec<String> {
+    let settings = input.settings;
+    let prefix = &settings.prefix;
     let base_path = input
         .base
         .env
@@ -106,17 +132,28 @@ pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descr
         env.retain(|e| !e.starts_with(&format!("{k}=")));
         env.push(format!("{k}={v}"));
     }
+    env
+}
 
+/// How the image runs: user, environment, working directory, command, labels, ports.
+fn runtime_config(input: &ImageInput<'_>, created: &str) -> Result<Config, BuildError> {
+    let settings = input.settings;
     let mut labels = settings.labels.clone();
     labels.insert(LOCK_HASH_LABEL.into(), input.lock_hash.into());
-    labels.insert("org.opencontainers.image.created".into(), created.clone());
-    let cmd = settings
-        .command
-        .clone()
-        .or_else(|| default_command(prefix, input.package_names, !input.base.layers.is_empty()));
+    labels.insert(
+        "org.opencontainers.image.created".into(),
+        created.to_string(),
+    );
+    let cmd = settings.command.clone().or_else(|| {
+        default_command(
+            &settings.prefix,
+            input.package_names,
+            !input.base.layers.is_empty(),
+        )
+    });
     let mut config = ConfigBuilder::default()
         .user(format!("{}:{}", settings.user.uid, settings.user.gid))
-        .env(env)
+        .env(image_env(input))
         .working_dir(settings.user.home())
         .labels(labels.into_iter().collect::<HashMap<_, _>>());
     if let Some(cmd) = cmd {
@@ -125,10 +162,11 @@ pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descr
     if input.package_names.iter().any(|p| p == "jupyterlab") {
         config = config.exposed_ports(vec!["8888/tcp".to_string()]);
     }
-    let config = config.build().map_err(spec_err)?;
+    config.build().map_err(spec_err)
+}
 
-    let mut diff_ids = input.base.diff_ids.clone();
-    diff_ids.extend(input.layers.iter().map(|l| l.blob.diff_id.clone()));
+/// The history: the base's entries, then one per layer of the environment.
+fn history(input: &ImageInput<'_>, created: &str) -> Result<Vec<History>, BuildError> {
     let mut history = input.base.history.clone();
     for layer in input.layers {
         let what = if layer.packages.is_empty() {
@@ -138,18 +176,30 @@ pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descr
         };
         history.push(
             HistoryBuilder::default()
-                .created(created.clone())
+                .created(created.to_string())
                 .created_by(format!("trousse: {what}"))
                 .build()
                 .map_err(spec_err)?,
         );
     }
-    let (arch, variant) = oci_arch(input.platform)?;
+    Ok(history)
+}
+
+/// Writes the image configuration; returns its descriptor.
+fn write_config(
+    input: &ImageInput<'_>,
+    created: &str,
+    arch: &Arch,
+    variant: Option<&str>,
+    blobs: &BlobStore,
+) -> Result<Descriptor, BuildError> {
+    let mut diff_ids = input.base.diff_ids.clone();
+    diff_ids.extend(input.layers.iter().map(|l| l.blob.diff_id.clone()));
     let mut image_config = ImageConfigurationBuilder::default()
-        .created(created.clone())
+        .created(created.to_string())
         .architecture(arch.clone())
         .os(Os::Linux)
-        .config(config)
+        .config(runtime_config(input, created)?)
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
@@ -157,15 +207,24 @@ pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descr
                 .build()
                 .map_err(spec_err)?,
         )
-        .history(history)
+        .history(history(input, created)?)
         .build()
         .map_err(spec_err)?;
-    if let Some(v) = &variant {
-        image_config.set_variant(Some(v.clone()));
+    if let Some(v) = variant {
+        image_config.set_variant(Some(v.to_string()));
     }
     let config_bytes = canonical_json(&image_config).map_err(spec_err)?;
     let config_digest = blobs.put_bytes(&config_bytes)?;
+    DescriptorBuilder::default()
+        .media_type(MediaType::ImageConfig)
+        .digest(parse_oci_digest(&config_digest.to_string())?)
+        .size(config_bytes.len() as u64)
+        .build()
+        .map_err(spec_err)
+}
 
+/// The base's layer descriptors, then the environment's, each naming its packages.
+fn layer_descriptors(input: &ImageInput<'_>) -> Result<Vec<Descriptor>, BuildError> {
     let mut layers = input.base.layers.clone();
     for layer in input.layers {
         let mut descriptor = DescriptorBuilder::default()
@@ -180,33 +239,7 @@ pub fn write_manifest(input: &ImageInput<'_>, blobs: &BlobStore) -> Result<Descr
         }
         layers.push(descriptor.build().map_err(spec_err)?);
     }
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(
-            DescriptorBuilder::default()
-                .media_type(MediaType::ImageConfig)
-                .digest(parse_oci_digest(&config_digest.to_string())?)
-                .size(config_bytes.len() as u64)
-                .build()
-                .map_err(spec_err)?,
-        )
-        .layers(layers)
-        .build()
-        .map_err(spec_err)?;
-    let manifest_bytes = canonical_json(&manifest).map_err(spec_err)?;
-    let manifest_digest = blobs.put_bytes(&manifest_bytes)?;
-    let mut platform = PlatformBuilder::default().architecture(arch).os(Os::Linux);
-    if let Some(v) = variant {
-        platform = platform.variant(v);
-    }
-    DescriptorBuilder::default()
-        .media_type(MediaType::ImageManifest)
-        .digest(parse_oci_digest(&manifest_digest.to_string())?)
-        .size(manifest_bytes.len() as u64)
-        .platform(platform.build().map_err(spec_err)?)
-        .build()
-        .map_err(spec_err)
+    Ok(layers)
 }
 
 /// Writes an image index over several platform manifests.

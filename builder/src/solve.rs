@@ -53,27 +53,8 @@ pub async fn solve(
                 .into(),
         }));
     }
-    let channel_names: Vec<String> = spec
-        .channels
-        .iter()
-        .map(|c| c.base_url.to_string())
-        .collect();
     let mut solved = Vec::new();
     for &platform in &spec.image.platforms {
-        let repodata = gateway
-            .query(
-                spec.channels.clone(),
-                [platform, Subdir::NoArch],
-                spec.dependencies.clone(),
-            )
-            .recursive(true)
-            .execute()
-            .await
-            .map_err(|e| BuildError::Channel {
-                channel: channel_names.join(", "),
-                source: Box::new(e),
-            })?;
-
         let overrides: Vec<GenericVirtualPackage> = base_virtual_packages
             .get(&platform)
             .into_iter()
@@ -81,49 +62,85 @@ pub async fn solve(
             .chain(&spec.image.virtual_packages)
             .cloned()
             .collect();
-        let virtual_packages = target_virtual_packages(platform, &overrides);
-        let task = SolverTask {
-            specs: spec.dependencies.clone(),
-            virtual_packages: virtual_packages.clone(),
-            ..SolverTask::from_iter(&repodata)
-        };
-        let result = match resolvo::Solver.solve(task) {
-            Ok(result) => result,
-            Err(error) => {
-                let missing = unknown_packages(spec, gateway, platform).await?;
-                return Err(if !missing.is_empty() {
-                    BuildError::PackageNotFound {
-                        names: missing,
-                        channels: channel_names.clone(),
-                        platform: platform.to_string(),
-                    }
-                } else {
-                    BuildError::Unsolvable {
-                        platform: platform.to_string(),
-                        explanation: format!(
-                            "{}{}",
-                            match error {
-                                SolveError::Unsolvable(lines) => lines.join("\n"),
-                                other => error_chain(&other),
-                            },
-                            available_versions(
-                                spec,
-                                &every_version(spec, gateway, platform).await?.1
-                            )
-                        ),
-                    }
-                });
-            }
-        };
-        let mut records = result.records;
-        records.sort_by(|a, b| a.package_record.name.cmp(&b.package_record.name));
-        solved.push(SolvedPlatform {
-            platform,
-            virtual_packages,
-            records,
-        });
+        solved.push(solve_platform(spec, gateway, platform, &overrides).await?);
     }
     Ok(solved)
+}
+
+fn channel_names(spec: &EnvSpec) -> Vec<String> {
+    spec.channels
+        .iter()
+        .map(|c| c.base_url.to_string())
+        .collect()
+}
+
+/// Solves the spec for one platform.
+async fn solve_platform(
+    spec: &EnvSpec,
+    gateway: &Gateway,
+    platform: Subdir,
+    overrides: &[GenericVirtualPackage],
+) -> Result<SolvedPlatform, BuildError> {
+    let repodata = gateway
+        .query(
+            spec.channels.clone(),
+            [platform, Subdir::NoArch],
+            spec.dependencies.clone(),
+        )
+        .recursive(true)
+        .execute()
+        .await
+        .map_err(|e| BuildError::Channel {
+            channel: channel_names(spec).join(", "),
+            source: Box::new(e),
+        })?;
+    let virtual_packages = target_virtual_packages(platform, overrides);
+    let task = SolverTask {
+        specs: spec.dependencies.clone(),
+        virtual_packages: virtual_packages.clone(),
+        ..SolverTask::from_iter(&repodata)
+    };
+    let result = match resolvo::Solver.solve(task) {
+        Ok(result) => result,
+        Err(error) => return Err(explain_failure(spec, gateway, platform, error).await),
+    };
+    let mut records = result.records;
+    records.sort_by(|a, b| a.package_record.name.cmp(&b.package_record.name));
+    Ok(SolvedPlatform {
+        platform,
+        virtual_packages,
+        records,
+    })
+}
+
+/// Why a solve failed: packages no channel has, or the solver's explanation
+/// with the versions that exist of each pinned package.
+async fn explain_failure(
+    spec: &EnvSpec,
+    gateway: &Gateway,
+    platform: Subdir,
+    error: SolveError,
+) -> BuildError {
+    let (names, repodata) = match every_version(spec, gateway, platform).await {
+        Ok(found) => found,
+        Err(e) => return e,
+    };
+    let missing = missing_names(&names, &repodata);
+    if !missing.is_empty() {
+        return BuildError::PackageNotFound {
+            names: missing,
+            channels: channel_names(spec),
+            platform: platform.to_string(),
+        };
+    }
+    let explanation = match error {
+        SolveError::Unsolvable(lines) => lines.join("\n"),
+        other => error_chain(&other),
+    };
+    BuildError::Unsolvable {
+        platform: platform.to_string(),
+        explanation: format!("{explanation}{}", available_versions(spec, &repodata)),
+    }
 }
 
 /// The versions the channels have of each requested package pinned to a
@@ -163,16 +180,24 @@ pub(crate) async fn unknown_packages(
     platform: Subdir,
 ) -> Result<Vec<String>, BuildError> {
     let (names, repodata) = every_version(spec, gateway, platform).await?;
+    Ok(missing_names(&names, &repodata))
+}
+
+/// The names of which `repodata` has no package at all.
+fn missing_names(
+    names: &[PackageName],
+    repodata: &[rattler_repodata_gateway::RepoData],
+) -> Vec<String> {
     let available: BTreeSet<&str> = repodata
         .iter()
         .flat_map(|r| r.iter())
         .map(|r| r.package_record.name.as_normalized())
         .collect();
-    Ok(names
+    names
         .iter()
         .filter(|n| !available.contains(n.as_normalized()))
         .map(|n| n.as_source().to_string())
-        .collect())
+        .collect()
 }
 
 /// Every version the channels have of each requested package.
@@ -197,12 +222,7 @@ async fn every_version(
         .execute()
         .await
         .map_err(|e| BuildError::Channel {
-            channel: spec
-                .channels
-                .iter()
-                .map(|c| c.base_url.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            channel: channel_names(spec).join(", "),
             source: Box::new(e),
         })?;
     Ok((names, repodata.repodata))

@@ -225,103 +225,19 @@ impl EnvSpec {
         base_dir: &Path,
         defaults: &ImageSettings,
     ) -> Result<Self, SpecError> {
-        let err = |line: Option<usize>, message: String| SpecError {
-            file: path.to_path_buf(),
-            line,
-            field: None,
-            message,
-        };
-        let field_err = |line: Option<usize>, field: String, message: String| SpecError {
-            file: path.to_path_buf(),
-            line,
-            field: Some(field),
-            message,
-        };
+        let at = SpecText { text, path };
         let raw: RawSpec = serde_yaml_ng::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line());
-            err(line, format!("invalid YAML: {e}"))
+            at.err(line, format!("invalid YAML: {e}"))
         })?;
-        let mut warnings = Vec::new();
-        for key in raw.other.keys() {
-            if !CONDA_KEYS.contains(&key.as_str()) {
-                let line = line_of(text, &format!("{key}:"));
-                let at = line.map(|l| format!(":{l}")).unwrap_or_default();
-                warnings.push(format!(
-                    "{}{at}: unknown top-level key '{}' is ignored{}",
-                    path.display(),
-                    clip(key, 80),
-                    did_you_mean(key)
-                ));
-            }
-        }
-
-        let channel_config = ChannelConfig::default_with_root_dir(base_dir.to_path_buf());
-        let mut channels = Vec::new();
-        for name in &raw.channels {
-            let line = line_of(text, name);
-            channels.extend(resolve_channel(name, &channel_config).map_err(|m| err(line, m))?);
-        }
-
-        let mut dependencies = Vec::new();
-        for (i, value) in raw.dependencies.iter().enumerate() {
-            match value {
-                serde_yaml_ng::Value::String(s) => {
-                    let field = format!("dependencies[{i}]");
-                    let spec = parse_match_spec(s).map_err(|e| {
-                        field_err(
-                            line_of(text, s),
-                            field.clone(),
-                            format!("invalid package spec '{}': {e}", clip(s, 200)),
-                        )
-                    })?;
-                    if spec.name.as_exact().is_none() {
-                        return Err(field_err(
-                            line_of(text, s),
-                            field,
-                            format!(
-                                "package spec '{}' must name one package, not a pattern",
-                                clip(s, 200)
-                            ),
-                        ));
-                    }
-                    dependencies.push(spec);
-                }
-                serde_yaml_ng::Value::Mapping(m) if m.contains_key("pip") => {
-                    return Err(err(
-                        line_of(text, "pip:"),
-                        "pip dependencies are not supported yet: list the packages from conda-forge instead (most PyPI packages are there), or remove the pip: section".into(),
-                    ));
-                }
-                other => {
-                    return Err(err(
-                        None,
-                        format!(
-                            "dependency entries must be package specs like 'numpy>=1.26', found {}",
-                            serde_yaml_ng::to_string(other).unwrap_or_default().trim()
-                        ),
-                    ));
-                }
-            }
-        }
-        if dependencies.is_empty() {
-            let hint = raw
-                .other
-                .keys()
-                .map(|k| did_you_mean(k))
-                .find(|h| h.contains("'dependencies'"))
-                .unwrap_or_default();
-            return Err(err(
-                line_of(text, "dependencies"),
-                format!("the spec lists no dependencies{hint}"),
-            ));
-        }
-
+        let warnings = at.unknown_keys(&raw);
+        let channels = at.channels(&raw, base_dir)?;
+        let dependencies = at.dependencies(&raw)?;
         let mut image = parse_image_settings(raw.trousse.unwrap_or_default(), text, defaults)
-            .map_err(|(line, m)| err(line, m))?;
+            .map_err(|(line, m)| at.err(line, m))?;
         for (key, value) in raw.variables {
             image.env.entry(key).or_insert(value);
         }
-
         Ok(Self {
             path: path.to_path_buf(),
             name: raw.name,
@@ -330,6 +246,112 @@ impl EnvSpec {
             image,
             warnings,
         })
+    }
+}
+
+/// A spec's text and file, to locate what is wrong in it.
+struct SpecText<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl SpecText<'_> {
+    fn err(&self, line: Option<usize>, message: String) -> SpecError {
+        SpecError {
+            file: self.path.to_path_buf(),
+            line,
+            field: None,
+            message,
+        }
+    }
+
+    fn field_err(&self, line: Option<usize>, field: String, message: String) -> SpecError {
+        SpecError {
+            field: Some(field),
+            ..self.err(line, message)
+        }
+    }
+
+    /// A warning for each top-level key neither conda nor trousse knows.
+    fn unknown_keys(&self, raw: &RawSpec) -> Vec<String> {
+        raw.other
+            .keys()
+            .filter(|key| !CONDA_KEYS.contains(&key.as_str()))
+            .map(|key| {
+                let line = line_of(self.text, &format!("{key}:"));
+                let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+                format!(
+                    "{}{at}: unknown top-level key '{}' is ignored{}",
+                    self.path.display(),
+                    clip(key, 80),
+                    did_you_mean(key)
+                )
+            })
+            .collect()
+    }
+
+    fn channels(&self, raw: &RawSpec, base_dir: &Path) -> Result<Vec<Channel>, SpecError> {
+        let channel_config = ChannelConfig::default_with_root_dir(base_dir.to_path_buf());
+        let mut channels = Vec::new();
+        for name in &raw.channels {
+            let line = line_of(self.text, name);
+            channels.extend(resolve_channel(name, &channel_config).map_err(|m| self.err(line, m))?);
+        }
+        Ok(channels)
+    }
+
+    fn dependencies(&self, raw: &RawSpec) -> Result<Vec<MatchSpec>, SpecError> {
+        let dependencies = raw
+            .dependencies
+            .iter()
+            .enumerate()
+            .map(|(i, value)| self.dependency(i, value))
+            .collect::<Result<Vec<_>, _>>()?;
+        if dependencies.is_empty() {
+            let hint = raw
+                .other
+                .keys()
+                .map(|k| did_you_mean(k))
+                .find(|h| h.contains("'dependencies'"))
+                .unwrap_or_default();
+            return Err(self.err(
+                line_of(self.text, "dependencies"),
+                format!("the spec lists no dependencies{hint}"),
+            ));
+        }
+        Ok(dependencies)
+    }
+
+    fn dependency(&self, i: usize, value: &serde_yaml_ng::Value) -> Result<MatchSpec, SpecError> {
+        match value {
+            serde_yaml_ng::Value::String(s) => {
+                let field = format!("dependencies[{i}]");
+                let line = line_of(self.text, s);
+                let spec = parse_match_spec(s).map_err(|e| {
+                    let message = format!("invalid package spec '{}': {e}", clip(s, 200));
+                    self.field_err(line, field.clone(), message)
+                })?;
+                if spec.name.as_exact().is_none() {
+                    let message = format!(
+                        "package spec '{}' must name one package, not a pattern",
+                        clip(s, 200)
+                    );
+                    return Err(self.field_err(line, field, message));
+                }
+                Ok(spec)
+            }
+            serde_yaml_ng::Value::Mapping(m) if m.contains_key("pip") => Err(self.err(
+                line_of(self.text, "pip:"),
+                "pip dependencies are not supported yet: list the packages from conda-forge instead (most PyPI packages are there), or remove the pip: section".into(),
+            )),
+            other => Err(self.err(
+                None,
+                format!(
+                    "dependency entries must be package specs like 'numpy>=1.26', found {}",
+                    serde_yaml_ng::to_string(other).unwrap_or_default().trim()
+                ),
+            )),
+        }
     }
 }
 
