@@ -283,3 +283,55 @@ fn several_platforms_give_an_index_with_one_manifest_each() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("one platform"));
     assert!(!ws.path("multi.tar").exists());
 }
+
+#[test]
+fn one_name_version_build_on_two_platforms_keeps_both_packages_cached() {
+    let ws = Workspace::with_example_channel();
+    let mut arm = trousse_testkit::PackageSpec::new("same", "1.0").file(
+        "share/same/arch.txt",
+        "aarch64\n",
+        0o644,
+    );
+    arm.subdir = "linux-aarch64".into();
+    let x86 = trousse_testkit::PackageSpec::new("same", "1.0").file(
+        "share/same/arch.txt",
+        "x86_64\n",
+        0o644,
+    );
+    ws.add_packages(&[x86, arm]);
+    let spec = ws.spec(
+        "both",
+        &["same"],
+        "trousse:\n  platforms: [linux-64, linux-aarch64]\n",
+    );
+    for _ in 0..2 {
+        let mut cmd = trousse(&[
+            "build",
+            spec.to_str().unwrap(),
+            "--output",
+            &format!("oci:{}", ws.path("both").display()),
+            "--cache-dir",
+            &ws.cache(),
+        ]);
+        cmd.env("RUST_LOG", "warn");
+        let out = run(cmd);
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("hash mismatch"),
+            "the two packages collide: {err}"
+        );
+    }
+    for (subdir, arch) in [("linux-64", "x86_64"), ("linux-aarch64", "aarch64")] {
+        let file = ws
+            .path("cache/packages")
+            .join(subdir)
+            .join("same-1.0-h0_0/share/same/arch.txt");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap().trim(),
+            arch,
+            "{}",
+            file.display()
+        );
+    }
+}

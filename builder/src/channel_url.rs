@@ -123,7 +123,11 @@ impl std::fmt::Display for ChannelUrl {
         if let Some(host) = &self.host {
             f.write_str(host)?;
         }
-        if let Some(port) = self.port {
+        let default = matches!(
+            (self.scheme.as_str(), self.port),
+            ("https", Some(443)) | ("http", Some(80))
+        );
+        if let (Some(port), false) = (self.port, default) {
             write!(f, ":{port}")?;
         }
         for segment in &self.segments {
@@ -220,8 +224,9 @@ pub fn check_record(record: &RepoDataRecord, channels: &[ChannelUrl]) -> Result<
     };
     let subdir = &record.package_record.subdir;
     let file = record.identifier.to_string();
+    // older locks give noarch packages the platform's subdir: noarch/ is theirs too
     match channel.rest(&url) {
-        Some([s, f]) if s == subdir && *f == file => Ok(()),
+        Some([s, f]) if (s == subdir || s == "noarch") && *f == file => Ok(()),
         _ => Err(UrlError::Mismatch {
             url: shown(text),
             expected: format!("{channel}{subdir}/{file}"),

@@ -192,3 +192,89 @@ async fn spec_error_first(
         _ => base_error,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, str::FromStr};
+
+    use super::*;
+
+    fn lock_request(overrides: Overrides) -> BuildRequest {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/conda-data/locks/rattler-numpy-lock.yml");
+        BuildRequest {
+            source: Source::read(&path, &ImageSettings::default()).unwrap(),
+            overrides,
+        }
+    }
+
+    fn options() -> ResolveOptions {
+        ResolveOptions {
+            cache_dir: std::env::temp_dir().join("trousse-request-tests"),
+            registry: RegistryOptions::default(),
+            reporter: crate::progress::silent(),
+        }
+    }
+
+    fn defaults() -> ImageSettings {
+        ImageSettings {
+            prefix: "/srv/conda".into(),
+            ..ImageSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lock_resolves_to_its_platforms_with_the_defaults() {
+        let resolved = lock_request(Overrides::default())
+            .resolve(&defaults(), &options())
+            .await
+            .unwrap();
+        let locked: Vec<Subdir> = resolved.lock.platforms.iter().map(|p| p.platform).collect();
+        assert!(locked.len() > 1, "{locked:?}");
+        assert_eq!(resolved.settings.platforms, locked);
+        assert_eq!(resolved.settings.prefix, "/srv/conda");
+        assert!(resolved.seconds.is_empty(), "nothing was solved");
+    }
+
+    #[tokio::test]
+    async fn overrides_pick_platforms_and_the_base_of_a_lock() {
+        let resolved = lock_request(Overrides {
+            platforms: vec![Subdir::Linux64],
+            base: Some(ImageRef::Scratch),
+            ..Overrides::default()
+        })
+        .resolve(&defaults(), &options())
+        .await
+        .unwrap();
+        assert_eq!(resolved.settings.platforms, vec![Subdir::Linux64]);
+        assert_eq!(resolved.lock.platforms.len(), 1);
+        assert_eq!(resolved.settings.base, ImageRef::Scratch);
+    }
+
+    #[tokio::test]
+    async fn a_lock_refuses_channels_and_platforms_it_does_not_lock() {
+        let unlocked = lock_request(Overrides {
+            platforms: vec![Subdir::from_str("linux-s390x").unwrap()],
+            ..Overrides::default()
+        })
+        .resolve(&defaults(), &options())
+        .await
+        .unwrap_err();
+        assert_eq!(unlocked.exit_code(), 2, "{unlocked}");
+        assert!(unlocked.to_string().contains("linux-s390x"), "{unlocked}");
+
+        let channel = Channel::from_str(
+            "conda-forge",
+            &crate::spec::ChannelConfig::default_with_root_dir("/".into()),
+        )
+        .unwrap();
+        let channels = lock_request(Overrides {
+            channels: vec![channel],
+            ..Overrides::default()
+        })
+        .resolve(&defaults(), &options())
+        .await
+        .unwrap_err();
+        assert_eq!(channels.exit_code(), 2, "{channels}");
+    }
+}

@@ -104,7 +104,15 @@ pub async fn publish(
             .await?;
         return Ok(Published { push: Some(report) });
     }
-    publish_local(image, target)?;
+    // local writes (layouts, archives) block: off the async threads
+    let (image, target) = (image.clone(), target.clone());
+    tokio::task::spawn_blocking(move || publish_local(&image, &target))
+        .await
+        .map_err(|e| RegistryError::Io {
+            action: "writing the image",
+            path: std::path::PathBuf::from("<task>"),
+            source: std::io::Error::other(e.to_string()),
+        })??;
     Ok(Published::default())
 }
 
