@@ -61,7 +61,7 @@ impl SolveArgs {
     /// The image settings of a spec or lock that states none.
     pub fn image_defaults(&self) -> Result<ImageSettings, BuildError> {
         let mut defaults = ImageSettings::default();
-        if let Some(base) = &self.default_base {
+        if let Some(base) = self.default_base.as_deref().filter(|b| !b.is_empty()) {
             defaults.base = ImageRef::from_str(base).map_err(|e| {
                 BuildError::Usage(format!(
                     "invalid --default-base / TROUSSE_DEFAULT_BASE: {e}"

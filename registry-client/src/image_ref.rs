@@ -79,7 +79,7 @@ impl FromStr for ImageRef {
             });
         }
         let (transport, rest) = s.split_once(':').ok_or_else(|| {
-            invalid("expected TRANSPORT:LOCATION, e.g. oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]")
+            invalid("expected TRANSPORT:LOCATION: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], docker://HOST/REPO[:TAG][@DIGEST] or scratch")
         })?;
         if rest.is_empty() {
             return Err(invalid("the location after the transport is empty"));

@@ -136,7 +136,7 @@ impl Registry {
         } else if matches!(e, OciDistributionError::RequestError(_)) {
             RegistryError::Registry {
                 registry: self.host.clone(),
-                message: format!("cannot reach it ({e}); no tag was moved, run the same build again to finish the push"),
+                message: format!("cannot reach it ({e})"),
             }
         } else {
             RegistryError::Registry {
@@ -160,6 +160,26 @@ impl Registry {
 
     /// Pushes an image: blobs the repository lacks, then manifests, then the tag.
     pub async fn push(
+        &self,
+        image: &Image,
+        target: &Reference,
+        mount_from: &[Reference],
+    ) -> Result<PushReport, RegistryError> {
+        self.push_all(image, target, mount_from)
+            .await
+            .map_err(|e| match e {
+                RegistryError::Registry { registry, message } => RegistryError::Registry {
+                    registry,
+                    message: format!(
+                        "{message}; no tag was moved, run the same build again to finish the push"
+                    ),
+                },
+                other => other,
+            })
+    }
+
+    /// Blobs, then manifests, then the tag.
+    async fn push_all(
         &self,
         image: &Image,
         target: &Reference,

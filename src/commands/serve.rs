@@ -76,7 +76,7 @@ impl ServeArgs {
         config.require_pull_token = self.require_pull_token;
         config.push_to = self.push_to;
         config.registry = self.registry.options(None);
-        if let Some(base) = self.default_base {
+        if let Some(base) = self.default_base.filter(|b| !b.is_empty()) {
             config.defaults.base = ImageRef::from_str(&base).map_err(|e| {
                 BuildError::Usage(format!(
                     "invalid --default-base / TROUSSE_DEFAULT_BASE: {e}"
