@@ -67,6 +67,16 @@ pub async fn solve(
     Ok(solved)
 }
 
+/// A gateway error as the channels of `spec` being unavailable.
+fn channel_error(
+    spec: &EnvSpec,
+) -> impl FnOnce(rattler_repodata_gateway::GatewayError) -> BuildError + '_ {
+    move |e| BuildError::Channel {
+        channel: channel_names(spec).join(", "),
+        source: Box::new(e),
+    }
+}
+
 fn channel_names(spec: &EnvSpec) -> Vec<String> {
     spec.channels
         .iter()
@@ -90,10 +100,7 @@ async fn solve_platform(
         .recursive(true)
         .execute()
         .await
-        .map_err(|e| BuildError::Channel {
-            channel: channel_names(spec).join(", "),
-            source: Box::new(e),
-        })?;
+        .map_err(channel_error(spec))?;
     let virtual_packages = target_virtual_packages(platform, overrides);
     let task = SolverTask {
         specs: spec.dependencies.clone(),
@@ -221,9 +228,6 @@ async fn every_version(
         )
         .execute()
         .await
-        .map_err(|e| BuildError::Channel {
-            channel: channel_names(spec).join(", "),
-            source: Box::new(e),
-        })?;
+        .map_err(channel_error(spec))?;
     Ok((names, repodata.repodata))
 }
