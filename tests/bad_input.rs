@@ -292,3 +292,12 @@ fn a_base_that_cannot_be_pulled_says_so_after_the_spec_s_own_errors() {
     assert!(err.contains("--base scratch"), "{err}");
     assert!(err.contains("TROUSSE_DEFAULT_BASE"), "{err}");
 }
+
+#[test]
+fn a_misspelled_package_is_named_with_the_close_names_the_channel_has() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec("typo2", &["gret"], "");
+    let (code, err) = build_fails(&ws, &spec);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("did you mean 'greet' for 'gret'"), "{err}");
+}

@@ -28,7 +28,7 @@ pub enum BuildError {
         source: Box<rattler_repodata_gateway::GatewayError>,
     },
     /// Requested packages exist in none of the channels.
-    #[error("no package named {} in channels {} for {platform}", names.join(", "), channels.join(", "))]
+    #[error("no package named {} in channels {} for {platform}{hint}", names.join(", "), channels.join(", "))]
     PackageNotFound {
         /// The missing package names.
         names: Vec<String>,
@@ -36,6 +36,8 @@ pub enum BuildError {
         channels: Vec<String>,
         /// The platform solved for.
         platform: String,
+        /// Close names the channels have (`; did you mean …?`), or nothing.
+        hint: String,
     },
     /// The requested packages cannot be installed together.
     #[error("the spec cannot be solved for {platform}:\n{explanation}")]

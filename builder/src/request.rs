@@ -13,7 +13,7 @@ use crate::{
     cache::CacheDir,
     pipeline::{gateway, http_client, timed},
     progress::{Reporter, Stage},
-    solve::{solve, unknown_packages},
+    solve::{not_found, solve, unknown_packages},
     source::Source,
     BuildError, ImageSettings, Lock,
 };
@@ -180,15 +180,7 @@ async fn spec_error_first(
     base_error: BuildError,
 ) -> BuildError {
     match unknown_packages(spec, gateway, platform).await {
-        Ok(missing) if !missing.is_empty() => BuildError::PackageNotFound {
-            names: missing,
-            channels: spec
-                .channels
-                .iter()
-                .map(|c| c.base_url.to_string())
-                .collect(),
-            platform: platform.to_string(),
-        },
+        Ok(missing) if !missing.is_empty() => not_found(spec, gateway, platform, missing).await,
         _ => base_error,
     }
 }

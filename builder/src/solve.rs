@@ -134,11 +134,7 @@ async fn explain_failure(
     };
     let missing = missing_names(&names, &repodata);
     if !missing.is_empty() {
-        return BuildError::PackageNotFound {
-            names: missing,
-            channels: channel_names(spec),
-            platform: platform.to_string(),
-        };
+        return not_found(spec, gateway, platform, missing).await;
     }
     let explanation = match error {
         SolveError::Unsolvable(lines) => lines.join("\n"),
@@ -188,6 +184,47 @@ pub(crate) async fn unknown_packages(
 ) -> Result<Vec<String>, BuildError> {
     let (names, repodata) = every_version(spec, gateway, platform).await?;
     Ok(missing_names(&names, &repodata))
+}
+
+/// Packages no channel has, with the close names the channels do have.
+pub(crate) async fn not_found(
+    spec: &EnvSpec,
+    gateway: &Gateway,
+    platform: Subdir,
+    missing: Vec<String>,
+) -> BuildError {
+    let known = gateway
+        .names(spec.channels.clone(), [platform, Subdir::NoArch])
+        .execute()
+        .await
+        .map(|n| n.names)
+        .unwrap_or_default();
+    let suggestions: Vec<String> = missing
+        .iter()
+        .filter_map(|name| closest(name, &known).map(|k| format!("'{k}' for '{name}'")))
+        .collect();
+    BuildError::PackageNotFound {
+        hint: if suggestions.is_empty() {
+            String::new()
+        } else {
+            format!("; did you mean {}?", suggestions.join(", "))
+        },
+        names: missing,
+        channels: channel_names(spec),
+        platform: platform.to_string(),
+    }
+}
+
+/// The known name closest to `name`, if one is close enough to be a typo.
+fn closest<'a>(name: &str, known: &'a [PackageName]) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| k.as_normalized())
+        .map(|k| (strsim::levenshtein(&name, k), k))
+        .filter(|(d, k)| *d > 0 && *d <= 2.max(k.len() / 5))
+        .min()
+        .map(|(_, k)| k)
 }
 
 /// The names of which `repodata` has no package at all.
