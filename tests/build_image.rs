@@ -148,15 +148,7 @@ fn docker_runs_a_program_from_the_environment() {
 fn builds_of_one_lock_are_identical_across_caches_umask_and_timezone() {
     let ws = Workspace::with_example_channel();
     let spec = ws.spec("repro", &["hello-prefix", "greet", "pyhello"], "");
-    let lock = ws.path("repro.lock");
-    run_ok(trousse(&[
-        "lock",
-        spec.to_str().unwrap(),
-        "-o",
-        lock.to_str().unwrap(),
-        "--cache-dir",
-        &ws.cache(),
-    ]));
+    let lock = ws.lock(&spec, "repro");
     let build = |n: u32, umask: u32, tz: &str| {
         let cache = ws.path(&format!("cache-{n}"));
         let mut cmd = trousse(&[

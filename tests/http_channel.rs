@@ -15,15 +15,7 @@ fn builds_from_a_channel_served_over_http() {
         format!("channels:\n  - http://127.0.0.1:{port}/\ndependencies: [greet, pyhello]\n"),
     )
     .unwrap();
-    let lock = ws.path("http.lock");
-    run_ok(trousse(&[
-        "lock",
-        spec.to_str().unwrap(),
-        "-o",
-        lock.to_str().unwrap(),
-        "--cache-dir",
-        &ws.cache(),
-    ]));
+    let lock = ws.lock(&spec, "http");
     let text = std::fs::read_to_string(&lock).unwrap();
     assert!(
         text.contains(&format!("http://127.0.0.1:{port}/linux-64/greet-1.0-h0_0")),

@@ -286,15 +286,7 @@ impl CountingListener {
 fn traversing_lock(ws: &Workspace, channel: &ChannelServer, listener: &CountingListener) -> String {
     let spec = ws.path("greet-http.yml");
     std::fs::write(&spec, spec_yaml(channel, "greet", &["greet"], "")).unwrap();
-    let lock = ws.path("greet.lock");
-    run_ok(trousse(&[
-        "lock",
-        spec.to_str().unwrap(),
-        "-o",
-        lock.to_str().unwrap(),
-        "--cache-dir",
-        &ws.cache(),
-    ]));
+    let lock = ws.lock(&spec, "greet");
     let text = std::fs::read_to_string(&lock).unwrap();
     assert!(text.contains(&channel.url()), "{text}");
     let evil = listener.url("/good/%2e%2e%2fevil/");

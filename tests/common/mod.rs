@@ -103,6 +103,20 @@ impl Workspace {
     pub fn cache(&self) -> String {
         self.path("cache").display().to_string()
     }
+
+    /// Locks a spec with `trousse lock` into `NAME.lock` of the workspace; returns the lock's path.
+    pub fn lock(&self, spec: &Path, name: &str) -> PathBuf {
+        let lock = self.path(&format!("{name}.lock"));
+        run_ok(trousse(&[
+            "lock",
+            spec.to_str().unwrap(),
+            "-o",
+            lock.to_str().unwrap(),
+            "--cache-dir",
+            &self.cache(),
+        ]));
+        lock
+    }
 }
 
 /// Whether a program is on PATH.
