@@ -198,9 +198,11 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     );
     checks.insert(
         "database".to_string(),
-        match state.store.ping().await {
-            Ok(()) => "ok".into(),
-            Err(e) => e.to_string(),
+        // a writer holding the lock longer than this is itself a health problem
+        match tokio::time::timeout(Duration::from_secs(5), state.store.ping()).await {
+            Ok(Ok(())) => "ok".into(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the database took more than 5 s to grant a write lock".into(),
         },
     );
     if let Some(prefix) = &state.config.push_to {
