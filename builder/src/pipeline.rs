@@ -306,16 +306,7 @@ impl Build<'_> {
         let total = groups.len() as u64 + 1;
         let (layers, seconds) = timed(reporter, Stage::Layer, total, async {
             let mut layers = self.package_layers(staged, groups).await?;
-            let input = EnvironmentLayerInput {
-                packages: staged,
-                lock_text: &self.lock.text,
-                prefix: &self.settings.prefix,
-                user: &self.settings.user,
-                epoch: self.epoch,
-                base_passwd: base.passwd.clone(),
-                base_group: base.group.clone(),
-            };
-            let layer = environment_layer(&input, &self.cache.blobs(), self.options.compression)?;
+            let layer = self.environment_layer(staged, base).await?;
             reporter(&Event::Progress {
                 stage: Stage::Layer,
                 item: "the environment layer".into(),
@@ -327,6 +318,35 @@ impl Build<'_> {
         .await?;
         self.add_seconds(Stage::Layer, seconds);
         Ok(layers)
+    }
+
+    /// The environment layer, written off the async threads (it compresses).
+    async fn environment_layer(
+        &self,
+        staged: &[StagedPackage],
+        base: &BaseImage,
+    ) -> Result<Layer, BuildError> {
+        let packages = staged.to_vec();
+        let lock_text = self.lock.text.clone();
+        let prefix = self.settings.prefix.clone();
+        let user = self.settings.user.clone();
+        let (epoch, blobs, compression) =
+            (self.epoch, self.cache.blobs(), self.options.compression);
+        let (base_passwd, base_group) = (base.passwd.clone(), base.group.clone());
+        tokio::task::spawn_blocking(move || {
+            let input = EnvironmentLayerInput {
+                packages: &packages,
+                lock_text: &lock_text,
+                prefix: &prefix,
+                user: &user,
+                epoch,
+                base_passwd,
+                base_group,
+            };
+            environment_layer(&input, &blobs, compression)
+        })
+        .await
+        .map_err(|e| BuildError::Internal(format!("environment layer task failed: {e}")))?
     }
 
     /// The package layers, written on every core at once, in plan order.
