@@ -80,11 +80,13 @@ impl SolveArgs {
         }
     }
 
-    /// Reads a spec or a lock, with these overrides and `base`, into a build request.
+    /// Reads a spec or a lock (environment `environment` of a pixi lock), with
+    /// these overrides and `base`, into a build request.
     pub fn request(
         &self,
         path: &std::path::Path,
         base: Option<&str>,
+        environment: Option<&str>,
     ) -> Result<BuildRequest, BuildError> {
         if !path.exists() {
             return Err(BuildError::Usage(format!(
@@ -92,7 +94,7 @@ impl SolveArgs {
                 path.display()
             )));
         }
-        let source = Source::read(path, &self.image_defaults()?)?;
+        let source = Source::read_environment(path, &self.image_defaults()?, environment)?;
         if let Source::Spec(spec) = &source {
             for warning in &spec.warnings {
                 eprintln!("warning: {warning}");

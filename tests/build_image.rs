@@ -327,3 +327,48 @@ fn one_name_version_build_on_two_platforms_keeps_both_packages_cached() {
         );
     }
 }
+
+/// A pixi-style lock with two environments, `default` (greet) and `science` (pyhello).
+fn two_environment_lock(ws: &Workspace) -> std::path::PathBuf {
+    let a = std::fs::read_to_string(ws.lock(&ws.spec("envs-a", &["greet"], ""), "envs-a")).unwrap();
+    let b =
+        std::fs::read_to_string(ws.lock(&ws.spec("envs-b", &["pyhello"], ""), "envs-b")).unwrap();
+    let (a_head, a_packages) = a.split_once("\npackages:\n").unwrap();
+    let (b_head, b_packages) = b.split_once("\npackages:\n").unwrap();
+    let (_, b_env) = b_head.split_once("\n  default:\n").unwrap();
+    let text = format!("{a_head}\n  science:\n{b_env}\npackages:\n{a_packages}{b_packages}");
+    let path = ws.path("two.lock");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn an_environment_of_a_pixi_lock_is_chosen_with_environment() {
+    let ws = Workspace::with_example_channel();
+    let lock = two_environment_lock(&ws);
+    let build = |environment: Option<&str>| {
+        let mut args = vec![
+            "build".to_string(),
+            lock.display().to_string(),
+            "--output".into(),
+            format!("oci:{}", ws.path("envs").display()),
+            "--cache-dir".into(),
+            ws.cache(),
+            "--json".into(),
+        ];
+        if let Some(name) = environment {
+            args.extend(["--environment".into(), name.into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(trousse(&args))
+    };
+    let default = report(&String::from_utf8_lossy(&build(None).stdout));
+    let science = report(&String::from_utf8_lossy(&build(Some("science")).stdout));
+    assert_eq!(default["packages"], 2, "greet and greeting-data: {default}");
+    assert_eq!(science["packages"], 2, "pyhello and python: {science}");
+    assert_ne!(default["digest"], science["digest"]);
+    let missing = build(Some("nope"));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(3), "{err}");
+    assert!(err.contains("default, science"), "{err}");
+}

@@ -93,15 +93,25 @@ impl Lock {
 
     /// Parses lock text; `path` is only used in error messages.
     pub fn from_text(text: &str, path: &Path) -> Result<Self, BuildError> {
+        Self::from_text_in(text, path, DEFAULT_ENVIRONMENT_NAME)
+    }
+
+    /// Parses lock text and takes one of its environments (pixi locks have several).
+    pub fn from_text_in(text: &str, path: &Path, environment: &str) -> Result<Self, BuildError> {
         let lock_err = |message: String| BuildError::Lock {
             path: path.to_path_buf(),
             message,
         };
         let file = LockFile::from_str_with_base_directory(text, path.parent())
             .map_err(|e| lock_err(crate::error::error_chain(&e)))?;
-        let env = file
-            .default_environment()
-            .ok_or_else(|| lock_err("it has no 'default' environment".into()))?;
+        let env = file.environment(environment).ok_or_else(|| {
+            let names: Vec<&str> = file.environments().map(|(name, _)| name).collect();
+            lock_err(format!(
+                "it has no environment '{}' (it has: {}); choose one with --environment",
+                clip(environment, 80),
+                names.join(", ")
+            ))
+        })?;
         let channels = declared_channels(env.channels(), path)?;
         let mut platforms = Vec::new();
         for platform in env.platforms() {

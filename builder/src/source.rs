@@ -72,6 +72,16 @@ pub enum Source {
 impl Source {
     /// Reads a source file; what a spec leaves out is taken from `defaults`.
     pub fn read(path: &Path, defaults: &ImageSettings) -> Result<Self, BuildError> {
+        Self::read_environment(path, defaults, None)
+    }
+
+    /// Reads a source file, taking environment `environment` of a pixi lock
+    /// (`default` when `None`).
+    pub fn read_environment(
+        path: &Path,
+        defaults: &ImageSettings,
+        environment: Option<&str>,
+    ) -> Result<Self, BuildError> {
         let size = std::fs::metadata(path)
             .map_err(BuildError::io("reading", path))?
             .len();
@@ -83,18 +93,23 @@ impl Source {
             )));
         }
         let text = std::fs::read_to_string(path).map_err(BuildError::io("reading", path))?;
-        match SourceKind::detect(&text) {
-            SourceKind::EnvironmentYml => {
+        match (SourceKind::detect(&text), environment) {
+            (SourceKind::EnvironmentYml, None) => {
                 Ok(Source::Spec(Box::new(EnvSpec::from_path(path, defaults)?)))
             }
-            SourceKind::RattlerLock => Self::lock(&text, path),
-            other => Err(unsupported(path, other)),
+            (SourceKind::EnvironmentYml, Some(_)) => Err(BuildError::Usage(format!(
+                "--environment picks an environment of a pixi lock; {} is an environment.yml",
+                path.display()
+            ))),
+            (SourceKind::RattlerLock, environment) => Self::lock(&text, path, environment),
+            (other, _) => Err(unsupported(path, other)),
         }
     }
 
     /// A lock, whose packages must come from the channels it declares.
-    fn lock(text: &str, path: &Path) -> Result<Self, BuildError> {
-        let lock = Lock::from_text(text, path)?;
+    fn lock(text: &str, path: &Path, environment: Option<&str>) -> Result<Self, BuildError> {
+        let environment = environment.unwrap_or(rattler_lock::DEFAULT_ENVIRONMENT_NAME);
+        let lock = Lock::from_text_in(text, path, environment)?;
         lock.check_own_urls(path)?;
         Ok(Source::Lock {
             lock,
@@ -115,7 +130,7 @@ impl Source {
                 Path::new("/nonexistent"),
                 defaults,
             )?))),
-            SourceKind::RattlerLock => Self::lock(text, name),
+            SourceKind::RattlerLock => Self::lock(text, name, None),
             other => Err(unsupported(name, other)),
         }
     }

@@ -27,6 +27,9 @@ pub struct BuildArgs {
     /// message and exit code).
     #[arg(long)]
     pub json: bool,
+    /// The environment of a pixi lock to build [default: default].
+    #[arg(long, value_name = "NAME")]
+    pub environment: Option<String>,
     /// Repository (HOST/REPO) that keeps every pushed layer, so other repositories mount it.
     #[arg(long, env = "TROUSSE_LAYER_POOL")]
     pub layer_pool: Option<String>,
@@ -42,7 +45,11 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
     let reporter = progress::reporter(args.json);
     let resolved = args
         .solve
-        .request(&args.input, args.base.as_deref())?
+        .request(
+            &args.input,
+            args.base.as_deref(),
+            args.environment.as_deref(),
+        )?
         .resolve(
             &args.solve.image_defaults()?,
             &args.solve.resolve_options(reporter.clone()),

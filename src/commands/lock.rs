@@ -24,7 +24,7 @@ pub struct LockArgs {
 
 /// Runs `trousse lock`.
 pub async fn run(args: LockArgs) -> anyhow::Result<()> {
-    let request = args.solve.request(&args.spec, args.base.as_deref())?;
+    let request = args.solve.request(&args.spec, args.base.as_deref(), None)?;
     if let Source::Lock { .. } = request.source {
         return Err(BuildError::Usage(format!(
             "{} is a lock file already: build it with `trousse build`",

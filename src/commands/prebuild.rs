@@ -107,7 +107,7 @@ async fn build_stack(
 ) -> Result<BuildReport, BuildError> {
     let reporter = progress::reporter(true);
     let resolved = solve
-        .request(spec, None)?
+        .request(spec, None, None)?
         .resolve(
             &solve.image_defaults()?,
             &solve.resolve_options(reporter.clone()),
