@@ -105,7 +105,8 @@ impl Lock {
         let file = LockFile::from_str_with_base_directory(text, path.parent())
             .map_err(|e| lock_err(crate::error::error_chain(&e)))?;
         let env = file.environment(environment).ok_or_else(|| {
-            let names: Vec<&str> = file.environments().map(|(name, _)| name).collect();
+            let mut names: Vec<&str> = file.environments().map(|(name, _)| name).collect();
+            names.sort_unstable();
             lock_err(format!(
                 "it has no environment '{}' (it has: {}); choose one with --environment",
                 clip(environment, 80),
