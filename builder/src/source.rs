@@ -95,7 +95,10 @@ impl Source {
         let text = std::fs::read_to_string(path).map_err(BuildError::io("reading", path))?;
         match (SourceKind::detect(&text), environment) {
             (SourceKind::EnvironmentYml, None) => {
-                Ok(Source::Spec(Box::new(EnvSpec::from_path(path, defaults)?)))
+                // the text read above, not a second reading of the file
+                Ok(Source::Spec(Box::new(EnvSpec::from_file_text(
+                    &text, path, defaults,
+                )?)))
             }
             (SourceKind::EnvironmentYml, Some(_)) => Err(BuildError::Usage(format!(
                 "--environment picks an environment of a pixi lock; {} is an environment.yml",

@@ -211,11 +211,32 @@ impl EnvSpec {
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| read_err(format!("cannot read the spec: {e}")))?;
+        Self::from_file_text(&text, path, defaults)
+    }
+
+    /// Parses the text read from the spec file `path`; relative channel paths
+    /// are resolved against its directory.
+    pub fn from_file_text(
+        text: &str,
+        path: &Path,
+        defaults: &ImageSettings,
+    ) -> Result<Self, SpecError> {
+        if text.len() as u64 > MAX_SPEC_BYTES {
+            return Err(SpecError {
+                file: path.to_path_buf(),
+                line: None,
+                field: None,
+                message: format!(
+                    "the spec has {} bytes; at most {MAX_SPEC_BYTES} are read (an environment.yml is a few kilobytes)",
+                    text.len()
+                ),
+            });
+        }
         let base_dir = std::path::absolute(path)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("/"));
-        Self::from_yaml(&text, path, &base_dir, defaults)
+        Self::from_yaml(text, path, &base_dir, defaults)
     }
 
     /// Parses spec text; relative channel paths are resolved against `base_dir`.
