@@ -509,14 +509,7 @@ fn the_openapi_document_validates_and_lists_every_route() {
     runtime().block_on(async move {
         let channel = ChannelServer::start(&ws.channel());
         let service = Service::start(&ws.path("data"), &channel, &[]);
-        let text = client()
-            .get(service.url("/api/v1/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&service, "/api/v1/openapi.json").await;
         let doc: Value = serde_json::from_str(&text).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         let routes = [

@@ -224,15 +224,20 @@ pub fn spec_yaml(channel: &ChannelServer, name: &str, packages: &[&str], extra: 
     )
 }
 
-pub async fn metric(service: &Service, name: &str) -> f64 {
-    let text = client()
-        .get(service.url("/metrics"))
+/// The body of an unauthenticated GET of `path`.
+pub async fn get_text(service: &Service, path: &str) -> String {
+    client()
+        .get(service.url(path))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+pub async fn metric(service: &Service, name: &str) -> f64 {
+    let text = get_text(service, "/metrics").await;
     text.lines()
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next())
