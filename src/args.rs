@@ -5,6 +5,7 @@ use std::{path::PathBuf, str::FromStr};
 use trousse_builder::{
     cache::CacheDir,
     progress::Reporter,
+    repo::{is_repository_address, GitPolicy, RepoAddress, RepoRequest},
     spec::{parse_platform, resolve_channel, ChannelConfig},
     BuildError, BuildRequest, ImageSettings, Overrides, ResolveOptions, Source,
 };
@@ -95,11 +96,54 @@ impl SolveArgs {
             )));
         }
         let source = Source::read_environment(path, &self.image_defaults()?, environment)?;
-        if let Source::Spec(spec) = &source {
-            for warning in &spec.warnings {
-                eprintln!("warning: {warning}");
+        print_warnings(&source);
+        Ok(BuildRequest {
+            source,
+            overrides: self.overrides(base)?,
+            content: None,
+        })
+    }
+
+    /// Reads a file, or fetches and reads a git repository (a URL, or a local
+    /// repository's directory: its committed HEAD), into a build request.
+    pub async fn request_input(
+        &self,
+        input: &str,
+        repo: &RepoArgs,
+        base: Option<&str>,
+        environment: Option<&str>,
+    ) -> Result<BuildRequest, BuildError> {
+        let Some(address) = repository_address(input)? else {
+            if repo.reference.is_some() || repo.allow_post_build {
+                return Err(BuildError::Usage(format!(
+                    "--ref and --allow-post-build apply to a repository; {input} is a file"
+                )));
             }
+            return self.request(std::path::Path::new(input), base, environment);
+        };
+        if environment.is_some() {
+            return Err(BuildError::Usage(
+                "--environment picks an environment of a pixi lock, not of a repository".into(),
+            ));
         }
+        let repository = RepoRequest {
+            address,
+            reference: repo.reference.clone(),
+            policy: GitPolicy::command_line(),
+            allow_post_build: repo.allow_post_build,
+        }
+        .read(&self.cache_dir())
+        .await?;
+        let record = &repository.content.record;
+        eprintln!("{} {} at {}", record.url, record.reference, record.commit);
+        let mut request = repository.request(&self.image_defaults()?)?;
+        print_warnings(&request.source);
+        request.overrides = self.overrides(base)?;
+        Ok(request)
+    }
+
+    /// The command line's overrides of a source's channels, platforms and base.
+    fn overrides(&self, base: Option<&str>) -> Result<Overrides, BuildError> {
         let mut overrides = Overrides::default();
         if !self.channels.is_empty() {
             let cwd = std::env::current_dir()
@@ -122,6 +166,48 @@ impl SolveArgs {
                     .map_err(|e| BuildError::Usage(format!("invalid --base: {e}")))?,
             );
         }
-        Ok(BuildRequest { source, overrides })
+        Ok(overrides)
+    }
+}
+
+/// What a repository input takes besides its address.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct RepoArgs {
+    /// The branch, tag or commit of a repository input, over URL@REF
+    /// [default: what the repository's HEAD points at].
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference: Option<String>,
+    /// Run a repository's postBuild script instead of refusing it.
+    #[arg(long)]
+    pub allow_post_build: bool,
+}
+
+/// The repository an input names: a URL, or a directory holding a git repository.
+fn repository_address(input: &str) -> Result<Option<RepoAddress>, BuildError> {
+    if is_repository_address(input) {
+        return Ok(Some(RepoAddress::parse(input)?));
+    }
+    let path = std::path::Path::new(input);
+    if !path.is_dir() {
+        return Ok(None);
+    }
+    if !path.join(".git").exists() {
+        return Err(BuildError::Usage(format!(
+            "{input} is a directory but not a git repository: commit it (git init, git add, git commit), \
+             or give its environment.yml"
+        )));
+    }
+    let absolute = std::fs::canonicalize(path).map_err(BuildError::io("reading", path))?;
+    let url = url::Url::from_directory_path(&absolute)
+        .map_err(|()| BuildError::Usage(format!("{input} cannot be written as a file:// URL")))?;
+    eprintln!("building the committed HEAD of {input} (changes not committed are left out)");
+    Ok(Some(RepoAddress::parse(url.as_str())?))
+}
+
+fn print_warnings(source: &Source) {
+    if let Source::Spec(spec) = source {
+        for warning in &spec.warnings {
+            eprintln!("warning: {warning}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use axum::{
     Json,
 };
 use serde::Serialize;
-use trousse_builder::{error::clip, spec::SpecError, BuildError};
+use trousse_builder::{error::clip, repo::RepoError, spec::SpecError, BuildError};
 
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -141,6 +141,23 @@ impl From<BuildError> for ApiError {
             | BuildError::Registry(_) => ApiError::Upstream(message),
             BuildError::Stage { .. } | BuildError::Io { .. } | BuildError::Internal(_) => {
                 ApiError::Internal(message)
+            }
+            BuildError::Repository(e) => repository_error(&e, message),
+        }
+    }
+}
+
+/// A repository that cannot be built: its address is bad (400), it is
+/// refused, missing or unbuildable (422), unreachable (502).
+fn repository_error(e: &RepoError, message: String) -> ApiError {
+    match e {
+        RepoError::Address { .. } => ApiError::bad_request("repository_address", message),
+        RepoError::Unreachable { .. } => ApiError::Upstream(message),
+        RepoError::Mirror { .. } => ApiError::Internal(message),
+        RepoError::Refused { .. } | RepoError::NotFound { .. } | RepoError::Config { .. } => {
+            ApiError::Unprocessable {
+                code: e.kind(),
+                message,
             }
         }
     }

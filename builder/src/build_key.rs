@@ -81,6 +81,9 @@ pub struct SettingsRecord {
     pub env: BTreeMap<String, String>,
     /// The command, when set.
     pub command: Option<Vec<String>>,
+    /// The entrypoint, when set (absent from the key when not, as before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Virtual packages, `name=version=build`.
@@ -118,6 +121,7 @@ impl From<&ImageSettings> for SettingsRecord {
             },
             env: s.env.clone(),
             command: s.command.clone(),
+            entrypoint: s.entrypoint.clone(),
             labels: s.labels.clone(),
             virtual_packages: s
                 .virtual_packages
@@ -165,6 +169,7 @@ impl TryFrom<SettingsRecord> for ImageSettings {
             },
             env: r.env,
             command: r.command,
+            entrypoint: r.entrypoint,
             labels: r.labels,
             virtual_packages,
         })

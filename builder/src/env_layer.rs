@@ -163,6 +163,7 @@ pub fn environment_layer(
     Ok(Layer {
         blob,
         packages: Vec::new(),
+        holds: Some("environment files"),
         cached: false,
     })
 }

@@ -122,12 +122,16 @@ pub enum BuildError {
     /// The request is well-formed but cannot be done.
     #[error("{0}")]
     Unsupported(String),
+    /// A git repository could not be fetched, read or built.
+    #[error(transparent)]
+    Repository(#[from] crate::repo::RepoError),
 }
 
 impl BuildError {
     /// The process exit code for this error: 2 bad command line, 3 bad input,
     /// 4 unsolvable, 5 unreachable channel, package or base image, 6
-    /// integrity, 7 image I/O, 8 unsafe package, 1 otherwise.
+    /// integrity, 7 image I/O, 8 unsafe package, 9 no such repository or ref,
+    /// 10 a repository refused by policy, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Spec(_) | BuildError::Lock { .. } | BuildError::Unsupported(_) => 3,
@@ -140,6 +144,7 @@ impl BuildError {
             BuildError::Registry(_) => 7,
             BuildError::UnsafePackage { .. } => 8,
             BuildError::Stage { .. } | BuildError::Io { .. } | BuildError::Internal(_) => 1,
+            BuildError::Repository(e) => e.exit_code(),
         }
     }
 
@@ -161,6 +166,7 @@ impl BuildError {
             BuildError::Usage(_) => "usage",
             BuildError::Internal(_) => "internal",
             BuildError::Unsupported(_) => "unsupported",
+            BuildError::Repository(e) => e.kind(),
         }
     }
 

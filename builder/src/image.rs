@@ -159,6 +159,9 @@ fn runtime_config(input: &ImageInput<'_>, created: &str) -> Result<Config, Build
     if let Some(cmd) = cmd {
         config = config.cmd(cmd);
     }
+    if let Some(entrypoint) = &settings.entrypoint {
+        config = config.entrypoint(entrypoint.clone());
+    }
     if input.package_names.iter().any(|p| p == "jupyterlab") {
         config = config.exposed_ports(vec!["8888/tcp".to_string()]);
     }
@@ -169,10 +172,9 @@ fn runtime_config(input: &ImageInput<'_>, created: &str) -> Result<Config, Build
 fn history(input: &ImageInput<'_>, created: &str) -> Result<Vec<History>, BuildError> {
     let mut history = input.base.history.clone();
     for layer in input.layers {
-        let what = if layer.packages.is_empty() {
-            "environment files".to_string()
-        } else {
-            layer.packages.join(" ")
+        let what = match layer.holds {
+            Some(holds) => holds.to_string(),
+            None => layer.packages.join(" "),
         };
         history.push(
             HistoryBuilder::default()

@@ -75,6 +75,8 @@ pub struct Layer {
     pub blob: LayerBlob,
     /// The packages whose files it holds (file names); empty for the environment layer.
     pub packages: Vec<String>,
+    /// What the layer holds, for the image history, when it is not packages.
+    pub holds: Option<&'static str>,
     /// Whether the blob came from the cache.
     pub cached: bool,
 }
@@ -107,6 +109,7 @@ pub fn package_layer(
             return Ok(Layer {
                 blob,
                 packages,
+                holds: None,
                 cached: true,
             });
         }
@@ -120,6 +123,7 @@ pub fn package_layer(
     Ok(Layer {
         blob,
         packages,
+        holds: None,
         cached: false,
     })
 }
@@ -180,6 +184,8 @@ pub enum EntryContent {
     Bytes(Vec<u8>),
     /// A symbolic link to this target.
     Symlink(PathBuf),
+    /// A hard link to an entry written before it in the same layer.
+    HardLink(String),
 }
 
 /// One entry of a layer tar.
@@ -313,6 +319,11 @@ impl TarEntries {
                 }
                 EntryContent::Symlink(target) => {
                     header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    builder.append_link(&mut header, path, target).map_err(io)?;
+                }
+                EntryContent::HardLink(target) => {
+                    header.set_entry_type(tar::EntryType::Link);
                     header.set_size(0);
                     builder.append_link(&mut header, path, target).map_err(io)?;
                 }

@@ -25,6 +25,7 @@ mod lock;
 mod package_check;
 mod pipeline;
 pub mod progress;
+pub mod repo;
 mod request;
 mod solve;
 mod source;

@@ -1,7 +1,7 @@
 //! The whole build: spec or lock in, published image and a report out.
 //! Each stage is called once, in order; data flows one way.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Instant};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use rattler_cache::package_cache::PackageCache;
@@ -27,6 +27,7 @@ use crate::{
     layer_plan::{plan_layers, LayerCandidate, MAX_LAYERS},
     lock::Lock,
     progress::{Event, Reporter, Stage},
+    repo::{content_layer, RepoContent},
     request::Resolved,
     solve::SolvedPlatform,
     spec::ImageSettings,
@@ -131,6 +132,8 @@ struct Build<'a> {
     lock: &'a Lock,
     lock_hash: String,
     settings: &'a ImageSettings,
+    /// A repository's files, layered on top.
+    content: Option<Arc<RepoContent>>,
     /// The time of everything the builder writes itself.
     epoch: i64,
     seconds: BTreeMap<Stage, f64>,
@@ -157,6 +160,7 @@ pub async fn build(resolved: Resolved, options: BuildOptions) -> Result<BuildRep
         lock,
         settings,
         seconds,
+        content,
     } = resolved;
     let lock_hash = lock.hash();
     let key = BuildKey::new(&lock_hash, &settings, options.compression);
@@ -172,6 +176,7 @@ pub async fn build(resolved: Resolved, options: BuildOptions) -> Result<BuildRep
         lock: &lock,
         lock_hash,
         settings: &settings,
+        content,
         seconds,
         cache,
     };
@@ -303,7 +308,7 @@ impl Build<'_> {
             .collect();
         let groups = plan_layers(&candidates, budget);
         let reporter = &self.options.reporter;
-        let total = groups.len() as u64 + 1;
+        let total = groups.len() as u64 + 1 + u64::from(self.content.is_some());
         let (layers, seconds) = timed(reporter, Stage::Layer, total, async {
             let mut layers = self.package_layers(staged, groups).await?;
             let layer = self.environment_layer(staged, base).await?;
@@ -313,6 +318,14 @@ impl Build<'_> {
                 cached: false,
             });
             layers.push(layer);
+            if let Some(content) = self.content_layer().await? {
+                reporter(&Event::Progress {
+                    stage: Stage::Layer,
+                    item: "the repository's files".into(),
+                    cached: content.cached,
+                });
+                layers.push(content);
+            }
             Ok(layers)
         })
         .await?;
@@ -347,6 +360,21 @@ impl Build<'_> {
         })
         .await
         .map_err(|e| BuildError::Internal(format!("environment layer task failed: {e}")))?
+    }
+
+    /// The repository's files, when the build has a repository (off the async threads).
+    async fn content_layer(&self) -> Result<Option<Layer>, BuildError> {
+        let Some(content) = self.content.clone() else {
+            return Ok(None);
+        };
+        let (user, prefix) = (self.settings.user.clone(), self.settings.prefix.clone());
+        let (cache, compression) = (self.cache.clone(), self.options.compression);
+        tokio::task::spawn_blocking(move || {
+            content_layer(&content, &user, &prefix, &cache, compression)
+        })
+        .await
+        .map_err(|e| BuildError::Internal(format!("content layer task failed: {e}")))?
+        .map(Some)
     }
 
     /// The package layers, written on every core at once, in plan order.

@@ -3,7 +3,7 @@
 //! that are built. This is the only place where a spec is solved or a lock
 //! read for a build; everything after it is a function of what it returns.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use rattler_conda_types::{Channel, Subdir};
 use trousse_registry_client::{ImageRef, RegistryOptions};
@@ -13,6 +13,7 @@ use crate::{
     cache::CacheDir,
     pipeline::{gateway, http_client, timed},
     progress::{Reporter, Stage},
+    repo::RepoContent,
     solve::{not_found, solve, unknown_packages},
     source::Source,
     BuildError, ImageSettings, Lock,
@@ -36,6 +37,8 @@ pub struct BuildRequest {
     pub source: Source,
     /// What is set over it.
     pub overrides: Overrides,
+    /// A repository's files, layered above the environment.
+    pub content: Option<Arc<RepoContent>>,
 }
 
 /// What a request resolves to: what is built, exactly.
@@ -47,6 +50,8 @@ pub struct Resolved {
     pub settings: ImageSettings,
     /// Seconds the resolution took, by stage (the solve, for a spec).
     pub seconds: BTreeMap<Stage, f64>,
+    /// A repository's files, layered above the environment.
+    pub content: Option<Arc<RepoContent>>,
 }
 
 impl Resolved {
@@ -56,6 +61,7 @@ impl Resolved {
             lock,
             settings,
             seconds: BTreeMap::new(),
+            content: None,
         }
     }
 }
@@ -77,12 +83,25 @@ impl BuildRequest {
         Self {
             source,
             overrides: Overrides::default(),
+            content: None,
         }
     }
 
     /// Applies the overrides, then solves a spec or checks a lock's platforms.
     /// `lock_defaults` are the settings of a lock (which carries none).
     pub async fn resolve(
+        mut self,
+        lock_defaults: &ImageSettings,
+        options: &ResolveOptions,
+    ) -> Result<Resolved, BuildError> {
+        let content = self.content.take();
+        let mut resolved = self.resolve_source(lock_defaults, options).await?;
+        resolved.content = content;
+        Ok(resolved)
+    }
+
+    /// Resolves the source, with the overrides.
+    async fn resolve_source(
         self,
         lock_defaults: &ImageSettings,
         options: &ResolveOptions,
@@ -104,6 +123,7 @@ impl BuildRequest {
                     lock,
                     settings: spec.image,
                     seconds: BTreeMap::from([(Stage::Solve, seconds)]),
+                    content: None,
                 })
             }
             Source::Lock { mut lock, path } => {
@@ -197,6 +217,7 @@ mod tests {
         BuildRequest {
             source: Source::read(&path, &ImageSettings::default()).unwrap(),
             overrides,
+            content: None,
         }
     }
 

@@ -105,6 +105,8 @@ pub struct ImageSettings {
     pub env: BTreeMap<String, String>,
     /// The command the image runs; chosen from the environment when absent.
     pub command: Option<Vec<String>>,
+    /// What runs the command (a repository's `start` script); none by default.
+    pub entrypoint: Option<Vec<String>>,
     /// Extra labels of the image.
     pub labels: BTreeMap<String, String>,
     /// Virtual packages the target provides, overriding the defaults by name.
@@ -120,6 +122,7 @@ impl Default for ImageSettings {
             user: NotebookUser::default(),
             env: BTreeMap::new(),
             command: None,
+            entrypoint: None,
             labels: BTreeMap::new(),
             virtual_packages: Vec::new(),
         }

@@ -1,17 +1,21 @@
 //! `trousse build`: an environment.yml or a lock file into an image.
 
-use std::{path::PathBuf, str::FromStr};
+use std::str::FromStr;
 
 use trousse_builder::{BuildError, BuildOptions, BuildReport, Compression};
 use trousse_registry_client::ImageRef;
 
-use crate::{args::SolveArgs, progress};
+use crate::{
+    args::{RepoArgs, SolveArgs},
+    progress,
+};
 
-/// Build an image from an environment.yml or a lock file.
+/// Build an image from an environment.yml, a lock file or a git repository.
 #[derive(clap::Args, Debug)]
 pub struct BuildArgs {
-    /// The environment.yml or lock file.
-    pub input: PathBuf,
+    /// The environment.yml, the lock file, or the git repository (https://, ssh://,
+    /// git@HOST:PATH, git://, file:// or a local repository's directory; URL@REF picks a ref).
+    pub input: String,
     /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG],
     /// docker-archive:FILE[:NAME:TAG] (for docker load) or docker://HOST/REPO[:TAG] (a push).
     #[arg(short, long)]
@@ -34,6 +38,8 @@ pub struct BuildArgs {
     #[arg(long, env = "TROUSSE_LAYER_POOL")]
     pub layer_pool: Option<String>,
     #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
     pub solve: SolveArgs,
 }
 
@@ -45,11 +51,13 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
     let reporter = progress::reporter(args.json);
     let resolved = args
         .solve
-        .request(
+        .request_input(
             &args.input,
+            &args.repo,
             args.base.as_deref(),
             args.environment.as_deref(),
-        )?
+        )
+        .await?
         .resolve(
             &args.solve.image_defaults()?,
             &args.solve.resolve_options(reporter.clone()),

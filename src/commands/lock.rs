@@ -4,13 +4,16 @@ use std::path::PathBuf;
 
 use trousse_builder::{BuildError, Source};
 
-use crate::{args::SolveArgs, progress};
+use crate::{
+    args::{RepoArgs, SolveArgs},
+    progress,
+};
 
-/// Solve an environment.yml and write its lock file.
+/// Solve an environment.yml (or a git repository's) and write its lock file.
 #[derive(clap::Args, Debug)]
 pub struct LockArgs {
-    /// The environment.yml.
-    pub spec: PathBuf,
+    /// The environment.yml, or a git repository (as for `trousse build`).
+    pub spec: String,
     /// Where to write the lock file.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -19,16 +22,21 @@ pub struct LockArgs {
     #[arg(long)]
     pub base: Option<String>,
     #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
     pub solve: SolveArgs,
 }
 
 /// Runs `trousse lock`.
 pub async fn run(args: LockArgs) -> anyhow::Result<()> {
-    let request = args.solve.request(&args.spec, args.base.as_deref(), None)?;
+    let request = args
+        .solve
+        .request_input(&args.spec, &args.repo, args.base.as_deref(), None)
+        .await?;
     if let Source::Lock { .. } = request.source {
         return Err(BuildError::Usage(format!(
             "{} is a lock file already: build it with `trousse build`",
-            args.spec.display()
+            args.spec
         ))
         .into());
     }

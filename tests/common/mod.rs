@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod git;
 pub mod service;
 
 use std::{
@@ -312,4 +313,63 @@ pub fn wait_for_port(port: u16, what: &str) {
         assert!(std::time::Instant::now() < deadline, "{what} did not start");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Makes a busybox base image with umoci: a shell and a passwd of its own.
+pub fn busybox_base(dir: &Path) -> std::path::PathBuf {
+    require("umoci");
+    let layout = dir.join("base");
+    run_ok(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout),
+    );
+    run_ok(
+        Command::new("umoci")
+            .args(["new", "--image"])
+            .arg(format!("{}:bb", layout.display())),
+    );
+    let bundle = dir.join("base-bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:bb", layout.display()))
+            .arg(&bundle),
+    );
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static is installed");
+    for tool in ["sh", "cat", "id", "ls"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nusers:x:100:\n").unwrap();
+    run_ok(
+        Command::new("umoci")
+            .args(["repack", "--image"])
+            .arg(format!("{}:bb", layout.display()))
+            .arg(&bundle),
+    );
+    run_ok(
+        Command::new("umoci")
+            .args(["config", "--image"])
+            .arg(format!("{}:bb", layout.display()))
+            .args([
+                "--config.env",
+                "PATH=/usr/bin:/bin",
+                "--config.env",
+                "BASE_VAR=kept",
+                "--architecture",
+                "amd64",
+                "--os",
+                "linux",
+            ]),
+    );
+    layout
 }

@@ -1,0 +1,187 @@
+//! Git repositories as build sources, kept the way Binder repositories are:
+//! fetched into a mirror cache, a ref resolved to a commit, the commit's
+//! files read from git's objects, Binder's configuration files read from
+//! them, and the files themselves layered into the image.
+
+mod address;
+mod binder;
+mod content;
+mod error;
+mod mirror;
+mod tree;
+
+use std::{path::Path, sync::Arc};
+
+pub use address::{is_repository_address, GitPolicy, RepoAddress, RepoLimits};
+pub use binder::{default_environment, BinderPlan, EnvironmentFile, DEFAULT_ENVIRONMENT};
+pub use content::{content_layer, RepoContent, SourceRecord, REPO_DIR, SOURCE_RECORD_IN_PREFIX};
+pub use error::RepoError;
+pub use mirror::TOKEN_ENV;
+pub use tree::{RepoNode, RepoTree, SubmoduleRecord};
+
+use mirror::{Mirror, Spending};
+use tree::TreeReader;
+
+use crate::{BuildError, BuildRequest, EnvSpec, ImageSettings, Source};
+
+/// The label naming the repository an image was built from.
+pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
+/// The label naming the commit an image was built from.
+pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+/// The label carrying the sha256 of the repository content layer's input.
+pub const CONTENT_LABEL: &str = "io.trousse.repository.sha256";
+
+/// A repository to build.
+#[derive(Debug, Clone)]
+pub struct RepoRequest {
+    /// Where it is (and the ref written after `@`).
+    pub address: RepoAddress,
+    /// The ref to build, over the address's; the remote's HEAD when neither says.
+    pub reference: Option<String>,
+    /// What may be fetched.
+    pub policy: GitPolicy,
+    /// Whether a `postBuild` script may run (otherwise it is refused).
+    pub allow_post_build: bool,
+}
+
+/// A repository read at one commit.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    /// Its files and where they came from.
+    pub content: RepoContent,
+    /// What its configuration files ask for.
+    pub plan: BinderPlan,
+}
+
+impl RepoRequest {
+    /// Fetches the repository into the mirrors under `cache_dir` and reads the commit.
+    pub async fn read(self, cache_dir: &Path) -> Result<Repository, BuildError> {
+        let mirrors = cache_dir.join("git");
+        tokio::task::spawn_blocking(move || self.read_blocking(&mirrors))
+            .await
+            .map_err(|e| BuildError::Internal(format!("repository task failed: {e}")))?
+            .map_err(BuildError::from)
+    }
+
+    fn read_blocking(&self, mirrors: &Path) -> Result<Repository, RepoError> {
+        let address = &self.address;
+        self.policy.check(address, None)?;
+        let spending = Spending::default();
+        let mirror = Mirror::open(mirrors, address)?;
+        let wanted = self.reference.as_deref().or(address.reference.as_deref());
+        let (commit, name) = mirror.resolve(address, wanted, &self.policy, &spending)?;
+        let time = mirror
+            .repo
+            .find_commit(commit)
+            .map(|c| c.time().seconds())
+            .unwrap_or(0);
+        let reader = TreeReader {
+            mirrors,
+            policy: &self.policy,
+            spending: &spending,
+        };
+        let tree = reader.read(&mirror.repo, commit, address)?;
+        let config = |message: String| RepoError::Config {
+            url: address.display(),
+            commit: commit.to_string(),
+            message,
+        };
+        check_lfs(&tree).map_err(config)?;
+        let plan = binder::plan(&tree).map_err(config)?;
+        self.check_scripts(&plan, &tree).map_err(config)?;
+        let reference = wanted.map_or_else(
+            || name.trim_start_matches("refs/heads/").to_string(),
+            ToString::to_string,
+        );
+        let record = SourceRecord {
+            url: address.display(),
+            reference,
+            commit: commit.to_string(),
+            submodules: tree.submodules.clone(),
+        };
+        Ok(Repository {
+            content: RepoContent { tree, time, record },
+            plan,
+        })
+    }
+
+    /// `start` must be runnable; `postBuild` only runs when allowed.
+    fn check_scripts(&self, plan: &BinderPlan, tree: &RepoTree) -> Result<(), String> {
+        if let Some(start) = &plan.start {
+            let runnable = matches!(tree.nodes.get(start), Some(RepoNode::File { data, .. }) if data.starts_with(b"#!"));
+            if !runnable {
+                return Err(format!(
+                    "{start} must be a file that starts with #! (e.g. #!/bin/bash) and ends with exec \"$@\""
+                ));
+            }
+        }
+        if let (Some(post_build), false) = (&plan.post_build, self.allow_post_build) {
+            return Err(format!(
+                "{post_build} runs arbitrary code at build time, and its result cannot be reproduced \
+                 byte for byte, so it is refused by default: install what it installs through environment.yml, \
+                 or allow it (--allow-post-build on the command line, an administrator for a course)"
+            ));
+        }
+        if plan.post_build.is_some() {
+            return Err("running postBuild is not available yet: install what it installs through environment.yml".into());
+        }
+        if !plan.apt.is_empty() {
+            return Err(format!(
+                "apt.txt asks for system packages ({}); trousse installs conda packages only: \
+                 add the conda-forge packages of the same names to environment.yml",
+                plan.apt.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Git LFS pointers are never shipped in place of the files they stand for.
+fn check_lfs(tree: &RepoTree) -> Result<(), String> {
+    let pointers: Vec<&str> = tree
+        .nodes
+        .iter()
+        .filter(|(_, n)| matches!(n, RepoNode::File { data, .. } if data.len() < 1024 && data.starts_with(b"version https://git-lfs.github.com/spec/")))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    match pointers.as_slice() {
+        [] => Ok(()),
+        [first, ..] => Err(format!(
+            "{} file(s) are Git LFS pointers (e.g. {first}); trousse does not fetch LFS objects yet: \
+             commit the files themselves, or build from a release archive",
+            pointers.len()
+        )),
+    }
+}
+
+impl Repository {
+    /// The build request of this repository: its environment, its files, and
+    /// the labels and entrypoint they bring.
+    pub fn request(self, defaults: &ImageSettings) -> Result<BuildRequest, BuildError> {
+        let record = &self.content.record;
+        let short = record.commit.get(..12).unwrap_or(&record.commit);
+        let (name, text) = match &self.plan.environment {
+            EnvironmentFile::Spec { path, text } => (path.clone(), text.clone()),
+            EnvironmentFile::Default { python } => (
+                "repo2docker's default environment".to_string(),
+                default_environment(python.as_deref()),
+            ),
+        };
+        let name = Path::new(&format!("{}@{short}:{name}", record.url)).to_path_buf();
+        let mut spec = EnvSpec::from_yaml(&text, &name, Path::new("/nonexistent"), defaults)?;
+        let image = &mut spec.image;
+        image.labels.insert(SOURCE_LABEL.into(), record.url.clone());
+        image
+            .labels
+            .insert(REVISION_LABEL.into(), record.commit.clone());
+        image
+            .labels
+            .insert(CONTENT_LABEL.into(), self.content.digest());
+        if let Some(start) = &self.plan.start {
+            image.entrypoint = Some(vec![format!("{REPO_DIR}/{start}")]);
+        }
+        let mut request = BuildRequest::new(Source::Spec(Box::new(spec)));
+        request.content = Some(Arc::new(self.content));
+        Ok(request)
+    }
+}
