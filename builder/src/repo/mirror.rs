@@ -26,6 +26,8 @@ pub struct Mirror {
     /// The bare repository.
     pub repo: Repository,
     path: PathBuf,
+    /// Whether this open made it (so that a failed first fetch leaves nothing).
+    fresh: bool,
     _lock: File,
 }
 
@@ -66,7 +68,8 @@ impl Mirror {
         let lock = File::create(root.join(format!("{name}.lock")))
             .and_then(|f| f.lock_exclusive().map(|()| f))
             .map_err(|e| failed(format!("locking: {e}")))?;
-        if !path.exists() {
+        let fresh = !path.exists();
+        if fresh {
             // made aside and renamed, so that a half-made mirror is never found
             let fresh = tempfile::Builder::new()
                 .prefix(".new-")
@@ -79,8 +82,16 @@ impl Mirror {
         Ok(Self {
             repo,
             path,
+            fresh,
             _lock: lock,
         })
+    }
+
+    /// Removes a mirror this open made, after its first fetch failed.
+    pub fn discard_if_fresh(self) {
+        if self.fresh {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 
     /// Resolves `reference` (default: the remote's HEAD) to a commit, fetching what is missing.

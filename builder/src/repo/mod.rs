@@ -69,7 +69,13 @@ impl RepoRequest {
         let spending = Spending::default();
         let mirror = Mirror::open(mirrors, address)?;
         let wanted = self.reference.as_deref().or(address.reference.as_deref());
-        let (commit, name) = mirror.resolve(address, wanted, &self.policy, &spending)?;
+        let (commit, name) = match mirror.resolve(address, wanted, &self.policy, &spending) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                mirror.discard_if_fresh();
+                return Err(e);
+            }
+        };
         let time = mirror
             .repo
             .find_commit(commit)

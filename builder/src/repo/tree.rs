@@ -136,8 +136,14 @@ impl TreeReader<'_> {
         let address = parent.join(url)?;
         self.policy.check(&address, Some(parent))?;
         let mirror = Mirror::open(self.mirrors, &address)?;
-        let (commit, _) =
-            mirror.resolve(&address, Some(&oid.to_string()), self.policy, self.spending)?;
+        let wanted = oid.to_string();
+        let commit = match mirror.resolve(&address, Some(&wanted), self.policy, self.spending) {
+            Ok((commit, _)) => commit,
+            Err(e) => {
+                mirror.discard_if_fresh();
+                return Err(e);
+            }
+        };
         out.nodes.insert(path.to_string(), RepoNode::Directory);
         out.submodules.push(SubmoduleRecord {
             path: path.to_string(),

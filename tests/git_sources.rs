@@ -1,0 +1,402 @@
+//! Git repositories kept the Binder way, served on loopback by `git daemon`
+//! and git's smart HTTP (`git http-backend` behind lighttpd), built from the
+//! command line: their files in the home and /srv/repo, `start` as the
+//! entrypoint, refs, submodules, a new commit reusing every package layer,
+//! and a clear error for each kind of bad repository.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::{git::GitServer, *};
+
+const ENVIRONMENT: &str = "name: course\nchannels: [conda-forge]\ndependencies: [hello-prefix]\n";
+
+/// Builds `source` over the workspace's channel; returns the JSON report (or the failed output).
+fn build(ws: &Workspace, source: &str, output: &str, extra: &[&str]) -> std::process::Output {
+    let channel = ws.channel().display().to_string();
+    let cache = ws.cache();
+    let mut args = vec![
+        "build",
+        source,
+        "-c",
+        &channel,
+        "--output",
+        output,
+        "--cache-dir",
+        &cache,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    run(trousse(&args))
+}
+
+fn build_ok(ws: &Workspace, source: &str, output: &str, extra: &[&str]) -> serde_json::Value {
+    let out = build(ws, source, output, extra);
+    assert!(out.status.success(), "building {source} failed");
+    report(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The image's config (labels, entrypoint) and its layers' digests, from an OCI layout.
+fn image(layout: &Path, tag: &str) -> (serde_json::Value, Vec<String>) {
+    let read = |digest: &str| -> serde_json::Value {
+        let hex = digest.trim_start_matches("sha256:");
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .expect("the tag is in the layout");
+    let manifest = read(manifest["digest"].as_str().unwrap());
+    let config = read(manifest["config"]["digest"].as_str().unwrap());
+    let layers = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    (config, layers)
+}
+
+/// The paths and link targets of a layer blob of the layout.
+fn layer_listing(layout: &Path, digest: &str) -> Vec<(String, String, Vec<u8>)> {
+    let blob = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let file = std::fs::File::open(blob).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| l.display().to_string())
+                .unwrap_or_default();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (path, link, data)
+        })
+        .collect()
+}
+
+#[test]
+fn a_binder_repository_runs_in_docker_with_its_files_and_start_script() {
+    require("docker");
+    let ws = Workspace::with_example_channel();
+    let server = GitServer::start();
+    let mut repo = server.repo("course");
+    repo.write("binder/environment.yml", ENVIRONMENT, false)
+        .write(
+            "binder/start",
+            "#!/bin/sh\nexport COURSE_STARTED=yes\nexec \"$@\"\n",
+            true,
+        )
+        .write("intro.ipynb", "{\"cells\": []}\n", false)
+        .write("week1/run.sh", "#!/bin/sh\necho week1\n", true);
+    std::os::unix::fs::symlink("../../etc/hostname", repo.work.join("canary")).unwrap();
+    let commit = repo.commit("course");
+    let base = busybox_base(ws.dir.path());
+    let archive = ws.path("course.tar");
+    let tag = format!("trousse-test/course:{}", std::process::id());
+    let url = format!("{}@main", server.http_url("course"));
+    build_ok(
+        &ws,
+        &url,
+        &format!("docker-archive:{}:{tag}", archive.display()),
+        &["--base", &format!("oci:{}:bb", base.display())],
+    );
+    run_ok(Command::new("docker").arg("load").arg("-i").arg(&archive));
+    let script = "cat ~/intro.ipynb /srv/repo/intro.ipynb; echo $COURSE_STARTED; \
+                  ~/week1/run.sh; readlink ~/canary; id -u; pwd";
+    let out = run(Command::new("docker").args(["run", "--rm", &tag, "sh", "-c", script]));
+    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "{\"cells\": []}",
+            "{\"cells\": []}",
+            "yes",
+            "week1",
+            "../../etc/hostname",
+            "1000",
+            "/home/jovyan"
+        ],
+        "{stdout}"
+    );
+
+    // the same commit over git:// is the same content, named by its commit
+    let layout = ws.path("layout");
+    build_ok(
+        &ws,
+        &server.git_url("course"),
+        &format!("oci:{}:git", layout.display()),
+        &[],
+    );
+    let (config, _) = image(&layout, "git");
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.revision"], commit.as_str());
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        server.git_url("course")
+    );
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/srv/repo/binder/start"])
+    );
+}
+
+#[test]
+fn a_new_commit_reuses_every_package_layer() {
+    let ws = Workspace::with_example_channel();
+    let server = GitServer::start();
+    let mut repo = server.repo("weekly");
+    repo.write("environment.yml", ENVIRONMENT, false)
+        .write("week1.ipynb", "week 1\n", false);
+    repo.commit("week 1");
+    let layout = ws.path("layout");
+    let first = build_ok(
+        &ws,
+        &server.git_url("weekly"),
+        &format!("oci:{}:one", layout.display()),
+        &[],
+    );
+    repo.write("week2.ipynb", "week 2\n", false);
+    repo.commit("week 2");
+    let second = build_ok(
+        &ws,
+        &server.git_url("weekly"),
+        &format!("oci:{}:two", layout.display()),
+        &[],
+    );
+    assert_eq!(first["lock_hash"], second["lock_hash"]);
+    let layers = second["layers"].as_u64().unwrap();
+    assert_eq!(
+        second["cached_layers"].as_u64().unwrap(),
+        layers - 2,
+        "every package layer is cached: only the environment and content layers are written"
+    );
+    let (_, one) = image(&layout, "one");
+    let (_, two) = image(&layout, "two");
+    assert_eq!(one.len(), two.len());
+    let last = one.len() - 1;
+    assert_eq!(
+        one[..last],
+        two[..last],
+        "all but the content layer are the same blobs"
+    );
+    assert_ne!(one[last], two[last]);
+    let files: Vec<String> = layer_listing(&layout, &two[last])
+        .into_iter()
+        .map(|(p, _, _)| p)
+        .collect();
+    assert!(
+        files.contains(&"home/jovyan/week2.ipynb".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"srv/repo/week2.ipynb".to_string()),
+        "{files:?}"
+    );
+    assert!(!files.iter().any(|f| f.contains(".git/")), "{files:?}");
+}
+
+#[test]
+fn tags_older_commits_and_submodules_are_built() {
+    let ws = Workspace::with_example_channel();
+    let server = GitServer::start();
+    let mut lib = server.repo("lib");
+    lib.write("README.md", "the course library\n", false);
+    lib.commit("lib");
+    let mut repo = server.repo("course");
+    repo.write("environment.yml", ENVIRONMENT, false)
+        .write("notes.md", "first\n", false);
+    let old = repo.commit("first");
+    repo.git(&["tag", "v1"]);
+    repo.git(&[
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        lib.bare.to_str().unwrap(),
+        "vendor/lib",
+    ]);
+    repo.git(&[
+        "config",
+        "-f",
+        ".gitmodules",
+        "submodule.vendor/lib.url",
+        "../lib.git",
+    ]);
+    repo.write("notes.md", "second\n", false);
+    let head = repo.commit("second, with the library");
+
+    let layout = ws.path("layout");
+    let cases = [
+        (
+            format!("{}@v1", server.http_url("course")),
+            "tag",
+            old.clone(),
+        ),
+        (
+            format!("{}@{}", server.http_url("course"), &old[..10]),
+            "old",
+            old.clone(),
+        ),
+        (server.http_url("course"), "head", head.clone()),
+    ];
+    for (url, tag, commit) in &cases {
+        build_ok(&ws, url, &format!("oci:{}:{tag}", layout.display()), &[]);
+        let (config, _) = image(&layout, tag);
+        assert_eq!(
+            config["config"]["Labels"]["org.opencontainers.image.revision"],
+            commit.as_str(),
+            "{url}"
+        );
+    }
+    let (_, layers) = image(&layout, "head");
+    let listing = layer_listing(&layout, layers.last().unwrap());
+    let readme = listing
+        .iter()
+        .find(|(p, _, _)| p == "home/jovyan/vendor/lib/README.md")
+        .expect("the submodule's files are in the image");
+    assert_eq!(readme.2, b"the course library\n");
+    let record = listing
+        .iter()
+        .find(|(p, _, _)| p.ends_with("conda-meta/trousse-source.json"))
+        .expect("a source record");
+    let record: serde_json::Value = serde_json::from_slice(&record.2).unwrap();
+    assert_eq!(record["commit"], head.as_str());
+    assert_eq!(record["submodules"][0]["url"], server.http_url("lib"));
+}
+
+/// Runs a build expected to fail; returns (exit code, message).
+fn failure(ws: &Workspace, source: &str, extra: &[&str]) -> (i32, String) {
+    let layout = ws.path("refused");
+    let out = build(ws, source, &format!("oci:{}:x", layout.display()), extra);
+    assert!(!out.status.success(), "{source} was built");
+    assert!(
+        !layout.exists(),
+        "nothing is written for a refused repository"
+    );
+    let error = report(&String::from_utf8_lossy(&out.stdout));
+    (
+        out.status.code().unwrap(),
+        error["message"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn bad_repositories_get_clear_errors_and_leave_nothing_behind() {
+    let ws = Workspace::with_example_channel();
+    let server = GitServer::start();
+
+    let (code, message) = failure(&ws, &server.http_url("nowhere"), &[]);
+    assert_eq!(code, 9, "{message}");
+    assert!(message.contains("does not exist"), "{message}");
+    let mirrors = ws.path("cache/git");
+    let left: Vec<_> = std::fs::read_dir(&mirrors)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "git"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "no mirror is kept of a missing repository: {left:?}"
+    );
+
+    let mut repo = server.repo("course");
+    repo.write("environment.yml", ENVIRONMENT, false);
+    repo.commit("course");
+    let (code, message) = failure(&ws, &format!("{}@spring", server.git_url("course")), &[]);
+    assert_eq!(code, 9, "{message}");
+    assert!(
+        message.contains("'spring'") && message.contains("main"),
+        "{message}"
+    );
+
+    let cases: [(&str, &[(&str, &str)], i32, &str); 4] = [
+        (
+            "both",
+            &[
+                ("binder/environment.yml", ENVIRONMENT),
+                (".binder/environment.yml", ENVIRONMENT),
+            ],
+            3,
+            "both binder/ and .binder/",
+        ),
+        (
+            "docker",
+            &[("Dockerfile", "FROM ubuntu\n")],
+            3,
+            "Dockerfile",
+        ),
+        (
+            "post",
+            &[
+                ("environment.yml", ENVIRONMENT),
+                ("postBuild", "#!/bin/sh\ntouch /tmp/x\n"),
+            ],
+            3,
+            "--allow-post-build",
+        ),
+        (
+            "apt",
+            &[("environment.yml", ENVIRONMENT), ("apt.txt", "graphviz\n")],
+            3,
+            "graphviz",
+        ),
+    ];
+    for (name, files, want, says) in cases {
+        let mut repo = server.repo(name);
+        for (path, text) in files {
+            repo.write(path, text, false);
+        }
+        repo.commit(name);
+        let (code, message) = failure(&ws, &server.git_url(name), &[]);
+        assert_eq!(code, want, "{name}: {message}");
+        assert!(message.contains(says), "{name}: {message}");
+    }
+
+    // a network repository whose submodule is a path on the build host
+    let mut host = server.repo("host");
+    host.write("secret", "host file\n", false);
+    host.commit("host");
+    let mut sneaky = server.repo("sneaky");
+    sneaky.write("environment.yml", ENVIRONMENT, false);
+    sneaky.git(&[
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        host.bare.to_str().unwrap(),
+        "host",
+    ]);
+    let file_url = format!("file://{}", host.bare.display());
+    sneaky.git(&[
+        "config",
+        "-f",
+        ".gitmodules",
+        "submodule.host.url",
+        &file_url,
+    ]);
+    sneaky.commit("sneaky");
+    let (code, message) = failure(&ws, &server.http_url("sneaky"), &[]);
+    assert_eq!(code, 10, "{message}");
+    assert!(message.contains("file://"), "{message}");
+}
