@@ -400,3 +400,103 @@ fn bad_repositories_get_clear_errors_and_leave_nothing_behind() {
     assert_eq!(code, 10, "{message}");
     assert!(message.contains("file://"), "{message}");
 }
+
+#[test]
+fn the_service_builds_repositories_from_allowed_hosts_only() {
+    use common::service::*;
+    require("skopeo");
+    let ws = Workspace::with_example_channel();
+    let server = GitServer::start();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let allowed = format!("127.0.0.1:{}", server.http_port);
+        let service = Service::start(
+            &ws.path("data"),
+            &channel,
+            &["--allow-git-host", &allowed, "--repo-max-bytes", "64KiB"],
+        );
+        let admin = service.token("admin", &[]);
+        let environment = format!(
+            "name: course\nchannels: [{}]\ndependencies: [hello-prefix]\n",
+            channel.url()
+        );
+        let mut repo = server.repo("course");
+        repo.write("environment.yml", &environment, false)
+            .write("intro.ipynb", "{}\n", false);
+        let first = repo.commit("first");
+        let submit = |body: serde_json::Value| {
+            let request = client()
+                .post(service.url("/api/v1/courses/intro/environments"))
+                .bearer_auth(&admin)
+                .json(&body);
+            send(request)
+        };
+        let url = server.http_url("course");
+        let (status, created) = submit(serde_json::json!({"repo": url, "ref": "main"})).await;
+        assert_eq!(status, 202, "{created}");
+        assert_eq!(created["source"]["commit"], first.as_str(), "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let ready = wait_until(&service, &admin, &id, &["ready", "failed"]).await;
+        assert_eq!(ready["status"], "ready", "{ready}");
+        let image = format!("docker://{}/intro/course:latest", service.host());
+        let inspect =
+            run_ok(Command::new("skopeo").args(["inspect", "--tls-verify=false", &image]));
+        let labels: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        assert_eq!(
+            labels["Labels"]["org.opencontainers.image.revision"],
+            first.as_str()
+        );
+
+        // the same commit is the same request; a new commit on the branch is rebuilt
+        let (status, same) = submit(serde_json::json!({"repo": url, "ref": "main"})).await;
+        assert_eq!((status, &same["id"]), (200, &created["id"]), "{same}");
+        repo.write("week2.ipynb", "{}\n", false);
+        let second = repo.commit("second");
+        let (status, moved) = submit(serde_json::json!({"repo": url, "ref": "main"})).await;
+        assert_eq!(status, 202, "{moved}");
+        assert_eq!(moved["source"]["commit"], second.as_str());
+
+        let mut big = server.repo("big");
+        let noise = trousse_testkit::Rng::new(7).bytes(200 << 10);
+        big.write("environment.yml", &environment, false);
+        std::fs::write(big.work.join("data.bin"), noise).unwrap();
+        big.commit("big");
+        let refused = [
+            (
+                server.git_url("course"),
+                "repository_refused",
+                "not among the allowed git hosts",
+            ),
+            ("file:///etc".to_string(), "repository_refused", "file://"),
+            (
+                server.http_url("big"),
+                "repository_refused",
+                "limit of 65536 bytes",
+            ),
+            (
+                server.http_url("nowhere"),
+                "repository_not_found",
+                "does not exist",
+            ),
+        ];
+        for (url, code, says) in refused {
+            let (status, error) = submit(serde_json::json!({"repo": url, "name": "x"})).await;
+            assert_eq!(status, 422, "{url}: {error}");
+            assert_eq!(error["error"], code, "{url}: {error}");
+            assert!(
+                error["message"].as_str().unwrap().contains(says),
+                "{url}: {error}"
+            );
+        }
+        let mirrors: Vec<_> = std::fs::read_dir(ws.path("data/cache/git"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "git"))
+            .collect();
+        assert_eq!(
+            mirrors.len(),
+            1,
+            "a mirror of the built repository only: {mirrors:?}"
+        );
+    });
+}

@@ -11,7 +11,8 @@ use std::{
 
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use trousse_builder::{
-    progress::Event, BuildOptions, BuildReport, ImageSettings, Lock, Resolved, SettingsRecord,
+    progress::Event, repo::stored_content, BuildOptions, BuildReport, ImageSettings, Lock,
+    Resolved, SettingsRecord,
 };
 use trousse_registry_client::{open_image, ImageRef};
 
@@ -282,7 +283,11 @@ async fn build_image(
         reporter,
         registry: config.registry.clone(),
     };
-    let report = trousse_builder::build(Resolved::new(lock, settings), options).await?;
+    // a repository's files are read again, at the commit the request resolved
+    let content = stored_content(&settings, &config.git_policy(), &config.cache_dir()).await?;
+    let mut resolved = Resolved::new(lock, settings);
+    resolved.content = content.map(Arc::new);
+    let report = trousse_builder::build(resolved, options).await?;
     if config.push_to.is_none() {
         let blobs = store_image(state, &output).await?;
         state.store.record_image(&report.digest, &blobs).await?;

@@ -6,6 +6,7 @@ use rattler_conda_types::RepoDataRecord;
 use trousse_builder::{
     channel_url::{self, ChannelUrl},
     error::clip,
+    repo::{GitPolicy, RepoLimits},
     spec::{resolve_channel, ChannelConfig},
     EnvSpec, ImageSettings,
 };
@@ -44,6 +45,10 @@ pub struct ServiceConfig {
     pub push_to: Option<String>,
     /// How to reach registries.
     pub registry: RegistryOptions,
+    /// Git hosts (`host` or `host:port`) repositories may be fetched from; none by default.
+    pub git_hosts: Vec<String>,
+    /// What one repository may cost: bytes, files, time.
+    pub repo_limits: RepoLimits,
 }
 
 /// Builds that may run at once, unless configured.
@@ -54,6 +59,12 @@ pub const DEFAULT_BUILD_TIMEOUT_SECONDS: u64 = 3600;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 /// The most packages a spec may request, unless configured.
 pub const DEFAULT_MAX_SPEC_PACKAGES: usize = 200;
+/// The most bytes one repository may bring (fetched, and in its files), unless configured.
+pub const DEFAULT_REPO_MAX_BYTES: u64 = 256 << 20;
+/// The most files one repository may hold, unless configured.
+pub const DEFAULT_REPO_MAX_FILES: u64 = 20_000;
+/// The longest fetching one repository may take, in seconds, unless configured.
+pub const DEFAULT_REPO_TIMEOUT_SECONDS: u64 = 300;
 /// The channel specs may use, unless others are allowed.
 pub const DEFAULT_ALLOWED_CHANNEL: &str = "conda-forge";
 
@@ -75,7 +86,19 @@ impl ServiceConfig {
             require_pull_token: false,
             push_to: None,
             registry: RegistryOptions::default(),
+            git_hosts: Vec::new(),
+            repo_limits: RepoLimits {
+                max_bytes: DEFAULT_REPO_MAX_BYTES,
+                max_files: DEFAULT_REPO_MAX_FILES,
+                timeout: Duration::from_secs(DEFAULT_REPO_TIMEOUT_SECONDS),
+            },
         }
+    }
+
+    /// What repositories a request may name: the allowed hosts only, never a
+    /// local path, never the service's own git credentials.
+    pub fn git_policy(&self) -> GitPolicy {
+        GitPolicy::hosts(self.git_hosts.clone(), self.repo_limits)
     }
 
     /// The build cache.

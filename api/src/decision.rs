@@ -122,6 +122,7 @@ mod tests {
             current: true,
             request_hash: "r1".into(),
             spec: None,
+            source: None,
             lock: String::new(),
             lock_hash: String::new(),
             packages: 0,

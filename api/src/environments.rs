@@ -12,8 +12,11 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use trousse_builder::{
-    error::clip, progress::silent, BuildKey, BuildRequest, Compression, EnvSpec, ImageSettings,
-    Lock, ResolveOptions, Resolved, SettingsRecord, Source,
+    error::clip,
+    progress::silent,
+    repo::{RepoAddress, RepoRequest},
+    BuildError, BuildKey, BuildRequest, Compression, EnvSpec, ImageSettings, Lock, ResolveOptions,
+    Resolved, SettingsRecord, Source,
 };
 
 use crate::{
@@ -37,6 +40,11 @@ pub struct EnvironmentRequest {
     pub spec: Option<String>,
     /// A lock file (rattler/pixi format), as text; built as it is, not solved.
     pub lock: Option<String>,
+    /// A git repository kept the Binder way (`https://HOST/PATH`, from an allowed host).
+    pub repo: Option<String>,
+    /// The branch, tag or commit of `repo` [default: what its HEAD points at].
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
     /// An exam environment: once ready its image never changes, and a changed
     /// request makes a new environment.
     #[serde(default)]
@@ -61,6 +69,8 @@ impl EnvironmentRequest {
                 name: query.name,
                 spec: Some(text.to_string()),
                 lock: None,
+                repo: None,
+                reference: None,
                 exam: query.exam,
             })
         } else {
@@ -113,6 +123,9 @@ pub struct Environment {
     pub packages: i64,
     /// Total bytes of the image's layers, once ready.
     pub bytes: Option<i64>,
+    /// The repository it was built from: URL, ref, commit, submodules.
+    #[schema(value_type = Option<Object>)]
+    pub source: Option<serde_json::Value>,
     /// Created, seconds since the epoch.
     pub created_at: i64,
     /// Last changed, seconds since the epoch.
@@ -133,6 +146,8 @@ struct Submission {
     spec: Option<(String, EnvSpec)>,
     lock_text: Option<String>,
     request_hash: String,
+    /// A repository's request (its environment and files) and its source record.
+    repository: Option<(BuildRequest, String)>,
 }
 
 /// Names of courses and environments: one OCI repository path component each.
@@ -159,13 +174,28 @@ fn request_hash(kind: &str, exam: bool, text: &str) -> String {
 }
 
 impl Submission {
-    fn parse(
+    async fn parse(
         state: &AppState,
         headers: &HeaderMap,
         query: SubmitQuery,
         body: Bytes,
     ) -> Result<Self, ApiError> {
         let request = EnvironmentRequest::from_body(headers, query, &body)?;
+        if let Some(url) = request.repo {
+            if request.spec.is_some() || request.lock.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "give exactly one of \"spec\", \"lock\" and \"repo\"",
+                ));
+            }
+            return Self::of_repo(state, request.name, request.exam, &url, request.reference).await;
+        }
+        if request.reference.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "\"ref\" goes with \"repo\"",
+            ));
+        }
         match (request.spec, request.lock) {
             (Some(spec_text), None) => Self::of_spec(state, request.name, request.exam, spec_text),
             (None, Some(lock_text)) => {
@@ -179,6 +209,7 @@ impl Submission {
                     exam: request.exam,
                     spec: None,
                     lock_text: Some(lock_text),
+                    repository: None,
                 })
             }
             _ => Err(ApiError::bad_request(
@@ -234,12 +265,82 @@ impl Submission {
             exam,
             spec: Some((spec_text, spec)),
             lock_text: None,
+            repository: None,
+        })
+    }
+
+    /// A repository, fetched from an allowed host and read at the ref's commit;
+    /// its environment is checked as a submitted spec is.
+    async fn of_repo(
+        state: &AppState,
+        name: Option<String>,
+        exam: bool,
+        url: &str,
+        reference: Option<String>,
+    ) -> Result<Self, ApiError> {
+        let config = &state.config;
+        let read = RepoRequest {
+            address: RepoAddress::parse(url).map_err(BuildError::from)?,
+            reference,
+            policy: config.git_policy(),
+            allow_post_build: false,
+        }
+        .read(&config.cache_dir())
+        .await?;
+        let record = serde_json::to_string(&read.content.record)
+            .map_err(|e| ApiError::Internal(format!("recording the source: {e}")))?;
+        // a course follows its ref (the same commit is the same request); an
+        // exam stays at the commit its first request resolved
+        let identity = if exam {
+            format!("{url}\n{}", read.content.record.reference)
+        } else {
+            format!("{url}\n{}", read.content.record.commit)
+        };
+        let request = read.request(&config.defaults)?;
+        let Source::Spec(spec) = &request.source else {
+            return Err(ApiError::Internal("a repository resolves to a spec".into()));
+        };
+        if spec.dependencies.len() > config.max_spec_packages {
+            return Err(ApiError::Unprocessable {
+                code: "too_many_packages",
+                message: format!(
+                    "the repository's environment requests {} packages; at most {} are allowed",
+                    spec.dependencies.len(),
+                    config.max_spec_packages
+                ),
+            });
+        }
+        state.policy.check_spec(spec)?;
+        let name = name.or_else(|| spec.name.clone()).ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_name",
+                "name the environment: \"name\" in the request, or 'name:' in the repository's environment.yml",
+            )
+        })?;
+        check_name("environment", &name)?;
+        Ok(Self {
+            request_hash: request_hash("repo", exam, &identity),
+            name,
+            exam,
+            spec: None,
+            lock_text: None,
+            repository: Some((request, record)),
         })
     }
 
     /// Solves the spec, or reads the lock, and checks what it would fetch.
     async fn lock(&self, state: &AppState) -> Result<(Lock, ImageSettings), ApiError> {
         let config = &state.config;
+        let options = ResolveOptions {
+            cache_dir: config.cache_dir(),
+            registry: config.registry.clone(),
+            reporter: silent(),
+        };
+        if let Some((request, _)) = &self.repository {
+            let resolved = request.clone().resolve(&config.defaults, &options).await?;
+            self.check_lock(state, &resolved.lock)?;
+            return Ok((resolved.lock, resolved.settings));
+        }
         let source = match (&self.spec, &self.lock_text) {
             (Some((_, spec)), _) => Source::Spec(Box::new(spec.clone())),
             (None, Some(text)) => Source::Lock {
@@ -254,15 +355,17 @@ impl Submission {
                 ))
             }
         };
-        let options = ResolveOptions {
-            cache_dir: config.cache_dir(),
-            registry: config.registry.clone(),
-            reporter: silent(),
-        };
         // a lock resolves without fetching anything; a spec was checked before
         let Resolved { lock, settings, .. } = BuildRequest::new(source)
             .resolve(&config.defaults, &options)
             .await?;
+        self.check_lock(state, &lock)?;
+        Ok((lock, settings))
+    }
+
+    /// Refuses a lock that is too large or fetches what the policy does not allow.
+    fn check_lock(&self, state: &AppState, lock: &Lock) -> Result<(), ApiError> {
+        let config = &state.config;
         for platform in &lock.platforms {
             if platform.records.len() > config.max_lock_packages {
                 return Err(ApiError::Unprocessable {
@@ -283,7 +386,7 @@ impl Submission {
             // as the CLI does: a lock fetches only from the channels it declares
             lock.check_own_urls(Path::new("request.lock"))?;
         }
-        Ok((lock, settings))
+        Ok(())
     }
 }
 
@@ -323,6 +426,10 @@ impl AppState {
             lock: env.lock,
             packages: env.packages,
             bytes: env.bytes,
+            source: env
+                .source
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
             created_at: env.created_at,
             updated_at: env.updated_at,
         })
@@ -386,7 +493,7 @@ pub async fn submit(
             ApiError::bad_request("invalid_body", e.body_text())
         }
     })?;
-    let submission = Submission::parse(&state, &headers, query, body)?;
+    let submission = Submission::parse(&state, &headers, query, body).await?;
 
     // one submission per environment at a time: identical requests share one answer
     let slot = state.submission_slot(&course, &submission.name);
@@ -456,6 +563,7 @@ fn apply(
             current: true,
             request_hash: String::new(),
             spec: None,
+            source: None,
             lock: String::new(),
             lock_hash: String::new(),
             packages: 0,
@@ -471,6 +579,10 @@ fn apply(
     env.exam = submission.exam;
     env.request_hash = submission.request_hash.clone();
     env.spec = submission.spec.as_ref().map(|(text, _)| text.clone());
+    env.source = submission
+        .repository
+        .as_ref()
+        .map(|(_, record)| record.clone());
     env.lock = lock.text.clone();
     env.lock_hash = lock.hash();
     env.packages = lock

@@ -137,6 +137,7 @@ impl From<BuildError> for ApiError {
             BuildError::Channel { .. }
             | BuildError::Fetch { .. }
             | BuildError::Integrity { .. }
+            | BuildError::Archive(_)
             | BuildError::BaseUnavailable { .. }
             | BuildError::Registry(_) => ApiError::Upstream(message),
             BuildError::Stage { .. } | BuildError::Io { .. } | BuildError::Internal(_) => {

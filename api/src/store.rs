@@ -69,6 +69,8 @@ pub struct EnvironmentRow {
     pub request_hash: String,
     /// The spec it was made from, if any.
     pub spec: Option<String>,
+    /// The repository it was made from (JSON source record), if any.
+    pub source: Option<String>,
     /// Its lock file.
     pub lock: String,
     /// The lock's sha256.
@@ -355,9 +357,9 @@ impl Store {
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO environments (id, course, name, exam, current, request_hash, spec, lock,
-               lock_hash, packages, status, error, digest, bytes, build_id, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO environments (id, course, name, exam, current, request_hash, spec, source,
+               lock, lock_hash, packages, status, error, digest, bytes, build_id, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&env.id)
         .bind(&env.course)
@@ -366,6 +368,7 @@ impl Store {
         .bind(env.current)
         .bind(&env.request_hash)
         .bind(&env.spec)
+        .bind(&env.source)
         .bind(&env.lock)
         .bind(&env.lock_hash)
         .bind(env.packages)
@@ -389,11 +392,13 @@ impl Store {
     pub async fn update_environment(&self, env: &EnvironmentRow) -> Result<(), ApiError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE environments SET request_hash = ?, spec = ?, lock = ?, lock_hash = ?, packages = ?,
-               status = ?, error = ?, digest = ?, bytes = ?, build_id = ?, updated_at = ? WHERE id = ?",
+            "UPDATE environments SET request_hash = ?, spec = ?, source = ?, lock = ?, lock_hash = ?,
+               packages = ?, status = ?, error = ?, digest = ?, bytes = ?, build_id = ?, updated_at = ?
+             WHERE id = ?",
         )
         .bind(&env.request_hash)
         .bind(&env.spec)
+        .bind(&env.source)
         .bind(&env.lock)
         .bind(&env.lock_hash)
         .bind(env.packages)

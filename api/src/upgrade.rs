@@ -78,6 +78,7 @@ mod tests {
             current: true,
             request_hash: "r".into(),
             spec: None,
+            source: None,
             lock: LOCK.into(),
             lock_hash: "h".into(),
             packages: 1,

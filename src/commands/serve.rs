@@ -5,9 +5,10 @@ use std::{path::PathBuf, str::FromStr};
 use anyhow::Context;
 use trousse_api::config::{
     DEFAULT_ALLOWED_CHANNEL, DEFAULT_BUILD_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_BUILDS, DEFAULT_MAX_SPEC_PACKAGES,
+    DEFAULT_MAX_BUILDS, DEFAULT_MAX_SPEC_PACKAGES, DEFAULT_REPO_MAX_BYTES, DEFAULT_REPO_MAX_FILES,
+    DEFAULT_REPO_TIMEOUT_SECONDS,
 };
-use trousse_builder::BuildError;
+use trousse_builder::{repo::RepoLimits, BuildError};
 use trousse_registry_client::ImageRef;
 
 use crate::args::RegistryArgs;
@@ -51,6 +52,18 @@ pub struct ServeArgs {
     /// The base image of specs and locks that name none [default: Ubuntu 24.04, pinned].
     #[arg(long, env = trousse_builder::spec::DEFAULT_BASE_ENV)]
     pub default_base: Option<String>,
+    /// A git host (HOST or HOST:PORT) repositories may be fetched from (repeatable); none by default.
+    #[arg(long = "allow-git-host", value_name = "HOST[:PORT]")]
+    pub git_hosts: Vec<String>,
+    /// The most one repository may bring over the network and in its files, e.g. 256MiB.
+    #[arg(long, default_value_t = DEFAULT_REPO_MAX_BYTES, value_parser = parse_size)]
+    pub repo_max_bytes: u64,
+    /// The most files one repository may hold.
+    #[arg(long, default_value_t = DEFAULT_REPO_MAX_FILES)]
+    pub repo_max_files: u64,
+    /// The longest fetching one repository may take, in seconds.
+    #[arg(long, default_value_t = DEFAULT_REPO_TIMEOUT_SECONDS)]
+    pub repo_timeout: u64,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -76,6 +89,12 @@ impl ServeArgs {
         config.require_pull_token = self.require_pull_token;
         config.push_to = self.push_to;
         config.registry = self.registry.options(None);
+        config.git_hosts = self.git_hosts;
+        config.repo_limits = RepoLimits {
+            max_bytes: self.repo_max_bytes,
+            max_files: self.repo_max_files,
+            timeout: std::time::Duration::from_secs(self.repo_timeout),
+        };
         if let Some(base) = self.default_base.filter(|b| !b.is_empty()) {
             config.defaults.base = ImageRef::from_str(&base).map_err(|e| {
                 BuildError::Usage(format!(

@@ -252,6 +252,12 @@ impl GitPolicy {
             .iter()
             .map(|a| a.to_ascii_lowercase())
             .any(|a| a == host || Some(&a) == with_port.as_ref());
+        if allowed.is_empty() {
+            return Err(refuse(
+                "no git host is allowed here; an administrator allows hosts with --allow-git-host"
+                    .into(),
+            ));
+        }
         if !listed {
             return Err(refuse(format!(
                 "host {} is not among the allowed git hosts ({}); ask an administrator to add it",

@@ -48,6 +48,16 @@ impl Default for Spending {
     }
 }
 
+impl Spending {
+    /// Whether a limit stopped the last transfer.
+    fn over_a_limit(&self) -> bool {
+        let hit = self.limit_hit.take();
+        let over = hit.is_some();
+        self.limit_hit.set(hit);
+        over
+    }
+}
+
 /// A ref the remote advertises.
 struct Advertised {
     name: String,
@@ -219,7 +229,7 @@ impl Mirror {
         };
         let result = match attempt(shallow.then_some(1)) {
             // servers (and the local transport) that cannot fetch shallow: fetch it all
-            Err(e) if shallow && spending.limit_hit.take().is_none() && is_shallow_refusal(&e) => {
+            Err(e) if shallow && !spending.over_a_limit() && is_shallow_refusal(&e) => {
                 attempt(None)
             }
             other => other,

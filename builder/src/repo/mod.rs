@@ -30,6 +30,8 @@ pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
 pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 /// The label carrying the sha256 of the repository content layer's input.
 pub const CONTENT_LABEL: &str = "io.trousse.repository.sha256";
+/// The label naming the ref the commit was resolved from.
+pub const REF_LABEL: &str = "io.trousse.repository.ref";
 
 /// A repository to build.
 #[derive(Debug, Clone)]
@@ -140,6 +142,40 @@ impl RepoRequest {
         }
         Ok(())
     }
+}
+
+/// The repository content that stored settings name (by their labels), read
+/// again at that commit (from the mirror, which holds it); `None` without a repository.
+pub async fn stored_content(
+    settings: &ImageSettings,
+    policy: &GitPolicy,
+    cache_dir: &Path,
+) -> Result<Option<RepoContent>, BuildError> {
+    let label = |name: &str| settings.labels.get(name).cloned();
+    let (Some(url), Some(commit), Some(reference), Some(digest)) = (
+        label(SOURCE_LABEL),
+        label(REVISION_LABEL),
+        label(REF_LABEL),
+        label(CONTENT_LABEL),
+    ) else {
+        return Ok(None);
+    };
+    let mut content = RepoRequest {
+        address: RepoAddress::parse(&url)?,
+        reference: Some(commit),
+        policy: policy.clone(),
+        allow_post_build: false,
+    }
+    .read(cache_dir)
+    .await?
+    .content;
+    content.record.reference = reference;
+    if content.digest() != digest {
+        return Err(BuildError::Internal(format!(
+            "the files of {url} read now differ from those the build was resolved with"
+        )));
+    }
+    Ok(Some(content))
 }
 
 /// Git LFS pointers are never shipped in place of the files they stand for.
