@@ -401,6 +401,28 @@ fn bad_repositories_get_clear_errors_and_leave_nothing_behind() {
     assert!(message.contains("file://"), "{message}");
 }
 
+const WEBHOOK_SECRET: &str = "a-secret-of-the-course-team";
+
+/// HMAC-SHA256 of `text` with `key`, in hex, computed by openssl.
+fn hmac_sha256(key: &str, text: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    line.trim().rsplit(' ').next().unwrap().to_string()
+}
+
 #[test]
 fn the_service_builds_repositories_from_allowed_hosts_only() {
     use common::service::*;
@@ -413,7 +435,14 @@ fn the_service_builds_repositories_from_allowed_hosts_only() {
         let service = Service::start(
             &ws.path("data"),
             &channel,
-            &["--allow-git-host", &allowed, "--repo-max-bytes", "64KiB"],
+            &[
+                "--allow-git-host",
+                &allowed,
+                "--repo-max-bytes",
+                "64KiB",
+                "--webhook-secret",
+                WEBHOOK_SECRET,
+            ],
         );
         let admin = service.token("admin", &[]);
         let environment = format!(
@@ -455,6 +484,44 @@ fn the_service_builds_repositories_from_allowed_hosts_only() {
         let (status, moved) = submit(serde_json::json!({"repo": url, "ref": "main"})).await;
         assert_eq!(status, 202, "{moved}");
         assert_eq!(moved["source"]["commit"], second.as_str());
+        let moved_id = moved["id"].as_str().unwrap().to_string();
+        wait_until(&service, &admin, &moved_id, &["ready", "failed"]).await;
+
+        // a push to the branch, signed as GitHub signs it, rebuilds the course's environment
+        repo.write("week3.ipynb", "{}\n", false);
+        let third = repo.commit("third");
+        let payload = serde_json::json!({
+            "ref": "refs/heads/main",
+            "after": third,
+            "repository": {"clone_url": format!("{url}/"), "html_url": "http://elsewhere/x"},
+        })
+        .to_string();
+        let hook = |signature: String| {
+            send(
+                client()
+                    .post(service.url("/api/v1/hooks/git"))
+                    .header("x-github-event", "push")
+                    .header("x-hub-signature-256", signature)
+                    .body(payload.clone()),
+            )
+        };
+        let (status, error) = hook(format!("sha256={}", "0".repeat(64))).await;
+        assert_eq!(status, 401, "{error}");
+        let (status, pushed) =
+            hook(format!("sha256={}", hmac_sha256(WEBHOOK_SECRET, &payload))).await;
+        assert_eq!(status, 200, "{pushed}");
+        assert_eq!(
+            pushed["environments"],
+            serde_json::json!([{"course": "intro", "name": "course", "status": 202}])
+        );
+        let (_, current) = send(
+            client()
+                .get(service.url("/api/v1/courses/intro/environments"))
+                .bearer_auth(&admin),
+        )
+        .await;
+        let now = &current["environments"][0];
+        assert_eq!(now["source"]["commit"], third.as_str(), "{current}");
 
         let mut big = server.repo("big");
         let noise = trousse_testkit::Rng::new(7).bytes(200 << 10);

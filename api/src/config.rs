@@ -49,6 +49,30 @@ pub struct ServiceConfig {
     pub git_hosts: Vec<String>,
     /// What one repository may cost: bytes, files, time.
     pub repo_limits: RepoLimits,
+    /// The secret push webhooks are checked with; no webhook without it.
+    pub webhook_secret: Option<Secret>,
+}
+
+/// A secret: kept out of `Debug` output, so out of logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value, for the one place that checks it.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 /// Builds that may run at once, unless configured.
@@ -87,6 +111,7 @@ impl ServiceConfig {
             push_to: None,
             registry: RegistryOptions::default(),
             git_hosts: Vec::new(),
+            webhook_secret: None,
             repo_limits: RepoLimits {
                 max_bytes: DEFAULT_REPO_MAX_BYTES,
                 max_files: DEFAULT_REPO_MAX_FILES,

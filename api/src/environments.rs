@@ -494,7 +494,36 @@ pub async fn submit(
         }
     })?;
     let submission = Submission::parse(&state, &headers, query, body).await?;
+    carry_out(&state, &course, submission).await
+}
 
+/// Asks the environment named by a repository's push to follow it (the webhook).
+pub(crate) async fn follow_push(
+    state: &AppState,
+    course: &str,
+    name: &str,
+    url: &str,
+    reference: &str,
+) -> Result<Response, ApiError> {
+    let submission = Submission::of_repo(
+        state,
+        Some(name.to_string()),
+        false,
+        url,
+        Some(reference.into()),
+    )
+    .await?;
+    carry_out(state, course, submission).await
+}
+
+/// Decides what a checked submission needs (nothing, a reused image, a
+/// build), stores it and answers with the environment.
+async fn carry_out(
+    state: &AppState,
+    course: &str,
+    submission: Submission,
+) -> Result<Response, ApiError> {
+    let course = course.to_string();
     // one submission per environment at a time: identical requests share one answer
     let slot = state.submission_slot(&course, &submission.name);
     let _turn = slot.lock().await;
@@ -511,7 +540,7 @@ pub async fn submit(
         }
     }
 
-    let (lock, settings) = submission.lock(&state).await?;
+    let (lock, settings) = submission.lock(state).await?;
     let key = BuildKey::new(&lock.hash(), &settings, COMPRESSION);
     let ready = state
         .store
@@ -538,7 +567,7 @@ pub async fn submit(
         unfinished,
     });
     let env = apply(&course, &submission, current, &lock, &decision)?;
-    store_decision(&state, &env, &decision, &key, &settings).await?;
+    store_decision(state, &env, &decision, &key, &settings).await?;
     if matches!(decision.image, Image::Reuse { .. }) {
         state.metrics.cache_hits.inc();
     }

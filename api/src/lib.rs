@@ -12,6 +12,7 @@ pub mod distribution;
 pub mod environments;
 pub mod error;
 pub mod events;
+pub mod hooks;
 pub mod operations;
 pub mod store;
 pub mod upgrade;
@@ -163,6 +164,7 @@ impl Modify for TokenSecurity {
         environments::list,
         environments::get,
         events::follow,
+        hooks::push,
         distribution::version,
         distribution::manifest_doc,
         distribution::blob_doc,
@@ -175,6 +177,8 @@ impl Modify for TokenSecurity {
         environments::EnvironmentRequest,
         environments::Environment,
         environments::EnvironmentList,
+        hooks::PushOutcome,
+        hooks::Followed,
         store::Status,
         error::ErrorBody,
         operations::Health,
@@ -199,6 +203,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(environments::submit).get(environments::list),
         )
         .route("/api/v1/environments/{id}", get(environments::get))
+        .route("/api/v1/hooks/git", post(hooks::push))
         .route("/api/v1/environments/{id}/events", get(events::follow))
         .route("/api/v1/openapi.json", get(openapi_document))
         .route("/health", get(operations::health))

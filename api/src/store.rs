@@ -308,6 +308,16 @@ impl Store {
         .await?)
     }
 
+    /// The current course (not exam) environments built from a repository: those a push moves.
+    pub async fn following_environments(&self) -> Result<Vec<EnvironmentRow>, ApiError> {
+        Ok(sqlx::query_as::<_, EnvironmentRow>(
+            "SELECT * FROM environments WHERE current = 1 AND exam = 0 AND source IS NOT NULL
+             ORDER BY course, name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// A ready environment whose build has this key, anywhere.
     pub async fn ready_with_build_key(
         &self,

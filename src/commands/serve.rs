@@ -4,7 +4,7 @@ use std::{path::PathBuf, str::FromStr};
 
 use anyhow::Context;
 use trousse_api::config::{
-    DEFAULT_ALLOWED_CHANNEL, DEFAULT_BUILD_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES,
+    Secret, DEFAULT_ALLOWED_CHANNEL, DEFAULT_BUILD_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_BUILDS, DEFAULT_MAX_SPEC_PACKAGES, DEFAULT_REPO_MAX_BYTES, DEFAULT_REPO_MAX_FILES,
     DEFAULT_REPO_TIMEOUT_SECONDS,
 };
@@ -64,8 +64,18 @@ pub struct ServeArgs {
     /// The longest fetching one repository may take, in seconds.
     #[arg(long, default_value_t = DEFAULT_REPO_TIMEOUT_SECONDS)]
     pub repo_timeout: u64,
+    /// The secret push webhooks (GitHub, GitLab) are checked with; no webhook without it.
+    #[arg(long, env = "TROUSSE_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub webhook_secret: Option<Secret>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    if text.len() < 16 {
+        return Err("a webhook secret has at least 16 characters".into());
+    }
+    Ok(Secret::new(text.to_string()))
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -90,6 +100,7 @@ impl ServeArgs {
         config.push_to = self.push_to;
         config.registry = self.registry.options(None);
         config.git_hosts = self.git_hosts;
+        config.webhook_secret = self.webhook_secret;
         config.repo_limits = RepoLimits {
             max_bytes: self.repo_max_bytes,
             max_files: self.repo_max_files,
