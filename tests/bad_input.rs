@@ -242,7 +242,7 @@ fn a_failed_json_build_prints_its_error_as_json() {
 }
 
 #[test]
-fn a_conda_lock_file_is_recognised_and_named() {
+fn a_malformed_conda_lock_file_is_recognised_and_refused_at_its_line() {
     let ws = Workspace::with_example_channel();
     let path = ws.path("conda-lock.yml");
     std::fs::write(
@@ -252,8 +252,9 @@ fn a_conda_lock_file_is_recognised_and_named() {
     .unwrap();
     let (code, err) = build_fails(&ws, &path);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("conda-lock file"), "{err}");
-    assert!(err.contains("environment.yml"), "{err}");
+    assert!(err.contains("not a conda-lock file"), "{err}");
+    assert!(err.contains("conda-lock.yml: line "), "{err}");
+    assert!(err.contains("channels"), "{err}");
 }
 
 #[test]

@@ -58,6 +58,10 @@ pub enum BuildError {
         #[source]
         source: Box<rattler_cache::package_cache::PackageCacheError>,
     },
+    /// An archive named by a conda-lock file or an explicit list cannot
+    /// complete its record (checksum, download, or not the package it says).
+    #[error(transparent)]
+    Archive(Box<crate::complete::ArchiveError>),
     /// A package's content does not match the checksum its record gives.
     #[error("package {package} from {url} does not match its sha256 in the lock")]
     Integrity {
@@ -141,6 +145,7 @@ impl BuildError {
             | BuildError::Fetch { .. }
             | BuildError::BaseUnavailable { .. } => 5,
             BuildError::Integrity { .. } => 6,
+            BuildError::Archive(e) => e.exit_code(),
             BuildError::Registry(_) => 7,
             BuildError::UnsafePackage { .. } => 8,
             BuildError::Stage { .. } | BuildError::Io { .. } | BuildError::Internal(_) => 1,
@@ -158,6 +163,7 @@ impl BuildError {
             BuildError::Unsolvable { .. } => "unsolvable",
             BuildError::Fetch { .. } => "fetch_failed",
             BuildError::Integrity { .. } => "checksum_mismatch",
+            BuildError::Archive(e) => e.kind(),
             BuildError::Stage { .. } => "stage_failed",
             BuildError::UnsafePackage { .. } => "unsafe_package",
             BuildError::Io { .. } => "io",

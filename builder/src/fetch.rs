@@ -4,7 +4,7 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use rattler_cache::package_cache::PackageCache;
+use rattler_cache::package_cache::{CacheGlobalLock, PackageCache};
 use rattler_conda_types::RepoDataRecord;
 use rattler_networking::LazyClient;
 
@@ -44,7 +44,7 @@ impl PackageCaches {
     }
 
     /// The cache of a subdir.
-    fn of(&self, subdir: &str) -> PackageCache {
+    pub(crate) fn of(&self, subdir: &str) -> PackageCache {
         let mut caches = self
             .caches
             .lock()
@@ -53,6 +53,28 @@ impl PackageCaches {
             .entry(subdir.to_string())
             .or_insert_with(|| PackageCache::new(self.root.join(subdir)))
             .clone()
+    }
+}
+
+impl PackageCaches {
+    /// Takes the global locks of the caches of `subdirs`, with which rattler
+    /// coordinates processes that fill one package cache; held until dropped.
+    pub(crate) async fn lock_subdirs<'a>(
+        &self,
+        subdirs: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<CacheGlobalLock>, BuildError> {
+        let subdirs: std::collections::BTreeSet<&str> = subdirs.into_iter().collect();
+        let mut locks = Vec::new();
+        for subdir in subdirs {
+            locks.push(self.of(subdir).acquire_global_lock().await.map_err(|e| {
+                BuildError::Io {
+                    action: "locking the package cache",
+                    path: self.root.join(subdir).join(".cache.lock"),
+                    source: std::io::Error::other(error_chain(&e)),
+                }
+            })?);
+        }
+        Ok(locks)
     }
 }
 
@@ -68,21 +90,9 @@ pub async fn fetch(
         stage: Stage::Fetch,
         total: records.len() as u64,
     });
-    // rattler coordinates processes that fill one package cache with its global lock
-    let subdirs: std::collections::BTreeSet<&str> = records
-        .iter()
-        .map(|r| r.package_record.subdir.as_str())
-        .collect();
-    let mut _populating = Vec::new();
-    for subdir in subdirs {
-        _populating.push(caches.of(subdir).acquire_global_lock().await.map_err(|e| {
-            BuildError::Io {
-                action: "locking the package cache",
-                path: caches.root.join(subdir).join(".cache.lock"),
-                source: std::io::Error::other(error_chain(&e)),
-            }
-        })?);
-    }
+    let _populating = caches
+        .lock_subdirs(records.iter().map(|r| r.package_record.subdir.as_str()))
+        .await?;
     let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DOWNLOADS));
     let fetched = futures::stream::iter(records)
         .map(|record| {

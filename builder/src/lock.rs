@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord, Subdir};
+use rattler_conda_types::{RepoDataRecord, Subdir};
 use rattler_lock::{LockFile, PlatformData, PlatformName, DEFAULT_ENVIRONMENT_NAME};
 use sha2::{Digest, Sha256};
 
@@ -31,22 +31,37 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// Builds a lock from solved platforms.
+    /// Builds a lock from solved platforms: the canonical lock of their records.
     pub fn from_solved(spec: &EnvSpec, solved: Vec<SolvedPlatform>) -> Result<Self, BuildError> {
+        let channels: Vec<String> = spec
+            .channels
+            .iter()
+            .map(|c| c.base_url.to_string())
+            .collect();
+        Self::render(&spec.path, &channels, &solved)
+    }
+
+    /// The canonical lock of these packages, whatever they were read from (a
+    /// solve, a rattler lock, a conda-lock file, an explicit list): one
+    /// `default` environment, the channels as URLs, no virtual packages, and
+    /// each record as its archive describes it ([`canonical_record`]). It is
+    /// rendered, then read back, so that a build from it and a build from the
+    /// written file see exactly the same records.
+    pub(crate) fn render(
+        path: &Path,
+        channels: &[String],
+        platforms: &[SolvedPlatform],
+    ) -> Result<Self, BuildError> {
         let lock_err = |message: String| BuildError::Lock {
-            path: spec.path.clone(),
+            path: path.to_path_buf(),
             message,
         };
-        let platform_data = solved
+        let platform_data = platforms
             .iter()
             .map(|s| PlatformData {
                 name: PlatformName::from(&s.platform),
                 subdir: s.platform,
-                virtual_packages: s
-                    .virtual_packages
-                    .iter()
-                    .map(format_virtual_package)
-                    .collect(),
+                virtual_packages: Vec::new(),
             })
             .collect();
         let mut builder = LockFile::builder()
@@ -54,25 +69,34 @@ impl Lock {
             .map_err(|e| lock_err(e.to_string()))?
             .with_channels(
                 DEFAULT_ENVIRONMENT_NAME,
-                spec.channels
+                channels
                     .iter()
-                    .map(|c| rattler_lock::Channel::from(c.base_url.to_string())),
+                    .map(|c| rattler_lock::Channel::from(c.clone())),
             );
-        for platform in &solved {
+        for platform in platforms {
             let name = platform.platform.to_string();
-            for record in &platform.records {
+            let mut records: Vec<RepoDataRecord> =
+                platform.records.iter().map(canonical_record).collect();
+            records.sort_by(|a, b| a.package_record.name.cmp(&b.package_record.name));
+            for record in records {
                 builder
-                    .add_conda_package(DEFAULT_ENVIRONMENT_NAME, &name, record.clone().into())
+                    .add_conda_package(DEFAULT_ENVIRONMENT_NAME, &name, record.into())
                     .map_err(|e| lock_err(e.to_string()))?;
             }
         }
-        let file = builder.finish();
-        let text = file
+        let text = builder
+            .finish()
             .render_to_string()
             .map_err(|e| lock_err(format!("cannot render the lock: {e}")))?;
-        // Read back what was written, so that a build from the spec and a
-        // build from the written lock see exactly the same records.
-        Self::from_text(&text, &spec.path)
+        Ok(Self::parse(&text, path, DEFAULT_ENVIRONMENT_NAME)?.0)
+    }
+
+    /// Reads a rattler lock and renders it canonically (see [`Lock::render`]):
+    /// what the CLI builds from a lock file, so that the same packages build the
+    /// same image whichever format listed them.
+    pub fn canonical(text: &str, path: &Path, environment: &str) -> Result<Self, BuildError> {
+        let (lock, channels) = Self::parse(text, path, environment)?;
+        Self::render(path, &channels, &lock.platforms)
     }
 
     /// Reads a lock file.
@@ -98,6 +122,15 @@ impl Lock {
 
     /// Parses lock text and takes one of its environments (pixi locks have several).
     pub fn from_text_in(text: &str, path: &Path, environment: &str) -> Result<Self, BuildError> {
+        Ok(Self::parse(text, path, environment)?.0)
+    }
+
+    /// Parses lock text as it is; also returns its channels as rattler renders them.
+    fn parse(
+        text: &str,
+        path: &Path,
+        environment: &str,
+    ) -> Result<(Self, Vec<String>), BuildError> {
         let lock_err = |message: String| BuildError::Lock {
             path: path.to_path_buf(),
             message,
@@ -113,50 +146,21 @@ impl Lock {
                 names.join(", ")
             ))
         })?;
-        let channels = declared_channels(env.channels(), path)?;
-        let mut platforms = Vec::new();
-        for platform in env.platforms() {
-            let virtual_packages = platform
-                .virtual_packages()
-                .iter()
-                .map(|v| parse_virtual_package(v).map_err(&lock_err))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut records = env
-                .conda_repodata_records(platform)
-                .map_err(|e| lock_err(e.to_string()))?
-                .unwrap_or_default();
-            if env
-                .pypi_packages(platform)
-                .is_some_and(|mut p| p.next().is_some())
-            {
-                return Err(lock_err(
-                    "it has PyPI packages, which trousse does not install yet".into(),
-                ));
-            }
-            records.sort_by(|a, b| a.package_record.name.cmp(&b.package_record.name));
-            for record in &records {
-                if record.package_record.sha256.is_none() {
-                    return Err(lock_err(format!(
-                        "package {} has no sha256: trousse needs one to verify and cache it",
-                        record.identifier
-                    )));
-                }
-            }
-            platforms.push(SolvedPlatform {
-                platform: platform.subdir(),
-                virtual_packages,
-                records,
-            });
-        }
+        let (names, channels) = declared_channels(env.channels(), path)?;
+        let mut platforms = env
+            .platforms()
+            .map(|platform| read_platform(&env, platform, path))
+            .collect::<Result<Vec<_>, _>>()?;
         if platforms.is_empty() {
             return Err(lock_err("it locks no platform".into()));
         }
         platforms.sort_by_key(|p| p.platform.to_string());
-        Ok(Self {
+        let lock = Self {
             text: text.to_string(),
             platforms,
             channels,
-        })
+        };
+        Ok((lock, names))
     }
 
     /// Checks that every package URL lies in a channel of `channels` and is its
@@ -218,25 +222,70 @@ pub fn record_timestamp(record: &RepoDataRecord) -> Option<i64> {
         .map(|t| t.timestamp())
 }
 
-fn format_virtual_package(p: &GenericVirtualPackage) -> String {
-    format!(
-        "{}={}={}",
-        p.name.as_normalized(),
-        p.version,
-        p.build_string
-    )
+/// The locked packages of one platform of a lock's environment.
+fn read_platform(
+    env: &rattler_lock::Environment<'_>,
+    platform: rattler_lock::Platform<'_>,
+    path: &Path,
+) -> Result<SolvedPlatform, BuildError> {
+    let lock_err = |message: String| BuildError::Lock {
+        path: path.to_path_buf(),
+        message,
+    };
+    let virtual_packages = platform
+        .virtual_packages()
+        .iter()
+        .map(|v| parse_virtual_package(v).map_err(&lock_err))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut records = env
+        .conda_repodata_records(platform)
+        .map_err(|e| lock_err(e.to_string()))?
+        .unwrap_or_default();
+    if env
+        .pypi_packages(platform)
+        .is_some_and(|mut p| p.next().is_some())
+    {
+        return Err(lock_err(
+            "it has PyPI packages, which trousse does not install yet".into(),
+        ));
+    }
+    records.sort_by(|a, b| a.package_record.name.cmp(&b.package_record.name));
+    if let Some(record) = records.iter().find(|r| r.package_record.sha256.is_none()) {
+        return Err(lock_err(format!(
+            "package {} has no sha256: trousse needs one to verify and cache it",
+            record.identifier
+        )));
+    }
+    Ok(SolvedPlatform {
+        platform: platform.subdir(),
+        virtual_packages,
+        records,
+    })
 }
 
-/// The channels a lock declares, as checked URLs (names resolved as conda does).
+/// A record as its archive describes it: what the channel's indexer adds
+/// (`indexed_timestamp`, and `run_exports`, which only some indexes copy from
+/// the archive) is dropped, so that a record read from repodata and one
+/// completed from the archive's `info/index.json` are the same.
+pub(crate) fn canonical_record(record: &RepoDataRecord) -> RepoDataRecord {
+    let mut record = record.clone();
+    record.package_record.indexed_timestamp = None;
+    record.package_record.run_exports = None;
+    record
+}
+
+/// The channels a lock declares, as rattler renders them and as checked URLs
+/// (names resolved as conda does).
 fn declared_channels(
     declared: &[rattler_lock::Channel],
     path: &Path,
-) -> Result<Vec<ChannelUrl>, BuildError> {
+) -> Result<(Vec<String>, Vec<ChannelUrl>), BuildError> {
     let root = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| std::path::PathBuf::from("/"), Path::to_path_buf);
     let config = crate::spec::ChannelConfig::default_with_root_dir(root);
+    let mut names = Vec::new();
     let mut channels = Vec::new();
     for channel in declared {
         let resolved =
@@ -252,6 +301,7 @@ fn declared_channels(
                 message: e.to_string(),
             }
         })?);
+        names.push(resolved.base_url.to_string());
     }
-    Ok(channels)
+    Ok((names, channels))
 }

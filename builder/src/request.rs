@@ -1,7 +1,8 @@
 //! A build request: a source, and what a command line or the service sets on
 //! top of it, resolved into the one lock and the one set of image settings
-//! that are built. This is the only place where a spec is solved or a lock
-//! read for a build; everything after it is a function of what it returns.
+//! that are built. This is the only place where a spec is solved, or a lock
+//! read (a partial one completed from its archives) for a build; everything
+//! after it is a function of what it returns.
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
@@ -11,6 +12,7 @@ use trousse_registry_client::{ImageRef, RegistryOptions};
 use crate::{
     base::load_base,
     cache::CacheDir,
+    complete::complete,
     pipeline::{gateway, http_client, timed},
     progress::{Reporter, Stage},
     repo::RepoContent,
@@ -126,35 +128,59 @@ impl BuildRequest {
                     content: None,
                 })
             }
-            Source::Lock { mut lock, path } => {
-                if !overrides.channels.is_empty() {
-                    return Err(BuildError::Usage(
-                        "-c/--channel has no effect on a lock file: lock the spec again".into(),
-                    ));
-                }
-                let mut settings = lock_defaults.clone();
-                settings.platforms = lock.platforms.iter().map(|p| p.platform).collect();
-                if !overrides.platforms.is_empty() {
-                    if let Some(p) = overrides
-                        .platforms
-                        .iter()
-                        .find(|p| lock.platform(**p).is_none())
-                    {
-                        return Err(BuildError::Usage(format!(
-                            "{} does not lock platform {p}",
-                            path.display()
-                        )));
-                    }
-                    lock.platforms
-                        .retain(|p| overrides.platforms.contains(&p.platform));
-                    settings.platforms = overrides.platforms;
-                }
-                if let Some(base) = overrides.base {
-                    settings.base = base;
-                }
-                Ok(Resolved::new(lock, settings))
+            Source::Partial(mut partial) => {
+                refuse_channels(&overrides)?;
+                partial.select_platforms(&overrides.platforms)?;
+                let (lock, seconds) =
+                    complete(&partial, &options.cache_dir, &options.reporter).await?;
+                let mut resolved = resolve_lock(lock, &partial.path, overrides, lock_defaults)?;
+                resolved.seconds.insert(Stage::Fetch, seconds);
+                Ok(resolved)
             }
+            Source::Lock { lock, path } => resolve_lock(lock, &path, overrides, lock_defaults),
         }
+    }
+}
+
+/// A lock resolves to the defaults' settings with its platforms (or the chosen ones).
+fn resolve_lock(
+    mut lock: Lock,
+    path: &std::path::Path,
+    overrides: Overrides,
+    lock_defaults: &ImageSettings,
+) -> Result<Resolved, BuildError> {
+    refuse_channels(&overrides)?;
+    let mut settings = lock_defaults.clone();
+    settings.platforms = lock.platforms.iter().map(|p| p.platform).collect();
+    if !overrides.platforms.is_empty() {
+        if let Some(p) = overrides
+            .platforms
+            .iter()
+            .find(|p| lock.platform(**p).is_none())
+        {
+            return Err(BuildError::Usage(format!(
+                "{} does not lock platform {p}",
+                path.display()
+            )));
+        }
+        lock.platforms
+            .retain(|p| overrides.platforms.contains(&p.platform));
+        settings.platforms = overrides.platforms;
+    }
+    if let Some(base) = overrides.base {
+        settings.base = base;
+    }
+    Ok(Resolved::new(lock, settings))
+}
+
+/// Channels are for a spec: a lock is solved already.
+fn refuse_channels(overrides: &Overrides) -> Result<(), BuildError> {
+    if overrides.channels.is_empty() {
+        Ok(())
+    } else {
+        Err(BuildError::Usage(
+            "-c/--channel has no effect on a lock file: lock the spec again".into(),
+        ))
     }
 }
 

@@ -1,11 +1,16 @@
 //! The source stage: what a build starts from, recognised by its content
-//! (never by its file name alone): a conda environment.yml, or a lock file.
+//! (never by its file name alone): a conda environment.yml, a rattler lock
+//! (read as the canonical lock of its packages), or a conda-lock file or
+//! explicit list (a partial lock, completed from the archives when resolved).
 
 use std::path::{Path, PathBuf};
 
-use crate::{spec::MAX_SPEC_BYTES, BuildError, EnvSpec, ImageSettings, Lock};
+use crate::{
+    conda_lock, explicit, partial_lock::PartialLock, spec::MAX_SPEC_BYTES, BuildError, EnvSpec,
+    ImageSettings, Lock,
+};
 
-/// The kinds of input trousse knows, supported or not yet.
+/// The kinds of input trousse reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
     /// A conda `environment.yml`.
@@ -67,6 +72,9 @@ pub enum Source {
         /// Where it was read from.
         path: PathBuf,
     },
+    /// A conda-lock file or an explicit list: packages located and checksummed,
+    /// their records completed from the archives when the request is resolved.
+    Partial(Box<PartialLock>),
 }
 
 impl Source {
@@ -100,19 +108,21 @@ impl Source {
                     &text, path, defaults,
                 )?)))
             }
-            (SourceKind::EnvironmentYml, Some(_)) => Err(BuildError::Usage(format!(
-                "--environment picks an environment of a pixi lock; {} is an environment.yml",
-                path.display()
-            ))),
             (SourceKind::RattlerLock, environment) => Self::lock(&text, path, environment),
-            (other, _) => Err(unsupported(path, other)),
+            (other, None) => Self::partial(&text, path, other),
+            (other, Some(_)) => Err(BuildError::Usage(format!(
+                "--environment picks an environment of a pixi lock; {} is {}",
+                path.display(),
+                other.name()
+            ))),
         }
     }
 
-    /// A lock, whose packages must come from the channels it declares.
+    /// A lock, read as the canonical lock of its packages (`Lock::canonical`),
+    /// whose packages must come from the channels it declares.
     fn lock(text: &str, path: &Path, environment: Option<&str>) -> Result<Self, BuildError> {
         let environment = environment.unwrap_or(rattler_lock::DEFAULT_ENVIRONMENT_NAME);
-        let lock = Lock::from_text_in(text, path, environment)?;
+        let lock = Lock::canonical(text, path, environment)?;
         lock.check_own_urls(path)?;
         Ok(Source::Lock {
             lock,
@@ -120,7 +130,24 @@ impl Source {
         })
     }
 
-    /// Parses submitted text (the service): a spec or a rattler lock.
+    /// A conda-lock file or an explicit list, read and checked; nothing fetched.
+    fn partial(text: &str, path: &Path, kind: SourceKind) -> Result<Self, BuildError> {
+        let partial = match kind {
+            SourceKind::CondaLock => conda_lock::parse(text, path)?,
+            SourceKind::ExplicitList => explicit::parse(text, path)?,
+            SourceKind::EnvironmentYml | SourceKind::RattlerLock => {
+                return Err(BuildError::Internal(format!(
+                    "{} is not a partial lock",
+                    kind.name()
+                )))
+            }
+        };
+        Ok(Source::Partial(Box::new(partial)))
+    }
+
+    /// Parses submitted text (the service): a spec or any lock. Packages of a
+    /// partial lock are fetched when it is resolved: check its URLs against
+    /// the allowed channels first (`PartialLock::check_urls`).
     pub fn from_text(
         text: &str,
         name: &Path,
@@ -134,19 +161,9 @@ impl Source {
                 defaults,
             )?))),
             SourceKind::RattlerLock => Self::lock(text, name, None),
-            other => Err(unsupported(name, other)),
+            other => Self::partial(text, name, other),
         }
     }
-}
-
-fn unsupported(path: &Path, kind: SourceKind) -> BuildError {
-    BuildError::Unsupported(format!(
-        "{} is {}, which trousse does not read yet; give {} or {}",
-        path.display(),
-        kind.name(),
-        SourceKind::EnvironmentYml.name(),
-        SourceKind::RattlerLock.name(),
-    ))
 }
 
 #[cfg(test)]
@@ -186,16 +203,41 @@ mod tests {
     }
 
     #[test]
-    fn an_unsupported_kind_says_which_kinds_exist() {
+    fn conda_lock_files_and_explicit_lists_are_partial_locks() {
+        let explicit = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/conda-data/locks/repo2docker-base-py3.12-linux-64.lock");
+        let Source::Partial(partial) = Source::read(&explicit, &ImageSettings::default()).unwrap()
+        else {
+            panic!("not a partial lock")
+        };
+        assert_eq!(partial.kind, SourceKind::ExplicitList);
         let e = Source::from_text(
             "version: 1\nmetadata: {}\npackage: []\n",
             Path::new("conda-lock.yml"),
             &ImageSettings::default(),
         )
         .unwrap_err();
-        let text = e.to_string();
-        assert!(text.contains("conda-lock file"), "{text}");
-        assert!(text.contains("environment.yml"), "{text}");
+        assert!(e.to_string().contains("conda-lock.yml"), "{e}");
         assert_eq!(e.exit_code(), 3);
+        let e = Source::read_environment(&explicit, &ImageSettings::default(), Some("dev"))
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+    }
+
+    #[test]
+    fn a_rattler_lock_is_read_canonically_and_canonical_text_is_kept() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/conda-data/locks/rattler-python-lock.yml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let once = Lock::canonical(&text, &path, "default").unwrap();
+        let twice = Lock::canonical(&once.text, &path, "default").unwrap();
+        assert_eq!(once.text, twice.text, "rendering is idempotent");
+        let read = Lock::from_text(&text, &path).unwrap();
+        assert_eq!(read.platforms.len(), once.platforms.len());
+        for (a, b) in read.platforms.iter().zip(&once.platforms) {
+            assert_eq!(a.records.len(), b.records.len());
+            assert!(b.virtual_packages.is_empty());
+        }
+        assert!(!once.text.contains("virtual-packages"), "{}", once.text);
     }
 }
