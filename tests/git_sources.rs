@@ -567,3 +567,71 @@ fn the_service_builds_repositories_from_allowed_hosts_only() {
         );
     });
 }
+
+#[test]
+fn an_allowed_post_build_runs_as_the_user_and_becomes_a_layer() {
+    require("docker");
+    let ws = Workspace::with_example_channel();
+    let server = GitServer::start();
+    let mut repo = server.repo("post");
+    repo.write("environment.yml", ENVIRONMENT, false).write(
+        "postBuild",
+        "#!/bin/sh\nset -e\nid -u > \"$HOME/.built-by\"\nls /var/run/docker.sock 2>/dev/null && exit 3\necho done > /srv/repo/post.txt\n",
+        false,
+    );
+    repo.commit("post");
+    let base = busybox_base(ws.dir.path());
+    let base = format!("oci:{}:bb", base.display());
+    let (code, message) = failure(&ws, &server.git_url("post"), &["--base", &base]);
+    assert_eq!(code, 3, "{message}");
+    assert!(message.contains("--allow-post-build"), "{message}");
+
+    let archive = ws.path("post.tar");
+    let tag = format!("trousse-test/post:{}", std::process::id());
+    let output = format!("docker-archive:{}:{tag}", archive.display());
+    let report = build_ok(
+        &ws,
+        &server.git_url("post"),
+        &output,
+        &["--base", &base, "--allow-post-build"],
+    );
+    let layers = report["layers"].as_u64().unwrap();
+    run_ok(Command::new("docker").arg("load").arg("-i").arg(&archive));
+    let out = run(Command::new("docker").args([
+        "run",
+        "--rm",
+        &tag,
+        "sh",
+        "-c",
+        "cat ~/.built-by /srv/repo/post.txt",
+    ]));
+    let inspect =
+        run(Command::new("docker").args(["inspect", "--format", "{{json .Config.Labels}}", &tag]));
+    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1000\ndone\n");
+    let labels: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(labels["io.trousse.post-build"], "postBuild", "{labels}");
+    let layout = ws.path("layout");
+    let output = format!("oci:{}:p", layout.display());
+    build_ok(
+        &ws,
+        &server.git_url("post"),
+        &output,
+        &["--base", &base, "--allow-post-build"],
+    );
+    let (config, image_layers) = image(&layout, "p");
+    assert_eq!(
+        image_layers.len() as u64,
+        layers + 1,
+        "the base's layer, then trousse's"
+    );
+    let history = config["history"].as_array().unwrap();
+    assert_eq!(
+        history.last().unwrap()["created_by"],
+        "trousse: postBuild's changes"
+    );
+    assert_eq!(
+        history[history.len() - 2]["created_by"],
+        "trousse: repository files"
+    );
+}

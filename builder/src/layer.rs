@@ -336,6 +336,41 @@ impl TarEntries {
     }
 }
 
+/// Compresses a layer tar made elsewhere (a container's changes) into the blob store.
+pub fn compress_tar(
+    mut tar: impl Read,
+    blobs: &BlobStore,
+    compression: Compression,
+) -> Result<LayerBlob, BuildError> {
+    let io = |e: std::io::Error| BuildError::io("compressing layer", blobs.root())(e);
+    let compressed = HashingWriter::new(blobs.writer()?);
+    let (diff_id, compressed) = match compression {
+        Compression::Gzip => {
+            let encoder = flate2::GzBuilder::new()
+                .operating_system(255)
+                .write(compressed, flate2::Compression::new(6));
+            let mut hashing = HashingWriter::new(encoder);
+            std::io::copy(&mut tar, &mut hashing).map_err(io)?;
+            let (diff_id, _, encoder) = hashing.finish();
+            (diff_id, encoder.finish().map_err(io)?)
+        }
+        Compression::Zstd => {
+            let encoder = zstd::Encoder::new(compressed, 3).map_err(io)?;
+            let mut hashing = HashingWriter::new(encoder);
+            std::io::copy(&mut tar, &mut hashing).map_err(io)?;
+            let (diff_id, _, encoder) = hashing.finish();
+            (diff_id, encoder.finish().map_err(io)?)
+        }
+    };
+    let (_, _, writer) = compressed.finish();
+    let (digest, size) = writer.commit()?;
+    Ok(LayerBlob {
+        digest: digest.to_string(),
+        diff_id: diff_id.to_string(),
+        size,
+    })
+}
+
 /// A tar entry for a file, directory or symlink beneath `root`, owned by root;
 /// nothing on the way to it may be a symlink.
 pub fn entry_from_disk(

@@ -28,6 +28,7 @@ mod lock;
 mod package_check;
 pub mod partial_lock;
 mod pipeline;
+pub mod post_build;
 pub mod progress;
 pub mod repo;
 mod request;

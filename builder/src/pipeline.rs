@@ -26,6 +26,7 @@ use crate::{
     layer::{package_layer, Compression, Layer},
     layer_plan::{plan_layers, LayerCandidate, MAX_LAYERS},
     lock::Lock,
+    post_build::{post_build_layer, PostBuild, POST_BUILD_LABEL},
     progress::{Event, Reporter, Stage},
     repo::{content_layer, RepoContent},
     request::Resolved,
@@ -202,26 +203,21 @@ impl Build<'_> {
         base: &BaseImage,
     ) -> Result<PlatformBuild, BuildError> {
         let staged = self.stage_packages(locked).await?;
-        let layers = self.write_layers(&staged, base).await?;
+        let mut layers = self.write_layers(&staged, base).await?;
         let started = Instant::now();
         let package_names: Vec<String> = locked
             .records
             .iter()
             .map(|r| r.package_record.name.as_normalized().to_string())
             .collect();
-        let descriptor = write_manifest(
-            &ImageInput {
-                platform: locked.platform,
-                base,
-                layers: &layers,
-                settings: self.settings,
-                lock_hash: &self.lock_hash,
-                created: self.epoch,
-                package_names: &package_names,
-                media_type: self.options.compression.media_type(),
-            },
-            &self.cache.blobs(),
-        )?;
+        let mut descriptor = self.manifest(locked.platform, base, &layers, &package_names)?;
+        if let Some(script) = self.settings.labels.get(POST_BUILD_LABEL) {
+            layers.push(
+                self.post_build(script, locked.platform, &descriptor)
+                    .await?,
+            );
+            descriptor = self.manifest(locked.platform, base, &layers, &package_names)?;
+        }
         self.add_seconds(Stage::Image, started.elapsed().as_secs_f64());
         Ok(PlatformBuild {
             bytes: base.layers.iter().map(|l| l.size()).sum::<u64>()
@@ -360,6 +356,51 @@ impl Build<'_> {
         })
         .await
         .map_err(|e| BuildError::Internal(format!("environment layer task failed: {e}")))?
+    }
+
+    /// Writes the config and manifest of one platform's image of these layers.
+    fn manifest(
+        &self,
+        platform: Subdir,
+        base: &BaseImage,
+        layers: &[Layer],
+        package_names: &[String],
+    ) -> Result<Descriptor, BuildError> {
+        let input = ImageInput {
+            platform,
+            base,
+            layers,
+            settings: self.settings,
+            lock_hash: &self.lock_hash,
+            created: self.epoch,
+            package_names,
+            media_type: self.options.compression.media_type(),
+        };
+        write_manifest(&input, &self.cache.blobs())
+    }
+
+    /// Runs a repository's `postBuild` on the image so far (native platform only).
+    async fn post_build(
+        &self,
+        script: &str,
+        platform: Subdir,
+        image: &Descriptor,
+    ) -> Result<Layer, BuildError> {
+        if Subdir::current() != Some(platform) {
+            return Err(BuildError::Usage(format!(
+                "postBuild runs on this machine's platform only, not {platform}: build with --platform {}",
+                Subdir::current().map_or("<native>".into(), |p| p.to_string())
+            )));
+        }
+        let work = tempfile::tempdir_in(self.cache.root())
+            .map_err(BuildError::io("creating a directory in", self.cache.root()))?;
+        let run = PostBuild {
+            script: format!("{}/{script}", crate::repo::REPO_DIR),
+            user: &self.settings.user,
+            network: true,
+            work_dir: work.path(),
+        };
+        post_build_layer(&run, image, &self.cache.blobs(), self.options.compression).await
     }
 
     /// The repository's files, when the build has a repository (off the async threads).

@@ -96,7 +96,8 @@ impl RepoRequest {
         };
         check_lfs(&tree).map_err(config)?;
         let plan = binder::plan(&tree).map_err(config)?;
-        self.check_scripts(&plan, &tree).map_err(config)?;
+        let mut tree = tree;
+        self.check_scripts(&plan, &mut tree).map_err(config)?;
         let reference = wanted.map_or_else(
             || name.trim_start_matches("refs/heads/").to_string(),
             ToString::to_string,
@@ -113,14 +114,24 @@ impl RepoRequest {
         })
     }
 
-    /// `start` must be runnable; `postBuild` only runs when allowed.
-    fn check_scripts(&self, plan: &BinderPlan, tree: &RepoTree) -> Result<(), String> {
-        if let Some(start) = &plan.start {
-            let runnable = matches!(tree.nodes.get(start), Some(RepoNode::File { data, .. }) if data.starts_with(b"#!"));
-            if !runnable {
-                return Err(format!(
-                    "{start} must be a file that starts with #! (e.g. #!/bin/bash) and ends with exec \"$@\""
-                ));
+    /// `start` and `postBuild` must be scripts (made executable, as repo2docker
+    /// does); `postBuild` only runs when allowed.
+    fn check_scripts(&self, plan: &BinderPlan, tree: &mut RepoTree) -> Result<(), String> {
+        for script in plan.start.iter().chain(&plan.post_build) {
+            match tree.nodes.get_mut(script) {
+                Some(RepoNode::File { data, executable }) if data.starts_with(b"#!") => {
+                    *executable = true;
+                }
+                _ => {
+                    return Err(format!(
+                        "{script} must be a file that starts with #! (e.g. #!/bin/bash){}",
+                        if Some(script) == plan.start.as_ref() {
+                            " and ends with exec \"$@\""
+                        } else {
+                            ""
+                        }
+                    ))
+                }
             }
         }
         if let (Some(post_build), false) = (&plan.post_build, self.allow_post_build) {
@@ -129,9 +140,6 @@ impl RepoRequest {
                  byte for byte, so it is refused by default: install what it installs through environment.yml, \
                  or allow it (--allow-post-build on the command line, an administrator for a course)"
             ));
-        }
-        if plan.post_build.is_some() {
-            return Err("running postBuild is not available yet: install what it installs through environment.yml".into());
         }
         if !plan.apt.is_empty() {
             return Err(format!(
@@ -221,6 +229,12 @@ impl Repository {
             .insert(CONTENT_LABEL.into(), self.content.digest());
         if let Some(start) = &self.plan.start {
             image.entrypoint = Some(vec![format!("{REPO_DIR}/{start}")]);
+        }
+        if let Some(post_build) = &self.plan.post_build {
+            image.labels.insert(
+                crate::post_build::POST_BUILD_LABEL.into(),
+                post_build.clone(),
+            );
         }
         let mut request = BuildRequest::new(Source::Spec(Box::new(spec)));
         request.content = Some(Arc::new(self.content));
