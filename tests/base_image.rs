@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
 use common::*;
 

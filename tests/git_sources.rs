@@ -282,6 +282,9 @@ fn tags_older_commits_and_submodules_are_built() {
     assert_eq!(record["submodules"][0]["url"], server.http_url("lib"));
 }
 
+/// A bad repository: its name, its files, the exit code and what the message says.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], i32, &'a str);
+
 /// Runs a build expected to fail; returns (exit code, message).
 fn failure(ws: &Workspace, source: &str, extra: &[&str]) -> (i32, String) {
     let layout = ws.path("refused");
@@ -329,7 +332,7 @@ fn bad_repositories_get_clear_errors_and_leave_nothing_behind() {
         "{message}"
     );
 
-    let cases: [(&str, &[(&str, &str)], i32, &str); 4] = [
+    let cases: [Case; 4] = [
         (
             "both",
             &[
