@@ -12,7 +12,8 @@ use crate::{
 /// Solve an environment.yml (or a git repository's) and write its lock file.
 #[derive(clap::Args, Debug)]
 pub struct LockArgs {
-    /// The environment.yml, or a git repository (as for `trousse build`).
+    /// The environment.yml, or a git repository (as for `trousse build`); a conda-lock
+    /// file or an explicit list is converted to a rattler lock.
     pub spec: String,
     /// Where to write the lock file.
     #[arg(short, long)]
