@@ -568,6 +568,48 @@ fn the_service_builds_repositories_from_allowed_hosts_only() {
             1,
             "a mirror of the built repository only: {mirrors:?}"
         );
+
+        // a private repository: refused until the course's deploy token is set, never shown
+        let private = server.private_url("course");
+        let body = serde_json::json!({"repo": private, "name": "private"});
+        let (status, error) = submit(body.clone()).await;
+        assert_eq!(
+            (status, &error["error"]),
+            (422, &"repository_refused".into()),
+            "{error}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains("git-token"),
+            "{error}"
+        );
+        let token_url = service.url("/api/v1/courses/intro/git-token");
+        let token = serde_json::json!({"token": common::git::PRIVATE_TOKEN});
+        let teacher = service.token("teacher", &["other"]);
+        let (status, _) = send(client().put(&token_url).bearer_auth(&teacher).json(&token)).await;
+        assert_eq!(status, 403, "a teacher of another course cannot set it");
+        let (status, _) = send(client().put(&token_url).bearer_auth(&admin).json(&token)).await;
+        assert_eq!(status, 204);
+        let (status, built) = submit(body).await;
+        assert_eq!(status, 202, "{built}");
+        let private_id = built["id"].as_str().unwrap().to_string();
+        let done = wait_until(&service, &admin, &private_id, &["ready", "failed"]).await;
+        assert_eq!(done["status"], "ready", "{done}");
+        let log = std::fs::read_to_string(ws.path("data.log")).unwrap();
+        let listing = client()
+            .get(service.url("/api/v1/courses/intro/environments"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for seen in [&log, &listing, &done.to_string()] {
+            assert!(
+                !seen.contains(common::git::PRIVATE_TOKEN),
+                "the token leaked"
+            );
+        }
     });
 }
 

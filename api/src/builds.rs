@@ -284,7 +284,9 @@ async fn build_image(
         registry: config.registry.clone(),
     };
     // a repository's files are read again, at the commit the request resolved
-    let content = stored_content(&settings, &config.git_policy(), &config.cache_dir()).await?;
+    let token = state.store.git_token(&env.course).await?;
+    let content =
+        stored_content(&settings, &config.git_policy(), token, &config.cache_dir()).await?;
     let mut resolved = Resolved::new(lock, settings);
     resolved.content = content.map(Arc::new);
     let report = trousse_builder::build(resolved, options).await?;

@@ -176,6 +176,7 @@ fn request_hash(kind: &str, exam: bool, text: &str) -> String {
 impl Submission {
     async fn parse(
         state: &AppState,
+        course: &str,
         headers: &HeaderMap,
         query: SubmitQuery,
         body: Bytes,
@@ -188,7 +189,15 @@ impl Submission {
                     "give exactly one of \"spec\", \"lock\" and \"repo\"",
                 ));
             }
-            return Self::of_repo(state, request.name, request.exam, &url, request.reference).await;
+            return Self::of_repo(
+                state,
+                course,
+                request.name,
+                request.exam,
+                &url,
+                request.reference,
+            )
+            .await;
         }
         if request.reference.is_some() {
             return Err(ApiError::bad_request(
@@ -273,14 +282,19 @@ impl Submission {
     /// its environment is checked as a submitted spec is.
     async fn of_repo(
         state: &AppState,
+        course: &str,
         name: Option<String>,
         exam: bool,
         url: &str,
         reference: Option<String>,
     ) -> Result<Self, ApiError> {
         let config = &state.config;
+        let mut address = RepoAddress::parse(url).map_err(BuildError::from)?;
+        if address.password.is_none() {
+            address.password = state.store.git_token(course).await?;
+        }
         let read = RepoRequest {
-            address: RepoAddress::parse(url).map_err(BuildError::from)?,
+            address,
             reference,
             policy: config.git_policy(),
             allow_post_build: false,
@@ -493,7 +507,7 @@ pub async fn submit(
             ApiError::bad_request("invalid_body", e.body_text())
         }
     })?;
-    let submission = Submission::parse(&state, &headers, query, body).await?;
+    let submission = Submission::parse(&state, &course, &headers, query, body).await?;
     carry_out(&state, &course, submission).await
 }
 
@@ -507,6 +521,7 @@ pub(crate) async fn follow_push(
 ) -> Result<Response, ApiError> {
     let submission = Submission::of_repo(
         state,
+        course,
         Some(name.to_string()),
         false,
         url,

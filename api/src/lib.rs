@@ -12,6 +12,7 @@ pub mod distribution;
 pub mod environments;
 pub mod error;
 pub mod events;
+pub mod git_tokens;
 pub mod hooks;
 pub mod operations;
 pub mod store;
@@ -25,7 +26,7 @@ use std::{
 use axum::{
     extract::DefaultBodyLimit,
     http::HeaderMap,
-    routing::{get, post},
+    routing::{get, post, put},
     Json, Router,
 };
 use utoipa::{
@@ -165,6 +166,8 @@ impl Modify for TokenSecurity {
         environments::get,
         events::follow,
         hooks::push,
+        git_tokens::set,
+        git_tokens::delete,
         distribution::version,
         distribution::manifest_doc,
         distribution::blob_doc,
@@ -178,6 +181,7 @@ impl Modify for TokenSecurity {
         environments::Environment,
         environments::EnvironmentList,
         hooks::PushOutcome,
+        git_tokens::GitToken,
         hooks::Followed,
         store::Status,
         error::ErrorBody,
@@ -204,6 +208,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/environments/{id}", get(environments::get))
         .route("/api/v1/hooks/git", post(hooks::push))
+        .route(
+            "/api/v1/courses/{course}/git-token",
+            put(git_tokens::set).delete(git_tokens::delete),
+        )
         .route("/api/v1/environments/{id}/events", get(events::follow))
         .route("/api/v1/openapi.json", get(openapi_document))
         .route("/health", get(operations::health))

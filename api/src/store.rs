@@ -308,6 +308,39 @@ impl Store {
         .await?)
     }
 
+    /// Sets (or replaces) a course's git deploy token.
+    pub async fn set_git_token(&self, course: &str, token: &str) -> Result<(), ApiError> {
+        sqlx::query(
+            "INSERT INTO course_git_tokens (course, token, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (course) DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at",
+        )
+        .bind(course)
+        .bind(token)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a course's git deploy token; whether it had one.
+    pub async fn delete_git_token(&self, course: &str) -> Result<bool, ApiError> {
+        let done = sqlx::query("DELETE FROM course_git_tokens WHERE course = ?")
+            .bind(course)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// A course's git deploy token, for the fetch that needs it (never for an answer).
+    pub async fn git_token(&self, course: &str) -> Result<Option<String>, ApiError> {
+        Ok(
+            sqlx::query_scalar("SELECT token FROM course_git_tokens WHERE course = ?")
+                .bind(course)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// The current course (not exam) environments built from a repository: those a push moves.
     pub async fn following_environments(&self) -> Result<Vec<EnvironmentRow>, ApiError> {
         Ok(sqlx::query_as::<_, EnvironmentRow>(

@@ -9,6 +9,9 @@ use std::{
 
 use super::{free_port, require, run_ok, wait_for_port};
 
+/// The token the private URLs ask for.
+pub const PRIVATE_TOKEN: &str = "glpat-course-deploy-token-0123";
+
 /// `git daemon` and lighttpd + `git http-backend` over one directory of bare repositories.
 pub struct GitServer {
     /// Where the bare repositories are.
@@ -32,6 +35,7 @@ impl GitServer {
     pub fn start() -> Self {
         require("git");
         require("lighttpd");
+        require("htpasswd");
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repos");
         std::fs::create_dir_all(&root).unwrap();
@@ -70,18 +74,25 @@ impl GitServer {
             r#"server.document-root = "{root}"
 server.bind = "127.0.0.1"
 server.port = {port}
-server.modules = ("mod_alias", "mod_cgi", "mod_setenv")
+server.modules = ("mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file")
 server.errorlog = "{dir}/lighttpd-error.log"
-alias.url = ("/git/" => "{backend}/")
-$HTTP["url"] =~ "^/git/" {{
+auth.backend = "htpasswd"
+auth.backend.htpasswd.userfile = "{dir}/htpasswd"
+alias.url = ("/git/" => "{backend}/", "/private/" => "{backend}/")
+$HTTP["url"] =~ "^/(git|private)/" {{
   cgi.assign = ("" => "")
   setenv.add-environment = ("GIT_PROJECT_ROOT" => "{root}", "GIT_HTTP_EXPORT_ALL" => "1")
+}}
+$HTTP["url"] =~ "^/private/" {{
+  auth.require = ("" => ("method" => "basic", "realm" => "git", "require" => "valid-user"))
 }}
 "#,
             root = root.display(),
             dir = dir.display(),
             backend = backend.display(),
         );
+        let htpasswd = run_ok(Command::new("htpasswd").args(["-nbm", "oauth2", PRIVATE_TOKEN]));
+        std::fs::write(dir.join("htpasswd"), htpasswd.trim()).unwrap();
         let path = dir.join("lighttpd.conf");
         std::fs::write(&path, config).unwrap();
         Command::new("lighttpd")
@@ -97,6 +108,11 @@ $HTTP["url"] =~ "^/git/" {{
     /// The git:// URL of a repository.
     pub fn git_url(&self, name: &str) -> String {
         format!("git://127.0.0.1:{}/{name}.git", self.daemon_port)
+    }
+
+    /// The http:// URL of a repository that asks for [`PRIVATE_TOKEN`] (user `oauth2`).
+    pub fn private_url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/private/{name}.git", self.http_port)
     }
 
     /// The http:// URL of a repository.

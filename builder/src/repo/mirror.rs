@@ -418,6 +418,19 @@ fn classify(error: git2::Error, address: &RepoAddress, spending: &Spending) -> R
         message = message.replace(secret.as_str(), "<redacted>");
     }
     let lower = message.to_ascii_lowercase();
+    if ["credentials", "authentication", "401", "403"]
+        .iter()
+        .any(|m| lower.contains(m))
+    {
+        return RepoError::Refused {
+            url: address.display(),
+            reason: format!(
+                "it needs credentials that were not given or not accepted ({message}): \
+                 on the command line set {TOKEN_ENV}, a git credential helper or an ssh key; \
+                 in the service, set the course's git token (PUT /api/v1/courses/COURSE/git-token)"
+            ),
+        };
+    }
     let missing = [
         "404",
         "not found",

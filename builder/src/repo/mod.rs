@@ -157,6 +157,7 @@ impl RepoRequest {
 pub async fn stored_content(
     settings: &ImageSettings,
     policy: &GitPolicy,
+    token: Option<String>,
     cache_dir: &Path,
 ) -> Result<Option<RepoContent>, BuildError> {
     let label = |name: &str| settings.labels.get(name).cloned();
@@ -168,8 +169,10 @@ pub async fn stored_content(
     ) else {
         return Ok(None);
     };
+    let mut address = RepoAddress::parse(&url)?;
+    address.password = token;
     let mut content = RepoRequest {
-        address: RepoAddress::parse(&url)?,
+        address,
         reference: Some(commit),
         policy: policy.clone(),
         allow_post_build: false,
