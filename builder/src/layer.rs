@@ -12,7 +12,7 @@ use std::{
 use oci_spec::image::MediaType;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use trousse_registry_client::{digest::HashingWriter, BlobStore, Digest};
+use trousse_registry_client::{blob_store::BlobWriter, digest::HashingWriter, BlobStore, Digest};
 
 use crate::{
     beneath::{Beneath, Kind},
@@ -239,40 +239,9 @@ impl TarEntries {
         blobs: &BlobStore,
         compression: Compression,
     ) -> Result<LayerBlob, BuildError> {
-        let writer = blobs.writer()?;
-        let compressed = HashingWriter::new(writer);
-        let (diff_id, compressed) = match compression {
-            Compression::Gzip => {
-                let encoder = flate2::GzBuilder::new()
-                    .operating_system(255)
-                    .write(compressed, flate2::Compression::new(6));
-                let (diff_id, encoder) = self.write_tar(encoder)?;
-                (
-                    diff_id,
-                    encoder
-                        .finish()
-                        .map_err(BuildError::io("compressing layer", blobs.root()))?,
-                )
-            }
-            Compression::Zstd => {
-                let encoder = zstd::Encoder::new(compressed, 3)
-                    .map_err(BuildError::io("compressing layer", blobs.root()))?;
-                let (diff_id, encoder) = self.write_tar(encoder)?;
-                (
-                    diff_id,
-                    encoder
-                        .finish()
-                        .map_err(BuildError::io("compressing layer", blobs.root()))?,
-                )
-            }
-        };
-        let (_, _, writer) = compressed.finish();
-        let (digest, size) = writer.commit()?;
-        Ok(LayerBlob {
-            digest: digest.to_string(),
-            diff_id: diff_id.to_string(),
-            size,
-        })
+        let encoder = Encoder::new(blobs, compression)?;
+        let (diff_id, encoder) = self.write_tar(encoder)?;
+        encoder.finish(blobs, diff_id)
     }
 
     fn write_tar<W: Write>(&self, out: W) -> Result<(Digest, W), BuildError> {
@@ -342,33 +311,66 @@ pub fn compress_tar(
     blobs: &BlobStore,
     compression: Compression,
 ) -> Result<LayerBlob, BuildError> {
-    let io = |e: std::io::Error| BuildError::io("compressing layer", blobs.root())(e);
-    let compressed = HashingWriter::new(blobs.writer()?);
-    let (diff_id, compressed) = match compression {
-        Compression::Gzip => {
-            let encoder = flate2::GzBuilder::new()
-                .operating_system(255)
-                .write(compressed, flate2::Compression::new(6));
-            let mut hashing = HashingWriter::new(encoder);
-            std::io::copy(&mut tar, &mut hashing).map_err(io)?;
-            let (diff_id, _, encoder) = hashing.finish();
-            (diff_id, encoder.finish().map_err(io)?)
+    let mut hashing = HashingWriter::new(Encoder::new(blobs, compression)?);
+    std::io::copy(&mut tar, &mut hashing)
+        .map_err(|e| BuildError::io("compressing layer", blobs.root())(e))?;
+    let (diff_id, _, encoder) = hashing.finish();
+    encoder.finish(blobs, diff_id)
+}
+
+/// A layer's compressor, writing into a new blob whose digest it computes.
+enum Encoder {
+    Gzip(flate2::write::GzEncoder<HashingWriter<BlobWriter>>),
+    Zstd(zstd::Encoder<'static, HashingWriter<BlobWriter>>),
+}
+
+impl Encoder {
+    fn new(blobs: &BlobStore, compression: Compression) -> Result<Self, BuildError> {
+        let compressed = HashingWriter::new(blobs.writer()?);
+        Ok(match compression {
+            Compression::Gzip => Encoder::Gzip(
+                flate2::GzBuilder::new()
+                    .operating_system(255)
+                    .write(compressed, flate2::Compression::new(6)),
+            ),
+            Compression::Zstd => Encoder::Zstd(
+                zstd::Encoder::new(compressed, 3)
+                    .map_err(BuildError::io("compressing layer", blobs.root()))?,
+            ),
+        })
+    }
+
+    /// Ends the stream and stores the blob; `diff_id` is the uncompressed tar's digest.
+    fn finish(self, blobs: &BlobStore, diff_id: Digest) -> Result<LayerBlob, BuildError> {
+        let compressed = match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
         }
-        Compression::Zstd => {
-            let encoder = zstd::Encoder::new(compressed, 3).map_err(io)?;
-            let mut hashing = HashingWriter::new(encoder);
-            std::io::copy(&mut tar, &mut hashing).map_err(io)?;
-            let (diff_id, _, encoder) = hashing.finish();
-            (diff_id, encoder.finish().map_err(io)?)
+        .map_err(BuildError::io("compressing layer", blobs.root()))?;
+        let (_, _, writer) = compressed.finish();
+        let (digest, size) = writer.commit()?;
+        Ok(LayerBlob {
+            digest: digest.to_string(),
+            diff_id: diff_id.to_string(),
+            size,
+        })
+    }
+}
+
+impl Write for Encoder {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
         }
-    };
-    let (_, _, writer) = compressed.finish();
-    let (digest, size) = writer.commit()?;
-    Ok(LayerBlob {
-        digest: digest.to_string(),
-        diff_id: diff_id.to_string(),
-        size,
-    })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
 }
 
 /// A tar entry for a file, directory or symlink beneath `root`, owned by root;
