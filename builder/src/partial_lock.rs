@@ -240,6 +240,27 @@ mod tests {
     }
 
     #[test]
+    fn platform_overrides_pick_a_subset_of_the_locked_ones() {
+        let platform = |platform| PartialPlatform {
+            platform,
+            packages: Vec::new(),
+        };
+        let mut partial = PartialLock {
+            kind: SourceKind::CondaLock,
+            path: "conda-lock.yml".into(),
+            channels: Vec::new(),
+            platforms: vec![platform(Subdir::Linux64), platform(Subdir::OsxArm64)],
+        };
+        let e = partial.select_platforms(&[Subdir::Win64]).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(e.to_string().contains("win-64"), "{e}");
+        partial.select_platforms(&[]).unwrap();
+        assert_eq!(partial.platforms.len(), 2);
+        partial.select_platforms(&[Subdir::OsxArm64]).unwrap();
+        assert_eq!(partial.platforms, [platform(Subdir::OsxArm64)]);
+    }
+
+    #[test]
     fn checksums_are_exact_hex() {
         assert!(md5_hex("d7c89558ba9fa0495403155b64376d81").is_some());
         assert!(md5_hex("d7c89558ba9fa0495403155b64376d8").is_none());
