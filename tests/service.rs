@@ -517,6 +517,9 @@ fn the_openapi_document_validates_and_lists_every_route() {
             ("/api/v1/courses/{course}/environments", "get"),
             ("/api/v1/environments/{id}", "get"),
             ("/api/v1/environments/{id}/events", "get"),
+            ("/api/v1/hooks/git", "post"),
+            ("/api/v1/courses/{course}/git-token", "put"),
+            ("/api/v1/courses/{course}/git-token", "delete"),
             ("/api/v1/openapi.json", "get"),
             ("/health", "get"),
             ("/metrics", "get"),
@@ -530,7 +533,7 @@ fn the_openapi_document_validates_and_lists_every_route() {
                 "{method} {path} is not documented"
             );
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 10);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 12);
         require("python3");
         let file = ws.path("openapi.json");
         std::fs::write(&file, &text).unwrap();
