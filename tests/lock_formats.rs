@@ -191,3 +191,49 @@ fn the_real_repo2docker_explicit_list_is_read_without_fetching() {
     };
     assert_eq!(other.platforms[0].platform, Subdir::LinuxAarch64);
 }
+
+#[test]
+fn the_service_builds_a_submitted_explicit_list_from_allowed_channels_only() {
+    use common::service::*;
+    let ws = Workspace::with_example_channel();
+    let channel = ChannelServer::start(&ws.channel());
+    let spec = ws.path("course.yml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: course\nchannels:\n  - {}\ndependencies:\n  - hello-prefix\n",
+            channel.url()
+        ),
+    )
+    .unwrap();
+    let records = records(&ws.lock(&spec, "course"));
+    let list = explicit(&records);
+    runtime().block_on(async move {
+        let service = Service::start(&ws.path("data"), &channel, &[]);
+        let admin = service.token("admin", &[]);
+        let submit = |body: serde_json::Value| {
+            send(
+                client()
+                    .post(service.url("/api/v1/courses/intro/environments"))
+                    .bearer_auth(&admin)
+                    .json(&body),
+            )
+        };
+        let (status, created) = submit(serde_json::json!({"name": "listed", "lock": list})).await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let ready = wait_until(&service, &admin, &id, &["ready", "failed"]).await;
+        assert_eq!(ready["status"], "ready", "{ready}");
+        assert!(ready["lock"].as_str().unwrap().contains("hello-prefix"));
+
+        // a list naming a channel the service does not allow fetches nothing
+        let elsewhere = list.replace(&channel.url(), "http://127.0.0.1:9/elsewhere/");
+        let (status, error) =
+            submit(serde_json::json!({"name": "elsewhere", "lock": elsewhere})).await;
+        assert_eq!(status, 403, "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("line"),
+            "{error}"
+        );
+    });
+}

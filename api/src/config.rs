@@ -172,6 +172,11 @@ impl RequestPolicy {
         Ok(Self { channels, bases })
     }
 
+    /// The allowed channels.
+    pub fn channels(&self) -> &[ChannelUrl] {
+        &self.channels
+    }
+
     /// Refuses a channel that is not allowed.
     pub fn check_channel(&self, url: &str) -> Result<(), ApiError> {
         let channel = ChannelUrl::parse(url).map_err(|e| ApiError::Forbidden(e.to_string()))?;

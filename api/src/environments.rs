@@ -357,11 +357,7 @@ impl Submission {
         }
         let source = match (&self.spec, &self.lock_text) {
             (Some((_, spec)), _) => Source::Spec(Box::new(spec.clone())),
-            (None, Some(text)) => Source::Lock {
-                lock: Lock::from_text(text, Path::new("request.lock"))
-                    .map_err(|e| ApiError::bad_request("invalid_lock", e.to_string()))?,
-                path: "request.lock".into(),
-            },
+            (None, Some(text)) => submitted_lock(state, text)?,
             (None, None) => {
                 return Err(ApiError::bad_request(
                     "invalid_request",
@@ -369,7 +365,7 @@ impl Submission {
                 ))
             }
         };
-        // a lock resolves without fetching anything; a spec was checked before
+        // a spec and a partial lock were checked before; a rattler lock fetches nothing here
         let Resolved { lock, settings, .. } = BuildRequest::new(source)
             .resolve(&config.defaults, &options)
             .await?;
@@ -401,6 +397,37 @@ impl Submission {
             lock.check_own_urls(Path::new("request.lock"))?;
         }
         Ok(())
+    }
+}
+
+/// A submitted lock: a rattler lock, or a conda-lock file or explicit list
+/// whose every URL lies in an allowed channel (checked before its archives
+/// are fetched to complete it).
+fn submitted_lock(state: &AppState, text: &str) -> Result<Source, ApiError> {
+    let name = Path::new("request.lock");
+    let invalid = |e: BuildError| ApiError::bad_request("invalid_lock", e.to_string());
+    match Source::from_text(text, name, &state.config.defaults).map_err(invalid)? {
+        Source::Spec(_) => Err(ApiError::bad_request(
+            "invalid_lock",
+            "\"lock\" holds an environment.yml: send it as \"spec\"",
+        )),
+        Source::Partial(partial) => {
+            let limit = state.config.max_lock_packages;
+            if partial.len() > limit * partial.platforms.len().max(1) {
+                return Err(ApiError::Unprocessable {
+                    code: "too_many_packages",
+                    message: format!(
+                        "the lock lists {} packages; at most {limit} per platform are allowed",
+                        partial.len()
+                    ),
+                });
+            }
+            partial
+                .check_urls(state.policy.channels())
+                .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+            Ok(Source::Partial(partial))
+        }
+        lock => Ok(lock),
     }
 }
 
