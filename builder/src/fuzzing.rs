@@ -8,7 +8,7 @@ use std::{path::Path, str::FromStr};
 use rattler::install::PythonInfo;
 use rattler_conda_types::{package::PathsJson, Subdir, Version};
 
-use crate::{channel_url, package_check, spec, EnvSpec, ImageSettings, Lock};
+use crate::{channel_url, package_check, repo, spec, EnvSpec, ImageSettings, Lock};
 
 /// A spec (environment.yml with its `trousse:` section).
 pub fn spec(data: &[u8]) {
@@ -66,6 +66,33 @@ pub fn url(data: &[u8]) {
     }
 }
 
+/// A conda-lock file or an explicit list (parsed only: completing it fetches).
+pub fn partial_lock(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::Source::from_text(text, Path::new("fuzz.lock"), &ImageSettings::default());
+    }
+}
+
+/// A repository address (with its `@REF`), checked against a service's
+/// policy, a submodule URL joined to it, and a `.gitmodules` file.
+pub fn repository(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let policy = repo::GitPolicy::hosts(vec!["gitlab.example.org".into()], Default::default());
+    if let Ok(address) = repo::RepoAddress::parse(text) {
+        let _ = policy.check(&address, None);
+        let _ = address.display();
+        if let Ok(parent) = repo::RepoAddress::parse("https://gitlab.example.org/intro/course.git")
+        {
+            if let Ok(joined) = parent.join(text) {
+                let _ = policy.check(&joined, Some(&parent));
+            }
+        }
+    }
+    let _ = repo::parse_gitmodules(text);
+}
+
 /// A fuzz entry point: arbitrary bytes in, nothing out.
 pub type Target = fn(&[u8]);
 
@@ -76,4 +103,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("match_spec", match_spec),
     ("paths_json", paths_json),
     ("url", url),
+    ("partial_lock", partial_lock),
+    ("repository", repository),
 ];

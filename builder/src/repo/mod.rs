@@ -17,7 +17,7 @@ pub use binder::{default_environment, BinderPlan, EnvironmentFile, DEFAULT_ENVIR
 pub use content::{content_layer, RepoContent, SourceRecord, REPO_DIR, SOURCE_RECORD_IN_PREFIX};
 pub use error::RepoError;
 pub use mirror::TOKEN_ENV;
-pub use tree::{RepoNode, RepoTree, SubmoduleRecord};
+pub use tree::{parse_gitmodules, RepoNode, RepoTree, SubmoduleRecord};
 
 use mirror::{Mirror, Spending};
 use tree::TreeReader;
