@@ -101,6 +101,7 @@ impl SolveArgs {
             source,
             overrides: self.overrides(base)?,
             content: None,
+            apt: Vec::new(),
         })
     }
 

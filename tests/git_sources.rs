@@ -359,9 +359,12 @@ fn bad_repositories_get_clear_errors_and_leave_nothing_behind() {
         ),
         (
             "apt",
-            &[("environment.yml", ENVIRONMENT), ("apt.txt", "graphviz\n")],
+            &[
+                ("environment.yml", ENVIRONMENT),
+                ("apt.txt", "# tools\ngraphviz\nhello-prefix\n"),
+            ],
             3,
-            "graphviz",
+            "(graphviz, hello-prefix), which trousse does not install; the channels have conda packages named hello-prefix",
         ),
     ];
     for (name, files, want, says) in cases {

@@ -16,7 +16,7 @@ use crate::{
     pipeline::{gateway, http_client, timed},
     progress::{Reporter, Stage},
     repo::RepoContent,
-    solve::{not_found, solve, unknown_packages},
+    solve::{names_in_channels, not_found, solve, unknown_packages},
     source::Source,
     BuildError, ImageSettings, Lock,
 };
@@ -41,6 +41,9 @@ pub struct BuildRequest {
     pub overrides: Overrides,
     /// A repository's files, layered above the environment.
     pub content: Option<Arc<RepoContent>>,
+    /// System packages a repository's `apt.txt` asks for: refused, naming
+    /// those the channels have conda packages of.
+    pub apt: Vec<String>,
 }
 
 /// What a request resolves to: what is built, exactly.
@@ -86,6 +89,7 @@ impl BuildRequest {
             source,
             overrides: Overrides::default(),
             content: None,
+            apt: Vec::new(),
         }
     }
 
@@ -119,6 +123,9 @@ impl BuildRequest {
                 }
                 if let Some(base) = overrides.base {
                     spec.image.base = base;
+                }
+                if !self.apt.is_empty() {
+                    return Err(apt_refused(&spec, &self.apt, options).await);
                 }
                 let (lock, seconds) = solve_spec(&spec, options).await?;
                 Ok(Resolved {
@@ -217,6 +224,30 @@ async fn solve_spec(
     Ok((Lock::from_solved(spec, solved)?, seconds))
 }
 
+/// `apt.txt` is refused, naming the conda packages of the same names the channels have.
+async fn apt_refused(
+    spec: &crate::EnvSpec,
+    apt: &[String],
+    options: &ResolveOptions,
+) -> BuildError {
+    let found = match CacheDir::new(&options.cache_dir) {
+        Ok(cache) => names_in_channels(spec, &gateway(&cache, &http_client()), apt).await,
+        Err(_) => Vec::new(),
+    };
+    let advice = if found.is_empty() {
+        "none has a conda package of the same name in the channels: find conda equivalents and add them to environment.yml".to_string()
+    } else {
+        format!(
+            "the channels have conda packages named {}: add them to environment.yml",
+            found.join(", ")
+        )
+    };
+    BuildError::Unsupported(format!(
+        "apt.txt asks for system packages ({}), which trousse does not install; {advice}",
+        apt.join(", ")
+    ))
+}
+
 /// When the base cannot be loaded, a misspelled package is still the first
 /// thing to report: it is the teacher's to fix, the base is the operator's.
 async fn spec_error_first(
@@ -244,6 +275,7 @@ mod tests {
             source: Source::read(&path, &ImageSettings::default()).unwrap(),
             overrides,
             content: None,
+            apt: Vec::new(),
         }
     }
 

@@ -186,6 +186,35 @@ pub(crate) async fn unknown_packages(
     Ok(missing_names(&names, &repodata))
 }
 
+/// Of `names`, those the spec's channels have packages of (first platform, and noarch).
+pub(crate) async fn names_in_channels(
+    spec: &EnvSpec,
+    gateway: &Gateway,
+    names: &[String],
+) -> Vec<String> {
+    let platform = spec
+        .image
+        .platforms
+        .first()
+        .copied()
+        .unwrap_or(Subdir::Linux64);
+    let known = gateway
+        .names(spec.channels.clone(), [platform, Subdir::NoArch])
+        .execute()
+        .await
+        .map(|n| n.names)
+        .unwrap_or_default();
+    names
+        .iter()
+        .filter(|n| {
+            known
+                .iter()
+                .any(|k| k.as_normalized() == n.to_ascii_lowercase())
+        })
+        .cloned()
+        .collect()
+}
+
 /// Packages no channel has, with the close names the channels do have.
 pub(crate) async fn not_found(
     spec: &EnvSpec,

@@ -141,13 +141,6 @@ impl RepoRequest {
                  or allow it (--allow-post-build on the command line, an administrator for a course)"
             ));
         }
-        if !plan.apt.is_empty() {
-            return Err(format!(
-                "apt.txt asks for system packages ({}); trousse installs conda packages only: \
-                 add the conda-forge packages of the same names to environment.yml",
-                plan.apt.join(", ")
-            ));
-        }
         Ok(())
     }
 }
@@ -241,6 +234,7 @@ impl Repository {
         }
         let mut request = BuildRequest::new(Source::Spec(Box::new(spec)));
         request.content = Some(Arc::new(self.content));
+        request.apt = self.plan.apt;
         Ok(request)
     }
 }
