@@ -16,7 +16,7 @@ use trousse_builder::{
     progress::silent,
     repo::{RepoAddress, RepoRequest},
     BuildError, BuildKey, BuildRequest, Compression, EnvSpec, ImageSettings, Lock, ResolveOptions,
-    Resolved, SettingsRecord, Source,
+    Resolved, SettingsRecord, Source, SourceKind,
 };
 
 use crate::{
@@ -406,6 +406,13 @@ impl Submission {
 fn submitted_lock(state: &AppState, text: &str) -> Result<Source, ApiError> {
     let name = Path::new("request.lock");
     let invalid = |e: BuildError| ApiError::bad_request("invalid_lock", e.to_string());
+    if SourceKind::detect(text) == SourceKind::RattlerLock {
+        // its URLs are checked against the allowed channels (403) once read
+        return Ok(Source::Lock {
+            lock: Lock::from_text(text, name).map_err(invalid)?,
+            path: name.into(),
+        });
+    }
     match Source::from_text(text, name, &state.config.defaults).map_err(invalid)? {
         Source::Spec(_) => Err(ApiError::bad_request(
             "invalid_lock",
