@@ -30,13 +30,11 @@ pub enum RepoError {
         hint: String,
     },
     /// The repository could not be reached or read.
-    #[error("cannot fetch repository {url}: {message}")]
+    #[error("cannot fetch repository {url}")]
     Unreachable {
         /// The repository (without credentials).
         url: String,
-        /// git's message, without credentials.
-        message: String,
-        /// git's error.
+        /// git's error (its URL never holds a password: see `RepoAddress`).
         #[source]
         source: git2::Error,
     },

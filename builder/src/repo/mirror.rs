@@ -449,7 +449,6 @@ fn classify(error: git2::Error, address: &RepoAddress, spending: &Spending) -> R
     }
     RepoError::Unreachable {
         url: address.display(),
-        message,
         source: error,
     }
 }
