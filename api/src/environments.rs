@@ -169,6 +169,35 @@ fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A spec's size and URLs against the service's limits and policy; the
+/// environment's name (the request's, else the spec's, `where_else` says where).
+fn check_environment(
+    state: &AppState,
+    spec: &EnvSpec,
+    name: Option<String>,
+    where_else: &str,
+) -> Result<String, ApiError> {
+    let limit = state.config.max_spec_packages;
+    if spec.dependencies.len() > limit {
+        return Err(ApiError::Unprocessable {
+            code: "too_many_packages",
+            message: format!(
+                "the environment requests {} packages; at most {limit} are allowed",
+                spec.dependencies.len()
+            ),
+        });
+    }
+    state.policy.check_spec(spec)?;
+    let name = name.or_else(|| spec.name.clone()).ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_name",
+            format!("name the environment: \"name\" in the request, or {where_else}"),
+        )
+    })?;
+    check_name("environment", &name)?;
+    Ok(name)
+}
+
 fn request_hash(kind: &str, exam: bool, text: &str) -> String {
     hex::encode(Sha256::digest(format!("{kind}\n{exam}\n{text}").as_bytes()))
 }
@@ -250,24 +279,7 @@ impl Submission {
             &config.defaults,
         )
         .map_err(|e| ApiError::from(trousse_builder::BuildError::from(e)))?;
-        if spec.dependencies.len() > config.max_spec_packages {
-            return Err(ApiError::Unprocessable {
-                code: "too_many_packages",
-                message: format!(
-                    "the spec requests {} packages; at most {} are allowed",
-                    spec.dependencies.len(),
-                    config.max_spec_packages
-                ),
-            });
-        }
-        state.policy.check_spec(&spec)?;
-        let name = name.or_else(|| spec.name.clone()).ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_name",
-                "name the environment: 'name:' in the spec, or \"name\" in the request",
-            )
-        })?;
-        check_name("environment", &name)?;
+        let name = check_environment(state, &spec, name, "'name:' in the spec")?;
         Ok(Self {
             request_hash: request_hash("spec", exam, &spec_text),
             name,
@@ -314,24 +326,12 @@ impl Submission {
         let Source::Spec(spec) = &request.source else {
             return Err(ApiError::Internal("a repository resolves to a spec".into()));
         };
-        if spec.dependencies.len() > config.max_spec_packages {
-            return Err(ApiError::Unprocessable {
-                code: "too_many_packages",
-                message: format!(
-                    "the repository's environment requests {} packages; at most {} are allowed",
-                    spec.dependencies.len(),
-                    config.max_spec_packages
-                ),
-            });
-        }
-        state.policy.check_spec(spec)?;
-        let name = name.or_else(|| spec.name.clone()).ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_name",
-                "name the environment: \"name\" in the request, or 'name:' in the repository's environment.yml",
-            )
-        })?;
-        check_name("environment", &name)?;
+        let name = check_environment(
+            state,
+            spec,
+            name,
+            "'name:' in the repository's environment.yml",
+        )?;
         Ok(Self {
             request_hash: request_hash("repo", exam, &identity),
             name,

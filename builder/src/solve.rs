@@ -198,12 +198,7 @@ pub(crate) async fn names_in_channels(
         .first()
         .copied()
         .unwrap_or(Subdir::Linux64);
-    let known = gateway
-        .names(spec.channels.clone(), [platform, Subdir::NoArch])
-        .execute()
-        .await
-        .map(|n| n.names)
-        .unwrap_or_default();
+    let known = known_names(spec, gateway, platform).await;
     names
         .iter()
         .filter(|n| {
@@ -215,6 +210,17 @@ pub(crate) async fn names_in_channels(
         .collect()
 }
 
+/// Every package name the spec's channels have for `platform` and noarch
+/// (none when they cannot be read: the names only improve a message).
+async fn known_names(spec: &EnvSpec, gateway: &Gateway, platform: Subdir) -> Vec<PackageName> {
+    gateway
+        .names(spec.channels.clone(), [platform, Subdir::NoArch])
+        .execute()
+        .await
+        .map(|n| n.names)
+        .unwrap_or_default()
+}
+
 /// Packages no channel has, with the close names the channels do have.
 pub(crate) async fn not_found(
     spec: &EnvSpec,
@@ -222,12 +228,7 @@ pub(crate) async fn not_found(
     platform: Subdir,
     missing: Vec<String>,
 ) -> BuildError {
-    let known = gateway
-        .names(spec.channels.clone(), [platform, Subdir::NoArch])
-        .execute()
-        .await
-        .map(|n| n.names)
-        .unwrap_or_default();
+    let known = known_names(spec, gateway, platform).await;
     let suggestions: Vec<String> = missing
         .iter()
         .filter_map(|name| closest(name, &known).map(|k| format!("'{k}' for '{name}'")))
