@@ -210,6 +210,32 @@ fn a_new_commit_reuses_every_package_layer() {
         "{files:?}"
     );
     assert!(!files.iter().any(|f| f.contains(".git/")), "{files:?}");
+
+    // mirrors are cache entries: gc evicts them, and the next build fetches again
+    let mirrors = || {
+        std::fs::read_dir(ws.path("cache/git"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "git"))
+            .count()
+    };
+    assert_eq!(mirrors(), 1);
+    run_ok(trousse(&[
+        "cache",
+        "gc",
+        "--max-size",
+        "1",
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+    assert_eq!(mirrors(), 0);
+    let again = build_ok(
+        &ws,
+        &server.git_url("weekly"),
+        &format!("oci:{}:three", layout.display()),
+        &[],
+    );
+    assert_eq!(again["digest"], second["digest"]);
 }
 
 #[test]

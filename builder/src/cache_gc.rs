@@ -133,7 +133,24 @@ fn entries(cache: &CacheDir) -> Result<Vec<Entry>, BuildError> {
         }
     }
     package_entries(&cache.packages(), &mut entries)?;
+    mirror_entries(&cache.root().join("git"), &mut entries)?;
     Ok(entries)
+}
+
+/// The git mirrors: `NAME.git/` with its `NAME.lock`, whose time is the
+/// mirror's last use (each use rewrites it).
+fn mirror_entries(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), BuildError> {
+    for child in children(dir)? {
+        if child.extension().is_some_and(|e| e == "git") && child.is_dir() {
+            let lock = child.with_extension("lock");
+            let mut paths = vec![child];
+            if lock.is_file() {
+                paths.push(lock);
+            }
+            entries.push(entry(paths)?);
+        }
+    }
+    Ok(())
 }
 
 /// The extracted packages of one rattler package cache: `NAME-VERSION-BUILD/`

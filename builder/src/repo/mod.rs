@@ -58,11 +58,15 @@ pub struct Repository {
 impl RepoRequest {
     /// Fetches the repository into the mirrors under `cache_dir` and reads the commit.
     pub async fn read(self, cache_dir: &Path) -> Result<Repository, BuildError> {
+        let cache = crate::cache::CacheDir::new(cache_dir)?;
         let mirrors = cache_dir.join("git");
-        tokio::task::spawn_blocking(move || self.read_blocking(&mirrors))
-            .await
-            .map_err(|e| BuildError::Internal(format!("repository task failed: {e}")))?
-            .map_err(BuildError::from)
+        tokio::task::spawn_blocking(move || {
+            // `cache gc` waits while a mirror is read
+            let _shared = cache.lock_shared()?;
+            self.read_blocking(&mirrors).map_err(BuildError::from)
+        })
+        .await
+        .map_err(|e| BuildError::Internal(format!("repository task failed: {e}")))?
     }
 
     fn read_blocking(&self, mirrors: &Path) -> Result<Repository, RepoError> {
