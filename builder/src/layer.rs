@@ -104,15 +104,13 @@ pub fn package_layer(
         .collect();
     let key = layer_key(members, compression);
     let blobs = cache.blobs();
-    if let Some(blob) = cache.read_record::<LayerBlob>(&key) {
-        if blob_present(&blobs, &blob) {
-            return Ok(Layer {
-                blob,
-                packages,
-                holds: None,
-                cached: true,
-            });
-        }
+    if let Some(blob) = cached_layer(cache, &key) {
+        return Ok(Layer {
+            blob,
+            packages,
+            holds: None,
+            cached: true,
+        });
     }
     let mut entries = TarEntries::default();
     for member in members {
@@ -167,10 +165,14 @@ fn add_package(
     )
 }
 
-fn blob_present(blobs: &BlobStore, blob: &LayerBlob) -> bool {
-    blob.digest
-        .parse::<Digest>()
-        .is_ok_and(|d| blobs.size(&d).is_ok_and(|s| s == blob.size))
+/// The layer recorded under `key`, if its blob is still in the cache whole.
+pub fn cached_layer(cache: &CacheDir, key: &str) -> Option<LayerBlob> {
+    let blobs = cache.blobs();
+    cache.read_record::<LayerBlob>(key).filter(|blob| {
+        blob.digest
+            .parse::<Digest>()
+            .is_ok_and(|d| blobs.size(&d).is_ok_and(|s| s == blob.size))
+    })
 }
 
 /// What a tar entry holds.

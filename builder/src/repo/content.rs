@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::tree::{RepoNode, RepoTree, SubmoduleRecord};
 use crate::{
     cache::CacheDir,
-    layer::{Compression, EntryContent, Layer, LayerBlob, TarEntries, TarEntry},
+    layer::{cached_layer, Compression, EntryContent, Layer, TarEntries, TarEntry},
     spec::NotebookUser,
     BuildError,
 };
@@ -90,16 +90,10 @@ pub fn content_layer(
         })
         .to_string(),
     ));
-    let blobs = cache.blobs();
-    let cached = cache.read_record::<LayerBlob>(&key).filter(|b| {
-        b.digest
-            .parse()
-            .is_ok_and(|d| blobs.size(&d).is_ok_and(|s| s == b.size))
-    });
-    let (blob, cached) = match cached {
+    let (blob, cached) = match cached_layer(cache, &key) {
         Some(blob) => (blob, true),
         None => {
-            let blob = entries(content, user, prefix)?.write_layer(&blobs, compression)?;
+            let blob = entries(content, user, prefix)?.write_layer(&cache.blobs(), compression)?;
             cache.write_record(&key, &blob)?;
             (blob, false)
         }

@@ -92,7 +92,7 @@ impl RepoRequest {
             policy: &self.policy,
             spending: &spending,
         };
-        let tree = reader.read(&mirror.repo, commit, address)?;
+        let mut tree = reader.read(&mirror.repo, commit, address)?;
         let config = |message: String| RepoError::Config {
             url: address.display(),
             commit: commit.to_string(),
@@ -100,7 +100,6 @@ impl RepoRequest {
         };
         check_lfs(&tree).map_err(config)?;
         let plan = binder::plan(&tree).map_err(config)?;
-        let mut tree = tree;
         self.check_scripts(&plan, &mut tree).map_err(config)?;
         let reference = wanted.map_or_else(
             || name.trim_start_matches("refs/heads/").to_string(),
