@@ -54,6 +54,18 @@ impl BuildEvent {
         }
     }
 
+    /// The last event of a build that failed with `error`.
+    pub fn failed(error: String) -> Self {
+        BuildEvent::Done {
+            status: Status::Failed,
+            digest: None,
+            layers: None,
+            cached_layers: None,
+            bytes: None,
+            error: Some(error),
+        }
+    }
+
     /// Whether it is the last event of its build.
     pub fn is_done(&self) -> bool {
         matches!(self, BuildEvent::Done { .. })
@@ -90,14 +102,7 @@ mod tests {
                 stage: Stage::Publish,
                 seconds: 0.5,
             }),
-            BuildEvent::Done {
-                status: Status::Failed,
-                digest: None,
-                layers: None,
-                cached_layers: None,
-                bytes: None,
-                error: Some("no".into()),
-            },
+            BuildEvent::failed("no".into()),
         ];
         for event in events {
             let text = serde_json::to_string(&event).unwrap();

@@ -214,14 +214,7 @@ async fn finish(
                 .finish_build(build_id, Err(&message), seconds)
                 .await?;
             state.metrics.record_build("failed");
-            BuildEvent::Done {
-                status: Status::Failed,
-                digest: None,
-                layers: None,
-                cached_layers: None,
-                bytes: None,
-                error: Some(message),
-            }
+            BuildEvent::failed(message)
         }
     };
     log.close(last).await;
