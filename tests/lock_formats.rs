@@ -60,6 +60,18 @@ fn explicit(records: &[RepoDataRecord]) -> String {
     text
 }
 
+/// Writes `course.yml`: these packages from the channel served on loopback.
+fn course_spec(ws: &Workspace, channel: &ChannelServer, packages: &[&str]) -> std::path::PathBuf {
+    let spec = ws.path("course.yml");
+    let deps: String = packages.iter().map(|p| format!("  - {p}\n")).collect();
+    let text = format!(
+        "name: course\nchannels:\n  - {}\ndependencies:\n{deps}",
+        channel.url()
+    );
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
 /// Builds `input` into an OCI layout with its own cache; returns the digest.
 fn build(ws: &Workspace, input: &Path, name: &str) -> String {
     let out = run_ok(trousse(&[
@@ -78,15 +90,7 @@ fn build(ws: &Workspace, input: &Path, name: &str) -> String {
 fn a_rattler_lock_a_conda_lock_file_and_an_explicit_list_build_the_same_image() {
     let ws = Workspace::with_example_channel();
     let server = ChannelServer::start(&ws.channel());
-    let spec = ws.path("course.yml");
-    std::fs::write(
-        &spec,
-        format!(
-            "name: course\nchannels:\n  - {}\ndependencies:\n  - hello-prefix\n  - greet\n  - pyhello\n",
-            server.url()
-        ),
-    )
-    .unwrap();
+    let spec = course_spec(&ws, &server, &["hello-prefix", "greet", "pyhello"]);
     let rattler = ws.lock(&spec, "course");
     let records = records(&rattler);
     assert!(records.len() >= 4, "{records:?}");
@@ -123,15 +127,7 @@ fn a_rattler_lock_a_conda_lock_file_and_an_explicit_list_build_the_same_image() 
 fn an_explicit_list_with_a_wrong_md5_is_refused_and_nothing_is_written() {
     let ws = Workspace::with_example_channel();
     let server = ChannelServer::start(&ws.channel());
-    let spec = ws.path("course.yml");
-    std::fs::write(
-        &spec,
-        format!(
-            "name: course\nchannels:\n  - {}\ndependencies:\n  - greet\n",
-            server.url()
-        ),
-    )
-    .unwrap();
+    let spec = course_spec(&ws, &server, &["greet"]);
     let records = records(&ws.lock(&spec, "course"));
     let good = explicit(&records);
     let victim = &records[0];
@@ -197,15 +193,7 @@ fn the_service_builds_a_submitted_explicit_list_from_allowed_channels_only() {
     use common::service::*;
     let ws = Workspace::with_example_channel();
     let channel = ChannelServer::start(&ws.channel());
-    let spec = ws.path("course.yml");
-    std::fs::write(
-        &spec,
-        format!(
-            "name: course\nchannels:\n  - {}\ndependencies:\n  - hello-prefix\n",
-            channel.url()
-        ),
-    )
-    .unwrap();
+    let spec = course_spec(&ws, &channel, &["hello-prefix"]);
     let records = records(&ws.lock(&spec, "course"));
     let list = explicit(&records);
     runtime().block_on(async move {

@@ -151,19 +151,24 @@ impl Drop for GitServer {
     }
 }
 
+/// git in `dir` with a fixed identity, and no user or system configuration.
+fn git_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("git");
+    command
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Teacher")
+        .env("GIT_AUTHOR_EMAIL", "teacher@example.org")
+        .env("GIT_COMMITTER_NAME", "Teacher")
+        .env("GIT_COMMITTER_EMAIL", "teacher@example.org")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir);
+    command
+}
+
 /// Runs git in `dir` with a fixed identity; returns stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    run_ok(
-        Command::new("git")
-            .current_dir(dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Teacher")
-            .env("GIT_AUTHOR_EMAIL", "teacher@example.org")
-            .env("GIT_COMMITTER_NAME", "Teacher")
-            .env("GIT_COMMITTER_EMAIL", "teacher@example.org")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", dir),
-    )
+    run_ok(git_command(dir, args))
 }
 
 /// A repository: a work tree whose commits are pushed to the served bare one.
@@ -193,13 +198,7 @@ impl TestRepo {
         let date = format!("{} +0000", self.time);
         git(&self.work, &["add", "-A"]);
         run_ok(
-            Command::new("git")
-                .current_dir(&self.work)
-                .args(["commit", "-q", "-m", message])
-                .env("GIT_AUTHOR_NAME", "Teacher")
-                .env("GIT_AUTHOR_EMAIL", "teacher@example.org")
-                .env("GIT_COMMITTER_NAME", "Teacher")
-                .env("GIT_COMMITTER_EMAIL", "teacher@example.org")
+            git_command(&self.work, &["commit", "-q", "-m", message])
                 .env("GIT_AUTHOR_DATE", &date)
                 .env("GIT_COMMITTER_DATE", &date),
         );
