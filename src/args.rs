@@ -47,6 +47,9 @@ pub struct SolveArgs {
     /// [default: Ubuntu 24.04, pinned by digest].
     #[arg(long, env = trousse_builder::spec::DEFAULT_BASE_ENV)]
     pub default_base: Option<String>,
+    /// The Python (X.Y) of a requirements.txt's environment [default: 3.12].
+    #[arg(long, value_name = "X.Y")]
+    pub python: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -95,7 +98,8 @@ impl SolveArgs {
                 path.display()
             )));
         }
-        let source = Source::read_environment(path, &self.image_defaults()?, environment)?;
+        let defaults = self.image_defaults()?;
+        let source = Source::read_with(path, &defaults, environment, self.python.as_deref())?;
         print_warnings(&source);
         Ok(BuildRequest {
             source,
@@ -125,6 +129,11 @@ impl SolveArgs {
         if environment.is_some() {
             return Err(BuildError::Usage(
                 "--environment picks an environment of a pixi lock, not of a repository".into(),
+            ));
+        }
+        if self.python.is_some() {
+            return Err(BuildError::Usage(
+                "--python sets the Python of a requirements file; a repository's runtime.txt names its Python".into(),
             ));
         }
         let repository = RepoRequest {

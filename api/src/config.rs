@@ -12,7 +12,31 @@ use trousse_builder::{
 };
 use trousse_registry_client::{ImageRef, RegistryOptions};
 
+use trousse_builder::pypi::{
+    error::redact, index::FindLinks, LockedWheel, PypiError, PypiRequirements,
+};
+use url::Url;
+
 use crate::error::ApiError;
+
+/// An index URL as compared: parsed, credentials removed, with a trailing slash.
+fn index_url(text: &str) -> Result<Url, url::ParseError> {
+    Url::parse(text).map(|u| normalized(&u))
+}
+
+/// A URL without credentials, query or fragment, its path ending in `/`.
+fn normalized(url: &Url) -> Url {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
 
 /// The service's settings.
 #[derive(Debug, Clone)]
@@ -51,6 +75,8 @@ pub struct ServiceConfig {
     pub repo_limits: RepoLimits,
     /// The secret push webhooks are checked with; no webhook without it.
     pub webhook_secret: Option<Secret>,
+    /// The PyPI indexes (simple API URLs) requirements may use; the first is the default.
+    pub allowed_indexes: Vec<String>,
 }
 
 /// A secret: kept out of `Debug` output, so out of logs.
@@ -91,6 +117,10 @@ pub const DEFAULT_REPO_MAX_FILES: u64 = 20_000;
 pub const DEFAULT_REPO_TIMEOUT_SECONDS: u64 = 300;
 /// The channel specs may use, unless others are allowed.
 pub const DEFAULT_ALLOWED_CHANNEL: &str = "conda-forge";
+/// The PyPI index requirements may use, unless others are allowed.
+pub const DEFAULT_ALLOWED_INDEX: &str = "https://pypi.org/simple/";
+/// Where the public PyPI index keeps its files.
+const PYPI_FILES_HOST: &str = "files.pythonhosted.org";
 
 impl ServiceConfig {
     /// Settings with the documented defaults for a data directory.
@@ -112,6 +142,7 @@ impl ServiceConfig {
             registry: RegistryOptions::default(),
             git_hosts: Vec::new(),
             webhook_secret: None,
+            allowed_indexes: vec![DEFAULT_ALLOWED_INDEX.into()],
             repo_limits: RepoLimits {
                 max_bytes: DEFAULT_REPO_MAX_BYTES,
                 max_files: DEFAULT_REPO_MAX_FILES,
@@ -147,6 +178,7 @@ impl ServiceConfig {
 pub struct RequestPolicy {
     channels: Vec<ChannelUrl>,
     bases: Vec<ImageRef>,
+    indexes: Vec<Url>,
 }
 
 impl RequestPolicy {
@@ -169,7 +201,87 @@ impl RequestPolicy {
                     .map_err(|e| format!("invalid allowed base '{base}': {e}"))?,
             );
         }
-        Ok(Self { channels, bases })
+        let indexes = config
+            .allowed_indexes
+            .iter()
+            .map(|i| index_url(i).map_err(|e| format!("invalid allowed index '{i}': {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            channels,
+            bases,
+            indexes,
+        })
+    }
+
+    /// A spec's PyPI requirements use the first allowed index unless they name one.
+    pub fn apply_indexes(&self, spec: &mut EnvSpec) {
+        if let (Some(pip), Some(first)) = (spec.pip.as_mut(), self.indexes.first()) {
+            if !pip.index_named {
+                pip.index.index_url = first.clone();
+            }
+        }
+    }
+
+    /// Refuses an index, extra index or find-links URL that is not allowed
+    /// (a directory of wheels on the service's disk never is).
+    pub fn check_indexes(&self, pip: &PypiRequirements) -> Result<(), ApiError> {
+        let refuse = |url: String| {
+            ApiError::Forbidden(
+                PypiError::IndexRefused {
+                    url,
+                    allowed: self.allowed_indexes(),
+                }
+                .to_string(),
+            )
+        };
+        let mut named = vec![&pip.index.index_url];
+        named.extend(&pip.index.extra_index_urls);
+        for link in &pip.index.find_links {
+            match link {
+                FindLinks::Url(url) => named.push(url),
+                FindLinks::Dir(dir) => return Err(refuse(dir.display().to_string())),
+            }
+        }
+        match named
+            .iter()
+            .find(|u| !self.indexes.contains(&normalized(u)))
+        {
+            Some(url) => Err(refuse(redact(url))),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a locked wheel found on an index that is not allowed, or
+    /// downloaded from a host that is not an allowed index's.
+    pub fn check_wheel(&self, wheel: &LockedWheel) -> Result<(), ApiError> {
+        let index_ok = wheel
+            .index
+            .as_ref()
+            .is_some_and(|i| self.indexes.contains(&normalized(i)));
+        let host = wheel.url.host_str().unwrap_or_default();
+        let host_ok = self.indexes.iter().any(|i| {
+            i.host_str() == Some(host)
+                || (i.host_str() == Some("pypi.org") && host == PYPI_FILES_HOST)
+        });
+        if index_ok && host_ok && matches!(wheel.url.scheme(), "https" | "http") {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "PyPI package {} {} comes from {} (index {}), which is not allowed here (allowed indexes: {})",
+            wheel.name,
+            wheel.version,
+            clip(&redact(&wheel.url), 300),
+            wheel.index.as_ref().map_or("none".into(), redact),
+            self.allowed_indexes()
+        )))
+    }
+
+    fn allowed_indexes(&self) -> String {
+        self.indexes
+            .iter()
+            .map(redact)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The allowed channels.
@@ -217,6 +329,9 @@ impl RequestPolicy {
             if let Some(url) = &dependency.url {
                 self.check_package_url(url.as_str())?;
             }
+        }
+        if let Some(pip) = &spec.pip {
+            self.check_indexes(pip)?;
         }
         self.check_base(&spec.image.base)
     }

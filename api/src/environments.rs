@@ -178,12 +178,12 @@ fn check_environment(
     where_else: &str,
 ) -> Result<String, ApiError> {
     let limit = state.config.max_spec_packages;
-    if spec.dependencies.len() > limit {
+    let count = spec.dependencies.len() + spec.pip.as_ref().map_or(0, |p| p.requirements.len());
+    if count > limit {
         return Err(ApiError::Unprocessable {
             code: "too_many_packages",
             message: format!(
-                "the environment requests {} packages; at most {limit} are allowed",
-                spec.dependencies.len()
+                "the environment requests {count} packages (conda and PyPI); at most {limit} are allowed"
             ),
         });
     }
@@ -272,13 +272,14 @@ impl Submission {
                 config.max_spec_bytes
             )));
         }
-        let spec = EnvSpec::from_yaml(
+        let mut spec = EnvSpec::from_yaml(
             &spec_text,
             Path::new(SUBMITTED_SPEC),
             Path::new("/nonexistent"),
             &config.defaults,
         )
         .map_err(|e| ApiError::from(trousse_builder::BuildError::from(e)))?;
+        state.policy.apply_indexes(&mut spec);
         let name = check_environment(state, &spec, name, "'name:' in the spec")?;
         Ok(Self {
             request_hash: request_hash("spec", exam, &spec_text),
@@ -322,10 +323,11 @@ impl Submission {
         } else {
             format!("{url}\n{}", read.content.record.commit)
         };
-        let request = read.request(&config.defaults)?;
-        let Source::Spec(spec) = &request.source else {
+        let mut request = read.request(&config.defaults)?;
+        let Source::Spec(spec) = &mut request.source else {
             return Err(ApiError::Internal("a repository resolves to a spec".into()));
         };
+        state.policy.apply_indexes(spec);
         let name = check_environment(
             state,
             spec,
@@ -377,12 +379,12 @@ impl Submission {
     fn check_lock(&self, state: &AppState, lock: &Lock) -> Result<(), ApiError> {
         let config = &state.config;
         for platform in &lock.platforms {
-            if platform.records.len() > config.max_lock_packages {
+            let count = platform.records.len() + platform.pypi.len();
+            if count > config.max_lock_packages {
                 return Err(ApiError::Unprocessable {
                     code: "too_many_packages",
                     message: format!(
-                        "the environment holds {} packages for {}; at most {} are allowed",
-                        platform.records.len(),
+                        "the environment holds {count} packages (conda and PyPI) for {}; at most {} are allowed",
                         platform.platform,
                         config.max_lock_packages
                     ),
@@ -390,6 +392,9 @@ impl Submission {
             }
             for record in &platform.records {
                 state.policy.check_record(record)?;
+            }
+            for wheel in &platform.pypi {
+                state.policy.check_wheel(wheel)?;
             }
         }
         if self.lock_text.is_some() {

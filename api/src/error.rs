@@ -6,6 +6,7 @@ use axum::{
     Json,
 };
 use serde::Serialize;
+use trousse_builder::pypi::PypiError;
 use trousse_builder::{error::clip, repo::RepoError, spec::SpecError, BuildError};
 
 /// The JSON body of every error answer.
@@ -144,7 +145,32 @@ impl From<BuildError> for ApiError {
                 ApiError::Internal(message)
             }
             BuildError::Repository(e) => repository_error(&e, message),
+            BuildError::Pypi(e) => pypi_error(&e, message),
         }
+    }
+}
+
+/// A PyPI problem: a bad requirement (400), a refused index (403), an index
+/// that cannot be read (502), an unresolvable or unsafe request (422).
+fn pypi_error(e: &PypiError, message: String) -> ApiError {
+    match e {
+        PypiError::Requirement { .. } => ApiError::bad_request(e.kind(), message),
+        PypiError::IndexRefused { .. } => ApiError::Forbidden(message),
+        PypiError::Unreachable { .. } | PypiError::HashMismatch { .. } => {
+            ApiError::Upstream(message)
+        }
+        PypiError::HashNotGiven { .. } => ApiError::Unprocessable {
+            code: e.kind(),
+            message,
+        },
+        PypiError::Io { .. } => ApiError::Internal(message),
+        PypiError::Unsupported { .. }
+        | PypiError::NotFound { .. }
+        | PypiError::Unsolvable { .. }
+        | PypiError::BadWheel { .. } => ApiError::Unprocessable {
+            code: e.kind(),
+            message,
+        },
     }
 }
 

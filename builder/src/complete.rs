@@ -171,6 +171,7 @@ pub(crate) async fn complete(
                 platform: p.platform,
                 virtual_packages: Vec::new(),
                 records,
+                pypi: Vec::new(),
             })
         })
         .collect::<Result<Vec<_>, BuildError>>()?;

@@ -129,6 +129,9 @@ pub enum BuildError {
     /// A git repository could not be fetched, read or built.
     #[error(transparent)]
     Repository(#[from] crate::repo::RepoError),
+    /// A PyPI requirement could not be resolved, fetched or installed.
+    #[error(transparent)]
+    Pypi(#[from] crate::pypi::PypiError),
 }
 
 impl BuildError {
@@ -150,6 +153,7 @@ impl BuildError {
             BuildError::UnsafePackage { .. } => 8,
             BuildError::Stage { .. } | BuildError::Io { .. } | BuildError::Internal(_) => 1,
             BuildError::Repository(e) => e.exit_code(),
+            BuildError::Pypi(e) => e.exit_code(),
         }
     }
 
@@ -173,6 +177,7 @@ impl BuildError {
             BuildError::Internal(_) => "internal",
             BuildError::Unsupported(_) => "unsupported",
             BuildError::Repository(e) => e.kind(),
+            BuildError::Pypi(e) => e.kind(),
         }
     }
 

@@ -81,12 +81,49 @@ pub struct Layer {
     pub cached: bool,
 }
 
+/// What a package layer is made of: a staged conda package or a staged wheel.
+pub trait LayerMember: Send + Sync {
+    /// The staging cache key.
+    fn key(&self) -> &str;
+    /// What the layer history and progress call it.
+    fn label(&self) -> String;
+    /// The latest modification time of its files.
+    fn epoch(&self) -> u64;
+    /// Its staging directory, standing for the prefix.
+    fn root(&self) -> &Path;
+    /// Its files relative to the prefix, with a mode to force on some (records).
+    fn files(&self) -> Vec<(PathBuf, Option<u32>)>;
+}
+
+impl LayerMember for StagedPackage {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn label(&self) -> String {
+        self.record.identifier.to_string()
+    }
+    fn epoch(&self) -> u64 {
+        record_timestamp(&self.record).unwrap_or(0).max(0) as u64
+    }
+    fn root(&self) -> &Path {
+        &self.root
+    }
+    fn files(&self) -> Vec<(PathBuf, Option<u32>)> {
+        let meta = Path::new("conda-meta").join(crate::stage::conda_meta_name(&self.record));
+        self.paths
+            .iter()
+            .map(|p| (p.relative_path.clone(), None))
+            .chain([(meta, Some(0o644))])
+            .collect()
+    }
+}
+
 /// The cache key of a layer of these packages.
-pub fn layer_key(members: &[&StagedPackage], compression: Compression) -> String {
+pub fn layer_key(members: &[&dyn LayerMember], compression: Compression) -> String {
     let identity = serde_json::json!({
         "format": LAYER_FORMAT,
         "compression": compression,
-        "staged": members.iter().map(|m| &m.key).collect::<Vec<_>>(),
+        "staged": members.iter().map(|m| m.key()).collect::<Vec<_>>(),
     });
     hex::encode(Sha256::digest(identity.to_string().as_bytes()))
 }
@@ -94,14 +131,11 @@ pub fn layer_key(members: &[&StagedPackage], compression: Compression) -> String
 /// Returns the layer of these packages, from the cache or newly written.
 pub fn package_layer(
     cache: &CacheDir,
-    members: &[&StagedPackage],
+    members: &[&dyn LayerMember],
     prefix: &str,
     compression: Compression,
 ) -> Result<Layer, BuildError> {
-    let packages = members
-        .iter()
-        .map(|m| m.record.identifier.to_string())
-        .collect();
+    let packages = members.iter().map(|m| m.label()).collect();
     let key = layer_key(members, compression);
     let blobs = cache.blobs();
     if let Some(blob) = cached_layer(cache, &key) {
@@ -114,7 +148,7 @@ pub fn package_layer(
     }
     let mut entries = TarEntries::default();
     for member in members {
-        add_package(&mut entries, member, prefix)?;
+        add_package(&mut entries, *member, prefix)?;
     }
     let blob = entries.write_layer(&blobs, compression)?;
     cache.write_record(&key, &blob)?;
@@ -126,20 +160,22 @@ pub fn package_layer(
     })
 }
 
-/// Adds a staged package's files and its conda-meta record under `prefix`.
+/// Adds a staged package's files (its conda-meta record among them) under `prefix`.
 /// Files keep their mode and mtime (clamped to the package's build time);
 /// directories get mode 755 and the build time.
 fn add_package(
     entries: &mut TarEntries,
-    package: &StagedPackage,
+    package: &dyn LayerMember,
     prefix: &str,
 ) -> Result<(), BuildError> {
-    let epoch = record_timestamp(&package.record).unwrap_or(0).max(0) as u64;
+    let epoch = package.epoch();
     let prefix = prefix.trim_matches('/');
-    let root = package.open_root()?;
-    let mut add = |relative: &Path, mode: Option<u32>| -> Result<(), BuildError> {
+    let root = Beneath::open(package.root())
+        .map(Arc::new)
+        .map_err(BuildError::io("opening staged package", package.root()))?;
+    for (relative, mode) in package.files() {
         let text = relative.to_str().ok_or_else(|| BuildError::UnsafePackage {
-            package: package.record.identifier.to_string(),
+            package: package.label(),
             problem: crate::package_check::UnsafePackage {
                 path: relative.to_string_lossy().into_owned(),
                 reason: "is not UTF-8".into(),
@@ -149,20 +185,13 @@ fn add_package(
         if let Some((parent, _)) = path.rsplit_once('/') {
             entries.add_parents(parent, epoch);
         }
-        let mut entry = entry_from_disk(&root, relative, epoch)?;
+        let mut entry = entry_from_disk(&root, &relative, epoch)?;
         if let Some(mode) = mode {
             entry.mode = mode;
         }
         entries.insert(path, entry);
-        Ok(())
-    };
-    for path in &package.paths {
-        add(&path.relative_path, None)?;
     }
-    add(
-        &Path::new("conda-meta").join(crate::stage::conda_meta_name(&package.record)),
-        Some(0o644),
-    )
+    Ok(())
 }
 
 /// The layer recorded under `key`, if its blob is still in the cache whole.

@@ -30,6 +30,7 @@ pub mod partial_lock;
 mod pipeline;
 pub mod post_build;
 pub mod progress;
+pub mod pypi;
 pub mod repo;
 mod request;
 mod solve;

@@ -7,7 +7,7 @@ use rattler_conda_types::{RepoDataRecord, Subdir};
 use rattler_lock::{LockFile, PlatformData, PlatformName, DEFAULT_ENVIRONMENT_NAME};
 use sha2::{Digest, Sha256};
 
-use crate::error::clip;
+use crate::{error::clip, pypi::LockedWheel};
 
 use crate::{
     channel_url::{check_record, ChannelUrl, UrlError},
@@ -83,6 +83,14 @@ impl Lock {
                     .add_conda_package(DEFAULT_ENVIRONMENT_NAME, &name, record.into())
                     .map_err(|e| lock_err(e.to_string()))?;
             }
+            for wheel in &platform.pypi {
+                builder
+                    .add_pypi_package(DEFAULT_ENVIRONMENT_NAME, &name, wheel.to_lock())
+                    .map_err(|e| lock_err(e.to_string()))?;
+            }
+        }
+        if let Some(indexes) = pypi_indexes(platforms) {
+            builder.set_pypi_indexes(DEFAULT_ENVIRONMENT_NAME, indexes);
         }
         let text = builder
             .finish()
@@ -213,6 +221,20 @@ impl Lock {
     }
 }
 
+/// The indexes the locked wheels were found on, when there are wheels.
+fn pypi_indexes(platforms: &[SolvedPlatform]) -> Option<rattler_lock::PypiIndexes> {
+    let wheels: Vec<&LockedWheel> = platforms.iter().flat_map(|p| &p.pypi).collect();
+    if wheels.is_empty() {
+        return None;
+    }
+    let indexes: std::collections::BTreeSet<url::Url> =
+        wheels.iter().filter_map(|w| w.index.clone()).collect();
+    Some(rattler_lock::PypiIndexes {
+        indexes: indexes.into_iter().collect(),
+        find_links: Vec::new(),
+    })
+}
+
 /// A record's build time in seconds since the epoch.
 pub fn record_timestamp(record: &RepoDataRecord) -> Option<i64> {
     record
@@ -241,14 +263,13 @@ fn read_platform(
         .conda_repodata_records(platform)
         .map_err(|e| lock_err(e.to_string()))?
         .unwrap_or_default();
-    if env
+    let mut pypi = env
         .pypi_packages(platform)
-        .is_some_and(|mut p| p.next().is_some())
-    {
-        return Err(lock_err(
-            "it has PyPI packages, which trousse does not install yet".into(),
-        ));
-    }
+        .into_iter()
+        .flatten()
+        .map(|p| LockedWheel::from_lock(p).map_err(|m| lock_err(format!("PyPI package {m}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    pypi.sort_by(|a, b| a.name.cmp(&b.name));
     records.sort_by(|a, b| a.package_record.name.cmp(&b.package_record.name));
     if let Some(record) = records.iter().find(|r| r.package_record.sha256.is_none()) {
         return Err(lock_err(format!(
@@ -260,6 +281,7 @@ fn read_platform(
         platform: platform.subdir(),
         virtual_packages,
         records,
+        pypi,
     })
 }
 

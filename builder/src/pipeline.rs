@@ -23,11 +23,12 @@ use crate::{
     env_layer::{environment_layer, EnvironmentLayerInput},
     fetch::{fetch, PackageCaches},
     image::{write_index, write_manifest, ImageInput},
-    layer::{package_layer, Compression, Layer},
+    layer::{package_layer, Compression, Layer, LayerMember},
     layer_plan::{plan_layers, LayerCandidate, MAX_LAYERS},
     lock::Lock,
     post_build::{post_build_layer, PostBuild, POST_BUILD_LABEL},
     progress::{Event, Reporter, Stage},
+    pypi::stage::{cached_wheel, requested, stage_wheel, StagedWheel, WheelStageTarget},
     repo::{content_layer, RepoContent},
     request::Resolved,
     solve::SolvedPlatform,
@@ -203,7 +204,8 @@ impl Build<'_> {
         base: &BaseImage,
     ) -> Result<PlatformBuild, BuildError> {
         let staged = self.stage_packages(locked).await?;
-        let mut layers = self.write_layers(&staged, base).await?;
+        let wheels = self.stage_wheels(locked).await?;
+        let mut layers = self.write_layers(&staged, &wheels, base).await?;
         let started = Instant::now();
         let package_names: Vec<String> = locked
             .records
@@ -222,7 +224,7 @@ impl Build<'_> {
         Ok(PlatformBuild {
             bytes: base.layers.iter().map(|l| l.size()).sum::<u64>()
                 + layers.iter().map(|l| l.blob.size).sum::<u64>(),
-            packages: locked.records.len(),
+            packages: locked.records.len() + locked.pypi.len(),
             image: PlatformImage {
                 platform: locked.platform.to_string(),
                 digest: descriptor.digest().to_string(),
@@ -288,10 +290,67 @@ impl Build<'_> {
         Ok(staged.into_iter().flatten().collect())
     }
 
+    /// Downloads and unpacks the locked wheels the cache has not staged yet; returns all, in lock order.
+    async fn stage_wheels(
+        &mut self,
+        locked: &SolvedPlatform,
+    ) -> Result<Vec<StagedWheel>, BuildError> {
+        if locked.pypi.is_empty() {
+            return Ok(Vec::new());
+        }
+        let target = self.wheel_target(locked)?;
+        let requested = requested(&locked.pypi);
+        let index = crate::pypi::index::Index::new(Default::default(), self.cache.root())?;
+        let reporter = &self.options.reporter;
+        let (cache, target) = (&self.cache, &target);
+        let (staged, seconds) = timed(reporter, Stage::Stage, locked.pypi.len() as u64, async {
+            futures::stream::iter(locked.pypi.iter().cloned().zip(requested))
+                .map(|(wheel, requested)| {
+                    let index = &index;
+                    async move {
+                        let found = cached_wheel(cache, &wheel, target, requested);
+                        let cached = found.is_some();
+                        let staged = match found {
+                            Some(staged) => staged,
+                            None => stage_wheel(cache, index, &wheel, target, requested).await?,
+                        };
+                        reporter(&Event::Progress {
+                            stage: Stage::Stage,
+                            item: wheel.filename(),
+                            cached,
+                        });
+                        Ok::<_, BuildError>(staged)
+                    }
+                })
+                .buffered(4)
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        self.add_seconds(Stage::Stage, seconds);
+        Ok(staged)
+    }
+
+    /// Where this platform's wheels go: site-packages and the interpreter of its Python.
+    fn wheel_target(&self, locked: &SolvedPlatform) -> Result<WheelStageTarget, BuildError> {
+        let python = stage::python_info(&locked.records, locked.platform)?.ok_or_else(|| {
+            BuildError::Unsupported(
+                "the lock has PyPI packages but no python: add python to the conda packages".into(),
+            )
+        })?;
+        let prefix = self.settings.prefix.trim_end_matches('/');
+        Ok(WheelStageTarget {
+            prefix: prefix.to_string(),
+            site_packages: python.site_packages_path.to_string_lossy().into_owned(),
+            python: format!("{prefix}/{}", python.path.to_string_lossy()),
+        })
+    }
+
     /// Writes (or finds cached) the layer of each group of the plan, then the environment layer.
     async fn write_layers(
         &mut self,
         staged: &[StagedPackage],
+        wheels: &[StagedWheel],
         base: &BaseImage,
     ) -> Result<Vec<Layer>, BuildError> {
         let budget = MAX_LAYERS.saturating_sub(base.layers.len() + 1).max(2);
@@ -301,12 +360,25 @@ impl Build<'_> {
                 name: p.record.package_record.name.as_normalized().to_string(),
                 size: p.record.package_record.size.unwrap_or(0),
             })
+            .chain(wheels.iter().map(|w| LayerCandidate {
+                name: format!("pypi:{}", w.wheel.name),
+                size: w.size,
+            }))
+            .collect();
+        let members: Vec<Arc<dyn LayerMember>> = staged
+            .iter()
+            .map(|p| Arc::new(p.clone()) as Arc<dyn LayerMember>)
+            .chain(
+                wheels
+                    .iter()
+                    .map(|w| Arc::new(w.clone()) as Arc<dyn LayerMember>),
+            )
             .collect();
         let groups = plan_layers(&candidates, budget);
         let reporter = &self.options.reporter;
         let total = groups.len() as u64 + 1 + u64::from(self.content.is_some());
         let (layers, seconds) = timed(reporter, Stage::Layer, total, async {
-            let mut layers = self.package_layers(staged, groups).await?;
+            let mut layers = self.package_layers(&members, groups).await?;
             let layer = self.environment_layer(staged, base).await?;
             reporter(&Event::Progress {
                 stage: Stage::Layer,
@@ -421,21 +493,22 @@ impl Build<'_> {
     /// The package layers, written on every core at once, in plan order.
     async fn package_layers(
         &self,
-        staged: &[StagedPackage],
+        staged: &[Arc<dyn LayerMember>],
         groups: Vec<Vec<usize>>,
     ) -> Result<Vec<Layer>, BuildError> {
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         let reporter = &self.options.reporter;
         futures::stream::iter(groups)
             .map(|group| {
-                let members: Vec<StagedPackage> =
+                let members: Vec<Arc<dyn LayerMember>> =
                     group.iter().map(|&i| staged[i].clone()).collect();
                 let cache = self.cache.clone();
                 let prefix = self.settings.prefix.clone();
                 let compression = self.options.compression;
                 async move {
                     let layer = tokio::task::spawn_blocking(move || {
-                        let refs: Vec<&StagedPackage> = members.iter().collect();
+                        let refs: Vec<&dyn LayerMember> =
+                            members.iter().map(|m| m.as_ref()).collect();
                         package_layer(&cache, &refs, &prefix, compression)
                     })
                     .await

@@ -214,14 +214,36 @@ async fn solve_spec(
             Err(error) => return Err(spec_error_first(spec, &gateway, platform, error).await),
         };
     }
-    let (solved, seconds) = timed(
-        &options.reporter,
-        Stage::Solve,
-        0,
-        solve(spec, &gateway, &declared),
-    )
+    let (solved, seconds) = timed(&options.reporter, Stage::Solve, 0, async {
+        let mut solved = solve(spec, &gateway, &declared).await?;
+        if let Some(pip) = spec.pip.as_ref().filter(|p| !p.is_empty()) {
+            resolve_pypi(pip, &mut solved, &cache, &client, &options.reporter).await?;
+        }
+        Ok(solved)
+    })
     .await?;
     Ok((Lock::from_solved(spec, solved)?, seconds))
+}
+
+/// Resolves the PyPI requirements of each solved platform on top of its conda packages.
+async fn resolve_pypi(
+    requirements: &crate::pypi::PypiRequirements,
+    solved: &mut [crate::solve::SolvedPlatform],
+    cache: &CacheDir,
+    client: &rattler_networking::LazyClient,
+    reporter: &Reporter,
+) -> Result<(), BuildError> {
+    for platform in solved {
+        let input = crate::pypi::PlatformInput {
+            requirements,
+            records: &platform.records,
+            platform: platform.platform,
+            virtual_packages: &platform.virtual_packages,
+        };
+        platform.pypi =
+            crate::pypi::resolve_platform(input, cache.root(), client, reporter).await?;
+    }
+    Ok(())
 }
 
 /// `apt.txt` is refused, naming the conda packages of the same names the channels have.

@@ -18,6 +18,8 @@ pub struct SolvedPlatform {
     pub virtual_packages: Vec<GenericVirtualPackage>,
     /// The packages, sorted by name.
     pub records: Vec<RepoDataRecord>,
+    /// The wheels installed over them, sorted by name.
+    pub pypi: Vec<crate::pypi::LockedWheel>,
 }
 
 /// The virtual packages a target platform has: `__glibc=2.28`, `__linux`, `__unix`
@@ -117,6 +119,7 @@ async fn solve_platform(
         platform,
         virtual_packages,
         records,
+        pypi: Vec::new(),
     })
 }
 

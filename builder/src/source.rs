@@ -21,6 +21,8 @@ pub enum SourceKind {
     CondaLock,
     /// An explicit list (`@EXPLICIT`, from `conda list --explicit`).
     ExplicitList,
+    /// A pip requirements file: PyPI packages over conda's Python and pip.
+    Requirements,
 }
 
 impl SourceKind {
@@ -31,6 +33,7 @@ impl SourceKind {
             SourceKind::RattlerLock => "a rattler/pixi lock file",
             SourceKind::CondaLock => "a conda-lock file",
             SourceKind::ExplicitList => "an explicit package list (@EXPLICIT)",
+            SourceKind::Requirements => "a pip requirements file",
         }
     }
 
@@ -48,17 +51,37 @@ impl SourceKind {
             .lines()
             .filter(|l| !l.starts_with([' ', '\t', '-', '#']))
             .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim()))
+            .filter(|k| {
+                !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
             .collect();
         let has = |k: &str| keys.contains(&k);
         if has("version") && has("environments") {
             SourceKind::RattlerLock
         } else if has("version") && has("metadata") && has("package") {
             SourceKind::CondaLock
+        } else if keys.is_empty() && !first.is_empty() && !first.starts_with('-')
+            || is_option(first)
+        {
+            // a YAML spec has top-level keys; a requirements file has none
+            SourceKind::Requirements
         } else {
             SourceKind::EnvironmentYml
         }
     }
 }
+
+/// Whether a line is a pip option (`-r file`, `--index-url …`), not a YAML list item.
+fn is_option(line: &str) -> bool {
+    ["-r ", "-c ", "-i ", "-f ", "--"]
+        .iter()
+        .any(|o| line.starts_with(o))
+}
+
+/// The Python of a requirements file's environment when neither `--python` nor `runtime.txt` names one.
+pub const DEFAULT_PYTHON: &str = "3.12";
 
 /// What a build starts from.
 #[derive(Debug, Clone)]
@@ -90,6 +113,16 @@ impl Source {
         defaults: &ImageSettings,
         environment: Option<&str>,
     ) -> Result<Self, BuildError> {
+        Self::read_with(path, defaults, environment, None)
+    }
+
+    /// Reads a source file; `python` (`X.Y`) is the Python of a requirements file's environment.
+    pub fn read_with(
+        path: &Path,
+        defaults: &ImageSettings,
+        environment: Option<&str>,
+        python: Option<&str>,
+    ) -> Result<Self, BuildError> {
         let size = std::fs::metadata(path)
             .map_err(BuildError::io("reading", path))?
             .len();
@@ -101,7 +134,15 @@ impl Source {
             )));
         }
         let text = std::fs::read_to_string(path).map_err(BuildError::io("reading", path))?;
-        match (SourceKind::detect(&text), environment) {
+        let kind = SourceKind::detect(&text);
+        if python.is_some() && kind != SourceKind::Requirements {
+            return Err(BuildError::Usage(format!(
+                "--python sets the Python of a requirements file; {} is {}",
+                path.display(),
+                kind.name()
+            )));
+        }
+        match (kind, environment) {
             (SourceKind::EnvironmentYml, None) => {
                 // the text read above, not a second reading of the file
                 Ok(Source::Spec(Box::new(EnvSpec::from_file_text(
@@ -109,6 +150,16 @@ impl Source {
                 )?)))
             }
             (SourceKind::RattlerLock, environment) => Self::lock(&text, path, environment),
+            (SourceKind::Requirements, None) => {
+                let dir = std::path::absolute(path)
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .unwrap_or_else(|| PathBuf::from("/"));
+                let files = crate::pypi::requirements::DirFiles(dir);
+                let python = python.unwrap_or(DEFAULT_PYTHON);
+                let spec = EnvSpec::from_requirements(&text, path, python, defaults, &files)?;
+                Ok(Source::Spec(Box::new(spec)))
+            }
             (other, None) => Self::partial(&text, path, other),
             (other, Some(_)) => Err(BuildError::Usage(format!(
                 "--environment picks an environment of a pixi lock; {} is {}",
@@ -135,7 +186,7 @@ impl Source {
         let partial = match kind {
             SourceKind::CondaLock => conda_lock::parse(text, path)?,
             SourceKind::ExplicitList => explicit::parse(text, path)?,
-            SourceKind::EnvironmentYml | SourceKind::RattlerLock => {
+            SourceKind::EnvironmentYml | SourceKind::RattlerLock | SourceKind::Requirements => {
                 return Err(BuildError::Internal(format!(
                     "{} is not a partial lock",
                     kind.name()
@@ -161,6 +212,13 @@ impl Source {
                 defaults,
             )?))),
             SourceKind::RattlerLock => Self::lock(text, name, None),
+            SourceKind::Requirements => Ok(Source::Spec(Box::new(EnvSpec::from_requirements(
+                text,
+                name,
+                DEFAULT_PYTHON,
+                defaults,
+                &crate::pypi::requirements::NoFiles,
+            )?))),
             other => Self::partial(text, name, other),
         }
     }
@@ -189,6 +247,8 @@ mod tests {
                 "# platform: linux-64\n@EXPLICIT\nhttps://x/linux-64/a-1-0.conda#abc\n",
                 SourceKind::ExplicitList,
             ),
+            ("numpy>=1.26\nnbgitpuller\n", SourceKind::Requirements),
+            ("# pins\n-r base.txt\nattrs\n", SourceKind::Requirements),
         ];
         for (text, kind) in cases {
             assert_eq!(SourceKind::detect(text), kind, "{text}");

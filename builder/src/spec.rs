@@ -14,7 +14,13 @@ pub use rattler_conda_types::{ChannelConfig, Subdir};
 use serde::Deserialize;
 use trousse_registry_client::ImageRef;
 
-use crate::error::clip;
+use crate::{
+    error::clip,
+    pypi::{
+        requirements::{parse_requirements, DirFiles, NoFiles, RequirementFiles, RequirementLine},
+        PypiError, PypiRequirements,
+    },
+};
 
 /// A problem in a spec file, located by file and line.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +165,8 @@ pub struct EnvSpec {
     pub image: ImageSettings,
     /// What was ignored, for the user to see (e.g. a misspelled key).
     pub warnings: Vec<String>,
+    /// The PyPI requirements of its `pip:` list (or of a requirements file).
+    pub pip: Option<PypiRequirements>,
 }
 
 #[derive(Deserialize)]
@@ -239,15 +247,79 @@ impl EnvSpec {
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("/"));
-        Self::from_yaml(text, path, &base_dir, defaults)
+        let files = DirFiles(base_dir.clone());
+        Self::from_yaml_with(text, path, &base_dir, defaults, &files)
     }
 
-    /// Parses spec text; relative channel paths are resolved against `base_dir`.
+    /// Parses spec text; relative channel paths are resolved against
+    /// `base_dir`; a `pip:` list may name no other file.
     pub fn from_yaml(
         text: &str,
         path: &Path,
         base_dir: &Path,
         defaults: &ImageSettings,
+    ) -> Result<Self, SpecError> {
+        Self::from_yaml_with(text, path, base_dir, defaults, &NoFiles)
+    }
+
+    /// The spec of a pip requirements file: conda's Python `python` (`X.Y`)
+    /// and pip from conda-forge, and the file's requirements from PyPI.
+    pub fn from_requirements(
+        text: &str,
+        path: &Path,
+        python: &str,
+        defaults: &ImageSettings,
+        files: &dyn RequirementFiles,
+    ) -> Result<Self, SpecError> {
+        let err = |line: Option<usize>, message: String| SpecError {
+            file: path.to_path_buf(),
+            line,
+            field: None,
+            message,
+        };
+        let valid =
+            python.split('.').count() == 2 && python.split('.').all(|p| p.parse::<u32>().is_ok());
+        if !valid {
+            return Err(err(
+                None,
+                format!(
+                    "the Python version '{}' must be X.Y, e.g. 3.12",
+                    clip(python, 20)
+                ),
+            ));
+        }
+        let yaml = format!("channels: [conda-forge]\ndependencies:\n- python={python}.*\n- pip\n");
+        let mut spec = Self::from_yaml(&yaml, path, Path::new("/"), defaults)?;
+        let lines = crate::pypi::requirements::lines_of(text, path);
+        if lines.is_empty() {
+            return Err(err(
+                None,
+                "the requirements file lists no requirements".into(),
+            ));
+        }
+        spec.pip = Some(parse_requirements(&lines, files).map_err(|e| match e {
+            PypiError::Requirement {
+                file,
+                line,
+                message,
+            } => SpecError {
+                file,
+                line,
+                field: None,
+                message,
+            },
+            other => err(None, other.to_string()),
+        })?);
+        Ok(spec)
+    }
+
+    /// Parses spec text; `-r` files of a `pip:` list are read through `files`.
+    pub fn from_yaml_with(
+        text: &str,
+        path: &Path,
+        base_dir: &Path,
+        defaults: &ImageSettings,
+        files: &dyn RequirementFiles,
     ) -> Result<Self, SpecError> {
         let at = SpecText { text, path };
         let raw: RawSpec = serde_yaml_ng::from_str(text).map_err(|e| {
@@ -256,7 +328,8 @@ impl EnvSpec {
         })?;
         let warnings = at.unknown_keys(&raw);
         let channels = at.channels(&raw, base_dir)?;
-        let dependencies = at.dependencies(&raw)?;
+        let (dependencies, pip_lines) = at.dependencies(&raw)?;
+        let pip = at.pip(&pip_lines, files)?;
         let mut image = parse_image_settings(raw.trousse.unwrap_or_default(), text, defaults)
             .map_err(|(line, m)| at.err(line, m))?;
         for (key, value) in raw.variables {
@@ -269,6 +342,7 @@ impl EnvSpec {
             dependencies,
             image,
             warnings,
+            pip,
         })
     }
 }
@@ -324,13 +398,21 @@ impl SpecText<'_> {
         Ok(channels)
     }
 
-    fn dependencies(&self, raw: &RawSpec) -> Result<Vec<MatchSpec>, SpecError> {
-        let dependencies = raw
-            .dependencies
-            .iter()
-            .enumerate()
-            .map(|(i, value)| self.dependency(i, value))
-            .collect::<Result<Vec<_>, _>>()?;
+    /// The conda dependencies, and the lines of the `pip:` list.
+    fn dependencies(
+        &self,
+        raw: &RawSpec,
+    ) -> Result<(Vec<MatchSpec>, Vec<RequirementLine>), SpecError> {
+        let mut pip = Vec::new();
+        let mut dependencies = Vec::new();
+        for (i, value) in raw.dependencies.iter().enumerate() {
+            match value {
+                serde_yaml_ng::Value::Mapping(m) if m.contains_key("pip") => {
+                    pip.extend(self.pip_lines(i, m)?);
+                }
+                value => dependencies.push(self.dependency(i, value)?),
+            }
+        }
         if dependencies.is_empty() {
             let hint = raw
                 .other
@@ -343,7 +425,67 @@ impl SpecText<'_> {
                 format!("the spec lists no dependencies{hint}"),
             ));
         }
-        Ok(dependencies)
+        Ok((dependencies, pip))
+    }
+
+    /// The lines of a `pip:` list: strings, each a requirements-file line.
+    fn pip_lines(
+        &self,
+        i: usize,
+        mapping: &serde_yaml_ng::Mapping,
+    ) -> Result<Vec<RequirementLine>, SpecError> {
+        let field = format!("dependencies[{i}].pip");
+        let line = line_of(self.text, "pip:");
+        let items = match mapping.get("pip") {
+            Some(serde_yaml_ng::Value::Sequence(items)) if mapping.len() == 1 => items,
+            _ => {
+                let message = "a pip entry is 'pip:' followed by a list of requirements, e.g. '- pip: [nbgitpuller]'".to_string();
+                return Err(self.field_err(line, field, message));
+            }
+        };
+        items
+            .iter()
+            .map(|item| match item {
+                serde_yaml_ng::Value::String(text) => Ok(RequirementLine {
+                    text: text.trim().to_string(),
+                    file: self.path.to_path_buf(),
+                    line: line_of(self.text, text).or(line),
+                }),
+                other => Err(self.field_err(
+                    line,
+                    field.clone(),
+                    format!(
+                        "pip requirements are strings like 'nbgitpuller>=1.2', found {}",
+                        serde_yaml_ng::to_string(other).unwrap_or_default().trim()
+                    ),
+                )),
+            })
+            .collect()
+    }
+
+    /// The requirements of the `pip:` lines, if there are any.
+    fn pip(
+        &self,
+        lines: &[RequirementLine],
+        files: &dyn RequirementFiles,
+    ) -> Result<Option<PypiRequirements>, SpecError> {
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        match parse_requirements(lines, files) {
+            Ok(requirements) => Ok(Some(requirements)),
+            Err(PypiError::Requirement {
+                file,
+                line,
+                message,
+            }) => Err(SpecError {
+                file,
+                line,
+                field: Some("pip".into()),
+                message,
+            }),
+            Err(other) => Err(self.err(line_of(self.text, "pip:"), other.to_string())),
+        }
     }
 
     fn dependency(&self, i: usize, value: &serde_yaml_ng::Value) -> Result<MatchSpec, SpecError> {
@@ -364,10 +506,6 @@ impl SpecText<'_> {
                 }
                 Ok(spec)
             }
-            serde_yaml_ng::Value::Mapping(m) if m.contains_key("pip") => Err(self.err(
-                line_of(self.text, "pip:"),
-                "pip dependencies are not supported yet: list the packages from conda-forge instead (most PyPI packages are there), or remove the pip: section".into(),
-            )),
             other => Err(self.err(
                 None,
                 format!(
@@ -658,9 +796,16 @@ mod tests {
         assert_eq!(e.line, Some(3), "{e}");
         assert!(e.to_string().starts_with("course.yml:3: "), "{e}");
 
-        let e = parse("dependencies:\n  - python\n  - pip:\n    - requests\n").unwrap_err();
-        assert_eq!(e.line, Some(3));
-        assert!(e.message.contains("pip"));
+        let spec =
+            parse("dependencies:\n  - python\n  - pip:\n    - requests>=2\n    - --pre\n").unwrap();
+        let pip = spec.pip.unwrap();
+        assert_eq!(pip.requirements[0].name.to_string(), "requests");
+        assert!(pip.pre);
+        let e = parse("dependencies:\n  - python\n  - pip:\n    - -e .\n").unwrap_err();
+        assert_eq!(e.line, Some(4));
+        assert!(e.message.contains("editable"), "{e}");
+        let e = parse("dependencies:\n  - python\n  - pip:\n    - -r more.txt\n").unwrap_err();
+        assert!(e.message.contains("more.txt"), "{e}");
 
         let e = parse("dependencies:\n  - python\n  bad: [\n").unwrap_err();
         assert!(e.line.is_some());

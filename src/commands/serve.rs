@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// The secret push webhooks (GitHub, GitLab) are checked with; no webhook without it.
     #[arg(long, env = "TROUSSE_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub webhook_secret: Option<Secret>,
+    /// A PyPI index (simple API URL) requirements may use (repeatable); the first is the
+    /// default of requirements that name none.
+    #[arg(long = "allow-index", value_name = "URL", default_value = trousse_api::config::DEFAULT_ALLOWED_INDEX)]
+    pub allowed_indexes: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -100,6 +104,7 @@ impl ServeArgs {
         config.push_to = self.push_to;
         config.registry = self.registry.options(None);
         config.git_hosts = self.git_hosts;
+        config.allowed_indexes = self.allowed_indexes;
         config.webhook_secret = self.webhook_secret;
         config.repo_limits = RepoLimits {
             max_bytes: self.repo_max_bytes,

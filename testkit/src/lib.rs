@@ -2,6 +2,7 @@
 //! writer and indexer, for trousse's tests, example and benchmarks.
 
 pub mod realistic;
+pub mod wheels;
 
 use std::{
     path::{Path, PathBuf},

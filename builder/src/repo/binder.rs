@@ -35,17 +35,21 @@ pub struct BinderPlan {
     pub post_build: Option<String>,
     /// Package names listed in `apt.txt` (refused; named to find conda equivalents).
     pub apt: Vec<String>,
+    /// `requirements.txt` (path, text) when there is no environment.yml:
+    /// PyPI packages over the default environment, as repo2docker installs them.
+    pub requirements: Option<(String, String)>,
+    /// The repository's text files a requirements list may include (`-r`), by path.
+    pub text_files: std::collections::BTreeMap<String, String>,
 }
 
 /// Files trousse will not build, with what to do instead.
-const UNSUPPORTED: [(&str, &str); 9] = [
+const UNSUPPORTED: [(&str, &str); 8] = [
     ("Dockerfile", "trousse builds conda environments, not Dockerfiles: describe the packages in environment.yml"),
     ("Project.toml", "Julia projects are not built: add julia and its packages from conda-forge to environment.yml"),
     ("default.nix", "Nix environments are not built: list the packages in environment.yml"),
     ("install.R", "R packages are installed from conda-forge: add r-base and the r-… packages to environment.yml"),
     ("Pipfile", "Pipfile is not read: list the packages in environment.yml"),
     ("Pipfile.lock", "Pipfile.lock is not read: list the packages in environment.yml"),
-    ("requirements.txt", "requirements.txt lists PyPI packages, which trousse does not install yet: list conda-forge packages in environment.yml instead"),
     ("setup.py", "the repository is not installed as a Python package: list its dependencies in environment.yml"),
     ("DESCRIPTION", "R packages are installed from conda-forge: add r-base and the r-… packages to environment.yml"),
 ];
@@ -68,10 +72,8 @@ pub fn plan(tree: &RepoTree) -> Result<BinderPlan, String> {
         (None, None) => None,
     };
     for (name, advice) in UNSUPPORTED {
-        // with an environment.yml, repo2docker ignores requirements.txt and runtime.txt
-        let ignored = environment.is_some() && name == "requirements.txt";
         let root_only = matches!(name, "setup.py" | "DESCRIPTION");
-        if ignored || (root_only && !dir.is_empty()) {
+        if root_only && !dir.is_empty() {
             continue;
         }
         if let Some((path, _)) = file(name)? {
@@ -81,6 +83,11 @@ pub fn plan(tree: &RepoTree) -> Result<BinderPlan, String> {
     if dir.is_empty() && is_python_project(tree)? {
         return Err("pyproject.toml: the repository is not installed as a Python package: list its dependencies in environment.yml".into());
     }
+    // with an environment.yml, repo2docker ignores requirements.txt and runtime.txt
+    let requirements = match environment {
+        Some(_) => None,
+        None => file("requirements.txt")?,
+    };
     let environment = match environment {
         Some(e) => e,
         None => EnvironmentFile::Default {
@@ -94,7 +101,28 @@ pub fn plan(tree: &RepoTree) -> Result<BinderPlan, String> {
         apt: file("apt.txt")?
             .map(|(_, text)| apt_packages(&text))
             .unwrap_or_default(),
+        requirements,
+        text_files: text_files(tree),
     })
+}
+
+/// The largest text file kept for `-r` includes.
+const MAX_TEXT_FILE: usize = 1 << 20;
+
+/// The repository's `*.txt` files that are UTF-8 and small, by path.
+fn text_files(tree: &RepoTree) -> std::collections::BTreeMap<String, String> {
+    tree.nodes
+        .iter()
+        .filter(|(path, _)| path.ends_with(".txt"))
+        .filter_map(|(path, node)| match node {
+            RepoNode::File { data, .. } if data.len() <= MAX_TEXT_FILE => {
+                String::from_utf8(data.clone())
+                    .ok()
+                    .map(|t| (path.clone(), t))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// `binder/` or `.binder/` when one exists, else the root.
@@ -265,8 +293,11 @@ mod tests {
             .contains("both binder/ and .binder/"));
         let docker = plan(&tree(&[("Dockerfile", "FROM x")])).unwrap_err();
         assert!(docker.starts_with("Dockerfile:"), "{docker}");
-        let req = plan(&tree(&[("requirements.txt", "numpy")])).unwrap_err();
-        assert!(req.contains("requirements.txt"), "{req}");
+        let req = plan(&tree(&[("requirements.txt", "numpy")])).unwrap();
+        assert_eq!(
+            req.requirements,
+            Some(("requirements.txt".into(), "numpy".into()))
+        );
         // requirements.txt is ignored beside an environment.yml, as repo2docker does
         plan(&tree(&[
             ("requirements.txt", "numpy"),

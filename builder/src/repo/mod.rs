@@ -203,10 +203,12 @@ fn check_lfs(tree: &RepoTree) -> Result<(), String> {
     }
 }
 
+use crate::pypi::requirements::{lines_of, parse_requirements, MapFiles};
+
 impl Repository {
     /// The build request of this repository: its environment, its files, and
     /// the labels and entrypoint they bring.
-    pub fn request(self, defaults: &ImageSettings) -> Result<BuildRequest, BuildError> {
+    pub fn request(mut self, defaults: &ImageSettings) -> Result<BuildRequest, BuildError> {
         let record = &self.content.record;
         let short = record.commit.get(..12).unwrap_or(&record.commit);
         let (name, text) = match &self.plan.environment {
@@ -216,8 +218,19 @@ impl Repository {
                 default_environment(python.as_deref()),
             ),
         };
-        let name = Path::new(&format!("{}@{short}:{name}", record.url)).to_path_buf();
-        let mut spec = EnvSpec::from_yaml(&text, &name, Path::new("/nonexistent"), defaults)?;
+        let prefix = format!("{}@{short}:", record.url);
+        let name = Path::new(&format!("{prefix}{name}")).to_path_buf();
+        let files = MapFiles {
+            files: std::mem::take(&mut self.plan.text_files),
+            prefix: prefix.clone(),
+        };
+        let mut spec =
+            EnvSpec::from_yaml_with(&text, &name, Path::new("/nonexistent"), defaults, &files)?;
+        if let Some((path, text)) = &self.plan.requirements {
+            let path = Path::new(&format!("{prefix}{path}")).to_path_buf();
+            let lines = lines_of(text, &path);
+            spec.pip = Some(parse_requirements(&lines, &files)?).filter(|p| !p.is_empty());
+        }
         let image = &mut spec.image;
         image.labels.insert(SOURCE_LABEL.into(), record.url.clone());
         image

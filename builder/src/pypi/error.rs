@@ -1,0 +1,150 @@
+//! Why a PyPI requirement could not be resolved, fetched or installed.
+
+use std::path::PathBuf;
+
+/// A problem with PyPI packages: an index, a requirement, or a wheel.
+#[derive(Debug, thiserror::Error)]
+pub enum PypiError {
+    /// A requirements file or a `pip:` entry is invalid.
+    #[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Requirement {
+        /// The file (a requirements file or the environment.yml).
+        file: PathBuf,
+        /// The 1-based line, when known.
+        line: Option<usize>,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A requirement trousse does not install (an sdist, a VCS or local path).
+    #[error("{package}: {message}")]
+    Unsupported {
+        /// The package (and version, when known).
+        package: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// No index has the package.
+    #[error("no PyPI package named '{package}' in {indexes}{hint}")]
+    NotFound {
+        /// The package name as requested.
+        package: String,
+        /// The indexes searched (credentials removed).
+        indexes: String,
+        /// A note, e.g. the files the indexes do have.
+        hint: String,
+    },
+    /// The requirements cannot be satisfied together (the resolver's explanation).
+    #[error("the PyPI requirements cannot be resolved for {platform}:\n{explanation}")]
+    Unsolvable {
+        /// The conda platform.
+        platform: String,
+        /// The resolver's explanation.
+        explanation: String,
+    },
+    /// An index or a file on it could not be read (credentials removed from `url`).
+    #[error("cannot read {url}: {message}")]
+    Unreachable {
+        /// What was read.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// A request names an index the service does not allow.
+    #[error("index {url} is not allowed here (allowed: {allowed})")]
+    IndexRefused {
+        /// The index (credentials removed).
+        url: String,
+        /// The allowed indexes.
+        allowed: String,
+    },
+    /// A downloaded file does not match its expected sha256.
+    #[error("{file} does not match its sha256: expected {expected}, got {actual}")]
+    HashMismatch {
+        /// The file name.
+        file: String,
+        /// The expected hash.
+        expected: String,
+        /// The hash of what was received.
+        actual: String,
+    },
+    /// No wheel of a package has one of the `--hash` values given for it.
+    #[error("no wheel of {package} for the target has a --hash given for it: expected {expected}; the index offers {found}; check the hashes, or the version and platform they were taken for")]
+    HashNotGiven {
+        /// The package.
+        package: String,
+        /// The hashes given.
+        expected: String,
+        /// The hashes of the wheels the index offers for the target.
+        found: String,
+    },
+    /// A wheel is malformed or unsafe (a path outside its target, a bad RECORD).
+    #[error("wheel {wheel} is refused: {problem}; the wheel is broken or malicious, remove it from the requirements")]
+    BadWheel {
+        /// The wheel file name.
+        wheel: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A filesystem operation failed.
+    #[error("{action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl PypiError {
+    /// The process exit code, on the build's scale (see `BuildError::exit_code`).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PypiError::Requirement { .. } | PypiError::Unsupported { .. } => 3,
+            PypiError::NotFound { .. } | PypiError::Unsolvable { .. } => 4,
+            PypiError::Unreachable { .. } => 5,
+            PypiError::HashMismatch { .. } | PypiError::HashNotGiven { .. } => 6,
+            PypiError::BadWheel { .. } => 8,
+            PypiError::IndexRefused { .. } => 10,
+            PypiError::Io { .. } => 1,
+        }
+    }
+
+    /// A stable word for JSON reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PypiError::Requirement { .. } => "invalid_requirement",
+            PypiError::Unsupported { .. } => "unsupported_requirement",
+            PypiError::NotFound { .. } => "package_not_found",
+            PypiError::Unsolvable { .. } => "unsolvable",
+            PypiError::Unreachable { .. } => "index_unavailable",
+            PypiError::IndexRefused { .. } => "index_refused",
+            PypiError::HashMismatch { .. } | PypiError::HashNotGiven { .. } => "checksum_mismatch",
+            PypiError::BadWheel { .. } => "unsafe_package",
+            PypiError::Io { .. } => "io",
+        }
+    }
+
+    /// Wraps an I/O error with what was being done and where.
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| PypiError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// A URL as it may be shown: without user name or password.
+pub fn redact(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
+}

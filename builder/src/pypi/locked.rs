@@ -1,0 +1,126 @@
+//! A wheel as the lock records it, and its place in a rattler lock file
+//! (the PyPI package kind pixi writes: url, sha256, requires_dist,
+//! requires_python).
+
+use std::{io::Read, path::Path, str::FromStr};
+
+use pep440_rs::{Version, VersionSpecifiers};
+use pep508_rs::{PackageName, Requirement};
+use rattler_lock::{PackageHashes, PypiDistributionData, PypiPackageData, UrlOrPath, Verbatim};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::PypiError;
+
+/// A wheel the environment installs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedWheel {
+    /// The distribution name.
+    pub name: PackageName,
+    /// Its version.
+    pub version: Version,
+    /// Where the wheel is downloaded from.
+    pub url: Url,
+    /// The index page it was found on (none for find-links).
+    pub index: Option<Url>,
+    /// The wheel's sha256, lowercase hex.
+    pub sha256: String,
+    /// Its dependencies, as its metadata lists them.
+    pub requires_dist: Vec<Requirement>,
+    /// The Pythons it supports.
+    pub requires_python: Option<VersionSpecifiers>,
+}
+
+impl LockedWheel {
+    /// The wheel's file name: the last segment of its URL.
+    pub fn filename(&self) -> String {
+        let segment = self
+            .url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .unwrap_or_default();
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+
+    /// The lock file's record of it.
+    pub fn to_lock(&self) -> PypiPackageData {
+        let sha = rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>(&self.sha256);
+        PypiPackageData::Distribution(Box::new(PypiDistributionData {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            location: Verbatim::new(UrlOrPath::Url(self.url.clone())),
+            index_url: self.index.clone(),
+            hash: sha.map(PackageHashes::Sha256),
+            requires_dist: self.requires_dist.clone(),
+            requires_python: self.requires_python.clone(),
+        }))
+    }
+
+    /// Reads a lock file's record: a wheel at a URL, with a sha256.
+    pub fn from_lock(data: &PypiPackageData) -> Result<Self, String> {
+        let PypiPackageData::Distribution(d) = data else {
+            return Err("a local source directory, which is built by no one here: lock a wheel from an index".into());
+        };
+        let UrlOrPath::Url(url) = d.location.inner() else {
+            return Err(format!(
+                "{} {} is a local path: lock a wheel from an index",
+                d.name, d.version
+            ));
+        };
+        let sha256 = match &d.hash {
+            Some(PackageHashes::Sha256(sha) | PackageHashes::Md5Sha256(_, sha)) => hex::encode(sha),
+            _ => {
+                return Err(format!(
+                    "{} {} has no sha256: trousse needs one to verify it",
+                    d.name, d.version
+                ))
+            }
+        };
+        let wheel = Self {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            url: url.clone(),
+            index: d.index_url.clone(),
+            sha256,
+            requires_dist: d.requires_dist.clone(),
+            requires_python: d.requires_python.clone(),
+        };
+        if !wheel.filename().ends_with(".whl") {
+            return Err(format!(
+                "{} {} is a source distribution ({}): trousse installs wheels only",
+                d.name,
+                d.version,
+                wheel.filename()
+            ));
+        }
+        Ok(wheel)
+    }
+}
+
+/// The sha256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, PypiError> {
+    let mut file = fs_err::File::open(path).map_err(|e| PypiError::Io {
+        action: "reading",
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .map_err(PypiError::io("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A package name from the lock or a user, checked.
+pub fn package_name(text: &str) -> Result<PackageName, String> {
+    PackageName::from_str(text).map_err(|e| format!("invalid package name '{text}': {e}"))
+}

@@ -1,0 +1,510 @@
+//! PyPI packages end to end: wheels written here and real wheels downloaded
+//! from PyPI by the setup, served as a PEP 503 index on loopback, resolved
+//! over a conda environment whose numpy is conda's, locked, unpacked without
+//! Python, and imported by the host's real Python interpreter.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::{report, run, run_ok, service, tree, trousse, umoci_unpack, ChannelServer, Workspace};
+use trousse_testkit::{
+    wheels::{write_sdist, write_simple_index, write_wheel, WheelSpec},
+    PackageSpec,
+};
+
+/// The host's Python `X.Y`: the stand-in conda python gets the same, so the
+/// host interpreter can import what the image's site-packages holds.
+fn host_python() -> String {
+    let out = run_ok(
+        Command::new("python3").args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"]),
+    );
+    out.trim().to_string()
+}
+
+/// A workspace with a conda channel (python, numpy and pip with their
+/// `.dist-info`) and a PEP 503 index of test wheels served on loopback.
+struct PypiWorld {
+    ws: Workspace,
+    python: String,
+    index: ChannelServer,
+}
+
+impl PypiWorld {
+    fn new(extra_wheels: &[WheelSpec]) -> Self {
+        let ws = Workspace::with_example_channel();
+        let python = host_python();
+        ws.add_packages(&conda_packages(&python));
+        let mut files = Vec::new();
+        let dir = ws.path("wheels");
+        std::fs::create_dir_all(&dir).unwrap();
+        for spec in test_wheels(&python).iter().chain(extra_wheels) {
+            files.push(write_wheel(&dir, spec).unwrap());
+        }
+        files.push(write_sdist(&dir, "sdistonly", "1.0").unwrap());
+        write_simple_index(&ws.path("index"), &files).unwrap();
+        let index = ChannelServer::start(&ws.path("index"));
+        Self { ws, python, index }
+    }
+
+    fn index_url(&self) -> String {
+        format!("{}simple/", self.index.url())
+    }
+
+    /// A spec over the channel with these conda packages and pip lines.
+    fn spec(&self, name: &str, conda: &[&str], pip: &[&str]) -> PathBuf {
+        let mut pip_lines = vec![format!("--index-url {}", self.index_url())];
+        pip_lines.extend(pip.iter().map(|p| p.to_string()));
+        let pip_yaml: String = pip_lines
+            .iter()
+            .map(|p| format!("      - \"{p}\"\n"))
+            .collect();
+        let mut deps: Vec<String> = vec![format!("python={}", self.python)];
+        deps.extend(conda.iter().map(|c| c.to_string()));
+        let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+        self.ws.spec(name, &deps, &format!("  - pip:\n{pip_yaml}"))
+    }
+
+    fn build(&self, input: &Path, output: &str, cache: &str) -> std::process::Output {
+        run(trousse(&[
+            "build",
+            input.to_str().unwrap(),
+            "--output",
+            output,
+            "--cache-dir",
+            cache,
+            "--json",
+        ]))
+    }
+
+    fn site_packages(&self, rootfs: &Path) -> PathBuf {
+        rootfs.join(format!("opt/conda/lib/python{}/site-packages", self.python))
+    }
+}
+
+/// Conda's python stand-in, numpy and pip, each with the `.dist-info` a real one installs.
+fn conda_packages(python: &str) -> Vec<PackageSpec> {
+    let site = format!("lib/python{python}/site-packages");
+    vec![
+        PackageSpec::new("python", &format!("{python}.0"))
+            .file(
+                &format!("bin/python{python}"),
+                "#!/bin/sh\necho stand-in\n",
+                0o755,
+            )
+            .symlink("bin/python", &format!("python{python}"))
+            .file(&format!("{site}/README.txt"), "site-packages\n", 0o644)
+            .timestamp(1_700_000_400),
+        PackageSpec::new("numpy", "1.26.4")
+            .depends(&format!("python {python}.*"))
+            .file(
+                &format!("{site}/numpy/__init__.py"),
+                "__version__ = '1.26.4'\n",
+                0o644,
+            )
+            .file(
+                &format!("{site}/numpy-1.26.4.dist-info/METADATA"),
+                "Metadata-Version: 2.1\nName: numpy\nVersion: 1.26.4\n",
+                0o644,
+            )
+            .timestamp(1_700_000_600),
+        PackageSpec::new("pip", "24.0")
+            .noarch("python")
+            .depends("python >=3.8")
+            .file("site-packages/pip/__init__.py", "", 0o644)
+            .file(
+                "site-packages/pip-24.0.dist-info/METADATA",
+                "Metadata-Version: 2.1\nName: pip\nVersion: 24.0\n",
+                0o644,
+            )
+            .timestamp(1_700_000_700),
+    ]
+}
+
+/// The wheels of the test index: pure, platform-specific, with `.data`,
+/// entry points, extras and markers.
+fn test_wheels(python: &str) -> Vec<WheelSpec> {
+    let cp = format!("cp{}", python.replace('.', ""));
+    vec![
+        WheelSpec::new("purelib-a", "1.0")
+            .requires("helper-b>=2; python_version >= '3.8'")
+            .requires("extra-c; extra == 'fast'")
+            .requires("never-installed; sys_platform == 'win32'")
+            .extra("fast")
+            .file(
+                "purelib_a/cli.py",
+                "def main():\n    print('purelib-a says hi')\n",
+                false,
+            )
+            .entry_point("console_scripts", "purea = purelib_a.cli:main"),
+        WheelSpec::new("helper-b", "1.0"),
+        WheelSpec::new("helper-b", "2.0"),
+        WheelSpec::new("helper-b", "3.0rc1"),
+        WheelSpec::new("extra-c", "1.0"),
+        WheelSpec::new("platpkg", "1.0").tag(&format!(
+            "{cp}-{cp}-manylinux_2_17_x86_64.manylinux2014_x86_64"
+        )),
+        WheelSpec::new("platpkg", "1.1").tag(&format!("{cp}-{cp}-musllinux_1_2_x86_64")),
+        WheelSpec::new("platpkg", "1.2").tag(&format!("{cp}-{cp}-manylinux_2_99_x86_64")),
+        WheelSpec::new("datapkg", "1.0")
+            .file(
+                "datapkg-1.0.data/scripts/datatool",
+                "#!python\nprint('data tool')\n",
+                true,
+            )
+            .file(
+                "datapkg-1.0.data/data/share/datapkg/notes.txt",
+                "notes\n",
+                false,
+            ),
+        WheelSpec::new("usesnumpy", "1.0").requires("numpy>=1.20"),
+        WheelSpec::new("wantsnewnumpy", "1.0").requires("numpy>=2"),
+    ]
+}
+
+/// Unpacks the image at `oci:DIR:TAG` and returns its rootfs.
+fn unpack(ws: &Workspace, layout: &Path, tag: &str) -> PathBuf {
+    let into = ws.path(&format!("unpacked-{tag}"));
+    std::fs::create_dir_all(&into).unwrap();
+    umoci_unpack(layout, tag, &into)
+}
+
+#[test]
+fn pip_section_is_resolved_locked_unpacked_and_importable() {
+    let world = PypiWorld::new(&[]);
+    let spec = world.spec(
+        "course",
+        &["numpy", "pip"],
+        &["purelib-a[fast]", "platpkg", "datapkg", "usesnumpy"],
+    );
+    let lock = world.ws.lock(&spec, "course");
+    let text = std::fs::read_to_string(&lock).unwrap();
+    for wheel in [
+        "purelib_a-1.0",
+        "helper_b-2.0",
+        "extra_c-1.0",
+        "platpkg-1.0-",
+        "datapkg-1.0",
+        "usesnumpy-1.0",
+    ] {
+        assert!(text.contains(wheel), "{wheel} is locked:\n{text}");
+    }
+    assert!(
+        !text.contains("never_installed") && !text.contains("3.0rc1"),
+        "{text}"
+    );
+    assert!(!text.contains("files/numpy"), "numpy is conda's:\n{text}");
+
+    let layout = world.ws.path("image");
+    let out = world.build(
+        &lock,
+        &format!("oci:{}:course", layout.display()),
+        &world.ws.cache(),
+    );
+    assert!(out.status.success());
+    let rootfs = unpack(&world.ws, &layout, "course");
+    let site = world.site_packages(&rootfs);
+    let files = tree(&site);
+    assert!(
+        files.contains_key("numpy-1.26.4.dist-info/METADATA"),
+        "conda's numpy"
+    );
+    assert!(
+        !files
+            .keys()
+            .any(|k| k.starts_with("numpy-") && k.contains("INSTALLER")),
+        "numpy not installed again"
+    );
+    let installer =
+        std::fs::read_to_string(site.join("purelib_a-1.0.dist-info/INSTALLER")).unwrap();
+    assert_eq!(installer, "trousse\n");
+    assert!(site.join("purelib_a-1.0.dist-info/REQUESTED").exists());
+    assert!(
+        !site.join("helper_b-2.0.dist-info/REQUESTED").exists(),
+        "a dependency only"
+    );
+    assert!(!files.keys().any(|k| k.ends_with(".pyc")), "no bytecode");
+
+    let launcher = std::fs::read_to_string(rootfs.join("opt/conda/bin/purea")).unwrap();
+    assert!(
+        launcher.starts_with(&format!("#!/opt/conda/bin/python{}\n", world.python)),
+        "{launcher}"
+    );
+    assert!(
+        launcher.contains("from purelib_a.cli import main"),
+        "{launcher}"
+    );
+    let script = std::fs::read_to_string(rootfs.join("opt/conda/bin/datatool")).unwrap();
+    assert!(script.starts_with("#!/opt/conda/bin/python"), "{script}");
+    assert!(rootfs.join("opt/conda/share/datapkg/notes.txt").exists());
+
+    // the host's real Python imports what the image's site-packages holds
+    let imported = run_ok(
+        Command::new("python3")
+            .env("PYTHONPATH", &site)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .args(["-c", "import purelib_a, helper_b, extra_c, platpkg, datapkg, usesnumpy, numpy; print(helper_b.__version__, platpkg.__version__, numpy.__version__)"]),
+    );
+    assert_eq!(imported.trim(), "2.0 1.0 1.26.4");
+}
+
+#[test]
+fn builds_from_different_caches_are_identical_and_a_lock_needs_no_index_pages() {
+    let world = PypiWorld::new(&[]);
+    let spec = world.spec("same", &["numpy"], &["purelib-a", "usesnumpy"]);
+    let lock = world.ws.lock(&spec, "same");
+    let first = world.build(
+        &lock,
+        &format!("oci:{}:a", world.ws.path("one").display()),
+        &world.ws.path("cache-one").display().to_string(),
+    );
+    assert!(first.status.success());
+    // the index pages are gone: a lock names its wheels, nothing is resolved
+    std::fs::remove_dir_all(world.ws.path("index/simple")).unwrap();
+    let second = world.build(
+        &lock,
+        &format!("oci:{}:a", world.ws.path("two").display()),
+        &world.ws.path("cache-two").display().to_string(),
+    );
+    assert!(second.status.success());
+    let digest =
+        |o: &std::process::Output| report(&String::from_utf8_lossy(&o.stdout))["digest"].clone();
+    assert_eq!(digest(&first), digest(&second));
+}
+
+#[test]
+fn a_requirement_conda_satisfies_is_not_installed_and_a_conflict_is_explained() {
+    let world = PypiWorld::new(&[]);
+    let spec = world.spec("conflict", &["numpy"], &["wantsnewnumpy"]);
+    let out = run(trousse(&[
+        "lock",
+        spec.to_str().unwrap(),
+        "-o",
+        world.ws.path("c.lock").to_str().unwrap(),
+        "--cache-dir",
+        &world.ws.cache(),
+    ]));
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("numpy") && stderr.contains("wantsnewnumpy"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("conda"), "says numpy is conda's: {stderr}");
+    assert!(!world.ws.path("c.lock").exists(), "no lock half-written");
+}
+
+#[test]
+fn bad_requirements_get_clear_errors() {
+    let world = PypiWorld::new(&[]);
+    let cases: [(&[&str], i32, &str); 4] = [
+        (&["no-such-package"], 4, "no PyPI package named 'no-such-package'"),
+        (&["sdistonly"], 3, "sdist"),
+        (&["helper-b --hash=sha256:0000000000000000000000000000000000000000000000000000000000000000"], 6, "--hash"),
+        (&["helper-b; sys_platform == 'win32'"], 3, "markers"),
+    ];
+    for (i, (pip, code, words)) in cases.iter().enumerate() {
+        let spec = world.spec(&format!("bad{i}"), &[], pip);
+        let out = run(trousse(&[
+            "lock",
+            spec.to_str().unwrap(),
+            "-o",
+            world.ws.path("bad.lock").to_str().unwrap(),
+            "--cache-dir",
+            &world.ws.cache(),
+        ]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{pip:?}: {stderr}");
+        assert!(stderr.contains(words), "{pip:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_tampered_wheel_in_a_lock_is_refused() {
+    let world = PypiWorld::new(&[]);
+    let spec = world.spec("tamper", &[], &["helper-b==1.0"]);
+    let lock = world.ws.lock(&spec, "tamper");
+    // the index now serves other bytes under the locked file name
+    let file = world.ws.path("index/files/helper_b-1.0-py3-none-any.whl");
+    let other = write_wheel(
+        &world.ws.path("wheels"),
+        &WheelSpec::new("helper-b", "1.0").file("x.py", "evil = 1\n", false),
+    )
+    .unwrap();
+    std::fs::copy(other, &file).unwrap();
+    let out = world.build(
+        &lock,
+        &format!("oci:{}:t", world.ws.path("t").display()),
+        &world.ws.path("cache-t").display().to_string(),
+    );
+    assert_eq!(out.status.code(), Some(6), "checksum mismatch");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sha256"));
+}
+
+/// Real wheels from PyPI (downloaded by this setup, then served from a local
+/// index): a requirements file built on its own with `--python`, and one
+/// included by an environment.yml whose numpy (a dependency of patsy) conda provides.
+#[test]
+fn real_requirements_files_resolve_offline_from_a_local_index() {
+    let world = PypiWorld::new(&[]);
+    let real = world.ws.path("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let download = run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+        ])
+        .arg(&real)
+        .args([
+            "six==1.16.0",
+            "attrs==23.2.0",
+            "patsy==0.5.6",
+            "tabulate==0.9.0",
+        ]));
+    assert!(
+        download.status.success(),
+        "PyPI is reachable from this machine; pip downloads the wheels"
+    );
+    let wheels: Vec<PathBuf> = std::fs::read_dir(&real)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    write_simple_index(&world.ws.path("real-index"), &wheels).unwrap();
+    let index = ChannelServer::start(&world.ws.path("real-index"));
+
+    // a requirements file alone: python and pip from the channel, the rest from the index
+    let requirements = world.ws.path("requirements.txt");
+    std::fs::write(
+        &requirements,
+        format!(
+            "--index-url {}simple/
+attrs
+tabulate  # a comment
+",
+            index.url()
+        ),
+    )
+    .unwrap();
+    let layout = world.ws.path("real-image");
+    let out = run(trousse(&[
+        "build",
+        requirements.to_str().unwrap(),
+        "--python",
+        &world.python,
+        "-c",
+        world.ws.channel().to_str().unwrap(),
+        "--output",
+        &format!("oci:{}:plain", layout.display()),
+        "--cache-dir",
+        &world.ws.cache(),
+    ]));
+    assert!(out.status.success());
+    let site = world.site_packages(&unpack(&world.ws, &layout, "plain"));
+    let imported = run_ok(
+        Command::new("python3")
+            .env("PYTHONPATH", &site)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .args([
+                "-c",
+                "import attrs, tabulate; print(attrs.__version__, tabulate.__version__)",
+            ]),
+    );
+    assert_eq!(imported.trim(), "23.2.0 0.9.0");
+
+    // patsy needs numpy and six: numpy is conda's, six comes from the index
+    std::fs::write(
+        world.ws.path("science.txt"),
+        "patsy==0.5.6  # needs numpy and six\n",
+    )
+    .unwrap();
+    let spec = world.ws.spec(
+        "science",
+        &[&format!("python={}", world.python), "numpy", "pip"],
+        &format!(
+            "  - pip:\n    - --index-url {}simple/\n    - -r science.txt\n",
+            index.url()
+        ),
+    );
+    let out = run(trousse(&[
+        "build",
+        spec.to_str().unwrap(),
+        "--output",
+        &format!("oci:{}:science", layout.display()),
+        "--cache-dir",
+        &world.ws.cache(),
+    ]));
+    assert!(out.status.success());
+    let site = world.site_packages(&unpack(&world.ws, &layout, "science"));
+    assert!(site.join("patsy-0.5.6.dist-info/RECORD").exists());
+    assert!(site.join("patsy-0.5.6.dist-info/REQUESTED").exists());
+    assert!(
+        !site.join("six-1.16.0.dist-info/REQUESTED").exists(),
+        "six came as a dependency"
+    );
+    let numpy: Vec<String> = tree(&site)
+        .into_keys()
+        .filter(|k| k.starts_with("numpy") && k.contains(".dist-info"))
+        .collect();
+    assert!(
+        numpy
+            .iter()
+            .all(|k| k.starts_with("numpy-1.26.4.dist-info")),
+        "numpy is conda's: {numpy:?}"
+    );
+    let imported = run_ok(
+        Command::new("python3")
+            .env("PYTHONPATH", &site)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .args(["-c", "import six; print(six.__version__)"]),
+    );
+    assert_eq!(imported.trim(), "1.16.0");
+}
+
+#[test]
+fn the_service_builds_from_allowed_indexes_only() {
+    let world = PypiWorld::new(&[]);
+    let channel = ChannelServer::start(&world.ws.channel());
+    let spec = |index: &str| {
+        format!(
+            "name: mine\nchannels: [\"{}\"]\ndependencies:\n  - python={}\n  - numpy\n  - pip:\n    - --index-url {index}\n    - usesnumpy\n    - helper-b\n",
+            channel.url(),
+            world.python
+        )
+    };
+    let rt = service::runtime();
+    // the default allow-list is the public PyPI only
+    let refusing = service::Service::start(&world.ws.path("refusing"), &channel, &[]);
+    let admin = refusing.token("admin", &[]);
+    rt.block_on(async {
+        let (status, body) =
+            service::submit_yaml(&refusing, &admin, "maths", &spec(&world.index_url())).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("not allowed"),
+            "{body}"
+        );
+    });
+    drop(refusing);
+    let allowing = service::Service::start(
+        &world.ws.path("allowing"),
+        &channel,
+        &["--allow-index", &world.index_url()],
+    );
+    let admin = allowing.token("admin", &[]);
+    rt.block_on(async {
+        let (status, created) =
+            service::submit_yaml(&allowing, &admin, "maths", &spec(&world.index_url())).await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let env = service::wait_until(&allowing, &admin, &id, &["ready", "failed"]).await;
+        assert_eq!(env["status"], "ready", "{env}");
+    });
+}
