@@ -55,7 +55,7 @@ fn an_invalid_package_spec_names_its_line() {
 }
 
 #[test]
-fn pip_dependencies_are_refused_not_dropped() {
+fn pip_dependencies_need_python_in_the_environment() {
     let ws = Workspace::with_example_channel();
     let spec = ws.path("pip.yml");
     std::fs::write(
@@ -65,7 +65,10 @@ fn pip_dependencies_are_refused_not_dropped() {
     .unwrap();
     let (code, err) = build_fails(&ws, &spec);
     assert_eq!(code, 3);
-    assert!(err.contains("pip.yml:4:") && err.contains("pip"), "{err}");
+    assert!(
+        err.contains("pip.yml:5:") && err.contains("add python"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -42,14 +42,18 @@ pub fn python_of(records: &[RepoDataRecord]) -> Option<(u32, u32)> {
 /// The target wheels are chosen for: the environment's Python, the platform,
 /// and the glibc the solve assumed (`__glibc`).
 pub fn wheel_target(
+    requirements: &PypiRequirements,
     platform: Subdir,
     records: &[RepoDataRecord],
     virtual_packages: &[GenericVirtualPackage],
 ) -> Result<tags::WheelTarget, PypiError> {
-    let python = python_of(records).ok_or_else(|| PypiError::Requirement {
-        file: "pip".into(),
-        line: None,
-        message: "PyPI packages need Python in the environment: add python (and pip) to the conda dependencies".into(),
+    let python = python_of(records).ok_or_else(|| {
+        let (file, line) = requirements.origin.clone().unwrap_or_else(|| ("pip".into(), None));
+        PypiError::Requirement {
+            file,
+            line,
+            message: "PyPI packages need Python in the environment: add python (and pip) to the conda dependencies".into(),
+        }
     })?;
     let glibc = virtual_packages
         .iter()
@@ -87,7 +91,12 @@ pub async fn resolve_platform(
     client: &rattler_networking::LazyClient,
     reporter: &Reporter,
 ) -> Result<Vec<LockedWheel>, BuildError> {
-    let target = wheel_target(input.platform, input.records, input.virtual_packages)?;
+    let target = wheel_target(
+        input.requirements,
+        input.platform,
+        input.records,
+        input.virtual_packages,
+    )?;
     let conda = conda_distributions(input.records, cache_root, client, reporter).await?;
     let index = Arc::new(index::Index::new(
         input.requirements.index.clone(),

@@ -42,6 +42,8 @@ pub struct PypiRequirements {
     pub index: IndexConfig,
     /// Whether an option changed the index (for the service's allow-list).
     pub index_named: bool,
+    /// Where the first requirement line was read (file, line), for messages.
+    pub origin: Option<(PathBuf, Option<usize>)>,
 }
 
 impl PypiRequirements {
@@ -206,7 +208,10 @@ pub fn parse_requirements(
 ) -> Result<PypiRequirements, PypiError> {
     let mut parser = Parser {
         files,
-        out: PypiRequirements::default(),
+        out: PypiRequirements {
+            origin: lines.first().map(|l| (l.file.clone(), l.line)),
+            ..PypiRequirements::default()
+        },
         depth: 0,
         seen: BTreeSet::new(),
     };

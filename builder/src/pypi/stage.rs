@@ -168,6 +168,17 @@ fn unpack(
         epoch: WHEEL_EPOCH,
     };
     let installed = install_wheel(path, filename, &install, dir)?;
+    // conda's own records are conda's: a wheel's data may not replace them
+    if let Some(file) = installed
+        .files
+        .iter()
+        .find(|f| f.starts_with("conda-meta/"))
+    {
+        return Err(PypiError::BadWheel {
+            wheel: filename.to_string(),
+            problem: format!("it installs {file}, inside conda's records"),
+        });
+    }
     let manifest = serde_json::to_vec(&Manifest {
         files: installed.files.clone(),
         size,
