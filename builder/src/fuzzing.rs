@@ -93,6 +93,38 @@ pub fn repository(data: &[u8]) {
     let _ = repo::parse_gitmodules(text);
 }
 
+/// A requirements file (pip's lines and options), and the same text read as
+/// a wheel's METADATA.
+pub fn requirements(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let lines = crate::pypi::requirements::lines_of(text, Path::new("requirements.txt"));
+    let _ =
+        crate::pypi::requirements::parse_requirements(&lines, &crate::pypi::requirements::NoFiles);
+    let _ = crate::pypi::index::CoreMetadata::parse(text);
+}
+
+/// A wheel (zip bytes), unpacked into a temporary directory as a build would.
+pub fn wheel(data: &[u8]) {
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let path = dir.path().join("fuzz-1.0-py3-none-any.whl");
+    let dest = dir.path().join("prefix");
+    if std::fs::write(&path, data).is_err() || std::fs::create_dir(&dest).is_err() {
+        return;
+    }
+    let target = crate::pypi::wheel::InstallTarget {
+        prefix: "/opt/conda",
+        site_packages: "lib/python3.12/site-packages",
+        python: "/opt/conda/bin/python3.12",
+        requested: true,
+        epoch: crate::pypi::stage::WHEEL_EPOCH,
+    };
+    let _ = crate::pypi::wheel::install_wheel(&path, "fuzz-1.0-py3-none-any.whl", &target, &dest);
+}
+
 /// A fuzz entry point: arbitrary bytes in, nothing out.
 pub type Target = fn(&[u8]);
 
@@ -105,4 +137,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("url", url),
     ("partial_lock", partial_lock),
     ("repository", repository),
+    ("requirements", requirements),
+    ("wheel", wheel),
 ];
