@@ -530,21 +530,34 @@ fn a_repository_requirements_txt_goes_over_the_default_environment() {
         &stand_ins
             .iter()
             .map(|(name, version)| {
-                PackageSpec::new(name, version)
-                    .noarch("generic")
-                    .file(&format!("share/{name}/stand-in.txt"), "stand-in\n", 0o644)
+                PackageSpec::new(name, version).noarch("generic").file(
+                    &format!("share/{name}/stand-in.txt"),
+                    "stand-in\n",
+                    0o644,
+                )
             })
             .collect::<Vec<_>>(),
     );
     let repo = world.ws.path("course");
     std::fs::create_dir_all(repo.join("binder")).unwrap();
-    std::fs::write(repo.join("binder/runtime.txt"), format!("python-{}\n", world.python)).unwrap();
     std::fs::write(
-        repo.join("binder/requirements.txt"),
-        format!("--index-url {}\n-r base-requirements.txt\nplatpkg\n", world.index_url()),
+        repo.join("binder/runtime.txt"),
+        format!("python-{}\n", world.python),
     )
     .unwrap();
-    std::fs::write(repo.join("binder/base-requirements.txt"), "purelib-a[fast]\n").unwrap();
+    std::fs::write(
+        repo.join("binder/requirements.txt"),
+        format!(
+            "--index-url {}\n-r base-requirements.txt\nplatpkg\n",
+            world.index_url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("binder/base-requirements.txt"),
+        "purelib-a[fast]\n",
+    )
+    .unwrap();
     std::fs::write(repo.join("notebook.ipynb"), "{}\n").unwrap();
     common::git::git(&repo, &["init", "-q", "-b", "main"]);
     common::git::git(&repo, &["add", "-A"]);
@@ -552,15 +565,29 @@ fn a_repository_requirements_txt_goes_over_the_default_environment() {
 
     let layout = world.ws.path("repo-image");
     let out = run(trousse(&[
-        "build", repo.to_str().unwrap(), "-c", world.ws.channel().to_str().unwrap(),
-        "--output", &format!("oci:{}:repo", layout.display()), "--cache-dir", &world.ws.cache(),
+        "build",
+        repo.to_str().unwrap(),
+        "-c",
+        world.ws.channel().to_str().unwrap(),
+        "--output",
+        &format!("oci:{}:repo", layout.display()),
+        "--cache-dir",
+        &world.ws.cache(),
     ]));
     assert!(out.status.success());
     let rootfs = unpack(&world.ws, &layout, "repo");
-    assert!(rootfs.join("opt/conda/share/jupyterlab/stand-in.txt").exists(), "the default environment");
+    assert!(
+        rootfs
+            .join("opt/conda/share/jupyterlab/stand-in.txt")
+            .exists(),
+        "the default environment"
+    );
     let site = world.site_packages(&rootfs);
     for dist in ["purelib_a-1.0", "extra_c-1.0", "platpkg-1.0"] {
-        assert!(site.join(format!("{dist}.dist-info/RECORD")).exists(), "{dist}");
+        assert!(
+            site.join(format!("{dist}.dist-info/RECORD")).exists(),
+            "{dist}"
+        );
     }
     let imported = run_ok(
         Command::new("python3")

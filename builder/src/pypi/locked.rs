@@ -124,3 +124,69 @@ pub fn sha256_file(path: &Path) -> Result<String, PypiError> {
 pub fn package_name(text: &str) -> Result<PackageName, String> {
     PackageName::from_str(text).map_err(|e| format!("invalid package name '{text}': {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{lock::Lock, solve::SolvedPlatform};
+
+    fn wheel() -> LockedWheel {
+        LockedWheel {
+            name: package_name("six").unwrap(),
+            version: Version::from_str("1.16.0").unwrap(),
+            url: Url::parse("https://files.pythonhosted.org/packages/d9/5a/e7c31adbe875f2abbb91bd84cf2dc52d792b5a01506781dbcf25c91daf11/six-1.16.0-py2.py3-none-any.whl").unwrap(),
+            index: Some(Url::parse("https://pypi.org/simple/").unwrap()),
+            sha256: "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254".into(),
+            requires_dist: Vec::new(),
+            requires_python: Some(VersionSpecifiers::from_str(">=2.7, !=3.0.*").unwrap()),
+        }
+    }
+
+    #[test]
+    fn wheels_are_pixi_lock_pypi_packages_and_read_back() {
+        let platform = SolvedPlatform {
+            platform: rattler_conda_types::Subdir::Linux64,
+            virtual_packages: Vec::new(),
+            records: Vec::new(),
+            pypi: vec![wheel()],
+        };
+        let path = Path::new("pixi.lock");
+        let channels = ["https://conda.anaconda.org/conda-forge/".to_string()];
+        let lock = Lock::render(path, &channels, &[platform]).unwrap();
+        assert!(
+            lock.text
+                .contains("- pypi: https://files.pythonhosted.org/"),
+            "{}",
+            lock.text
+        );
+        assert!(lock.text.contains("sha256: 8abb2f1d"), "{}", lock.text);
+        assert!(
+            lock.text
+                .contains("indexes:\n    - https://pypi.org/simple/"),
+            "{}",
+            lock.text
+        );
+        let read = Lock::from_text(&lock.text, path).unwrap();
+        assert_eq!(read.platforms[0].pypi, vec![wheel()]);
+        assert_eq!(
+            read.platforms[0].pypi[0].filename(),
+            "six-1.16.0-py2.py3-none-any.whl"
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_wheel_with_a_sha256_is_refused() {
+        let mut sdist = wheel();
+        sdist.url = Url::parse("https://files.pythonhosted.org/six-1.16.0.tar.gz").unwrap();
+        let e = LockedWheel::from_lock(&sdist.to_lock()).unwrap_err();
+        assert!(e.contains("wheels only"), "{e}");
+        let mut data = wheel().to_lock();
+        if let PypiPackageData::Distribution(d) = &mut data {
+            d.hash = None;
+        }
+        let e = LockedWheel::from_lock(&data).unwrap_err();
+        assert!(e.contains("no sha256"), "{e}");
+    }
+}
