@@ -496,7 +496,12 @@ fn the_service_builds_from_allowed_indexes_only() {
     let allowing = service::Service::start(
         &world.ws.path("allowing"),
         &channel,
-        &["--allow-index", &world.index_url()],
+        &[
+            "--allow-index",
+            &world.index_url(),
+            "--max-spec-packages",
+            "4",
+        ],
     );
     let admin = allowing.token("admin", &[]);
     rt.block_on(async {
@@ -506,6 +511,12 @@ fn the_service_builds_from_allowed_indexes_only() {
         let id = created["id"].as_str().unwrap().to_string();
         let env = service::wait_until(&allowing, &admin, &id, &["ready", "failed"]).await;
         assert_eq!(env["status"], "ready", "{env}");
+        // PyPI requirements count toward the package cap: 2 conda + 3 PyPI > 4
+        let more =
+            spec(&world.index_url()).replace("    - helper-b\n", "    - helper-b\n    - extra-c\n");
+        let (status, body) = service::submit_yaml(&allowing, &admin, "maths", &more).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"], "too_many_packages", "{body}");
     });
 }
 
