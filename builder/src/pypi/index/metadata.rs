@@ -1,0 +1,187 @@
+//! Core metadata (`METADATA`): its headers parsed, and read from a wheel's
+//! `*.dist-info/METADATA`.
+
+use std::{io::Read, path::Path, str::FromStr};
+
+use pep440_rs::{Version, VersionSpecifiers};
+use pep508_rs::{ExtraName, PackageName, Requirement};
+
+use super::MAX_PAGE_BYTES;
+use crate::pypi::{tags::WheelName, PypiError};
+
+/// The core metadata of a distribution.
+#[derive(Debug, Clone)]
+pub struct CoreMetadata {
+    /// `Name`.
+    pub name: PackageName,
+    /// `Version`.
+    pub version: Version,
+    /// `Requires-Dist`, in order.
+    pub requires_dist: Vec<Requirement>,
+    /// `Requires-Python`, when declared and valid.
+    pub requires_python: Option<VersionSpecifiers>,
+    /// `Provides-Extra`, in order.
+    pub provides_extra: Vec<ExtraName>,
+}
+
+impl CoreMetadata {
+    /// Parses a METADATA file (its headers); the error names the bad header.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut name = None;
+        let mut version = None;
+        let mut requires_dist = Vec::new();
+        let mut requires_python = None;
+        let mut provides_extra = Vec::new();
+        for (key, value) in metadata_headers(text) {
+            match key.to_ascii_lowercase().as_str() {
+                "name" => {
+                    name = Some(
+                        PackageName::from_str(&value)
+                            .map_err(|e| format!("Name '{value}': {e}"))?,
+                    )
+                }
+                "version" => {
+                    version = Some(
+                        Version::from_str(&value).map_err(|e| format!("Version '{value}': {e}"))?,
+                    )
+                }
+                "requires-dist" => requires_dist.push(
+                    Requirement::from_str(&value)
+                        .map_err(|e| format!("Requires-Dist '{value}': {e}"))?,
+                ),
+                "requires-python" => requires_python = requires_python_of(&value),
+                "provides-extra" => match ExtraName::from_str(&value) {
+                    Ok(extra) => provides_extra.push(extra),
+                    Err(e) => tracing::debug!("ignoring Provides-Extra '{value}': {e}"),
+                },
+                _ => {}
+            }
+        }
+        Ok(CoreMetadata {
+            name: name.ok_or("no Name header")?,
+            version: version.ok_or("no Version header")?,
+            requires_dist,
+            requires_python,
+            provides_extra,
+        })
+    }
+}
+
+/// The headers of an RFC 822 message: until the first blank line, continuation lines joined.
+fn metadata_headers(text: &str) -> Vec<(String, String)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = headers.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((key, value)) = line.split_once(':') {
+            headers.push((key.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    headers
+}
+
+/// A `Requires-Python` value; invalid ones are ignored, as pip does.
+pub(super) fn requires_python_of(value: &str) -> Option<VersionSpecifiers> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    match VersionSpecifiers::from_str(value) {
+        Ok(specifiers) => Some(specifiers),
+        Err(e) => {
+            tracing::debug!("ignoring invalid Requires-Python '{value}': {e}");
+            None
+        }
+    }
+}
+
+/// A BadWheel error.
+pub(super) fn bad_wheel(wheel: &str, problem: impl Into<String>) -> PypiError {
+    PypiError::BadWheel {
+        wheel: wheel.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// The `*.dist-info/METADATA` entry of a wheel, preferring the project's own.
+fn metadata_entry(names: &[String], project: &PackageName) -> Option<String> {
+    let dist_info = |name: &&String| -> Option<String> {
+        let (dir, file) = name.split_once('/')?;
+        (file == "METADATA").then_some(())?;
+        dir.strip_suffix(".dist-info").map(str::to_string)
+    };
+    let candidates: Vec<&String> = names.iter().filter(|n| dist_info(n).is_some()).collect();
+    let own = candidates.iter().find(|n| {
+        dist_info(n)
+            .and_then(|stem| PackageName::from_str(stem.split('-').next()?).ok())
+            .as_ref()
+            == Some(project)
+    });
+    match own {
+        Some(name) => Some((*name).clone()),
+        None if candidates.len() == 1 => Some(candidates[0].clone()),
+        None => None,
+    }
+}
+
+/// The METADATA file of a wheel on disk.
+pub(super) fn read_wheel_metadata(
+    path: &Path,
+    wheel: &WheelName,
+    filename: &str,
+) -> Result<String, PypiError> {
+    let file = std::fs::File::open(path).map_err(PypiError::io("opening", path))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| bad_wheel(filename, format!("not a zip archive: {e}")))?;
+    let names: Vec<String> = archive
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .collect();
+    let entry_name = metadata_entry(&names, &wheel.name)
+        .ok_or_else(|| bad_wheel(filename, "it has no *.dist-info/METADATA"))?;
+    let entry = archive
+        .by_name(&entry_name)
+        .map_err(|e| bad_wheel(filename, format!("{entry_name}: {e}")))?;
+    let mut bytes = Vec::new();
+    entry
+        .take(MAX_PAGE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad_wheel(filename, format!("{entry_name}: {e}")))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_parsed() {
+        let text = "Metadata-Version: 2.1\r\nName: Demo_Pkg\r\nVersion: 1.0\r\n\
+            Summary: a long\r\n  summary\r\nRequires-Dist: numpy >=1.20\r\n\
+            Requires-Dist: requests[socks] ; extra == 'net' and\r\n  python_version >= '3.8'\r\n\
+            Provides-Extra: net\r\nRequires-Python: >=3.8\r\nX-Unknown: whatever\r\n\r\n\
+            Requires-Dist: in the body\r\n";
+        let m = CoreMetadata::parse(text).unwrap();
+        assert_eq!(m.name.as_ref(), "demo-pkg");
+        assert_eq!(m.version.to_string(), "1.0");
+        assert_eq!(m.requires_dist.len(), 2);
+        assert_eq!(m.requires_dist[1].name.as_ref(), "requests");
+        assert_eq!(m.provides_extra[0].as_ref(), "net");
+        assert!(m
+            .requires_python
+            .unwrap()
+            .contains(&Version::from_str("3.12").unwrap()));
+        let err = CoreMetadata::parse("Name: a\nVersion: 1\nRequires-Dist: b >>> 1\n").unwrap_err();
+        assert!(err.contains("Requires-Dist 'b >>> 1'"), "{err}");
+        assert!(CoreMetadata::parse("Version: 1\n")
+            .unwrap_err()
+            .contains("Name"));
+    }
+}
