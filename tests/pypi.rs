@@ -25,6 +25,16 @@ fn host_python() -> String {
     out.trim().to_string()
 }
 
+/// Runs `code` with the host's Python over the image's `site` packages; returns stdout.
+fn host_python_run(site: &Path, code: &str) -> String {
+    run_ok(
+        Command::new("python3")
+            .env("PYTHONPATH", site)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .args(["-c", code]),
+    )
+}
+
 /// A workspace with a conda channel (python, numpy and pip with their
 /// `.dist-info`) and a PEP 503 index of test wheels served on loopback.
 struct PypiWorld {
@@ -242,12 +252,7 @@ fn pip_section_is_resolved_locked_unpacked_and_importable() {
     assert!(rootfs.join("opt/conda/share/datapkg/notes.txt").exists());
 
     // the host's real Python imports what the image's site-packages holds
-    let imported = run_ok(
-        Command::new("python3")
-            .env("PYTHONPATH", &site)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .args(["-c", "import purelib_a, helper_b, extra_c, platpkg, datapkg, usesnumpy, numpy; print(helper_b.__version__, platpkg.__version__, numpy.__version__)"]),
-    );
+    let imported = host_python_run(&site, "import purelib_a, helper_b, extra_c, platpkg, datapkg, usesnumpy, numpy; print(helper_b.__version__, platpkg.__version__, numpy.__version__)");
     assert_eq!(imported.trim(), "2.0 1.0 1.26.4");
 }
 
@@ -408,14 +413,9 @@ tabulate  # a comment
     ]));
     assert!(out.status.success());
     let site = world.site_packages(&unpack(&world.ws, &layout, "plain"));
-    let imported = run_ok(
-        Command::new("python3")
-            .env("PYTHONPATH", &site)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .args([
-                "-c",
-                "import attrs, tabulate; print(attrs.__version__, tabulate.__version__)",
-            ]),
+    let imported = host_python_run(
+        &site,
+        "import attrs, tabulate; print(attrs.__version__, tabulate.__version__)",
     );
     assert_eq!(imported.trim(), "23.2.0 0.9.0");
 
@@ -459,12 +459,7 @@ tabulate  # a comment
             .all(|k| k.starts_with("numpy-1.26.4.dist-info")),
         "numpy is conda's: {numpy:?}"
     );
-    let imported = run_ok(
-        Command::new("python3")
-            .env("PYTHONPATH", &site)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .args(["-c", "import six; print(six.__version__)"]),
-    );
+    let imported = host_python_run(&site, "import six; print(six.__version__)");
     assert_eq!(imported.trim(), "1.16.0");
 }
 
@@ -600,11 +595,6 @@ fn a_repository_requirements_txt_goes_over_the_default_environment() {
             "{dist}"
         );
     }
-    let imported = run_ok(
-        Command::new("python3")
-            .env("PYTHONPATH", &site)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .args(["-c", "import purelib_a, extra_c, platpkg; print('ok')"]),
-    );
+    let imported = host_python_run(&site, "import purelib_a, extra_c, platpkg; print('ok')");
     assert_eq!(imported.trim(), "ok");
 }

@@ -137,6 +137,20 @@ impl CacheDir {
         Ok(())
     }
 
+    /// Publishes a filled temporary directory as the staged entry `key`, by rename; returns it.
+    pub fn publish_staged(&self, tmp: tempfile::TempDir, key: &str) -> Result<PathBuf, BuildError> {
+        let root = self.staged(key);
+        let staged = tmp.keep();
+        if let Err(e) = std::fs::rename(&staged, &root) {
+            let _ = std::fs::remove_dir_all(&staged);
+            // another build published the same staging first: theirs is as good
+            if !root.is_dir() {
+                return Err(BuildError::io("publishing staged package", &root)(e));
+            }
+        }
+        Ok(root)
+    }
+
     /// A fresh temporary directory inside the cache, on the same filesystem as its entries.
     pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, BuildError> {
         let parent = self.root.join("staged");

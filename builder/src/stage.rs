@@ -158,14 +158,7 @@ pub async fn stage(
         .map_err(BuildError::io("writing conda-meta record", &meta_path))?;
 
     let key = stage_key(record, target);
-    let root = cache.staged(&key);
-    let staged = tmp.keep();
-    if let Err(e) = std::fs::rename(&staged, &root) {
-        let _ = std::fs::remove_dir_all(&staged);
-        if !root.is_dir() {
-            return Err(BuildError::io("publishing staged package", &root)(e));
-        }
-    }
+    let root = cache.publish_staged(tmp, &key)?;
     Ok(StagedPackage {
         record: record.clone(),
         key,

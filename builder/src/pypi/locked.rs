@@ -2,7 +2,7 @@
 //! (the PyPI package kind pixi writes: url, sha256, requires_dist,
 //! requires_python).
 
-use std::{io::Read, path::Path, str::FromStr};
+use std::{path::Path, str::FromStr};
 
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::{PackageName, Requirement};
@@ -101,22 +101,9 @@ impl LockedWheel {
 
 /// The sha256 of a file, lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String, PypiError> {
-    let mut file = fs_err::File::open(path).map_err(|e| PypiError::Io {
-        action: "reading",
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let mut file = std::fs::File::open(path).map_err(PypiError::io("reading", path))?;
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(PypiError::io("reading", path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
+    std::io::copy(&mut file, &mut hasher).map_err(PypiError::io("reading", path))?;
     Ok(hex::encode(hasher.finalize()))
 }
 

@@ -134,14 +134,7 @@ pub async fn stage_wheel(
     .await
     .map_err(|e| BuildError::Internal(format!("wheel task failed: {e}")))??;
     let key = wheel_stage_key(wheel, target, requested);
-    let root = cache.staged(&key);
-    let staged = tmp.keep();
-    if let Err(e) = std::fs::rename(&staged, &root) {
-        let _ = std::fs::remove_dir_all(&staged);
-        if !root.is_dir() {
-            return Err(BuildError::io("publishing staged wheel", &root)(e));
-        }
-    }
+    let root = cache.publish_staged(tmp, &key)?;
     Ok(StagedWheel {
         wheel: wheel.clone(),
         key,
