@@ -278,6 +278,19 @@ fn builds_from_different_caches_are_identical_and_a_lock_needs_no_index_pages() 
     let digest =
         |o: &std::process::Output| report(&String::from_utf8_lossy(&o.stdout))["digest"].clone();
     assert_eq!(digest(&first), digest(&second));
+    // wheels and index pages are cache entries like packages: gc evicts them
+    let cache_one = world.ws.path("cache-one");
+    let wheels = || std::fs::read_dir(cache_one.join("pypi/wheels")).map_or(0, |d| d.count());
+    assert!(wheels() > 0, "the wheels were cached");
+    run_ok(trousse(&[
+        "cache",
+        "gc",
+        "--max-size",
+        "0",
+        "--cache-dir",
+        cache_one.to_str().unwrap(),
+    ]));
+    assert_eq!(wheels(), 0, "cache gc evicts wheels");
 }
 
 #[test]

@@ -82,7 +82,8 @@ pub fn collect_garbage(cache: &CacheDir, max_bytes: u64) -> Result<GcReport, Bui
 
 /// Removes what interrupted builds left behind (`.partial-*`); no build runs now.
 fn remove_leftovers(cache: &CacheDir) -> Result<(), BuildError> {
-    for dir in [cache.root().join("staged"), blob_dir(cache)] {
+    let wheels = cache.root().join("pypi").join("wheels");
+    for dir in [cache.root().join("staged"), blob_dir(cache), wheels] {
         for child in children(&dir)? {
             let name = child.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name.starts_with(".partial-") {
@@ -120,7 +121,13 @@ fn entries(cache: &CacheDir) -> Result<Vec<Entry>, BuildError> {
             entries.push(entry(vec![blob])?);
         }
     }
-    for dir in [cache.root().join("staged"), cache.repodata()] {
+    // PyPI: index pages, PEP 658 metadata files and wheels, one file each
+    let pypi = cache.root().join("pypi");
+    let pypi_dirs = ["simple", "metadata", "wheels"].map(|d| pypi.join(d));
+    for dir in [cache.root().join("staged"), cache.repodata()]
+        .into_iter()
+        .chain(pypi_dirs)
+    {
         for child in children(&dir)? {
             entries.push(entry(vec![child])?);
         }

@@ -556,6 +556,7 @@ impl Index {
             return local_wheel(&url, filename, expected, target).await;
         }
         if target.is_file() {
+            crate::cache::mark_used(&target);
             return Ok(target);
         }
         let tmp = temp_file_in(&dir)?;
@@ -625,6 +626,7 @@ async fn local_wheel(
         return Ok(source);
     };
     if target.is_file() {
+        crate::cache::mark_used(&target);
         return Ok(target);
     }
     let filename = filename.to_string();
