@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let usage =
         || anyhow::anyhow!("usage: trousse-pypi-world DIR CONDA_COUNT WHEEL_COUNT INDEX_URL");
-    let dir = std::path::PathBuf::from(args.next().ok_or_else(usage)?);
+    let dir = std::path::absolute(args.next().ok_or_else(usage)?)?;
     let conda: usize = args.next().ok_or_else(usage)?.parse()?;
     let wheels: usize = args.next().ok_or_else(usage)?.parse()?;
     let index_url = args.next().ok_or_else(usage)?;
