@@ -47,6 +47,13 @@ pub struct SolveArgs {
     /// [default: Ubuntu 24.04, pinned by digest].
     #[arg(long, env = trousse_builder::spec::DEFAULT_BASE_ENV)]
     pub default_base: Option<String>,
+    /// Make the image for a JupyterHub: add jupyterhub-singleuser and jupyterlab when the
+    /// spec lacks them [default for repositories; a spec's `trousse: jupyter:` otherwise].
+    #[arg(long, overrides_with = "no_jupyter")]
+    pub jupyter: bool,
+    /// Add no single-user server, even to a repository's environment.
+    #[arg(long, overrides_with = "jupyter")]
+    pub no_jupyter: bool,
     /// The Python (X.Y) of a requirements.txt's environment [default: 3.12].
     #[arg(long, value_name = "X.Y")]
     pub python: Option<String>,
@@ -176,6 +183,11 @@ impl SolveArgs {
                     .map_err(|e| BuildError::Usage(format!("invalid --base: {e}")))?,
             );
         }
+        overrides.jupyter = match (self.jupyter, self.no_jupyter) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        };
         Ok(overrides)
     }
 }

@@ -26,6 +26,8 @@ fn build(ws: &Workspace, source: &str, output: &str, extra: &[&str]) -> std::pro
         "--cache-dir",
         &cache,
         "--json",
+        // the example channel has no single-user server (tests/pypi.rs adds stand-ins)
+        "--no-jupyter",
     ];
     args.extend_from_slice(extra);
     run(trousse(&args))

@@ -14,6 +14,9 @@ use crate::{cache::CacheDir, BuildError};
 /// The label by which a base image declares the virtual packages it provides,
 /// e.g. `__glibc=2.39` (several separated by spaces).
 pub const VIRTUAL_PACKAGES_LABEL: &str = "io.trousse.virtual-packages";
+/// The label by which a base image declares that it provides a JupyterHub
+/// single-user server: the absolute path of its `jupyterhub-singleuser`.
+pub const SINGLEUSER_LABEL: &str = "io.trousse.singleuser";
 /// The layers and settings of a base image, resolved for one platform.
 #[derive(Debug, Clone, Default)]
 pub struct BaseImage {
@@ -31,6 +34,8 @@ pub struct BaseImage {
     pub group: Option<String>,
     /// The virtual packages the base declares with [`VIRTUAL_PACKAGES_LABEL`].
     pub virtual_packages: Vec<GenericVirtualPackage>,
+    /// The single-user server the base declares with [`SINGLEUSER_LABEL`].
+    pub singleuser: Option<String>,
 }
 
 /// The OCI architecture of a conda platform.
@@ -90,6 +95,13 @@ pub async fn load_base(
         )));
     }
     let virtual_packages = declared_virtual_packages(base, &config)?;
+    let singleuser = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().as_ref())
+        .and_then(|labels| labels.get(SINGLEUSER_LABEL))
+        .filter(|path| path.starts_with('/'))
+        .cloned();
     let mut files = HashMap::new();
     for layer in manifest.layers() {
         let digest = descriptor_digest(layer)?;
@@ -108,6 +120,7 @@ pub async fn load_base(
         passwd: files.get("etc/passwd").cloned(),
         group: files.get("etc/group").cloned(),
         virtual_packages,
+        singleuser,
     })
 }
 

@@ -172,6 +172,8 @@ impl TryFrom<SettingsRecord> for ImageSettings {
             entrypoint: r.entrypoint,
             labels: r.labels,
             virtual_packages,
+            // what the hub needs is in the lock by now
+            ..ImageSettings::default()
         })
     }
 }

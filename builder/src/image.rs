@@ -47,29 +47,43 @@ fn spec_err(e: impl std::fmt::Display) -> BuildError {
     BuildError::Internal(format!("building OCI metadata: {e}"))
 }
 
-/// The command an image runs when the spec sets none: JupyterLab, else a
-/// shell of the environment, else the base's `sh`; none on `scratch` without
-/// a shell (no command is better than one that cannot run).
+/// The command an image runs when the spec sets none: with a single-user
+/// server (the environment's, or one the base declares), the hub's server
+/// when a hub starts it (`JUPYTERHUB_API_TOKEN` set) and JupyterLab
+/// otherwise, as the Jupyter docker-stacks images do; else JupyterLab, else
+/// a shell of the environment, else the base's `sh`; none on `scratch`
+/// without a shell (no command is better than one that cannot run).
 pub fn default_command(
     prefix: &str,
     package_names: &[String],
-    base_has_userland: bool,
+    base: &BaseImage,
 ) -> Option<Vec<String>> {
     let has = |n: &str| package_names.iter().any(|p| p == n);
-    Some(if has("jupyterlab") {
-        vec![
-            format!("{prefix}/bin/jupyter"),
-            "lab".into(),
-            "--ip=0.0.0.0".into(),
-            "--port=8888".into(),
-            "--no-browser".into(),
-        ]
-    } else if has("bash") {
-        vec![format!("{prefix}/bin/bash")]
-    } else if base_has_userland {
-        vec!["sh".into()]
+    let base_has_userland = !base.layers.is_empty();
+    let lab = format!("{prefix}/bin/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser");
+    let singleuser = if has("jupyterhub-singleuser") || has("jupyterhub-base") {
+        Some(format!("{prefix}/bin/jupyterhub-singleuser"))
     } else {
-        return None;
+        base.singleuser.clone()
+    };
+    let shell = if has("bash") {
+        Some(format!("{prefix}/bin/bash"))
+    } else {
+        base_has_userland.then(|| "/bin/sh".to_string())
+    };
+    Some(match (singleuser, shell) {
+        (Some(singleuser), Some(shell)) => {
+            // the hub appends its arguments (--port, …): passed on as "$@"
+            let script = format!(
+                "if [ -n \"$JUPYTERHUB_API_TOKEN\" ]; then exec {singleuser} \"$@\"; else exec {lab} \"$@\"; fi"
+            );
+            vec![shell, "-c".into(), script, "trousse-start".into()]
+        }
+        (Some(singleuser), None) => vec![singleuser],
+        (None, _) if has("jupyterlab") => lab.split(' ').map(str::to_string).collect(),
+        (None, Some(shell)) if has("bash") => vec![shell],
+        (None, _) if base_has_userland => vec!["sh".into()],
+        (None, _) => return None,
     })
 }
 
@@ -144,13 +158,10 @@ fn runtime_config(input: &ImageInput<'_>, created: &str) -> Result<Config, Build
         "org.opencontainers.image.created".into(),
         created.to_string(),
     );
-    let cmd = settings.command.clone().or_else(|| {
-        default_command(
-            &settings.prefix,
-            input.package_names,
-            !input.base.layers.is_empty(),
-        )
-    });
+    let cmd = settings
+        .command
+        .clone()
+        .or_else(|| default_command(&settings.prefix, input.package_names, input.base));
     let mut config = ConfigBuilder::default()
         .user(format!("{}:{}", settings.user.uid, settings.user.gid))
         .env(image_env(input))

@@ -30,6 +30,8 @@ pub struct Overrides {
     pub platforms: Vec<Subdir>,
     /// The base image, replacing the source's.
     pub base: Option<ImageRef>,
+    /// Whether the image is for a hub (`--jupyter`/`--no-jupyter`), over the spec's.
+    pub jupyter: Option<bool>,
 }
 
 /// A source and its overrides.
@@ -124,6 +126,9 @@ impl BuildRequest {
                 if let Some(base) = overrides.base {
                     spec.image.base = base;
                 }
+                if let Some(jupyter) = overrides.jupyter {
+                    spec.image.jupyter = jupyter;
+                }
                 if !self.apt.is_empty() {
                     return Err(apt_refused(&spec, &self.apt, options).await);
                 }
@@ -201,6 +206,7 @@ async fn solve_spec(
     let client = http_client();
     let gateway = gateway(&cache, &client);
     let mut declared = std::collections::HashMap::new();
+    let mut base_singleuser = false;
     for &platform in &spec.image.platforms {
         match load_base(
             &spec.image.base,
@@ -210,10 +216,15 @@ async fn solve_spec(
         )
         .await
         {
-            Ok(base) => declared.insert(platform, base.virtual_packages),
+            Ok(base) => {
+                base_singleuser |= base.singleuser.is_some();
+                declared.insert(platform, base.virtual_packages)
+            }
             Err(error) => return Err(spec_error_first(spec, &gateway, platform, error).await),
         };
     }
+    let hub_ready = hub_ready(spec, base_singleuser);
+    let spec = hub_ready.as_ref();
     let (solved, seconds) = timed(&options.reporter, Stage::Solve, 0, async {
         let mut solved = solve(spec, &gateway, &declared).await?;
         if let Some(pip) = spec.pip.as_ref().filter(|p| !p.is_empty()) {
@@ -223,6 +234,34 @@ async fn solve_spec(
     })
     .await?;
     Ok((Lock::from_solved(spec, solved)?, seconds))
+}
+
+/// The spec of an image for a hub: the single-user server (matching the
+/// hub's version) and JupyterLab added when the spec lacks them and the base
+/// provides no server of its own.
+fn hub_ready(spec: &crate::EnvSpec, base_singleuser: bool) -> std::borrow::Cow<'_, crate::EnvSpec> {
+    let has = |name: &str| {
+        spec.dependencies
+            .iter()
+            .any(|d| d.name.as_exact().is_some_and(|n| n.as_normalized() == name))
+    };
+    if !spec.image.jupyter || base_singleuser || has("jupyterhub-singleuser") {
+        return std::borrow::Cow::Borrowed(spec);
+    }
+    let mut ready = spec.clone();
+    let mut add = |text: String| {
+        if let Ok(dependency) = crate::spec::parse_match_spec(&text) {
+            ready.dependencies.push(dependency);
+        }
+    };
+    add(format!(
+        "jupyterhub-singleuser {}.*",
+        spec.image.hub_version
+    ));
+    if !has("jupyterlab") && !has("notebook") {
+        add("jupyterlab".into());
+    }
+    std::borrow::Cow::Owned(ready)
 }
 
 /// Resolves the PyPI requirements of each solved platform on top of its conda packages.

@@ -117,6 +117,11 @@ pub struct ImageSettings {
     pub labels: BTreeMap<String, String>,
     /// Virtual packages the target provides, overriding the defaults by name.
     pub virtual_packages: Vec<GenericVirtualPackage>,
+    /// Whether the image is for a JupyterHub: the single-user server is added
+    /// to the solve when the spec lacks it (and the base provides none).
+    pub jupyter: bool,
+    /// The hub's major version, which the added `jupyterhub-singleuser` matches.
+    pub hub_version: String,
 }
 
 impl Default for ImageSettings {
@@ -131,9 +136,17 @@ impl Default for ImageSettings {
             entrypoint: None,
             labels: BTreeMap::new(),
             virtual_packages: Vec::new(),
+            jupyter: false,
+            hub_version: DEFAULT_HUB_VERSION.into(),
         }
     }
 }
+
+/// The JupyterHub major version images are made for unless a service says otherwise.
+pub const DEFAULT_HUB_VERSION: &str = "5";
+
+/// The label that carries `trousse: default_url:` (the hub opens it, e.g. a Voilà dashboard).
+pub const DEFAULT_URL_LABEL: &str = "io.trousse.default-url";
 
 /// The base image unless a spec, `--base` or `TROUSSE_DEFAULT_BASE` says otherwise:
 /// Ubuntu 24.04, pinned by the digest of its multi-platform index (see docs/base-image.md).
@@ -198,6 +211,8 @@ struct RawImageSettings {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     virtual_packages: Vec<String>,
+    jupyter: Option<bool>,
+    default_url: Option<String>,
 }
 
 /// Top-level keys conda itself knows; anything else is ignored with a warning.
@@ -556,6 +571,21 @@ fn parse_image_settings(
         settings.command = raw.command;
     }
     settings.labels.extend(raw.labels);
+    if let Some(jupyter) = raw.jupyter {
+        settings.jupyter = jupyter;
+    }
+    if let Some(url) = raw.default_url {
+        if !url.starts_with('/') || url.contains(char::is_whitespace) || url.len() > 1024 {
+            return Err((
+                line_of(text, "default_url"),
+                format!(
+                    "default_url '{}' must be a path on the server, such as /voila/render/app.ipynb",
+                    clip(&url, 100)
+                ),
+            ));
+        }
+        settings.labels.insert(DEFAULT_URL_LABEL.into(), url);
+    }
     for v in &raw.virtual_packages {
         let package = parse_virtual_package(v).map_err(|m| (line_of(text, v), m))?;
         settings.virtual_packages.retain(|p| p.name != package.name);

@@ -67,6 +67,12 @@ pub struct ServeArgs {
     /// The secret push webhooks (GitHub, GitLab) are checked with; no webhook without it.
     #[arg(long, env = "TROUSSE_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub webhook_secret: Option<Secret>,
+    /// The JupyterHub major version of the hub: images get a matching jupyterhub-singleuser.
+    #[arg(long, default_value = trousse_builder::spec::DEFAULT_HUB_VERSION, value_parser = parse_hub_version)]
+    pub hub_version: String,
+    /// Images are not for a hub: add no single-user server to environments that lack one.
+    #[arg(long)]
+    pub no_jupyter: bool,
     /// A PyPI index (simple API URL) requirements may use (repeatable); the first is the
     /// default of requirements that name none.
     #[arg(long = "allow-index", value_name = "URL", default_value = trousse_api::config::DEFAULT_ALLOWED_INDEX)]
@@ -80,6 +86,13 @@ fn parse_secret(text: &str) -> Result<Secret, String> {
         return Err("a webhook secret has at least 16 characters".into());
     }
     Ok(Secret::new(text.to_string()))
+}
+
+fn parse_hub_version(text: &str) -> Result<String, String> {
+    match text.parse::<u32>() {
+        Ok(major) if (1..=99).contains(&major) => Ok(major.to_string()),
+        _ => Err("the hub version is JupyterHub's major version, e.g. 5".into()),
+    }
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -105,6 +118,8 @@ impl ServeArgs {
         config.registry = self.registry.options(None);
         config.git_hosts = self.git_hosts;
         config.allowed_indexes = self.allowed_indexes;
+        config.defaults.jupyter = !self.no_jupyter;
+        config.defaults.hub_version = self.hub_version;
         config.webhook_secret = self.webhook_secret;
         config.repo_limits = RepoLimits {
             max_bytes: self.repo_max_bytes,

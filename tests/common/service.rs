@@ -22,6 +22,10 @@ impl Service {
     pub fn start(data_dir: &Path, channel: &ChannelServer, extra: &[&str]) -> Self {
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         extra.extend(["--allow-channel".into(), channel.url()]);
+        // the example channel has no single-user server: hub images are tested on their own
+        if !extra.iter().any(|e| e == "--hub-version") {
+            extra.push("--no-jupyter".into());
+        }
         let mut service = Self {
             port: free_port(),
             data_dir: data_dir.to_path_buf(),

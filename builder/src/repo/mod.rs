@@ -224,8 +224,13 @@ impl Repository {
             files: std::mem::take(&mut self.plan.text_files),
             prefix: prefix.clone(),
         };
+        // a repository is made for a hub unless its spec says `jupyter: false`
+        let defaults = ImageSettings {
+            jupyter: true,
+            ..defaults.clone()
+        };
         let mut spec =
-            EnvSpec::from_yaml_with(&text, &name, Path::new("/nonexistent"), defaults, &files)?;
+            EnvSpec::from_yaml_with(&text, &name, Path::new("/nonexistent"), &defaults, &files)?;
         if let Some((path, text)) = &self.plan.requirements {
             let path = Path::new(&format!("{prefix}{path}")).to_path_buf();
             let lines = lines_of(text, &path);
