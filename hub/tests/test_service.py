@@ -1,0 +1,129 @@
+"""The hub package against a real `trousse serve` (the binary of this
+repository, TROUSSE_BIN), with an environment built from the example channel."""
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from types import SimpleNamespace
+
+import pytest
+
+from trousse_jupyterhub import TrousseClient, allowed_images, profile_list
+
+BIN = os.environ.get("TROUSSE_BIN")
+pytestmark = pytest.mark.skipif(
+    not BIN, reason="TROUSSE_BIN names the trousse binary (scripts/test sets it)"
+)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def call(url, token, method="GET", body=None, content_type="application/yaml"):
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        request.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    work = tmp_path_factory.mktemp("trousse")
+    example = os.path.join(os.path.dirname(BIN), "trousse-example-channel")
+    subprocess.run([example, str(work / "channel")], check=True, capture_output=True)
+    channel_port = free_port()
+    channel = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(channel_port)],
+        cwd=work / "channel",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    port = free_port()
+    env = dict(os.environ, TROUSSE_DEFAULT_BASE="scratch")
+    serve = subprocess.Popen(
+        [
+            BIN,
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(work / "data"),
+            "--allow-channel",
+            f"http://127.0.0.1:{channel_port}/",
+            "--no-jupyter",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"http://127.0.0.1:{channel_port}/")
+        wait_for(f"{url}/health")
+
+        def token(role):
+            args = [BIN, "token", "create", "--role", role, "--data-dir", str(work / "data")]
+            return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+        admin, hub = token("admin"), token("hub")
+        spec = (
+            f"name: week1\nchannels: ['http://127.0.0.1:{channel_port}/']\ndependencies: [greet]\n"
+        )
+        created = call(
+            f"{url}/api/v1/courses/intro-python/environments", admin, "POST", spec.encode()
+        )
+        deadline = time.time() + 120
+        while call(f"{url}/api/v1/environments/{created['id']}", admin)["status"] != "ready":
+            assert time.time() < deadline, "the environment was never built"
+            time.sleep(0.2)
+        yield SimpleNamespace(url=url, hub=hub)
+    finally:
+        for process in (serve, channel):
+            process.terminate()
+            process.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def spawner(*groups):
+    return SimpleNamespace(user=SimpleNamespace(name="ada", groups=list(groups)))
+
+
+def test_a_student_sees_the_environments_of_her_courses(service):
+    client = TrousseClient(service.url, service.hub)
+    images = asyncio.run(allowed_images(client=client)(spawner("course:intro-python")))
+    assert len(images) == 1
+    [image] = images.values()
+    assert image.endswith("/intro-python/week1:latest"), image
+    profiles = asyncio.run(profile_list(client=client)(spawner("course:intro-python")))
+    assert profiles[0]["kubespawner_override"]["image"] == image
+
+
+def test_a_student_outside_the_course_sees_nothing(service):
+    client = TrousseClient(service.url, service.hub)
+    assert asyncio.run(allowed_images(client=client)(spawner("course:other", "staff"))) == {}
+
+
+def test_the_token_never_shows(service):
+    assert service.hub not in repr(TrousseClient(service.url, service.hub))

@@ -1,0 +1,22 @@
+"""JupyterHub integration of trousse.
+
+The environments of the courses a user belongs to (from their JupyterHub
+groups) become the spawn page's choices: a ``profile_list`` callable for
+KubeSpawner and an ``allowed_images`` callable for DockerSpawner.
+"""
+
+from .choices import Choice, choices_for, docker_allowed_images, kubespawner_profiles
+from .client import TrousseClient
+from .courses import CourseMapping
+from .hub import allowed_images, profile_list
+
+__all__ = [
+    "Choice",
+    "CourseMapping",
+    "TrousseClient",
+    "allowed_images",
+    "choices_for",
+    "docker_allowed_images",
+    "kubespawner_profiles",
+    "profile_list",
+]

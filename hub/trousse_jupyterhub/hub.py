@@ -1,0 +1,45 @@
+"""The callables a ``jupyterhub_config.py`` sets."""
+
+from __future__ import annotations
+
+import os
+
+from .choices import choices_for, docker_allowed_images, kubespawner_profiles
+from .client import TrousseClient
+from .courses import CourseMapping
+
+
+def _client() -> TrousseClient:
+    """The client of the trousse service the hub is configured with."""
+    return TrousseClient(
+        os.environ.get("TROUSSE_URL", "http://127.0.0.1:8080"),
+        os.environ.get("TROUSSE_API_TOKEN", ""),
+    )
+
+
+async def _choices(spawner, mapping: CourseMapping, client: TrousseClient):
+    groups = getattr(spawner.user, "groups", [])
+    courses = mapping.courses(groups)
+    return choices_for(await client.environments_of(courses))
+
+
+def profile_list(mapping: CourseMapping | None = None, client: TrousseClient | None = None):
+    """A KubeSpawner ``profile_list`` callable: the user's course environments."""
+
+    async def profiles(spawner):
+        return kubespawner_profiles(
+            await _choices(spawner, mapping or CourseMapping(), client or _client())
+        )
+
+    return profiles
+
+
+def allowed_images(mapping: CourseMapping | None = None, client: TrousseClient | None = None):
+    """A DockerSpawner ``allowed_images`` callable: the user's course environments."""
+
+    async def images(spawner):
+        return docker_allowed_images(
+            await _choices(spawner, mapping or CourseMapping(), client or _client())
+        )
+
+    return images
