@@ -14,7 +14,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from trousse_jupyterhub import TrousseClient, allowed_images, profile_list
+from trousse_jupyterhub import (
+    EnvironmentFailed,
+    TrousseClient,
+    TrousseSpawnerMixin,
+    allowed_images,
+    profile_list,
+)
 
 BIN = os.environ.get("TROUSSE_BIN")
 pytestmark = pytest.mark.skipif(
@@ -53,6 +59,9 @@ def service(tmp_path_factory):
     work = tmp_path_factory.mktemp("trousse")
     example = os.path.join(os.path.dirname(BIN), "trousse-example-channel")
     subprocess.run([example, str(work / "channel")], check=True, capture_output=True)
+    # pyhello's archive no longer matches the repodata: its build fails at fetch
+    for archive in (work / "channel" / "noarch").glob("pyhello-*"):
+        archive.write_bytes(b"not the package the repodata describes")
     channel_port = free_port()
     channel = subprocess.Popen(
         [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(channel_port)],
@@ -98,7 +107,8 @@ def service(tmp_path_factory):
         while call(f"{url}/api/v1/environments/{created['id']}", admin)["status"] != "ready":
             assert time.time() < deadline, "the environment was never built"
             time.sleep(0.2)
-        yield SimpleNamespace(url=url, hub=hub)
+        channel_url = f"http://127.0.0.1:{channel_port}/"
+        yield SimpleNamespace(url=url, hub=hub, admin=admin, channel=channel_url)
     finally:
         for process in (serve, channel):
             process.terminate()
@@ -127,3 +137,63 @@ def test_a_student_outside_the_course_sees_nothing(service):
 
 def test_the_token_never_shows(service):
     assert service.hub not in repr(TrousseClient(service.url, service.hub))
+
+
+class FakeSpawnerBase:
+    """What the mixin needs of a JupyterHub spawner: start, progress, a user."""
+
+    started = False
+
+    async def start(self):
+        self.started = True
+        return ("127.0.0.1", 8888)
+
+    async def progress(self):
+        yield {"message": "Server starting"}
+
+
+class Spawner(TrousseSpawnerMixin, FakeSpawnerBase):
+    def __init__(self, client, image, *groups):
+        self.trousse_client = client
+        self.user_options = {"image": image}
+        self.user = SimpleNamespace(name="ada", groups=list(groups))
+
+
+def submit(service, course, name, packages):
+    channel = service.channel
+    spec = f"name: {name}\nchannels: ['{channel}']\ndependencies: [{', '.join(packages)}]\n"
+    url = f"{service.url}/api/v1/courses/{course}/environments"
+    return call(url, service.admin, "POST", spec.encode())
+
+
+async def spawn(spawner):
+    messages = []
+
+    async def watch():
+        async for event in spawner.progress():
+            messages.append(event["message"])
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await spawner.start(), messages
+    finally:
+        await asyncio.wait_for(watcher, 10)
+
+
+def test_a_spawn_waits_for_a_building_environment_and_shows_its_progress(service):
+    created = submit(service, "intro-python", "week2", ["hello-prefix", "greet"])
+    client = TrousseClient(service.url, service.hub)
+    spawner = Spawner(client, created["image"], "course:intro-python")
+    address, messages = asyncio.run(spawn(spawner))
+    assert address == ("127.0.0.1", 8888) and spawner.started
+    assert "Environment ready" in messages, messages
+    assert messages[-1] == "Server starting", messages
+
+
+def test_a_failed_environment_refuses_the_spawn_with_its_error(service):
+    created = submit(service, "intro-python", "broken", ["pyhello"])
+    client = TrousseClient(service.url, service.hub)
+    spawner = Spawner(client, created["image"], "course:intro-python")
+    with pytest.raises(EnvironmentFailed, match="broken failed to build"):
+        asyncio.run(spawn(spawner))
+    assert not spawner.started

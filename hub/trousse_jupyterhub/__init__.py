@@ -9,11 +9,14 @@ from .choices import Choice, choices_for, docker_allowed_images, kubespawner_pro
 from .client import TrousseClient
 from .courses import CourseMapping
 from .hub import allowed_images, profile_list
+from .spawner import EnvironmentFailed, TrousseSpawnerMixin
 
 __all__ = [
     "Choice",
     "CourseMapping",
+    "EnvironmentFailed",
     "TrousseClient",
+    "TrousseSpawnerMixin",
     "allowed_images",
     "choices_for",
     "docker_allowed_images",

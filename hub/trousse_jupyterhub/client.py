@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import quote
 
@@ -41,3 +42,55 @@ class TrousseClient:
         for course in courses:
             found.extend(await self.environments(course))
         return found
+
+
+def parse_events(text: str):
+    """The JSON data of the complete server-sent events in `text`, and the rest."""
+    events = []
+    while "\n\n" in text:
+        block, text = text.split("\n\n", 1)
+        data = "\n".join(
+            line[len("data:") :].lstrip() for line in block.split("\n") if line.startswith("data:")
+        )
+        if data:
+            try:
+                events.append(json.loads(data))
+            except ValueError:
+                continue
+    return events, text
+
+
+async def follow(client: TrousseClient, environment_id: str):
+    """An environment's build events, as they come, until the last (`done`)."""
+    queue: asyncio.Queue = asyncio.Queue()
+    buffer = ""
+
+    def on_chunk(chunk: bytes):
+        nonlocal buffer
+        events, buffer = parse_events(buffer + chunk.decode("utf-8", "replace"))
+        for event in events:
+            queue.put_nowait(event)
+
+    url = f"{client.url}/api/v1/environments/{quote(environment_id, safe='')}/events"
+    request = HTTPRequest(
+        url,
+        headers={"Authorization": f"Bearer {client._token}", "Accept": "text/event-stream"},
+        streaming_callback=on_chunk,
+        request_timeout=3600,
+    )
+    fetch = asyncio.ensure_future(AsyncHTTPClient().fetch(request, raise_error=False))
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, fetch}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                if queue.empty():
+                    return
+                continue
+            event = getter.result()
+            yield event
+            if event.get("event") == "done":
+                return
+    finally:
+        fetch.cancel()
