@@ -19,6 +19,8 @@ pub enum Role {
     Teacher,
     /// Read everything, change nothing (the JupyterHub).
     Hub,
+    /// Read the environments of the courses one attends (a hub user's token).
+    Student,
 }
 
 impl Role {
@@ -28,6 +30,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Teacher => "teacher",
             Role::Hub => "hub",
+            Role::Student => "student",
         }
     }
 }
@@ -52,6 +55,8 @@ pub struct Principal {
     pub role: Role,
     /// The courses a teacher is granted.
     pub courses: Vec<String>,
+    /// Courses it may only read (a hub user's, as a student).
+    pub reads: Vec<String>,
 }
 
 impl Principal {
@@ -59,7 +64,9 @@ impl Principal {
     pub fn can_read(&self, course: &str) -> bool {
         match self.role {
             Role::Admin | Role::Hub => true,
-            Role::Teacher => self.courses.iter().any(|c| c == course),
+            Role::Teacher | Role::Student => {
+                self.courses.iter().chain(&self.reads).any(|c| c == course)
+            }
         }
     }
 
@@ -73,6 +80,10 @@ impl Principal {
                 clip(course, 80)
             ))),
             Role::Hub => Err(ApiError::Forbidden("a hub token can only read".to_string())),
+            Role::Student => Err(ApiError::Forbidden(
+                "a student reads the environments of their courses; a teacher group grants more"
+                    .to_string(),
+            )),
         }
     }
 

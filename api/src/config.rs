@@ -77,6 +77,8 @@ pub struct ServiceConfig {
     pub webhook_secret: Option<Secret>,
     /// The PyPI indexes (simple API URLs) requirements may use; the first is the default.
     pub allowed_indexes: Vec<String>,
+    /// The JupyterHub whose users' tokens are accepted, with their groups' course rights.
+    pub hub: Option<crate::hub_auth::HubAuth>,
 }
 
 /// A secret: kept out of `Debug` output, so out of logs.
@@ -143,6 +145,7 @@ impl ServiceConfig {
             git_hosts: Vec::new(),
             webhook_secret: None,
             allowed_indexes: vec![DEFAULT_ALLOWED_INDEX.into()],
+            hub: None,
             repo_limits: RepoLimits {
                 max_bytes: DEFAULT_REPO_MAX_BYTES,
                 max_files: DEFAULT_REPO_MAX_FILES,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod git_tokens;
 pub mod hooks;
+pub mod hub_auth;
 pub mod operations;
 pub mod store;
 pub mod upgrade;
@@ -61,6 +62,8 @@ pub struct AppState {
     /// Blobs already checked against their digest.
     pub verified: VerifiedBlobs,
     submissions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// JupyterHub tokens recently resolved.
+    hub_tokens: hub_auth::HubTokens,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
             metrics: Metrics::default(),
             verified: VerifiedBlobs::default(),
             submissions: Mutex::new(HashMap::new()),
+            hub_tokens: hub_auth::HubTokens::default(),
         });
         state.builds.attach(&state);
         for build_id in state.store.unfinished_builds().await? {
@@ -93,15 +97,25 @@ impl AppState {
         let token = presented_token(headers)?.ok_or_else(|| {
             ApiError::Unauthorized("this needs a token: Authorization: Bearer TOKEN".into())
         })?;
-        let record = self
-            .store
-            .token(&token_hash(&token))
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("the token is not valid".into()))?;
-        Ok(Principal {
-            role: record.role,
-            courses: record.courses,
-        })
+        if let Some(record) = self.store.token(&token_hash(&token)).await? {
+            return Ok(Principal {
+                role: record.role,
+                courses: record.courses,
+                reads: Vec::new(),
+            });
+        }
+        // not one of trousse's: a JupyterHub user's token, when a hub is configured
+        if let Some(hub) = self
+            .config
+            .hub
+            .as_ref()
+            .filter(|_| !token.starts_with("trs_"))
+        {
+            if let Some(principal) = self.hub_tokens.resolve(hub, &token).await? {
+                return Ok(principal);
+            }
+        }
+        Err(ApiError::Unauthorized("the token is not valid".into()))
     }
 
     /// An environment the caller may read: 404 when there is none, 403 when not granted.

@@ -70,6 +70,16 @@ pub struct ServeArgs {
     /// The JupyterHub major version of the hub: images get a matching jupyterhub-singleuser.
     #[arg(long, default_value = trousse_builder::spec::DEFAULT_HUB_VERSION, value_parser = parse_hub_version)]
     pub hub_version: String,
+    /// The JupyterHub API (e.g. http://hub:8081/hub/api/) whose users' tokens trousse accepts,
+    /// with the course rights of their groups.
+    #[arg(long, value_name = "URL")]
+    pub hub_api_url: Option<url::Url>,
+    /// The prefix of the hub groups of a course's students.
+    #[arg(long, default_value = "course:")]
+    pub hub_student_prefix: String,
+    /// The prefix of the hub groups of a course's teachers.
+    #[arg(long, default_value = "teacher:")]
+    pub hub_teacher_prefix: String,
     /// Images are not for a hub: add no single-user server to environments that lack one.
     #[arg(long)]
     pub no_jupyter: bool,
@@ -119,6 +129,17 @@ impl ServeArgs {
         config.git_hosts = self.git_hosts;
         config.allowed_indexes = self.allowed_indexes;
         config.defaults.jupyter = !self.no_jupyter;
+        config.hub = self.hub_api_url.map(|mut api_url| {
+            if !api_url.path().ends_with('/') {
+                let path = format!("{}/", api_url.path());
+                api_url.set_path(&path);
+            }
+            trousse_api::hub_auth::HubAuth {
+                api_url,
+                student_prefix: self.hub_student_prefix,
+                teacher_prefix: self.hub_teacher_prefix,
+            }
+        });
         config.defaults.hub_version = self.hub_version;
         config.webhook_secret = self.webhook_secret;
         config.repo_limits = RepoLimits {

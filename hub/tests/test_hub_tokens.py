@@ -1,0 +1,141 @@
+"""trousse as a JupyterHub service: a real JupyterHub (from PyPI) whose users'
+tokens trousse resolves through `/hub/api/user` into course rights."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from types import SimpleNamespace
+
+import pytest
+from test_service import BIN, call, free_port, wait_for
+
+pytestmark = pytest.mark.skipif(not BIN, reason="TROUSSE_BIN names the trousse binary")
+
+SERVICE_TOKEN = "trousse-test-service-token-0123456789"
+
+HUB_CONFIG = """
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {proxy_port}
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.JupyterHub.db_url = "sqlite:///{work}/hub.sqlite"
+c.JupyterHub.cookie_secret_file = "{work}/cookie_secret"
+c.JupyterHub.pid_file = "{work}/hub.pid"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allowed_users = {{"ada", "grace", "eve"}}
+c.JupyterHub.load_groups = {{
+    "course:intro-python": {{"users": ["ada", "grace"]}},
+    "teacher:intro-python": {{"users": ["grace"]}},
+}}
+c.JupyterHub.services = [{{"name": "trousse-test", "api_token": "{token}"}}]
+c.JupyterHub.load_roles = [
+    {{"name": "trousse-test", "scopes": ["admin:users", "tokens"], "services": ["trousse-test"]}}
+]
+"""
+
+
+def hub_call(url, token, method="GET", body=None):
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("Authorization", f"token {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def status_of(url, token, method="GET", body=None):
+    try:
+        call(url, token, method, body)
+        return 200
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    work = tmp_path_factory.mktemp("hub")
+    hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
+    (work / "jupyterhub_config.py").write_text(
+        HUB_CONFIG.format(
+            proxy_port=proxy_port,
+            hub_port=hub_port,
+            proxy_api_port=proxy_api_port,
+            work=work,
+            token=SERVICE_TOKEN,
+        )
+    )
+    with open(work / "hub.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(work / "jupyterhub_config.py")],
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            api = f"http://127.0.0.1:{hub_port}/hub/api/"
+            wait_for(api, 120)
+            tokens = {
+                user: hub_call(f"{api}users/{user}/tokens", SERVICE_TOKEN, "POST", b"{}")["token"]
+                for user in ("ada", "grace", "eve")
+            }
+            yield SimpleNamespace(api=api, tokens=tokens)
+        finally:
+            process.terminate()
+            process.wait(30)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def trousse(hub, tmp_path_factory):
+    work = tmp_path_factory.mktemp("trousse")
+    port = free_port()
+    serve = subprocess.Popen(
+        [
+            BIN,
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(work / "data"),
+            "--hub-api-url",
+            hub.api,
+            "--no-jupyter",
+        ],
+        env=dict(os.environ, TROUSSE_DEFAULT_BASE="scratch"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/health")
+        yield url
+    finally:
+        serve.terminate()
+        serve.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_student_reads_her_courses_only(hub, trousse):
+    ada = hub.tokens["ada"]
+    course = f"{trousse}/api/v1/courses/intro-python/environments"
+    assert status_of(course, ada) == 200
+    assert status_of(f"{trousse}/api/v1/courses/other/environments", ada) == 403
+    assert status_of(course, ada, "POST", b"dependencies: [x]\n") == 403
+
+
+def test_a_teacher_manages_his_course(hub, trousse):
+    grace = hub.tokens["grace"]
+    # past the role check the spec is read: a broken one is a 400, not a 403
+    broken = b"dependencies: [\n"
+    mine = f"{trousse}/api/v1/courses/intro-python/environments"
+    assert status_of(mine, grace, "POST", broken) == 400
+    assert status_of(f"{trousse}/api/v1/courses/other/environments", grace, "POST", broken) == 403
+
+
+def test_users_outside_courses_and_unknown_tokens(hub, trousse):
+    course = f"{trousse}/api/v1/courses/intro-python/environments"
+    assert status_of(course, hub.tokens["eve"]) == 403
+    assert status_of(course, "not-a-hub-token") == 401
