@@ -79,6 +79,8 @@ pub struct ServiceConfig {
     pub allowed_indexes: Vec<String>,
     /// The JupyterHub whose users' tokens are accepted, with their groups' course rights.
     pub hub: Option<crate::hub_auth::HubAuth>,
+    /// BinderHub's build API, when on: the course builds land in and the base URL.
+    pub binder: Option<crate::binder::BinderConfig>,
 }
 
 /// A secret: kept out of `Debug` output, so out of logs.
@@ -146,6 +148,7 @@ impl ServiceConfig {
             webhook_secret: None,
             allowed_indexes: vec![DEFAULT_ALLOWED_INDEX.into()],
             hub: None,
+            binder: None,
             repo_limits: RepoLimits {
                 max_bytes: DEFAULT_REPO_MAX_BYTES,
                 max_files: DEFAULT_REPO_MAX_FILES,

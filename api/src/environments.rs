@@ -328,6 +328,8 @@ impl Submission {
             return Err(ApiError::Internal("a repository resolves to a spec".into()));
         };
         state.policy.apply_indexes(spec);
+        // a service that feeds no hub (--no-jupyter) adds no server, even to a repository's
+        spec.image.jupyter &= config.defaults.jupyter;
         let name = check_environment(
             state,
             spec,
@@ -577,6 +579,38 @@ async fn carry_out(
     course: &str,
     submission: Submission,
 ) -> Result<Response, ApiError> {
+    let (env, status) = decide(state, course, submission).await?;
+    state.answer(env, status).await
+}
+
+/// Submits a repository for an environment of a course (BinderHub's build
+/// API); returns the environment, built already or building.
+pub(crate) async fn submit_repository(
+    state: &AppState,
+    course: &str,
+    name: &str,
+    url: &str,
+    reference: &str,
+) -> Result<Environment, ApiError> {
+    let submission = Submission::of_repo(
+        state,
+        course,
+        Some(name.into()),
+        false,
+        url,
+        Some(reference.into()),
+    )
+    .await?;
+    let (env, _) = decide(state, course, submission).await?;
+    state.view(env).await
+}
+
+/// What a submission makes of its environment's row, stored, with the HTTP status it answers.
+async fn decide(
+    state: &AppState,
+    course: &str,
+    submission: Submission,
+) -> Result<(EnvironmentRow, StatusCode), ApiError> {
     let course = course.to_string();
     // one submission per environment at a time: identical requests share one answer
     let slot = state.submission_slot(&course, &submission.name);
@@ -590,7 +624,7 @@ async fn carry_out(
             state.metrics.cache_hits.inc();
         }
         if let Some(env) = current {
-            return state.answer(env, status).await;
+            return Ok((env, status));
         }
     }
 
@@ -625,7 +659,7 @@ async fn carry_out(
     if matches!(decision.image, Image::Reuse { .. }) {
         state.metrics.cache_hits.inc();
     }
-    state.answer(env, decision.http_status()).await
+    Ok((env, decision.http_status()))
 }
 
 /// The environment's row as the decision makes it.

@@ -69,7 +69,7 @@ pub async fn follow(
 }
 
 /// The stored events of a build after `after`, then (while it runs) the live ones until `done`.
-async fn build_events(
+pub(crate) async fn build_events(
     state: &AppState,
     build_id: &str,
     after: i64,

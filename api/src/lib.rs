@@ -4,6 +4,7 @@
 //! It calls the builder through the same public functions as the CLI.
 
 pub mod auth;
+pub mod binder;
 pub mod build_event;
 pub mod builds;
 pub mod config;
@@ -215,7 +216,16 @@ pub async fn openapi_document() -> Json<utoipa::openapi::OpenApi> {
 /// The service's routes.
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.max_body_bytes;
-    Router::new()
+    let mut router = Router::new();
+    if let Some(binder) = &state.config.binder {
+        // BinderHub's build API, at the root and under its base URL (a hub service's)
+        router = router.route("/build/{provider}/{*spec}", get(binder::build));
+        if binder.base_url != "/" {
+            let mounted = format!("{}build/{{provider}}/{{*spec}}", binder.base_url);
+            router = router.route(&mounted, get(binder::build));
+        }
+    }
+    router
         .route(
             "/api/v1/courses/{course}/environments",
             post(environments::submit).get(environments::list),

@@ -80,6 +80,13 @@ pub struct ServeArgs {
     /// The prefix of the hub groups of a course's teachers.
     #[arg(long, default_value = "teacher:")]
     pub hub_teacher_prefix: String,
+    /// Serve BinderHub's build API (GET /build/PROVIDER/SPEC?build_only=true), building
+    /// repositories into environments of this course.
+    #[arg(long, value_name = "COURSE")]
+    pub binder_course: Option<String>,
+    /// The path BinderHub's API is also served under (the hub service's prefix).
+    #[arg(long, default_value = "/services/binder/")]
+    pub binder_base_url: String,
     /// Images are not for a hub: add no single-user server to environments that lack one.
     #[arg(long)]
     pub no_jupyter: bool,
@@ -129,6 +136,13 @@ impl ServeArgs {
         config.git_hosts = self.git_hosts;
         config.allowed_indexes = self.allowed_indexes;
         config.defaults.jupyter = !self.no_jupyter;
+        config.binder = self
+            .binder_course
+            .map(|course| trousse_api::binder::BinderConfig {
+                course,
+                base_url: format!("/{}/", self.binder_base_url.trim_matches('/'))
+                    .replace("//", "/"),
+            });
         config.hub = self.hub_api_url.map(|mut api_url| {
             if !api_url.path().ends_with('/') {
                 let path = format!("{}/", api_url.path());
