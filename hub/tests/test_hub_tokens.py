@@ -2,7 +2,6 @@
 tokens trousse resolves through `/hub/api/user` into course rights."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import urllib.request
 from types import SimpleNamespace
 
 import pytest
-from test_service import BIN, call, free_port, wait_for
+from test_service import BIN, call, free_port, start_serve, wait_for
 
 pytestmark = pytest.mark.skipif(not BIN, reason="TROUSSE_BIN names the trousse binary")
 
@@ -91,25 +90,8 @@ def hub(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trousse(hub, tmp_path_factory):
     work = tmp_path_factory.mktemp("trousse")
-    port = free_port()
-    serve = subprocess.Popen(
-        [
-            BIN,
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--data-dir",
-            str(work / "data"),
-            "--hub-api-url",
-            hub.api,
-            "--no-jupyter",
-        ],
-        env=dict(os.environ, TROUSSE_DEFAULT_BASE="scratch"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    serve, url = start_serve(work, "--hub-api-url", hub.api)
     try:
-        url = f"http://127.0.0.1:{port}"
         wait_for(f"{url}/health")
         yield url
     finally:

@@ -54,6 +54,19 @@ def call(url, token, method="GET", body=None, content_type="application/yaml"):
         return json.loads(response.read())
 
 
+def start_serve(work, *args):
+    """`trousse serve` on a free port with its data in `work`; returns it and its URL."""
+    port = free_port()
+    serve = subprocess.Popen(
+        [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(work / "data")]
+        + ["--no-jupyter", *args],
+        env=dict(os.environ, TROUSSE_DEFAULT_BASE="scratch"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return serve, f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     work = tmp_path_factory.mktemp("trousse")
@@ -69,26 +82,8 @@ def service(tmp_path_factory):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    port = free_port()
-    env = dict(os.environ, TROUSSE_DEFAULT_BASE="scratch")
-    serve = subprocess.Popen(
-        [
-            BIN,
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--data-dir",
-            str(work / "data"),
-            "--allow-channel",
-            f"http://127.0.0.1:{channel_port}/",
-            "--no-jupyter",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    serve, url = start_serve(work, "--allow-channel", f"http://127.0.0.1:{channel_port}/")
     try:
-        url = f"http://127.0.0.1:{port}"
         wait_for(f"http://127.0.0.1:{channel_port}/")
         wait_for(f"{url}/health")
 
