@@ -126,6 +126,8 @@ pub struct Environment {
     /// The repository it was built from: URL, ref, commit, submodules.
     #[schema(value_type = Option<Object>)]
     pub source: Option<serde_json::Value>,
+    /// The URL the hub opens first (`trousse: default_url:`), if any.
+    pub default_url: Option<String>,
     /// Created, seconds since the epoch.
     pub created_at: i64,
     /// Last changed, seconds since the epoch.
@@ -462,6 +464,7 @@ impl AppState {
             None => self.config.public_host.clone(),
         };
         let repository = format!("{host}/{}", repository(&env.course, &env.name));
+        let default_url = self.default_url(env.build_id.as_deref()).await?;
         let image = match (&env.digest, env.exam) {
             (Some(digest), true) => format!("{repository}@{digest}"),
             _ => format!("{repository}:latest"),
@@ -487,7 +490,23 @@ impl AppState {
                 .and_then(|s| serde_json::from_str(s).ok()),
             created_at: env.created_at,
             updated_at: env.updated_at,
+            default_url,
         })
+    }
+
+    /// The `default_url` label of a build's settings.
+    async fn default_url(&self, build_id: Option<&str>) -> Result<Option<String>, ApiError> {
+        let Some(id) = build_id else {
+            return Ok(None);
+        };
+        let settings = self.store.build(id).await?.and_then(|b| b.settings);
+        Ok(settings
+            .and_then(|s| serde_json::from_str::<trousse_builder::SettingsRecord>(&s).ok())
+            .and_then(|r| {
+                r.labels
+                    .get(trousse_builder::spec::DEFAULT_URL_LABEL)
+                    .cloned()
+            }))
     }
 
     async fn answer(&self, env: EnvironmentRow, status: StatusCode) -> Result<Response, ApiError> {

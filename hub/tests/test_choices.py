@@ -34,9 +34,8 @@ def test_a_building_environment_is_offered_and_says_so():
 
 
 def test_kubespawner_profiles_carry_the_image_and_default_url():
-    labels = {"io.trousse.default-url": "/voila/render/app.ipynb"}
     profiles = kubespawner_profiles(
-        choices_for([env("intro", "dash", labels=labels), env("zoo", "x")])
+        choices_for([env("intro", "dash", default_url="/voila/render/app.ipynb"), env("zoo", "x")])
     )
     assert [p["slug"] for p in profiles] == ["intro-dash", "zoo-x"]
     assert profiles[0]["default"] and not profiles[1]["default"]

@@ -192,3 +192,17 @@ def test_a_failed_environment_refuses_the_spawn_with_its_error(service):
     with pytest.raises(EnvironmentFailed, match="broken failed to build"):
         asyncio.run(spawn(spawner))
     assert not spawner.started
+
+
+def test_a_profile_opens_the_environment_default_url(service):
+    spec = (
+        f"name: dash\nchannels: ['{service.channel}']\ndependencies: [greet]\n"
+        "trousse:\n  default_url: /voila/render/app.ipynb\n"
+    )
+    url = f"{service.url}/api/v1/courses/dashboards/environments"
+    created = call(url, service.admin, "POST", spec.encode())
+    client = TrousseClient(service.url, service.hub)
+    spawner = Spawner(client, created["image"], "course:dashboards")
+    asyncio.run(spawn(spawner))  # waits until it is built
+    profiles = asyncio.run(profile_list(client=client)(spawner))
+    assert profiles[0]["kubespawner_override"]["default_url"] == "/voila/render/app.ipynb"

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_URL_LABEL = "io.trousse.default-url"
-
 
 @dataclass(frozen=True)
 class Choice:
@@ -45,7 +43,7 @@ def choices_for(environments) -> list[Choice]:
                 image=env["image"],
                 status=status,
                 exam=bool(env.get("exam")),
-                default_url=(env.get("labels") or {}).get(DEFAULT_URL_LABEL),
+                default_url=env.get("default_url"),
             )
         )
     choices.sort(key=lambda c: (not c.exam, c.slug))
