@@ -206,3 +206,23 @@ def test_a_profile_opens_the_environment_default_url(service):
     asyncio.run(spawn(spawner))  # waits until it is built
     profiles = asyncio.run(profile_list(client=client)(spawner))
     assert profiles[0]["kubespawner_override"]["default_url"] == "/voila/render/app.ipynb"
+
+
+def test_an_exam_server_gets_the_exam_network_and_labels(service):
+    spec = f"name: final\nchannels: ['{service.channel}']\ndependencies: [greet]\n"
+    body = json.dumps({"spec": spec, "exam": True}).encode()
+    url = f"{service.url}/api/v1/courses/exams/environments"
+    created = call(url, service.admin, "POST", body, "application/json")
+    client = TrousseClient(service.url, service.hub)
+    spawner = Spawner(client, created["image"], "course:exams")
+    spawner.network_name, spawner.extra_labels = "course-net", {"app": "jupyterhub"}
+    spawner.trousse_exam_network = "exam-net"
+    asyncio.run(spawn(spawner))
+    assert spawner.network_name == "exam-net"
+    assert spawner.extra_labels == {"app": "jupyterhub", "trousse.io/exam": "true"}
+    # a course environment keeps the spawner's network
+    week = submit(service, "intro-python", "week3", ["greet"])
+    course = Spawner(client, week["image"], "course:intro-python")
+    course.network_name, course.trousse_exam_network = "course-net", "exam-net"
+    asyncio.run(spawn(course))
+    assert course.network_name == "course-net"

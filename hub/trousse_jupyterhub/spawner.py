@@ -4,6 +4,7 @@ with its build events on the spawn page; a failed one refuses the spawn."""
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 from .client import TrousseClient, follow
 from .courses import CourseMapping
@@ -31,6 +32,20 @@ class TrousseSpawnerMixin:
 
     trousse_client: TrousseClient | None = None
     trousse_mapping: CourseMapping | None = None
+    #: DockerSpawner: the network of exam servers, created `--internal` (no route
+    #: out) with the hub listening on its gateway.
+    trousse_exam_network: str | None = None
+    #: KubeSpawner: the labels of exam pods, which a NetworkPolicy locks down.
+    trousse_exam_labels: ClassVar[dict] = {"trousse.io/exam": "true"}
+
+    def _trousse_exam_policy(self, environment: dict) -> None:
+        """An exam's server gets no outbound network: the spawner's options say so."""
+        if not environment.get("exam"):
+            return
+        if self.trousse_exam_network and hasattr(self, "network_name"):
+            self.network_name = self.trousse_exam_network
+        if hasattr(self, "extra_labels"):
+            self.extra_labels = {**(self.extra_labels or {}), **self.trousse_exam_labels}
 
     def _trousse_image(self) -> str | None:
         options = getattr(self, "user_options", None) or {}
@@ -60,6 +75,7 @@ class TrousseSpawnerMixin:
             environment = await self._trousse_environment()
             if environment is not None:
                 await self._trousse_wait(environment)
+                self._trousse_exam_policy(environment)
         finally:
             self._trousse_waited.set()
         return await super().start()
