@@ -117,7 +117,7 @@ def spawner(*groups):
 
 def test_a_student_sees_the_environments_of_her_courses(service):
     client = TrousseClient(service.url, service.hub)
-    images = asyncio.run(allowed_images(client=client)(spawner("course:intro-python")))
+    images = allowed_images(client=client)(spawner("course:intro-python"))
     assert len(images) == 1
     [image] = images.values()
     assert image.endswith("/intro-python/week1:latest"), image
@@ -127,7 +127,7 @@ def test_a_student_sees_the_environments_of_her_courses(service):
 
 def test_a_student_outside_the_course_sees_nothing(service):
     client = TrousseClient(service.url, service.hub)
-    assert asyncio.run(allowed_images(client=client)(spawner("course:other", "staff"))) == {}
+    assert allowed_images(client=client)(spawner("course:other", "staff")) == {}
 
 
 def test_the_token_never_shows(service):

@@ -36,6 +36,23 @@ class TrousseClient:
         body = json.loads(response.body)
         return body.get("environments", body if isinstance(body, list) else [])
 
+    def environments_sync(self, course: str) -> list[dict]:
+        """The environments of one course, read synchronously (for callables a
+        spawner does not await, such as DockerSpawner's ``allowed_images``)."""
+        import urllib.error
+        import urllib.request
+
+        url = f"{self.url}/api/v1/courses/{quote(course, safe='')}/environments"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return []
+            raise RuntimeError(f"trousse answered {e.code} for {url}") from None
+        return body.get("environments", body if isinstance(body, list) else [])
+
     async def environments_of(self, courses) -> list[dict]:
         """The environments of several courses, in course order."""
         found = []

@@ -35,11 +35,15 @@ def profile_list(mapping: CourseMapping | None = None, client: TrousseClient | N
 
 
 def allowed_images(mapping: CourseMapping | None = None, client: TrousseClient | None = None):
-    """A DockerSpawner ``allowed_images`` callable: the user's course environments."""
+    """A DockerSpawner ``allowed_images`` callable: the user's course environments.
 
-    async def images(spawner):
-        return docker_allowed_images(
-            await _choices(spawner, mapping or CourseMapping(), client or _client())
-        )
+    DockerSpawner calls it without awaiting, so it reads trousse synchronously
+    (a loopback or in-cluster call of a few milliseconds)."""
+
+    def images(spawner):
+        reader = client or _client()
+        courses = (mapping or CourseMapping()).courses(getattr(spawner.user, "groups", []))
+        environments = [env for course in courses for env in reader.environments_sync(course)]
+        return docker_allowed_images(choices_for(environments))
 
     return images
