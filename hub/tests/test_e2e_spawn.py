@@ -124,17 +124,23 @@ def world(tmp_path_factory):
             return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
         teacher, hub_token = token("teacher", "intro"), token("hub")
-        spec = f"name: week1\nchannels: ['{channel_url}']\ndependencies: [greet]\n"
-        created = call(
-            f"{trousse_url}/api/v1/courses/intro/environments", teacher, "POST", spec.encode()
-        )
-        deadline = time.time() + 300
-        while (env := call(f"{trousse_url}/api/v1/environments/{created['id']}", teacher))[
-            "status"
-        ] not in ("ready", "failed"):
-            assert time.time() < deadline
-            time.sleep(0.5)
-        assert env["status"] == "ready", env
+
+        def built(name, packages):
+            spec = f"name: {name}\nchannels: ['{channel_url}']\ndependencies: [{packages}]\n"
+            url = f"{trousse_url}/api/v1/courses/intro/environments"
+            created = call(url, teacher, "POST", spec.encode())
+            deadline = time.time() + 300
+            while (env := call(f"{trousse_url}/api/v1/environments/{created['id']}", teacher))[
+                "status"
+            ] not in ("ready", "failed"):
+                assert time.time() < deadline
+                time.sleep(0.5)
+            assert env["status"] == "ready", env
+            return env
+
+        env = built("week1", "greet")
+        # the next week's environment: the same layers, and one package more
+        week2 = built("week2", "greet, hello-prefix")
         hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
         (work / "jupyterhub_config.py").write_text(
             HUB_CONFIG.format(
@@ -162,6 +168,7 @@ def world(tmp_path_factory):
             api=f"http://{gateway}:{hub_port}/hub/api/",
             proxy=f"http://127.0.0.1:{proxy_port}",
             image=env["image"],
+            image2=week2["image"],
             log=work / "hub.log",
         )
     finally:
@@ -239,8 +246,16 @@ def test_a_student_spawns_the_course_image_and_runs_its_program(world):
     # the same click again, the image now on the node (figures, not assertions)
     warm = spawn(world, "ada", key)
     stop(world, "ada")
-    subprocess.run(["docker", "rmi", "-f", world.image], check=False, capture_output=True)
-    print(f"\nclick to running server: cold node {cold:.1f} s, image on the node {warm:.1f} s")
+    # next week's image: the node has its layers but one
+    subprocess.run(["docker", "rmi", "-f", world.image2], check=False, capture_output=True)
+    but_one = spawn(world, "ada", "week2 — intro")
+    stop(world, "ada")
+    for image in (world.image, world.image2):
+        subprocess.run(["docker", "rmi", "-f", image], check=False, capture_output=True)
+    print(
+        f"\nclick to running server: cold node {cold:.1f} s, image on the node {warm:.1f} s,"
+        f" all layers but one on the node {but_one:.1f} s"
+    )
 
 
 def spawn(world, user, key):
