@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +19,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_service import BIN, call, free_port, start_serve, wait_for
+from test_hub_tokens import hub_call, start_hub
+from test_service import BIN, call, example_channel, free_port, start_serve, wait_for
 
 HUB_VERSION = "5.3.0"
 HERE = Path(__file__).parent
@@ -66,14 +66,6 @@ c.JupyterHub.load_roles = [
 """
 
 
-def hub_call(url, token, method="GET", body=None):
-    request = urllib.request.Request(url, data=body, method=method)
-    request.add_header("Authorization", f"token {token}")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        text = response.read()
-        return json.loads(text) if text else None
-
-
 def base_image(tmp_path_factory):
     """The debootstrap base, built once per run (and kept in target/ between runs)."""
     cache = HERE.parent.parent / "target" / "hub-base" / HUB_VERSION
@@ -86,16 +78,7 @@ def base_image(tmp_path_factory):
 def world(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
     base = base_image(tmp_path_factory)
-    example = os.path.join(os.path.dirname(BIN), "trousse-example-channel")
-    subprocess.run([example, str(work / "channel")], check=True, capture_output=True)
-    channel_port = free_port()
-    channel = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(channel_port)],
-        cwd=work / "channel",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    channel_url = f"http://127.0.0.1:{channel_port}/"
+    channel, channel_url = example_channel(work)
     network = f"trousse-e2e-{uuid.uuid4().hex[:8]}"
     subnet = f"172.{29 + os.getpid() % 2}.{os.getpid() % 250}.0/24"
     gateway = subnet.replace(".0/24", ".1")
@@ -155,14 +138,7 @@ def world(tmp_path_factory):
                 service_token=SERVICE_TOKEN,
             )
         )
-        log = open(work / "hub.log", "w")  # noqa: SIM115 (closed in finally)
-        hub = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(work / "jupyterhub_config.py")],
-            cwd=work,
-            env=dict(os.environ, PYTHONPATH=str(HERE.parent)),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        hub = start_hub(work, dict(os.environ, PYTHONPATH=str(HERE.parent)))
         wait_for(f"http://{gateway}:{hub_port}/hub/api/", 120)
         yield SimpleNamespace(
             api=f"http://{gateway}:{hub_port}/hub/api/",

@@ -39,10 +39,12 @@ c.JupyterHub.load_roles = [
 
 
 def hub_call(url, token, method="GET", body=None):
+    """A call of JupyterHub's REST API; its JSON answer (None when empty)."""
     request = urllib.request.Request(url, data=body, method=method)
     request.add_header("Authorization", f"token {token}")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+    with urllib.request.urlopen(request, timeout=60) as response:
+        text = response.read()
+        return json.loads(text) if text else None
 
 
 def status_of(url, token, method="GET", body=None):
@@ -66,25 +68,31 @@ def hub(tmp_path_factory):
             token=SERVICE_TOKEN,
         )
     )
+    process = start_hub(work)
+    try:
+        api = f"http://127.0.0.1:{hub_port}/hub/api/"
+        wait_for(api, 120)
+        tokens = {
+            user: hub_call(f"{api}users/{user}/tokens", SERVICE_TOKEN, "POST", b"{}")["token"]
+            for user in ("ada", "grace", "eve")
+        }
+        yield SimpleNamespace(api=api, tokens=tokens)
+    finally:
+        process.terminate()
+        process.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def start_hub(work, env=None):
+    """JupyterHub with `work/jupyterhub_config.py`, its log in `work/hub.log`."""
     with open(work / "hub.log", "w") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(work / "jupyterhub_config.py")],
             cwd=work,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        try:
-            api = f"http://127.0.0.1:{hub_port}/hub/api/"
-            wait_for(api, 120)
-            tokens = {
-                user: hub_call(f"{api}users/{user}/tokens", SERVICE_TOKEN, "POST", b"{}")["token"]
-                for user in ("ada", "grace", "eve")
-            }
-            yield SimpleNamespace(api=api, tokens=tokens)
-        finally:
-            process.terminate()
-            process.wait(30)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

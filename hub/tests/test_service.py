@@ -67,24 +67,33 @@ def start_serve(work, *args):
     return serve, f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    work = tmp_path_factory.mktemp("trousse")
+def example_channel(work, tamper=()):
+    """The example channel written into `work/channel` (the packages named in
+    `tamper` made not to match their repodata) and served; returns the server and URL."""
     example = os.path.join(os.path.dirname(BIN), "trousse-example-channel")
     subprocess.run([example, str(work / "channel")], check=True, capture_output=True)
-    # pyhello's archive no longer matches the repodata: its build fails at fetch
-    for archive in (work / "channel" / "noarch").glob("pyhello-*"):
-        archive.write_bytes(b"not the package the repodata describes")
-    channel_port = free_port()
-    channel = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(channel_port)],
+    for name in tamper:
+        for archive in (work / "channel" / "noarch").glob(f"{name}-*"):
+            archive.write_bytes(b"not the package the repodata describes")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
         cwd=work / "channel",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    serve, url = start_serve(work, "--allow-channel", f"http://127.0.0.1:{channel_port}/")
+    url = f"http://127.0.0.1:{port}/"
+    wait_for(url)
+    return server, url
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    work = tmp_path_factory.mktemp("trousse")
+    # pyhello's archive no longer matches the repodata: its build fails at fetch
+    channel, channel_url = example_channel(work, tamper=["pyhello"])
+    serve, url = start_serve(work, "--allow-channel", channel_url)
     try:
-        wait_for(f"http://127.0.0.1:{channel_port}/")
         wait_for(f"{url}/health")
 
         def token(role):
@@ -92,9 +101,7 @@ def service(tmp_path_factory):
             return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
         admin, hub = token("admin"), token("hub")
-        spec = (
-            f"name: week1\nchannels: ['http://127.0.0.1:{channel_port}/']\ndependencies: [greet]\n"
-        )
+        spec = f"name: week1\nchannels: ['{channel_url}']\ndependencies: [greet]\n"
         created = call(
             f"{url}/api/v1/courses/intro-python/environments", admin, "POST", spec.encode()
         )
@@ -102,7 +109,6 @@ def service(tmp_path_factory):
         while call(f"{url}/api/v1/environments/{created['id']}", admin)["status"] != "ready":
             assert time.time() < deadline, "the environment was never built"
             time.sleep(0.2)
-        channel_url = f"http://127.0.0.1:{channel_port}/"
         yield SimpleNamespace(url=url, hub=hub, admin=admin, channel=channel_url)
     finally:
         for process in (serve, channel):
