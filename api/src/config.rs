@@ -13,7 +13,9 @@ use trousse_builder::{
 use trousse_registry_client::{ImageRef, RegistryOptions};
 
 use trousse_builder::pypi::{
-    error::redact, index::FindLinks, LockedWheel, PypiError, PypiRequirements,
+    error::{redact, without_credentials},
+    index::FindLinks,
+    LockedWheel, PypiError, PypiRequirements,
 };
 use url::Url;
 
@@ -26,9 +28,7 @@ fn index_url(text: &str) -> Result<Url, url::ParseError> {
 
 /// A URL without credentials, query or fragment, its path ending in `/`.
 fn normalized(url: &Url) -> Url {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
+    let mut url = without_credentials(url);
     url.set_query(None);
     url.set_fragment(None);
     if !url.path().ends_with('/') {

@@ -141,10 +141,15 @@ impl PypiError {
     }
 }
 
+/// A URL without user name or password: what may be requested, shown or locked.
+pub fn without_credentials(url: &url::Url) -> url::Url {
+    let mut bare = url.clone();
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    bare
+}
+
 /// A URL as it may be shown: without user name or password.
 pub fn redact(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.to_string()
+    without_credentials(url).to_string()
 }

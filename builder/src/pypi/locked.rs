@@ -2,7 +2,7 @@
 //! (the PyPI package kind pixi writes: url, sha256, requires_dist,
 //! requires_python).
 
-use std::{path::Path, str::FromStr};
+use std::path::Path;
 
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::{PackageName, Requirement};
@@ -107,21 +107,16 @@ pub fn sha256_file(path: &Path) -> Result<String, PypiError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// A package name from the lock or a user, checked.
-pub fn package_name(text: &str) -> Result<PackageName, String> {
-    PackageName::from_str(text).map_err(|e| format!("invalid package name '{text}': {e}"))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::{path::Path, str::FromStr};
 
     use super::*;
     use crate::{lock::Lock, solve::SolvedPlatform};
 
     fn wheel() -> LockedWheel {
         LockedWheel {
-            name: package_name("six").unwrap(),
+            name: PackageName::from_str("six").unwrap(),
             version: Version::from_str("1.16.0").unwrap(),
             url: Url::parse("https://files.pythonhosted.org/packages/d9/5a/e7c31adbe875f2abbb91bd84cf2dc52d792b5a01506781dbcf25c91daf11/six-1.16.0-py2.py3-none-any.whl").unwrap(),
             index: Some(Url::parse("https://pypi.org/simple/").unwrap()),

@@ -12,7 +12,7 @@ pub mod stage;
 pub mod tags;
 pub mod wheel;
 
-use std::{collections::BTreeMap, path::Path, str::FromStr, sync::Arc};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 pub use error::PypiError;
 pub use locked::LockedWheel;
@@ -137,9 +137,4 @@ async fn conda_distributions(
         .map(|f| (f.record.identifier.to_string(), f.dir))
         .collect();
     Ok(installed::conda_dists(&packages)?)
-}
-
-/// A package name as PyPI normalizes it.
-pub fn normalized_name(text: &str) -> Option<pep508_rs::PackageName> {
-    pep508_rs::PackageName::from_str(text).ok()
 }

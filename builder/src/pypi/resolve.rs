@@ -18,6 +18,7 @@ use pubgrub::{
 };
 
 use super::{
+    error::without_credentials,
     index::{CoreMetadata, DistFile, DistKind, Index},
     installed::CondaDist,
     locked::LockedWheel,
@@ -375,14 +376,6 @@ fn with_conda_notes(mut explanation: String, conda: &BTreeMap<PackageName, Conda
         }
     }
     explanation
-}
-
-/// A URL as a lock records it: never with a user name or password.
-fn without_credentials(url: &url::Url) -> url::Url {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url
 }
 
 /// The version of a file, wheel or sdist.

@@ -9,13 +9,7 @@ use std::{
 
 use url::Url;
 
-/// A URL without user name or password.
-pub(super) fn without_credentials(url: &Url) -> Url {
-    let mut bare = url.clone();
-    let _ = bare.set_username("");
-    let _ = bare.set_password(None);
-    bare
-}
+pub(super) use crate::pypi::error::without_credentials;
 
 /// A user name and password, never shown.
 #[derive(Clone, PartialEq, Eq)]
