@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 from test_hub_tokens import hub_call, start_hub
-from test_service import BIN, call, example_channel, free_port, start_serve, wait_for
+from test_service import BIN, call, example_channel, start_serve, wait_for
 
 HUB_VERSION = "5.3.0"
 HERE = Path(__file__).parent
@@ -47,15 +47,6 @@ c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.remove = True
 c.DockerSpawner.start_timeout = 180
 c.DockerSpawner.http_timeout = 120
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {proxy_port}
-c.JupyterHub.hub_ip = {gateway!r}
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.JupyterHub.db_url = "sqlite:///{work}/hub.sqlite"
-c.JupyterHub.cookie_secret_file = "{work}/cookie_secret"
-c.JupyterHub.pid_file = "{work}/hub.pid"
-c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allowed_users = {{"ada", "eve"}}
 c.JupyterHub.load_groups = {{"course:intro": {{"users": ["ada"]}}}}
 c.JupyterHub.services = [{{"name": "e2e", "api_token": {service_token!r}}}]
@@ -124,25 +115,17 @@ def world(tmp_path_factory):
         env = built("week1", "greet")
         # the next week's environment: the same layers, and one package more
         week2 = built("week2", "greet, hello-prefix")
-        hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
-        (work / "jupyterhub_config.py").write_text(
-            HUB_CONFIG.format(
-                trousse_url=trousse_url,
-                hub_token=hub_token,
-                network=network,
-                gateway=gateway,
-                proxy_port=proxy_port,
-                hub_port=hub_port,
-                proxy_api_port=proxy_api_port,
-                work=work,
-                service_token=SERVICE_TOKEN,
-            )
+        config = HUB_CONFIG.format(
+            trousse_url=trousse_url,
+            hub_token=hub_token,
+            network=network,
+            service_token=SERVICE_TOKEN,
         )
-        hub = start_hub(work, dict(os.environ, PYTHONPATH=str(HERE.parent)))
-        wait_for(f"http://{gateway}:{hub_port}/hub/api/", 120)
+        env_vars = dict(os.environ, PYTHONPATH=str(HERE.parent))
+        hub, api, proxy = start_hub(work, config, hub_ip=gateway, env=env_vars)
         yield SimpleNamespace(
-            api=f"http://{gateway}:{hub_port}/hub/api/",
-            proxy=f"http://127.0.0.1:{proxy_port}",
+            api=api,
+            proxy=proxy,
             image=env["image"],
             image2=week2["image"],
             log=work / "hub.log",

@@ -17,15 +17,6 @@ pytestmark = pytest.mark.skipif(not BIN, reason="TROUSSE_BIN names the trousse b
 SERVICE_TOKEN = "trousse-test-service-token-0123456789"
 
 HUB_CONFIG = """
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {proxy_port}
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.JupyterHub.db_url = "sqlite:///{work}/hub.sqlite"
-c.JupyterHub.cookie_secret_file = "{work}/cookie_secret"
-c.JupyterHub.pid_file = "{work}/hub.pid"
-c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allowed_users = {{"ada", "grace", "eve"}}
 c.JupyterHub.load_groups = {{
     "course:intro-python": {{"users": ["ada", "grace"]}},
@@ -58,20 +49,8 @@ def status_of(url, token, method="GET", body=None):
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     work = tmp_path_factory.mktemp("hub")
-    hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
-    (work / "jupyterhub_config.py").write_text(
-        HUB_CONFIG.format(
-            proxy_port=proxy_port,
-            hub_port=hub_port,
-            proxy_api_port=proxy_api_port,
-            work=work,
-            token=SERVICE_TOKEN,
-        )
-    )
-    process = start_hub(work)
+    process, api, _ = start_hub(work, HUB_CONFIG.format(token=SERVICE_TOKEN))
     try:
-        api = f"http://127.0.0.1:{hub_port}/hub/api/"
-        wait_for(api, 120)
         tokens = {
             user: hub_call(f"{api}users/{user}/tokens", SERVICE_TOKEN, "POST", b"{}")["token"]
             for user in ("ada", "grace", "eve")
@@ -83,16 +62,46 @@ def hub(tmp_path_factory):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def start_hub(work, env=None):
-    """JupyterHub with `work/jupyterhub_config.py`, its log in `work/hub.log`."""
+COMMON_CONFIG = """
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {proxy_port}
+c.JupyterHub.hub_ip = "{hub_ip}"
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.JupyterHub.db_url = "sqlite:///{work}/hub.sqlite"
+c.JupyterHub.cookie_secret_file = "{work}/cookie_secret"
+c.JupyterHub.pid_file = "{work}/hub.pid"
+c.JupyterHub.authenticator_class = "dummy"
+"""
+
+
+def start_hub(work, config, hub_ip="127.0.0.1", env=None):
+    """JupyterHub on free ports with its files in `work` and `config` on top, its log in
+    `work/hub.log`, once its API answers; returns it, its API URL and the proxy's URL."""
+    hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
+    common = COMMON_CONFIG.format(
+        proxy_port=proxy_port,
+        hub_ip=hub_ip,
+        hub_port=hub_port,
+        proxy_api_port=proxy_api_port,
+        work=work,
+    )
+    (work / "jupyterhub_config.py").write_text(common + config)
     with open(work / "hub.log", "w") as log:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(work / "jupyterhub_config.py")],
             cwd=work,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    api = f"http://{hub_ip}:{hub_port}/hub/api/"
+    try:
+        wait_for(api, 120)
+    except TimeoutError:
+        process.terminate()
+        raise
+    return process, api, f"http://127.0.0.1:{proxy_port}"
 
 
 @pytest.fixture(scope="module")
