@@ -579,16 +579,8 @@ pub(crate) async fn follow_push(
     url: &str,
     reference: &str,
 ) -> Result<Response, ApiError> {
-    let submission = Submission::of_repo(
-        state,
-        course,
-        Some(name.to_string()),
-        false,
-        url,
-        Some(reference.into()),
-    )
-    .await?;
-    carry_out(state, course, submission).await
+    let (env, status) = repository_submission(state, course, name, url, reference).await?;
+    state.answer(env, status).await
 }
 
 /// Decides what a checked submission needs (nothing, a reused image, a
@@ -611,17 +603,22 @@ pub(crate) async fn submit_repository(
     url: &str,
     reference: &str,
 ) -> Result<Environment, ApiError> {
-    let submission = Submission::of_repo(
-        state,
-        course,
-        Some(name.into()),
-        false,
-        url,
-        Some(reference.into()),
-    )
-    .await?;
-    let (env, _) = decide(state, course, submission).await?;
+    let (env, _) = repository_submission(state, course, name, url, reference).await?;
     state.view(env).await
+}
+
+/// A repository at a ref submitted for the environment `name` of a course.
+async fn repository_submission(
+    state: &AppState,
+    course: &str,
+    name: &str,
+    url: &str,
+    reference: &str,
+) -> Result<(EnvironmentRow, StatusCode), ApiError> {
+    let reference = Some(reference.to_string());
+    let submission =
+        Submission::of_repo(state, course, Some(name.into()), false, url, reference).await?;
+    decide(state, course, submission).await
 }
 
 /// What a submission makes of its environment's row, stored, with the HTTP status it answers.
