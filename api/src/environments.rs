@@ -23,6 +23,7 @@ use crate::{
     auth::Principal,
     decision::{self, Decision, Facts, Image, Row},
     error::{ApiError, ErrorBody},
+    exam_windows::{Window, WindowView},
     store::{now, EnvironmentRow, Status},
     AppState,
 };
@@ -49,6 +50,10 @@ pub struct EnvironmentRequest {
     /// request makes a new environment.
     #[serde(default)]
     pub exam: bool,
+    /// When the exam may first be started (RFC 3339); with `exam` only.
+    pub opens: Option<String>,
+    /// When the exam may no longer be started (RFC 3339); with `exam` only.
+    pub closes: Option<String>,
 }
 
 impl EnvironmentRequest {
@@ -72,6 +77,8 @@ impl EnvironmentRequest {
                 repo: None,
                 reference: None,
                 exam: query.exam,
+                opens: query.opens,
+                closes: query.closes,
             })
         } else {
             Err(ApiError::UnsupportedMediaType(format!(
@@ -90,6 +97,10 @@ pub struct SubmitQuery {
     /// Whether it is an exam environment.
     #[serde(default)]
     pub exam: bool,
+    /// When the exam opens (RFC 3339).
+    pub opens: Option<String>,
+    /// When the exam closes (RFC 3339).
+    pub closes: Option<String>,
 }
 
 /// An environment of a course.
@@ -128,6 +139,8 @@ pub struct Environment {
     pub source: Option<serde_json::Value>,
     /// The URL the hub opens first (`trousse: default_url:`), if any.
     pub default_url: Option<String>,
+    /// An exam's time window, if it has one.
+    pub window: Option<WindowView>,
     /// Created, seconds since the epoch.
     pub created_at: i64,
     /// Last changed, seconds since the epoch.
@@ -150,6 +163,8 @@ struct Submission {
     request_hash: String,
     /// A repository's request (its environment and files) and its source record.
     repository: Option<(BuildRequest, String)>,
+    /// An exam's time window, to set with it.
+    window: Option<Window>,
 }
 
 /// Names of courses and environments: one OCI repository path component each.
@@ -212,7 +227,29 @@ impl Submission {
         query: SubmitQuery,
         body: Bytes,
     ) -> Result<Self, ApiError> {
-        let request = EnvironmentRequest::from_body(headers, query, &body)?;
+        let mut request = EnvironmentRequest::from_body(headers, query, &body)?;
+        let window = Window::parse(
+            request.opens.take().as_deref(),
+            request.closes.take().as_deref(),
+            "",
+        )?;
+        if window.is_some() && !request.exam {
+            return Err(ApiError::bad_request(
+                "invalid_window",
+                "\"opens\" and \"closes\" go with \"exam\": true (only exams have time windows)",
+            ));
+        }
+        let mut submission = Self::of_request(state, course, request).await?;
+        submission.window = window;
+        Ok(submission)
+    }
+
+    /// What a request asks for: a repository, a spec or a lock.
+    async fn of_request(
+        state: &AppState,
+        course: &str,
+        request: EnvironmentRequest,
+    ) -> Result<Self, ApiError> {
         if let Some(url) = request.repo {
             if request.spec.is_some() || request.lock.is_some() {
                 return Err(ApiError::bad_request(
@@ -250,6 +287,7 @@ impl Submission {
                     spec: None,
                     lock_text: Some(lock_text),
                     repository: None,
+                    window: None,
                 })
             }
             _ => Err(ApiError::bad_request(
@@ -290,6 +328,7 @@ impl Submission {
             spec: Some((spec_text, spec)),
             lock_text: None,
             repository: None,
+            window: None,
         })
     }
 
@@ -345,6 +384,7 @@ impl Submission {
             spec: None,
             lock_text: None,
             repository: Some((request, record)),
+            window: None,
         })
     }
 
@@ -465,6 +505,10 @@ impl AppState {
         };
         let repository = format!("{host}/{}", repository(&env.course, &env.name));
         let default_url = self.default_url(env.build_id.as_deref()).await?;
+        let window = match env.exam {
+            true => self.store.window(&env.course, &env.name).await?,
+            false => None,
+        };
         let image = match (&env.digest, env.exam) {
             (Some(digest), true) => format!("{repository}@{digest}"),
             _ => format!("{repository}:latest"),
@@ -491,6 +535,7 @@ impl AppState {
             created_at: env.created_at,
             updated_at: env.updated_at,
             default_url,
+            window: window.map(|w| w.view()),
         })
     }
 
@@ -590,7 +635,11 @@ async fn carry_out(
     course: &str,
     submission: Submission,
 ) -> Result<Response, ApiError> {
+    let window = submission.window;
     let (env, status) = decide(state, course, submission).await?;
+    if let Some(window) = window {
+        state.store.set_window(course, &env.name, window).await?;
+    }
     state.answer(env, status).await
 }
 
