@@ -35,7 +35,7 @@ enum Command {
     /// Lock, build and push every stack of a directory of specs, skipping unchanged ones.
     Prebuild(PrebuildArgs),
     /// Serve the HTTP API a JupyterHub queries, and the images through /v2/.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the service's API tokens.
     Token {
         #[command(subcommand)]
@@ -79,7 +79,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Lock(args) => commands::lock::run(args).await,
         Command::Build(args) => commands::build::run(args).await,
         Command::Prebuild(args) => commands::prebuild::run(args).await,
-        Command::Serve(args) => commands::serve::run(args).await,
+        Command::Serve(args) => commands::serve::run(*args).await,
         Command::Token { action } => commands::token::run(action).await,
         Command::Cache { action } => commands::cache::run(action),
         Command::Inspect(args) => commands::inspect::run(args).await,

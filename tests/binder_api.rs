@@ -96,8 +96,19 @@ fn fancy_profiles_builds_a_repository_and_docker_pulls_the_image() {
         assert_eq!(last["message"], "Done! Found built image\n", "{again:?}");
         assert_eq!(last["imageName"], image.as_str());
 
-        // launching is the hub's; other courses' tokens cannot build here
-        assert_eq!(build(&builder, "").await.unwrap().status(), 400);
+        // a launch needs the hub's settings: refused, saying so; other courses'
+        // tokens cannot build here
+        let launch = build(&builder, "").await.unwrap();
+        assert_eq!(launch.status(), 400);
+        let refusal: serde_json::Value = launch.json().await.unwrap();
+        assert_eq!(refusal["error"], "launch_unsupported", "{refusal}");
+        assert!(
+            refusal["message"]
+                .as_str()
+                .unwrap()
+                .contains("--hub-public-url"),
+            "{refusal}"
+        );
         assert_eq!(
             build(&outsider, "?build_only=true").await.unwrap().status(),
             403

@@ -57,6 +57,8 @@ pub struct Principal {
     pub courses: Vec<String>,
     /// Courses it may only read (a hub user's, as a student).
     pub reads: Vec<String>,
+    /// The JupyterHub user a hub token stands for.
+    pub hub_user: Option<String>,
 }
 
 impl Principal {

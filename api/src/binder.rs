@@ -1,9 +1,11 @@
 //! BinderHub's build API, for clients made for BinderHub (jupyterhub-fancy-
-//! profiles' "build your own image", binderhub-service): `GET
-//! {base}build/{provider}/{spec}?build_only=true` builds a repository into an
-//! environment of the configured course and streams BinderHub's events
-//! (`phase`: waiting, fetching, building, pushing, built, ready, failed;
-//! `message`; `imageName`) as server-sent events.
+//! profiles' "build your own image", binderhub-service, mybinder's page): `GET
+//! {base}build/{provider}/{spec}` builds a repository into an environment of
+//! the configured course and streams BinderHub's events (`phase`: waiting,
+//! fetching, building, pushing, built, launching, ready, failed; `message`;
+//! `imageName`) as server-sent events. With `build_only=true` it ends at
+//! `ready`; without, it starts the caller's server through the hub and ends
+//! with `ready`, `url` and `token`, as BinderHub does.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -12,14 +14,15 @@ use axum::{
     http::Uri,
     response::sse::{Event as SseEvent, KeepAlive, Sse},
 };
-use futures::{stream, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use trousse_builder::progress::{Event, Stage};
 
 use crate::{
-    auth::Principal, build_event::BuildEvent, environments, error::ApiError, events, AppState,
+    auth::Principal, build_event::BuildEvent, environments, error::ApiError, events,
+    hub_launch::HubLauncher, AppState,
 };
 
 /// Where BinderHub builds land.
@@ -29,6 +32,8 @@ pub struct BinderConfig {
     pub course: String,
     /// The path the API is mounted under, e.g. `/services/binder/` (always `/…/`).
     pub base_url: String,
+    /// The hub that launches servers (requests without `build_only=true`), if configured.
+    pub launcher: Option<HubLauncher>,
 }
 
 /// The query of a build request.
@@ -114,30 +119,41 @@ fn environment_name(url: &str, reference: &str) -> String {
 }
 
 /// One BinderHub event.
-fn event(phase: &str, message: &str, image: Option<&str>) -> Result<SseEvent, Infallible> {
+fn event(phase: &str, message: &str, image: Option<&str>) -> SseEvent {
     let mut data = json!({"phase": phase, "message": format!("{message}\n")});
     if let Some(image) = image {
         data["imageName"] = Value::from(image);
     }
-    Ok(SseEvent::default().data(data.to_string()))
+    SseEvent::default().data(data.to_string())
 }
 
-/// The BinderHub event a trousse build event becomes, if any.
-fn translate(data: &str, image: &str) -> Option<Result<SseEvent, Infallible>> {
-    match BuildEvent::parse(data)? {
-        BuildEvent::Stage(Event::StageStarted { stage, .. }) => Some(match stage {
-            Stage::Publish => event("pushing", "Pushing image", None),
-            other => event("building", &format!("Step: {}", other.name()), None),
-        }),
-        BuildEvent::Stage(_) | BuildEvent::Status { .. } => None,
-        BuildEvent::Done {
-            error: Some(error), ..
-        } => Some(event("failed", &error, None)),
-        BuildEvent::Done { .. } => Some(event("ready", "Done! Image built", Some(image))),
-    }
+/// Who a launch is for, and the hub that starts it.
+struct LaunchTarget {
+    launcher: HubLauncher,
+    user: String,
 }
 
-/// `GET {base}build/{provider}/{spec}`: builds a repository, BinderHub's way.
+/// The launch a request without `build_only=true` asks for, if it can be made.
+fn launch_target(binder: &BinderConfig, principal: &Principal) -> Result<LaunchTarget, ApiError> {
+    let launcher = binder.launcher.clone().ok_or_else(|| {
+        ApiError::bad_request(
+            "launch_unsupported",
+            "launching needs the hub: trousse serve --hub-api-url URL --hub-public-url URL with \
+             JUPYTERHUB_API_TOKEN set; or add build_only=true and start the image from the spawn page",
+        )
+    })?;
+    let user = principal.hub_user.clone().ok_or_else(|| {
+        ApiError::bad_request(
+            "launch_needs_hub_user",
+            "a launch starts a JupyterHub user's server: present that user's hub token, \
+             or add build_only=true to build only",
+        )
+    })?;
+    Ok(LaunchTarget { launcher, user })
+}
+
+/// `GET {base}build/{provider}/{spec}`: builds a repository, BinderHub's way,
+/// and without `build_only=true` starts the caller's server with it.
 pub async fn build(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -148,12 +164,14 @@ pub async fn build(
         ApiError::NotFound("the BinderHub API is off: trousse serve --binder-course COURSE".into())
     })?;
     principal.require_write(&binder.course)?;
-    if query.build_only.as_deref() != Some("true") {
-        return Err(ApiError::bad_request(
-            "launch_unsupported",
-            "trousse builds only: add build_only=true and launch through the hub's spawn page",
-        ));
-    }
+    let build_only = query
+        .build_only
+        .as_deref()
+        .is_some_and(|b| b.eq_ignore_ascii_case("true"));
+    let launch = match build_only {
+        true => None,
+        false => Some(launch_target(&binder, &principal)?),
+    };
     let raw = uri
         .path()
         .split_once("/build/")
@@ -161,48 +179,137 @@ pub async fn build(
     let (provider, spec) = raw.split_once('/').unwrap_or((raw, ""));
     let (url, reference) =
         repository_of(provider, spec).map_err(|m| ApiError::bad_request("invalid_spec", m))?;
-    let waiting = stream::iter([
-        event("waiting", "Waiting for build to start...", None),
-        event("fetching", &format!("Fetching {url}@{reference}..."), None),
-    ]);
-    let rest = build_stream(state, binder.course, url, reference).await;
-    Ok(Sse::new(waiting.chain(rest)).keep_alive(
+    let (events, received) = tokio::sync::mpsc::unbounded_channel();
+    let repository = Repository {
+        course: binder.course,
+        url,
+        reference,
+    };
+    tokio::spawn(run(state, repository, launch, events));
+    let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(received).map(Ok);
+    Ok(Sse::new(stream).keep_alive(
         KeepAlive::new()
             .interval(Duration::from_secs(25))
             .text("keep-alive"),
     ))
 }
 
-/// Submits the repository and follows its build, as BinderHub events.
-async fn build_stream(
-    state: Arc<AppState>,
+/// A repository at a ref, built into an environment of a course.
+struct Repository {
     course: String,
     url: String,
     reference: String,
-) -> stream::BoxStream<'static, Result<SseEvent, Infallible>> {
-    let name = environment_name(&url, &reference);
-    let env = match environments::submit_repository(&state, &course, &name, &url, &reference).await
-    {
-        Ok(env) => env,
-        Err(e) => return stream::iter([event("failed", &e.to_string(), None)]).boxed(),
+}
+
+type Events = tokio::sync::mpsc::UnboundedSender<SseEvent>;
+
+/// Builds the repository, then launches it or says it is ready, as BinderHub events.
+async fn run(
+    state: Arc<AppState>,
+    repository: Repository,
+    launch: Option<LaunchTarget>,
+    events: Events,
+) {
+    let send = |e: SseEvent| {
+        // the client may have gone: the build goes on for the next one
+        let _ = events.send(e);
     };
-    let image = env.image.clone();
+    send(event("waiting", "Waiting for build to start...", None));
+    let (url, reference) = (&repository.url, &repository.reference);
+    send(event(
+        "fetching",
+        &format!("Fetching {url}@{reference}..."),
+        None,
+    ));
+    let Some((image, found)) = built(&state, &repository, &events).await else {
+        return;
+    };
+    let Some(target) = launch else {
+        let message = if found {
+            "Done! Found built image"
+        } else {
+            "Done! Image built"
+        };
+        send(event("ready", message, Some(&image)));
+        return;
+    };
+    send(event("built", "Built image, launching...", Some(&image)));
+    send(event("launching", "Launching server...", None));
+    let options = json!({"image": image, "repo_url": url, "binder_ref_url": format!("{url}/tree/{reference}")});
+    let progress = |message: String| send(event("launching", &message, None));
+    match target
+        .launcher
+        .launch(&target.user, options, progress)
+        .await
+    {
+        Ok(server) => {
+            let data = json!({
+                "phase": "ready",
+                "message": format!("server running at {}\n", server.url),
+                "url": server.url,
+                "token": server.token,
+                "image": image,
+                "imageName": image,
+                "repo_url": url,
+            });
+            send(SseEvent::default().data(data.to_string()));
+        }
+        Err(e) => send(event("failed", &e.to_string(), None)),
+    }
+}
+
+/// Submits the repository and follows its build, sending BinderHub's events;
+/// the image once built (and whether it was found built), `None` once failed.
+async fn built(
+    state: &AppState,
+    repository: &Repository,
+    events: &Events,
+) -> Option<(String, bool)> {
+    let send = |e: SseEvent| {
+        let _ = events.send(e);
+    };
+    let failed = |message: &str| {
+        let _ = events.send(event("failed", message, None));
+        None
+    };
+    let Repository {
+        course,
+        url,
+        reference,
+    } = repository;
+    let name = environment_name(url, reference);
+    let env = match environments::submit_repository(state, course, &name, url, reference).await {
+        Ok(env) => env,
+        Err(e) => return failed(&e.to_string()),
+    };
     if env.status == crate::store::Status::Ready {
-        return stream::iter([event("ready", "Done! Found built image", Some(&image))]).boxed();
+        return Some((env.image, true));
     }
     let build_id = match state.store.environment(&env.id).await {
         Ok(Some(row)) => row.build_id,
         _ => None,
     };
     let Some(build_id) = build_id else {
-        return stream::iter([event("failed", "the build could not be found", None)]).boxed();
+        return failed("the build could not be found");
     };
-    match events::build_events(&state, &build_id, 0).await {
-        Ok(events) => events
-            .filter_map(move |(_, data)| std::future::ready(translate(&data, &image)))
-            .boxed(),
-        Err(e) => stream::iter([event("failed", &e.to_string(), None)]).boxed(),
+    let mut stream = match events::build_events(state, &build_id, 0).await {
+        Ok(stream) => stream,
+        Err(e) => return failed(&e.to_string()),
+    };
+    while let Some((_, data)) = stream.next().await {
+        match BuildEvent::parse(&data) {
+            Some(BuildEvent::Stage(Event::StageStarted { stage, .. })) => send(match stage {
+                Stage::Publish => event("pushing", "Pushing image", None),
+                other => event("building", &format!("Step: {}", other.name()), None),
+            }),
+            Some(BuildEvent::Done {
+                error: Some(error), ..
+            }) => return failed(&error),
+            Some(BuildEvent::Done { .. }) => return Some((env.image, false)),
+            _ => {}
+        }
     }
+    failed("the build's events ended before it did")
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub struct HubAuth {
 #[derive(Debug, Deserialize)]
 struct HubUser {
     #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
     kind: Option<String>,
     #[serde(default)]
     groups: Vec<String>,
@@ -139,6 +141,7 @@ fn principal_of(hub: &HubAuth, user: &HubUser) -> Principal {
         },
         courses: teaches,
         reads: attends,
+        hub_user: user.name.clone(),
     }
 }
 
@@ -154,6 +157,7 @@ mod tests {
             teacher_prefix: "teacher:".into(),
         };
         let user = |groups: &[&str], kind: Option<&str>| HubUser {
+            name: Some("ada".into()),
             kind: kind.map(String::from),
             groups: groups.iter().map(|g| g.to_string()).collect(),
         };

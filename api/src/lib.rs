@@ -13,9 +13,11 @@ pub mod distribution;
 pub mod environments;
 pub mod error;
 pub mod events;
+pub mod exam_windows;
 pub mod git_tokens;
 pub mod hooks;
 pub mod hub_auth;
+pub mod hub_launch;
 pub mod operations;
 pub mod store;
 pub mod upgrade;
@@ -103,6 +105,7 @@ impl AppState {
                 role: record.role,
                 courses: record.courses,
                 reads: Vec::new(),
+                hub_user: None,
             });
         }
         // not one of trousse's: a JupyterHub user's token, when a hub is configured
@@ -183,6 +186,8 @@ impl Modify for TokenSecurity {
         hooks::push,
         git_tokens::set,
         git_tokens::delete,
+        exam_windows::set,
+        exam_windows::delete,
         distribution::version,
         distribution::manifest_doc,
         distribution::blob_doc,
@@ -197,6 +202,8 @@ impl Modify for TokenSecurity {
         environments::EnvironmentList,
         hooks::PushOutcome,
         git_tokens::GitToken,
+        exam_windows::WindowRequest,
+        exam_windows::WindowView,
         hooks::Followed,
         store::Status,
         error::ErrorBody,
@@ -235,6 +242,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/courses/{course}/git-token",
             put(git_tokens::set).delete(git_tokens::delete),
+        )
+        .route(
+            "/api/v1/courses/{course}/exams/{name}/window",
+            put(exam_windows::set).delete(exam_windows::delete),
         )
         .route("/api/v1/environments/{id}/events", get(events::follow))
         .route("/api/v1/openapi.json", get(openapi_document))

@@ -74,6 +74,13 @@ pub struct ServeArgs {
     /// with the course rights of their groups.
     #[arg(long, value_name = "URL")]
     pub hub_api_url: Option<url::Url>,
+    /// Where users reach the hub (e.g. https://hub.example.org/): servers launched through
+    /// BinderHub's API are under it.
+    #[arg(long, value_name = "URL")]
+    pub hub_public_url: Option<url::Url>,
+    /// trousse's own token at the hub (its service's api_token), to launch servers.
+    #[arg(long, env = "JUPYTERHUB_API_TOKEN", hide_env_values = true, value_parser = parse_hub_token)]
+    pub hub_api_token: Option<Secret>,
     /// The prefix of the hub groups of a course's students.
     #[arg(long, default_value = "course:")]
     pub hub_student_prefix: String,
@@ -103,6 +110,13 @@ fn parse_secret(text: &str) -> Result<Secret, String> {
         return Err("a webhook secret has at least 16 characters".into());
     }
     Ok(Secret::new(text.to_string()))
+}
+
+fn parse_hub_token(text: &str) -> Result<Secret, String> {
+    if text.trim().is_empty() {
+        return Err("the hub API token is empty".into());
+    }
+    Ok(Secret::new(text.trim().to_string()))
 }
 
 fn parse_hub_version(text: &str) -> Result<String, String> {
@@ -136,23 +150,39 @@ impl ServeArgs {
         config.git_hosts = self.git_hosts;
         config.allowed_indexes = self.allowed_indexes;
         config.defaults.jupyter = !self.no_jupyter;
+        let hub_api_url = self.hub_api_url.map(|mut api_url| {
+            if !api_url.path().ends_with('/') {
+                let path = format!("{}/", api_url.path());
+                api_url.set_path(&path);
+            }
+            api_url
+        });
+        let launcher = match (&hub_api_url, self.hub_public_url, self.hub_api_token) {
+            (Some(api_url), Some(mut public_url), Some(token)) => {
+                if !public_url.path().ends_with('/') {
+                    let path = format!("{}/", public_url.path());
+                    public_url.set_path(&path);
+                }
+                Some(trousse_api::hub_launch::HubLauncher {
+                    api_url: api_url.clone(),
+                    public_url,
+                    token,
+                })
+            }
+            _ => None,
+        };
         config.binder = self
             .binder_course
             .map(|course| trousse_api::binder::BinderConfig {
                 course,
                 base_url: format!("/{}/", self.binder_base_url.trim_matches('/'))
                     .replace("//", "/"),
+                launcher,
             });
-        config.hub = self.hub_api_url.map(|mut api_url| {
-            if !api_url.path().ends_with('/') {
-                let path = format!("{}/", api_url.path());
-                api_url.set_path(&path);
-            }
-            trousse_api::hub_auth::HubAuth {
-                api_url,
-                student_prefix: self.hub_student_prefix,
-                teacher_prefix: self.hub_teacher_prefix,
-            }
+        config.hub = hub_api_url.map(|api_url| trousse_api::hub_auth::HubAuth {
+            api_url,
+            student_prefix: self.hub_student_prefix,
+            teacher_prefix: self.hub_teacher_prefix,
         });
         config.defaults.hub_version = self.hub_version;
         config.webhook_secret = self.webhook_secret;
