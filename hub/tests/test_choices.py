@@ -1,4 +1,4 @@
-from trousse_jupyterhub import choices_for, docker_allowed_images, kubespawner_profiles
+from trousse_jupyterhub import choice_of, choices_for, docker_allowed_images, kubespawner_profiles
 
 
 def env(course, name, **extra):
@@ -15,22 +15,37 @@ def env(course, name, **extra):
     return base
 
 
-def test_exams_first_failed_and_replaced_left_out():
+def test_open_exams_first_failed_last_replaced_and_closed_left_out():
     envs = [
         env("stats", "course"),
         env("intro", "week1"),
-        env("intro", "exam", exam=True),
+        env("intro", "exam", exam=True, window={"opens": "x", "closes": "y", "open": True}),
+        env("intro", "later", exam=True, window={"opens": "x", "closes": None, "open": False}),
         env("intro", "broken", status="failed"),
         env("intro", "old", current=False),
     ]
     slugs = [c.slug for c in choices_for(envs)]
-    assert slugs == ["intro-exam", "intro-week1", "stats-course"]
+    assert slugs == ["intro-exam", "intro-week1", "stats-course", "intro-broken"]
 
 
-def test_a_building_environment_is_offered_and_says_so():
-    [choice] = choices_for([env("intro", "week2", status="building")])
-    assert choice.startable
-    assert "(building)" in choice.display_name
+def test_a_building_environment_is_offered_under_a_name_that_stays():
+    [building] = choices_for([env("intro", "week2", status="building")])
+    [ready] = choices_for([env("intro", "week2")])
+    assert building.startable
+    # DockerSpawner's key: the page shown while building still names it once ready
+    assert building.display_name == ready.display_name
+    assert docker_allowed_images([building]) == docker_allowed_images([ready])
+    # KubeSpawner's profiles show the status (their key is the slug)
+    [profile] = kubespawner_profiles([building])
+    assert "(building)" in profile["display_name"]
+
+
+def test_a_choice_is_named_by_its_key_slug_or_image():
+    choice = choice_of(env("intro", "week1"))
+    assert choice.names("week1 — intro")
+    assert choice.names("intro-week1")
+    assert choice.names("trousse.example.org/intro/week1:latest")
+    assert not choice.names("week1")
 
 
 def test_kubespawner_profiles_carry_the_image_and_default_url():

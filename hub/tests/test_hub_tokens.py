@@ -75,10 +75,16 @@ c.JupyterHub.authenticator_class = "dummy"
 """
 
 
-def start_hub(work, config, hub_ip="127.0.0.1", env=None):
-    """JupyterHub on free ports with its files in `work` and `config` on top, its log in
-    `work/hub.log`, once its API answers; returns it, its API URL and the proxy's URL."""
-    hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
+def hub_ports():
+    """Free ports for a hub: its own, its proxy's and the proxy's API."""
+    return free_port(), free_port(), free_port()
+
+
+def start_hub(work, config, hub_ip="127.0.0.1", env=None, ports=None):
+    """JupyterHub on `ports` (else free ones) with its files in `work` and `config` on
+    top, its log in `work/hub.log`, once its API answers; returns it, its API URL and
+    the proxy's URL."""
+    hub_port, proxy_port, proxy_api_port = ports or hub_ports()
     common = COMMON_CONFIG.format(
         proxy_port=proxy_port,
         hub_ip=hub_ip,

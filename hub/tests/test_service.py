@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ import pytest
 
 from trousse_jupyterhub import (
     EnvironmentFailed,
+    ExamClosed,
     TrousseClient,
     TrousseSpawnerMixin,
     allowed_images,
@@ -54,16 +56,18 @@ def call(url, token, method="GET", body=None, content_type="application/yaml"):
         return json.loads(response.read())
 
 
-def start_serve(work, *args):
-    """`trousse serve` on a free port with its data in `work`; returns it and its URL."""
+def start_serve(work, *args, env=None):
+    """`trousse serve` on a free port with its data in `work` (and `env` added to
+    its environment); returns it and its URL."""
     port = free_port()
-    serve = subprocess.Popen(
-        [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(work / "data")]
-        + ["--no-jupyter", *args],
-        env=dict(os.environ, TROUSSE_DEFAULT_BASE="scratch"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with open(work / "serve.log", "a") as log:
+        serve = subprocess.Popen(
+            [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(work / "data")]
+            + ["--no-jupyter", *args],
+            env=dict(os.environ, TROUSSE_DEFAULT_BASE="scratch", **(env or {})),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     return serve, f"http://127.0.0.1:{port}"
 
 
@@ -226,9 +230,49 @@ def test_an_exam_server_gets_the_exam_network_and_labels(service):
     asyncio.run(spawn(spawner))
     assert spawner.network_name == "exam-net"
     assert spawner.extra_labels == {"app": "jupyterhub", "trousse.io/exam": "true"}
-    # a course environment keeps the spawner's network
+    # the same user's next server, of a course environment, is back on the course network
     week = submit(service, "intro-python", "week3", ["greet"])
-    course = Spawner(client, week["image"], "course:intro-python")
-    course.network_name, course.trousse_exam_network = "course-net", "exam-net"
-    asyncio.run(spawn(course))
-    assert course.network_name == "course-net"
+    spawner.user_options = {"image": week["image"]}
+    spawner.user.groups = ["course:intro-python"]
+    asyncio.run(spawn(spawner))
+    assert spawner.network_name == "course-net"
+    assert spawner.extra_labels == {"app": "jupyterhub"}
+
+
+def test_an_exam_is_listed_and_started_only_within_its_window(service):
+    spec = f"name: midterm\nchannels: ['{service.channel}']\ndependencies: [greet]\n"
+    later = {"spec": spec, "exam": True, "opens": "2099-01-01T09:00:00+01:00"}
+    url = f"{service.url}/api/v1/courses/exam-window/environments"
+    created = call(url, service.admin, "POST", json.dumps(later).encode(), "application/json")
+    assert created["window"] == {"opens": "2099-01-01T08:00:00Z", "closes": None, "open": False}
+    client = TrousseClient(service.url, service.hub)
+    student = spawner("course:exam-window")
+    assert asyncio.run(profile_list(client=client)(student)) == []
+    closed = Spawner(client, created["image"], "course:exam-window")
+    with pytest.raises(ExamClosed, match="opens at 2099-01-01T08:00:00Z"):
+        asyncio.run(spawn(closed))
+    assert not closed.started
+    # the teacher opens it now: it is listed first and starts
+    window = f"{service.url}/api/v1/courses/exam-window/exams/midterm/window"
+    body = json.dumps({"opens": "2020-01-01T00:00:00Z", "closes": "2099-01-01T00:00:00Z"})
+    opened = call(window, service.admin, "PUT", body.encode(), "application/json")
+    assert opened["window"]["open"] is True
+    [profile] = asyncio.run(profile_list(client=client)(student))
+    assert profile["slug"] == "exam-window-midterm"
+    started = Spawner(client, profile["kubespawner_override"]["image"], "course:exam-window")
+    asyncio.run(spawn(started))
+    assert started.started
+    # a course environment has no window
+    bad = json.dumps({"closes": "2099-01-01T00:00:00Z"}).encode()
+    listed = call(f"{service.url}/api/v1/courses/intro-python/environments", service.admin)
+    assert all(env["window"] is None for env in listed["environments"])
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        call(
+            f"{service.url}/api/v1/courses/intro-python/exams/week1/window",
+            service.admin,
+            "PUT",
+            bad,
+            "application/json",
+        )
+    assert refused.value.code == 404
+    assert "not an exam" in json.loads(refused.value.read())["message"]

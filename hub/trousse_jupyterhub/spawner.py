@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
+from .choices import choice_of, window_open
 from .client import TrousseClient, follow
 from .courses import CourseMapping
 from .hub import _client
@@ -13,6 +14,10 @@ from .hub import _client
 
 class EnvironmentFailed(RuntimeError):
     """The chosen environment's build failed: the spawn is refused with its error."""
+
+
+class ExamClosed(RuntimeError):
+    """The chosen exam is outside its time window: the spawn is refused."""
 
 
 def describe(event: dict) -> str | None:
@@ -39,7 +44,13 @@ class TrousseSpawnerMixin:
     trousse_exam_labels: ClassVar[dict] = {"trousse.io/exam": "true"}
 
     def _trousse_exam_policy(self, environment: dict) -> None:
-        """An exam's server gets no outbound network: the spawner's options say so."""
+        """An exam's server gets no outbound network: the spawner's options say so.
+        The options are the configured ones again for the user's next server."""
+        policed = ("network_name", "extra_labels")
+        if not hasattr(self, "_trousse_configured"):
+            self._trousse_configured = {k: getattr(self, k) for k in policed if hasattr(self, k)}
+        for key, value in self._trousse_configured.items():
+            setattr(self, key, value)
         if not environment.get("exam"):
             return
         if self.trousse_exam_network and hasattr(self, "network_name"):
@@ -47,21 +58,46 @@ class TrousseSpawnerMixin:
         if hasattr(self, "extra_labels"):
             self.extra_labels = {**(self.extra_labels or {}), **self.trousse_exam_labels}
 
-    def _trousse_image(self) -> str | None:
+    def _trousse_wanted(self) -> str | None:
+        """What the spawn asks for: DockerSpawner's image key, KubeSpawner's
+        profile slug, an image (BinderHub's launch), or the only choice."""
         options = getattr(self, "user_options", None) or {}
-        return options.get("image") or getattr(self, "image", None)
+        wanted = options.get("image") or options.get("profile")
+        if not wanted and hasattr(self, "_get_allowed_images"):
+            # DockerSpawner shows no form for a single image, and would start its default one
+            allowed = self._get_allowed_images()
+            if isinstance(allowed, dict) and len(allowed) == 1:
+                wanted = next(iter(allowed))
+        return wanted or getattr(self, "image", None)
 
     async def _trousse_environment(self) -> dict | None:
-        """The trousse environment of the chosen image, among the user's courses."""
-        image = self._trousse_image()
-        if not image:
+        """The trousse environment the spawn asks for, among the user's courses'."""
+        wanted = self._trousse_wanted()
+        if not wanted:
             return None
         client = self.trousse_client or _client()
         courses = (self.trousse_mapping or CourseMapping()).courses(self.user.groups)
         for environment in await client.environments_of(courses):
-            if environment.get("image") == image:
+            choice = choice_of(environment)
+            if environment.get("current", True) and choice.names(wanted):
+                if hasattr(self, "_get_allowed_images"):
+                    # DockerSpawner checks its key: an image or the only choice becomes one
+                    self.user_options = {**(self.user_options or {}), "image": choice.display_name}
                 return environment
         return None
+
+    @staticmethod
+    def _trousse_check_window(environment: dict) -> None:
+        """An exam outside its time window is refused, saying when it opens or closed."""
+        if window_open(environment):
+            return
+        window = environment.get("window") or {}
+        name = f"{environment.get('course')}/{environment.get('name')}"
+        opens, closes = window.get("opens"), window.get("closes")
+        when = (
+            f"it opens at {opens}" if opens and not closes else f"its window is {opens} to {closes}"
+        )
+        raise ExamClosed(f"the exam {name} cannot be started now: {when} (UTC)")
 
     def _trousse_events(self) -> asyncio.Queue:
         if not hasattr(self, "_trousse_queue"):
@@ -70,12 +106,14 @@ class TrousseSpawnerMixin:
         return self._trousse_queue
 
     async def start(self):
-        self._trousse_events()
+        # each spawn has its own events
+        self._trousse_queue, self._trousse_waited = asyncio.Queue(), asyncio.Event()
         try:
             environment = await self._trousse_environment()
             if environment is not None:
+                self._trousse_check_window(environment)
                 await self._trousse_wait(environment)
-                self._trousse_exam_policy(environment)
+            self._trousse_exam_policy(environment or {})
         finally:
             self._trousse_waited.set()
         return await super().start()
@@ -97,6 +135,26 @@ class TrousseSpawnerMixin:
         if status == "failed":
             name = f"{environment.get('course')}/{environment.get('name')}"
             raise EnvironmentFailed(f"the environment {name} failed to build: {error}")
+
+    async def pull_image(self, image):
+        """DockerSpawner's pull takes `REPO:TAG` apart, which breaks an exam's image
+        (pinned `REPO@sha256:…`): that one is pulled by its digest here."""
+        if "@" not in image:
+            return await super().pull_image(image)
+        policy = str(getattr(self, "pull_policy", "ifnotpresent")).lower()
+        if policy == "skip":
+            return None
+        import docker.errors
+
+        if policy != "always":
+            try:
+                return await self.docker("inspect_image", image)
+            except docker.errors.NotFound:
+                if policy == "never":
+                    raise
+        repository, digest = image.split("@", 1)
+        self.log.info("pulling %s", image)
+        return await self.docker("pull", repository, digest)
 
     async def progress(self):
         """The build's events while it builds, then the spawner's own."""
