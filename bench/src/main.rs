@@ -131,7 +131,7 @@ impl Bench {
         &self,
         spec: &Path,
         prepare: impl Fn(&Path) -> anyhow::Result<()>,
-    ) -> anyhow::Result<(Figure, BuildReport)> {
+    ) -> anyhow::Result<(Figure, BuildReport, PathBuf)> {
         let mut runs = Vec::new();
         let mut last = None;
         for _ in 0..self.runs {
@@ -141,9 +141,10 @@ impl Bench {
             let output = self.fresh("image");
             let (seconds, report) = timed(self.build(spec, &cache, &output)).await;
             runs.push(seconds);
-            last = Some(report?);
+            last = Some((report?, output));
         }
-        Ok((Figure::of(runs), last.context("no runs")?))
+        let (report, output) = last.context("no runs")?;
+        Ok((Figure::of(runs), report, output))
     }
 
     /// The channel file of a package (`NAME-VERSION-BUILD.conda`).
@@ -429,7 +430,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // 3. the same environment again
-    let (again, again_report) = bench
+    let (again, again_report, binder_image) = bench
         .time_builds(&binder, |c| clone_cache(&warm, c))
         .await?;
     table.push((
@@ -448,7 +449,7 @@ async fn main() -> anyhow::Result<()> {
     let mut plus_one = bench.channel.binder.clone();
     plus_one.push(bench.channel.extra_package.clone());
     let plus_one_spec = bench.spec("binder-plus-one", &plus_one)?;
-    let (added, added_report) = bench
+    let (added, added_report, plus_one_image) = bench
         .time_builds(&plus_one_spec, |c| clone_cache(&warm, c))
         .await?;
     table.push((
@@ -459,6 +460,18 @@ async fn main() -> anyhow::Result<()> {
         added.text(),
     ));
     figures.insert("one_package_added", json!({"seconds": added, "cached_layers": added_report.cached_layers, "layers": added_report.layers}));
+    // what a hub node holding the environment pulls for it with one package more
+    let held = ImageBlobs::read(&binder_image).await?;
+    let wanted = ImageBlobs::read(&plus_one_image).await?;
+    let node_pulls = wanted.bytes_missing_from(&held);
+    table.push((
+        "  a node holding the environment pulls, of the new image (one layer: all of it)".into(),
+        format!("{} of {}", mb(node_pulls), mb(wanted.bytes())),
+    ));
+    figures.insert(
+        "one_package_added_pull",
+        json!({"node_pulls_bytes": node_pulls, "image_bytes": wanted.bytes()}),
+    );
 
     // 5. the ten courses, on one cache that then holds every package
     eprintln!(

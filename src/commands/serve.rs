@@ -150,27 +150,12 @@ impl ServeArgs {
         config.git_hosts = self.git_hosts;
         config.allowed_indexes = self.allowed_indexes;
         config.defaults.jupyter = !self.no_jupyter;
-        let hub_api_url = self.hub_api_url.map(|mut api_url| {
-            if !api_url.path().ends_with('/') {
-                let path = format!("{}/", api_url.path());
-                api_url.set_path(&path);
-            }
-            api_url
-        });
-        let launcher = match (&hub_api_url, self.hub_public_url, self.hub_api_token) {
-            (Some(api_url), Some(mut public_url), Some(token)) => {
-                if !public_url.path().ends_with('/') {
-                    let path = format!("{}/", public_url.path());
-                    public_url.set_path(&path);
-                }
-                Some(trousse_api::hub_launch::HubLauncher {
-                    api_url: api_url.clone(),
-                    public_url,
-                    token,
-                })
-            }
-            _ => None,
-        };
+        let hub_api_url = self.hub_api_url.map(with_slash);
+        let launcher = launcher(
+            hub_api_url.as_ref(),
+            self.hub_public_url,
+            self.hub_api_token,
+        )?;
         config.binder = self
             .binder_course
             .map(|course| trousse_api::binder::BinderConfig {
@@ -199,6 +184,39 @@ impl ServeArgs {
             })?;
         }
         Ok(config)
+    }
+}
+
+/// A URL whose path ends with `/`, so that relative paths join under it.
+fn with_slash(mut url: url::Url) -> url::Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
+
+/// The hub launcher BinderHub's launch mode uses: all of its settings, or none.
+fn launcher(
+    api_url: Option<&url::Url>,
+    public_url: Option<url::Url>,
+    token: Option<Secret>,
+) -> anyhow::Result<Option<trousse_api::hub_launch::HubLauncher>> {
+    match (api_url, public_url, token) {
+        (Some(api_url), Some(public_url), Some(token)) => {
+            Ok(Some(trousse_api::hub_launch::HubLauncher {
+                api_url: api_url.clone(),
+                public_url: with_slash(public_url),
+                token,
+            }))
+        }
+        (_, Some(_), _) => Err(BuildError::Usage(
+            "--hub-public-url launches servers: it needs --hub-api-url and JUPYTERHUB_API_TOKEN \
+             (the trousse service's token at the hub)"
+                .into(),
+        )
+        .into()),
+        _ => Ok(None),
     }
 }
 
