@@ -520,6 +520,8 @@ fn the_openapi_document_validates_and_lists_every_route() {
             ("/api/v1/hooks/git", "post"),
             ("/api/v1/courses/{course}/git-token", "put"),
             ("/api/v1/courses/{course}/git-token", "delete"),
+            ("/api/v1/courses/{course}/exams/{name}/window", "put"),
+            ("/api/v1/courses/{course}/exams/{name}/window", "delete"),
             ("/api/v1/openapi.json", "get"),
             ("/health", "get"),
             ("/metrics", "get"),
@@ -533,7 +535,7 @@ fn the_openapi_document_validates_and_lists_every_route() {
                 "{method} {path} is not documented"
             );
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 12);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 13);
         require("python3");
         let file = ws.path("openapi.json");
         std::fs::write(&file, &text).unwrap();

@@ -116,6 +116,7 @@ pub struct WindowView {
 #[utoipa::path(
     put,
     path = "/api/v1/courses/{course}/exams/{name}/window",
+    operation_id = "set_exam_window",
     params(("course" = String, Path, description = "The course"), ("name" = String, Path, description = "The exam environment's name")),
     request_body = WindowRequest,
     responses(
@@ -151,6 +152,7 @@ pub async fn set(
 #[utoipa::path(
     delete,
     path = "/api/v1/courses/{course}/exams/{name}/window",
+    operation_id = "delete_exam_window",
     params(("course" = String, Path, description = "The course"), ("name" = String, Path, description = "The exam environment's name")),
     responses(
         (status = 204, description = "Removed"),

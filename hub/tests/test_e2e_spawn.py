@@ -605,6 +605,9 @@ def test_binderhub_launch_mode_starts_the_users_server(world):
     )
     with urllib.request.urlopen(status, timeout=30) as answer:
         assert answer.status == 200
+    # the repository's files are at their fixed path, which a persistent home does not hide
+    code = "print(open('/srv/repo/environment.yml').read())"
+    assert "dependencies: [greet]" in run_in_kernel(world, "ada", ready["token"], code)
     server = hub_call(f"{world.api}users/ada", SERVICE_TOKEN)["servers"][""]
     assert server["user_options"]["repo_url"] == world.repo_url, server
     stop(world, "ada")
