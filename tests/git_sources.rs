@@ -509,6 +509,23 @@ fn the_service_builds_repositories_from_allowed_hosts_only() {
             labels["Labels"]["org.opencontainers.image.revision"],
             first.as_str()
         );
+        // the build read the repository's files again: they are in the image
+        let layout = ws.path("pulled");
+        run_ok(Command::new("skopeo").args([
+            "copy",
+            "--src-tls-verify=false",
+            &image,
+            &format!("oci:{}:course", layout.display()),
+        ]));
+        let (_, layers) = self::image(&layout, "course");
+        let files: Vec<String> = layers
+            .iter()
+            .flat_map(|l| layer_listing(&layout, l))
+            .map(|(path, _, _)| path)
+            .collect();
+        for file in ["srv/repo/intro.ipynb", "home/jovyan/intro.ipynb"] {
+            assert!(files.contains(&file.to_string()), "{file} in {files:?}");
+        }
 
         // the same commit is the same request; a new commit on the branch is rebuilt
         let (status, same) = submit(serde_json::json!({"repo": url, "ref": "main"})).await;

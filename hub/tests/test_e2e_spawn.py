@@ -249,6 +249,16 @@ def world(tmp_path_factory):
         for process in (serve, channel, broken_channel, git_daemon):
             process.terminate()
             process.wait()
+        # the images the node pulled from this trousse
+        host = trousse_url.removeprefix("http://")
+        listed = subprocess.run(
+            ["docker", "images", "-q", host + "/*/*"],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if listed:
+            subprocess.run(["docker", "rmi", "-f", *listed], check=False, capture_output=True)
         for rule in firewall:
             subprocess.run(["iptables", "-D", *rule], check=False, capture_output=True)
         for name in (network, exam_network):
@@ -318,6 +328,8 @@ def run_in_kernel(world, user, token, code):
             continue
         if message["msg_type"] == "stream":
             out += message["content"]["text"]
+        if message["msg_type"] == "error":
+            out += f"{message['content']['ename']}: {message['content']['evalue']}"
         if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
             break
     ws.close()

@@ -157,13 +157,18 @@ pub async fn stored_content(
     cache_dir: &Path,
 ) -> Result<Option<RepoContent>, BuildError> {
     let label = |name: &str| settings.labels.get(name).cloned();
-    let (Some(url), Some(commit), Some(reference), Some(digest)) = (
-        label(SOURCE_LABEL),
+    let Some(url) = label(SOURCE_LABEL) else {
+        return Ok(None);
+    };
+    // an image never silently lacks its repository's files
+    let (Some(commit), Some(reference), Some(digest)) = (
         label(REVISION_LABEL),
         label(REF_LABEL),
         label(CONTENT_LABEL),
     ) else {
-        return Ok(None);
+        return Err(BuildError::Internal(format!(
+            "the build of {url} lacks its commit, ref or content label: submit the repository again"
+        )));
     };
     let mut address = RepoAddress::parse(&url)?;
     address.password = token;
@@ -244,6 +249,10 @@ impl Repository {
         image
             .labels
             .insert(CONTENT_LABEL.into(), self.content.digest());
+        // what a later build (the service's) reads the files again with
+        image
+            .labels
+            .insert(REF_LABEL.into(), record.reference.clone());
         if let Some(start) = &self.plan.start {
             image.entrypoint = Some(vec![format!("{REPO_DIR}/{start}")]);
         }
