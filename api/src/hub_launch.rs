@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
@@ -84,14 +85,14 @@ impl HubLauncher {
             .map_err(|e| LaunchError::Hub(format!("client: {e}")))?;
         let name = utf8_percent_encode(user, NON_ALPHANUMERIC).to_string();
         let status: Value = self
-            .call(&client, "GET", &format!("users/{name}"), None)
+            .call(&client, Method::GET, &format!("users/{name}"), None)
             .await?;
         if status["servers"].get("").is_some() {
             return Err(LaunchError::AlreadyRunning { user: user.into() });
         }
         self.call(
             &client,
-            "POST",
+            Method::POST,
             &format!("users/{name}/server"),
             Some(options),
         )
@@ -109,7 +110,12 @@ impl HubLauncher {
             "scopes": scopes,
         });
         let token: Value = self
-            .call(&client, "POST", &format!("users/{name}/tokens"), Some(body))
+            .call(
+                &client,
+                Method::POST,
+                &format!("users/{name}/tokens"),
+                Some(body),
+            )
             .await?;
         let token = token["token"]
             .as_str()
@@ -124,13 +130,11 @@ impl HubLauncher {
     async fn call(
         &self,
         client: &reqwest::Client,
-        method: &str,
+        method: Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, LaunchError> {
         let url = self.url(path)?;
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|e| LaunchError::Hub(format!("method: {e}")))?;
         let mut request = client
             .request(method.clone(), url.clone())
             .timeout(Duration::from_secs(30))
