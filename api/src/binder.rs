@@ -278,17 +278,18 @@ async fn built(
         reference,
     } = repository;
     let name = environment_name(url, reference);
-    let env = match environments::submit_repository(state, course, &name, url, reference).await {
-        Ok(env) => env,
+    let row = match environments::submit_repository(state, course, &name, url, reference).await {
+        Ok(row) => row,
         Err(e) => return failed(&e.to_string()),
     };
-    if env.status == crate::store::Status::Ready {
-        return Some((env.image, true));
-    }
-    let build_id = match state.store.environment(&env.id).await {
-        Ok(Some(row)) => row.build_id,
-        _ => None,
+    let (status, build_id) = (row.status, row.build_id.clone());
+    let image = match state.view(row).await {
+        Ok(env) => env.image,
+        Err(e) => return failed(&e.to_string()),
     };
+    if status == crate::store::Status::Ready {
+        return Some((image, true));
+    }
     let Some(build_id) = build_id else {
         return failed("the build could not be found");
     };
@@ -305,7 +306,7 @@ async fn built(
             Some(BuildEvent::Done {
                 error: Some(error), ..
             }) => return failed(&error),
-            Some(BuildEvent::Done { .. }) => return Some((env.image, false)),
+            Some(BuildEvent::Done { .. }) => return Some((image, false)),
             _ => {}
         }
     }

@@ -163,8 +163,6 @@ struct Submission {
     request_hash: String,
     /// A repository's request (its environment and files) and its source record.
     repository: Option<(BuildRequest, String)>,
-    /// An exam's time window, to set with it.
-    window: Option<Window>,
 }
 
 /// Names of courses and environments: one OCI repository path component each.
@@ -226,7 +224,7 @@ impl Submission {
         headers: &HeaderMap,
         query: SubmitQuery,
         body: Bytes,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<(Self, Option<Window>), ApiError> {
         let mut request = EnvironmentRequest::from_body(headers, query, &body)?;
         let window = Window::parse(
             request.opens.take().as_deref(),
@@ -239,9 +237,7 @@ impl Submission {
                 "\"opens\" and \"closes\" go with \"exam\": true (only exams have time windows)",
             ));
         }
-        let mut submission = Self::of_request(state, course, request).await?;
-        submission.window = window;
-        Ok(submission)
+        Ok((Self::of_request(state, course, request).await?, window))
     }
 
     /// What a request asks for: a repository, a spec or a lock.
@@ -287,7 +283,6 @@ impl Submission {
                     spec: None,
                     lock_text: Some(lock_text),
                     repository: None,
-                    window: None,
                 })
             }
             _ => Err(ApiError::bad_request(
@@ -328,7 +323,6 @@ impl Submission {
             spec: Some((spec_text, spec)),
             lock_text: None,
             repository: None,
-            window: None,
         })
     }
 
@@ -384,7 +378,6 @@ impl Submission {
             spec: None,
             lock_text: None,
             repository: Some((request, record)),
-            window: None,
         })
     }
 
@@ -612,8 +605,8 @@ pub async fn submit(
             ApiError::bad_request("invalid_body", e.body_text())
         }
     })?;
-    let submission = Submission::parse(&state, &course, &headers, query, body).await?;
-    carry_out(&state, &course, submission).await
+    let (submission, window) = Submission::parse(&state, &course, &headers, query, body).await?;
+    carry_out(&state, &course, submission, window).await
 }
 
 /// Asks the environment named by a repository's push to follow it (the webhook).
@@ -629,13 +622,13 @@ pub(crate) async fn follow_push(
 }
 
 /// Decides what a checked submission needs (nothing, a reused image, a
-/// build), stores it and answers with the environment.
+/// build), stores it with an exam's window and answers with the environment.
 async fn carry_out(
     state: &AppState,
     course: &str,
     submission: Submission,
+    window: Option<Window>,
 ) -> Result<Response, ApiError> {
-    let window = submission.window;
     let (env, status) = decide(state, course, submission).await?;
     if let Some(window) = window {
         state.store.set_window(course, &env.name, window).await?;
@@ -644,16 +637,16 @@ async fn carry_out(
 }
 
 /// Submits a repository for an environment of a course (BinderHub's build
-/// API); returns the environment, built already or building.
+/// API); returns the environment's row, built already or building.
 pub(crate) async fn submit_repository(
     state: &AppState,
     course: &str,
     name: &str,
     url: &str,
     reference: &str,
-) -> Result<Environment, ApiError> {
+) -> Result<EnvironmentRow, ApiError> {
     let (env, _) = repository_submission(state, course, name, url, reference).await?;
-    state.view(env).await
+    Ok(env)
 }
 
 /// A repository at a ref submitted for the environment `name` of a course.
