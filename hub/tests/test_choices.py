@@ -64,3 +64,20 @@ def test_kubespawner_profiles_carry_the_image_and_default_url():
 def test_docker_allowed_images_map_names_to_images():
     images = docker_allowed_images(choices_for([env("intro", "week1")]))
     assert list(images.values()) == ["trousse.example.org/intro/week1:latest"]
+
+
+def test_a_closed_exam_is_refused_saying_when():
+    import pytest
+
+    from trousse_jupyterhub import ExamClosed, TrousseSpawnerMixin
+
+    check = TrousseSpawnerMixin._trousse_check_window
+    closed = env(
+        "intro", "final", exam=True, window={"closes": "2020-01-01T00:00:00Z", "open": False}
+    )
+    with pytest.raises(ExamClosed, match="it closed at 2020-01-01T00:00:00Z"):
+        check(closed)
+    later = {"opens": "2099-01-01T00:00:00Z", "closes": "2099-01-02T00:00:00Z", "open": False}
+    with pytest.raises(ExamClosed, match="its window is 2099-01-01T00:00:00Z to 2099-01-02"):
+        check(env("intro", "final", exam=True, window=later))
+    check(env("intro", "final", exam=True, window={**later, "open": True}))

@@ -30,7 +30,16 @@ from types import SimpleNamespace
 
 import pytest
 from test_hub_tokens import hub_call, hub_ports, start_hub
-from test_service import BIN, call, example_channel, free_port, start_serve, wait_for
+from test_service import (
+    BIN,
+    call,
+    create_token,
+    example_channel,
+    free_port,
+    start_serve,
+    wait_built,
+    wait_for,
+)
 
 HUB_VERSION = "5.3.0"
 HERE = Path(__file__).parent
@@ -206,13 +215,7 @@ def world(tmp_path_factory):
     try:
         wait_for(f"{trousse_url}/health")
 
-        def token(role, *courses):
-            args = [BIN, "token", "create", "--role", role, "--data-dir", str(work / "data")]
-            for course in courses:
-                args += ["--course", course]
-            return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
-
-        teacher, hub_token = token("teacher", "intro"), token("hub")
+        teacher, hub_token = create_token(work, "teacher", "intro"), create_token(work, "hub")
         env = submit_and_wait(trousse_url, teacher, channel_url, "week1", "greet, hello-prefix")
         # the next week's environment: the same layers, and one package more
         week2 = submit_and_wait(
@@ -273,22 +276,17 @@ def submit(trousse_url, teacher, channel_url, name, packages, exam=False):
     return call(url, teacher, "POST", body, "application/json")
 
 
-def wait_built(trousse_url, teacher, created):
-    """The environment once its build is over."""
-    deadline = time.time() + 300
-    url = f"{trousse_url}/api/v1/environments/{created['id']}"
-    while (env := call(url, teacher))["status"] not in ("ready", "failed"):
-        assert time.time() < deadline
-        time.sleep(0.5)
-    return env
-
-
 def submit_and_wait(trousse_url, teacher, channel_url, name, packages, exam=False):
     """A submitted environment, once built."""
     created = submit(trousse_url, teacher, channel_url, name, packages, exam)
     env = wait_built(trousse_url, teacher, created)
     assert env["status"] == "ready", env
     return env
+
+
+def user_token(world, user):
+    """A new hub token of `user`, made by the test's service."""
+    return hub_call(f"{world.api}users/{user}/tokens", SERVICE_TOKEN, "POST", b"{}")["token"]
 
 
 def run_in_kernel(world, user, token, code):
@@ -345,7 +343,7 @@ def test_a_student_spawns_the_course_image_and_runs_its_program(world):
     key = "week1 — intro"
     subprocess.run(["docker", "rmi", "-f", world.image], check=False, capture_output=True)
     cold = spawn(world, "ada", key)
-    token = hub_call(f"{world.api}users/ada/tokens", SERVICE_TOKEN, "POST", b"{}")["token"]
+    token = user_token(world, "ada")
     out = run_in_kernel(
         world,
         "ada",
@@ -495,7 +493,7 @@ def test_a_spawn_while_the_environment_builds_shows_its_progress(world):
     messages = [e.get("message", "") for e in events]
     assert events[-1].get("ready"), messages
     assert "Environment ready" in messages, messages
-    token = hub_call(f"{world.api}users/ada/tokens", SERVICE_TOKEN, "POST", b"{}")["token"]
+    token = user_token(world, "ada")
     code = "import os; print(os.path.exists('/opt/conda/bin/python3.12'))"
     assert "True" in run_in_kernel(world, "ada", token, code)
     stop(world, "ada")
@@ -551,7 +549,7 @@ def outside(world):
 
 def reach(world, user, address):
     """Whether the user's server connects to `address`, from its kernel."""
-    token = hub_call(f"{world.api}users/{user}/tokens", SERVICE_TOKEN, "POST", b"{}")["token"]
+    token = user_token(world, user)
     code = (
         "import socket\n"
         "try:\n"
@@ -595,7 +593,7 @@ def test_an_exam_server_has_no_outbound_network(world, outside):
 
 
 def test_binderhub_launch_mode_starts_the_users_server(world):
-    token = hub_call(f"{world.api}users/ada/tokens", SERVICE_TOKEN, "POST", b"{}")["token"]
+    token = user_token(world, "ada")
     escaped = urllib.parse.quote(world.repo_url, safe="")
     request = urllib.request.Request(
         f"{world.trousse}/services/binder/build/git/{escaped}/main",

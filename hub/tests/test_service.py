@@ -91,6 +91,24 @@ def example_channel(work, tamper=()):
     return server, url
 
 
+def create_token(work, role, *courses):
+    """A trousse token of `role` (for `courses`), made in the data directory of `work`."""
+    args = [BIN, "token", "create", "--role", role, "--data-dir", str(work / "data")]
+    for course in courses:
+        args += ["--course", course]
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def wait_built(trousse_url, token, created, seconds=300):
+    """The environment `created` once its build is over."""
+    deadline = time.time() + seconds
+    url = f"{trousse_url}/api/v1/environments/{created['id']}"
+    while (env := call(url, token))["status"] not in ("ready", "failed"):
+        assert time.time() < deadline, f"{created['name']} was never built"
+        time.sleep(0.2)
+    return env
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     work = tmp_path_factory.mktemp("trousse")
@@ -100,19 +118,12 @@ def service(tmp_path_factory):
     try:
         wait_for(f"{url}/health")
 
-        def token(role):
-            args = [BIN, "token", "create", "--role", role, "--data-dir", str(work / "data")]
-            return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
-
-        admin, hub = token("admin"), token("hub")
+        admin, hub = create_token(work, "admin"), create_token(work, "hub")
         spec = f"name: week1\nchannels: ['{channel_url}']\ndependencies: [greet]\n"
         created = call(
             f"{url}/api/v1/courses/intro-python/environments", admin, "POST", spec.encode()
         )
-        deadline = time.time() + 120
-        while call(f"{url}/api/v1/environments/{created['id']}", admin)["status"] != "ready":
-            assert time.time() < deadline, "the environment was never built"
-            time.sleep(0.2)
+        assert wait_built(url, admin, created, seconds=120)["status"] == "ready", "never built"
         yield SimpleNamespace(url=url, hub=hub, admin=admin, channel=channel_url)
     finally:
         for process in (serve, channel):

@@ -20,21 +20,29 @@ class TrousseClient:
     def __repr__(self) -> str:
         return f"TrousseClient({self.url!r}, token=<redacted>)"
 
+    def _environments_url(self, course: str) -> str:
+        return f"{self.url}/api/v1/courses/{quote(course, safe='')}/environments"
+
+    @staticmethod
+    def _environments_in(code: int, body: bytes, url: str) -> list[dict]:
+        """The environments of an answer (none for a course trousse does not know)."""
+        if code == 404:
+            return []
+        if code != 200:
+            raise RuntimeError(f"trousse answered {code} for {url}")
+        found = json.loads(body)
+        return found.get("environments", found if isinstance(found, list) else [])
+
     async def environments(self, course: str) -> list[dict]:
         """The environments of one course (none when trousse does not know it)."""
-        url = f"{self.url}/api/v1/courses/{quote(course, safe='')}/environments"
+        url = self._environments_url(course)
         request = HTTPRequest(
             url,
             headers={"Authorization": f"Bearer {self._token}"},
             request_timeout=self.timeout,
         )
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        if response.code == 404:
-            return []
-        if response.code != 200:
-            raise RuntimeError(f"trousse answered {response.code} for {url}")
-        body = json.loads(response.body)
-        return body.get("environments", body if isinstance(body, list) else [])
+        return self._environments_in(response.code, response.body, url)
 
     def environments_sync(self, course: str) -> list[dict]:
         """The environments of one course, read synchronously (for callables a
@@ -42,16 +50,13 @@ class TrousseClient:
         import urllib.error
         import urllib.request
 
-        url = f"{self.url}/api/v1/courses/{quote(course, safe='')}/environments"
+        url = self._environments_url(course)
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token}"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = json.loads(response.read())
+                return self._environments_in(response.status, response.read(), url)
         except urllib.error.HTTPError as e:
-            if e.code == 404:
-                return []
-            raise RuntimeError(f"trousse answered {e.code} for {url}") from None
-        return body.get("environments", body if isinstance(body, list) else [])
+            return self._environments_in(e.code, b"", url)
 
     async def environments_of(self, courses) -> list[dict]:
         """The environments of several courses, in course order."""

@@ -17,19 +17,20 @@ def _client() -> TrousseClient:
     )
 
 
-async def _choices(spawner, mapping: CourseMapping, client: TrousseClient):
-    groups = getattr(spawner.user, "groups", [])
-    courses = mapping.courses(groups)
-    return choices_for(await client.environments_of(courses))
+def user_courses(spawner, mapping: CourseMapping | None = None) -> dict[str, str]:
+    """The courses of the spawner's user, from their groups."""
+    return (mapping or CourseMapping()).courses(getattr(spawner.user, "groups", []))
+
+
+async def _choices(spawner, mapping: CourseMapping | None, client: TrousseClient):
+    return choices_for(await client.environments_of(user_courses(spawner, mapping)))
 
 
 def profile_list(mapping: CourseMapping | None = None, client: TrousseClient | None = None):
     """A KubeSpawner ``profile_list`` callable: the user's course environments."""
 
     async def profiles(spawner):
-        return kubespawner_profiles(
-            await _choices(spawner, mapping or CourseMapping(), client or _client())
-        )
+        return kubespawner_profiles(await _choices(spawner, mapping, client or _client()))
 
     return profiles
 
@@ -42,7 +43,7 @@ def allowed_images(mapping: CourseMapping | None = None, client: TrousseClient |
 
     def images(spawner):
         reader = client or _client()
-        courses = (mapping or CourseMapping()).courses(getattr(spawner.user, "groups", []))
+        courses = user_courses(spawner, mapping)
         environments = [env for course in courses for env in reader.environments_sync(course)]
         return docker_allowed_images(choices_for(environments))
 

@@ -9,7 +9,7 @@ from typing import ClassVar
 from .choices import choice_of, window_open
 from .client import TrousseClient, follow
 from .courses import CourseMapping
-from .hub import _client
+from .hub import _client, user_courses
 
 
 class EnvironmentFailed(RuntimeError):
@@ -76,7 +76,7 @@ class TrousseSpawnerMixin:
         if not wanted:
             return None
         client = self.trousse_client or _client()
-        courses = (self.trousse_mapping or CourseMapping()).courses(self.user.groups)
+        courses = user_courses(self, self.trousse_mapping)
         for environment in await client.environments_of(courses):
             choice = choice_of(environment)
             if environment.get("current", True) and choice.names(wanted):
@@ -94,9 +94,12 @@ class TrousseSpawnerMixin:
         window = environment.get("window") or {}
         name = f"{environment.get('course')}/{environment.get('name')}"
         opens, closes = window.get("opens"), window.get("closes")
-        when = (
-            f"it opens at {opens}" if opens and not closes else f"its window is {opens} to {closes}"
-        )
+        if opens and closes:
+            when = f"its window is {opens} to {closes}"
+        elif opens:
+            when = f"it opens at {opens}"
+        else:
+            when = f"it closed at {closes}"
         raise ExamClosed(f"the exam {name} cannot be started now: {when} (UTC)")
 
     def _trousse_events(self) -> asyncio.Queue:
