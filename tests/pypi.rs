@@ -386,6 +386,10 @@ fn real_requirements_files_resolve_offline_from_a_local_index() {
             "attrs==23.2.0",
             "patsy==0.5.6",
             "tabulate==0.9.0",
+            // its METADATA has a License with whitespace-only continuation lines
+            "jupyter_core==5.7.2",
+            "platformdirs==4.2.2",
+            "traitlets==5.14.3",
         ]));
     assert!(
         download.status.success(),
@@ -406,6 +410,7 @@ fn real_requirements_files_resolve_offline_from_a_local_index() {
             "--index-url {}simple/
 attrs
 tabulate  # a comment
+jupyter_core==5.7.2  # needs platformdirs and traitlets
 ",
             index.url()
         ),
@@ -431,6 +436,12 @@ tabulate  # a comment
         "import attrs, tabulate; print(attrs.__version__, tabulate.__version__)",
     );
     assert_eq!(imported.trim(), "23.2.0 0.9.0");
+    for dependency in ["platformdirs-4.2.2", "traitlets-5.14.3"] {
+        assert!(
+            site.join(format!("{dependency}.dist-info/RECORD")).exists(),
+            "jupyter_core's Requires-Dist, after its multi-line License, is installed: {dependency}"
+        );
+    }
 
     // patsy needs numpy and six: numpy is conda's, six comes from the index
     std::fs::write(

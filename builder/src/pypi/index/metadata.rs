@@ -67,12 +67,13 @@ impl CoreMetadata {
     }
 }
 
-/// The headers of an RFC 822 message: until the first blank line, continuation lines joined.
+/// The headers of an RFC 822 message: until the first empty line, continuation
+/// lines (starting with a space or a tab, even whitespace-only ones) joined.
 fn metadata_headers(text: &str) -> Vec<(String, String)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut headers: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
-        if line.trim().is_empty() {
+        if line.is_empty() || line == "\r" {
             break;
         }
         if line.starts_with([' ', '\t']) {
@@ -160,6 +161,25 @@ pub(super) fn read_wheel_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The head of jupyter_client 8.6.3's real METADATA (hatchling writes the
+    /// license text as continuation lines, some of them whitespace only).
+    #[test]
+    fn whitespace_only_continuation_lines_do_not_end_the_headers() {
+        let text = "Metadata-Version: 2.3\nName: jupyter_client\nVersion: 8.6.3\n\
+            License: BSD 3-Clause License\n        \n        \
+            - Copyright (c) 2001-2015, IPython Development Team\n        \n        \
+            All rights reserved.\nLicense-File: LICENSE\n\
+            Requires-Dist: jupyter-core!=5.0.*,>=4.12\nRequires-Dist: traitlets>=5.3\n\
+            Requires-Dist: ipykernel>=6.14; extra == 'test'\nProvides-Extra: test\n\n\
+            # Jupyter Client\n\nRequires-Dist: not a header\n";
+        let m = CoreMetadata::parse(text).unwrap();
+        let names: Vec<&str> = m.requires_dist.iter().map(|r| r.name.as_ref()).collect();
+        assert_eq!(names, ["jupyter-core", "traitlets", "ipykernel"]);
+        assert_eq!(m.provides_extra.len(), 1);
+        let crlf = text.replace('\n', "\r\n");
+        assert_eq!(CoreMetadata::parse(&crlf).unwrap().requires_dist.len(), 3);
+    }
 
     #[test]
     fn metadata_is_parsed() {
