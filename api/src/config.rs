@@ -122,6 +122,8 @@ pub const DEFAULT_MAX_SPEC_PACKAGES: usize = 200;
 pub const DEFAULT_REPO_MAX_BYTES: u64 = 256 << 20;
 /// The most files one repository may hold, unless configured.
 pub const DEFAULT_REPO_MAX_FILES: u64 = 20_000;
+/// How deep a repository's directories may nest, unless configured.
+pub const DEFAULT_REPO_MAX_DEPTH: usize = trousse_builder::repo::DEFAULT_MAX_DEPTH;
 /// The longest fetching one repository may take, in seconds, unless configured.
 pub const DEFAULT_REPO_TIMEOUT_SECONDS: u64 = 300;
 /// The channel specs may use, unless others are allowed.
@@ -157,6 +159,7 @@ impl ServiceConfig {
             repo_limits: RepoLimits {
                 max_bytes: DEFAULT_REPO_MAX_BYTES,
                 max_files: DEFAULT_REPO_MAX_FILES,
+                max_depth: DEFAULT_REPO_MAX_DEPTH,
                 timeout: Duration::from_secs(DEFAULT_REPO_TIMEOUT_SECONDS),
             },
         }

@@ -5,8 +5,8 @@ use std::{path::PathBuf, str::FromStr};
 use anyhow::Context;
 use trousse_api::config::{
     Secret, DEFAULT_ALLOWED_CHANNEL, DEFAULT_BUILD_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_BUILDS, DEFAULT_MAX_SPEC_PACKAGES, DEFAULT_REPO_MAX_BYTES, DEFAULT_REPO_MAX_FILES,
-    DEFAULT_REPO_TIMEOUT_SECONDS,
+    DEFAULT_MAX_BUILDS, DEFAULT_MAX_SPEC_PACKAGES, DEFAULT_REPO_MAX_BYTES, DEFAULT_REPO_MAX_DEPTH,
+    DEFAULT_REPO_MAX_FILES, DEFAULT_REPO_TIMEOUT_SECONDS,
 };
 use trousse_builder::{repo::RepoLimits, BuildError};
 use trousse_registry_client::ImageRef;
@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// The most files one repository may hold.
     #[arg(long, default_value_t = DEFAULT_REPO_MAX_FILES)]
     pub repo_max_files: u64,
+    /// How deep a repository's directories may nest (path components, submodules included).
+    #[arg(long, default_value_t = DEFAULT_REPO_MAX_DEPTH)]
+    pub repo_max_depth: usize,
     /// The longest fetching one repository may take, in seconds.
     #[arg(long, default_value_t = DEFAULT_REPO_TIMEOUT_SECONDS)]
     pub repo_timeout: u64,
@@ -174,6 +177,7 @@ impl ServeArgs {
         config.repo_limits = RepoLimits {
             max_bytes: self.repo_max_bytes,
             max_files: self.repo_max_files,
+            max_depth: self.repo_max_depth,
             timeout: std::time::Duration::from_secs(self.repo_timeout),
         };
         if let Some(base) = self.default_base.filter(|b| !b.is_empty()) {

@@ -86,6 +86,11 @@ impl Service {
         self.launch();
     }
 
+    /// The service's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -119,6 +124,21 @@ impl Drop for Service {
             let _ = child.wait();
         }
     }
+}
+
+/// Every row of the service's database but its own secrets (the course git
+/// tokens it must keep), as text: what a secret must never be found in.
+pub fn database_rows(data_dir: &Path) -> String {
+    let script = "import sqlite3, sys\n\
+        db = sqlite3.connect(sys.argv[1])\n\
+        for (t,) in db.execute(\"SELECT name FROM sqlite_master WHERE type='table'\"):\n\
+        \x20   if t != 'course_git_tokens':\n\
+        \x20       for row in db.execute('SELECT * FROM \"%s\"' % t): print(t, row)\n";
+    run_ok(
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(data_dir.join("trousse.db")),
+    )
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -247,4 +267,80 @@ pub async fn metric(service: &Service, name: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// A JupyterHub API on loopback that knows some users' tokens: `GET
+/// /hub/api/user` with `Authorization: token T` answers the user's name and
+/// groups, any other token a 403. It counts the requests it answers.
+pub struct FakeHub {
+    pub port: u16,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeHub {
+    /// Starts it with `(token, user name, groups)` each.
+    pub fn start(users: &[(&str, &str, &[&str])]) -> Self {
+        use std::io::{Read, Write};
+        let users: std::collections::HashMap<String, Value> = users
+            .iter()
+            .map(|(token, name, groups)| {
+                let user = serde_json::json!({"kind": "user", "name": name, "groups": groups});
+                (token.to_string(), user)
+            })
+            .collect();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = requests.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let text = String::from_utf8_lossy(&request);
+                let token = text
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        let value = value.trim();
+                        (name.eq_ignore_ascii_case("authorization"))
+                            .then(|| value.strip_prefix("token "))?
+                    })
+                    .unwrap_or_default()
+                    .trim();
+                let answer = match users.get(token) {
+                    Some(user) => {
+                        let body = user.to_string();
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                    None => {
+                        "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_string()
+                    }
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        Self { port, requests }
+    }
+
+    /// Its API URL, for `--hub-api-url`.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}/hub/api/", self.port)
+    }
+
+    /// How many token look-ups it answered.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

@@ -167,6 +167,13 @@ pub fn check_reference(reference: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How deep a repository's directories may nest unless configured: far
+/// beyond any real repository, far below what a stack or a path can hold.
+pub const DEFAULT_MAX_DEPTH: usize = 256;
+
+/// The longest path of a file in a repository, in bytes (Linux's `PATH_MAX`).
+pub const MAX_PATH_BYTES: usize = 4096;
+
 /// Bounds on what one repository may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepoLimits {
@@ -174,6 +181,8 @@ pub struct RepoLimits {
     pub max_bytes: u64,
     /// Files, directories and links in the tree, submodules included.
     pub max_files: u64,
+    /// How deep directories may nest (path components), submodules included.
+    pub max_depth: usize,
     /// Time for all fetches of one repository.
     pub timeout: Duration,
 }
@@ -183,6 +192,7 @@ impl Default for RepoLimits {
         Self {
             max_bytes: 2 << 30,
             max_files: 100_000,
+            max_depth: DEFAULT_MAX_DEPTH,
             timeout: Duration::from_secs(1800),
         }
     }
@@ -245,6 +255,12 @@ impl GitPolicy {
         let Some(allowed) = &self.allowed_hosts else {
             return Ok(());
         };
+        if address.url.scheme() == "ssh" {
+            // ssh needs keys a service does not hold, and libgit2's ssh cannot be bounded in time
+            return Err(refuse(
+                "the service fetches over https:// or git:// only; give the repository's https:// URL (a private one with the course's git token)".into(),
+            ));
+        }
         let (host, port) = address.host_port();
         let with_port = port.map(|p| format!("{host}:{p}"));
         // `host` allows every port of it, `host:port` that port only
@@ -324,6 +340,7 @@ mod tests {
             .check(&RepoAddress::parse("git://127.0.0.1:9418/x").unwrap(), None)
             .unwrap();
         for refused in [
+            "ssh://git@gitlab.example.org/a/b",
             "https://evil.example/a",
             "git://127.0.0.1:9419/x",
             "file:///etc",

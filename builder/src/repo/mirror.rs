@@ -1,25 +1,26 @@
-//! The mirror cache: one bare repository per URL under the cache directory,
-//! updated by fetch. A ref is resolved to a commit against what the remote
-//! advertises, then only that ref is fetched, shallow where the server allows.
+//! The mirror cache: one bare repository per URL and credentials under the
+//! cache directory, updated by fetch. A ref is resolved to a commit against
+//! what the remote advertises, then only that ref is fetched, shallow where
+//! the server allows. Every connection goes through [`super::net`]'s policy.
 
 use std::{
-    cell::Cell,
     fs::File,
     path::{Path, PathBuf},
-    time::Instant,
+    sync::Arc,
+    time::Duration,
 };
 
 use fs4::fs_std::FileExt;
 use git2::{
-    AutotagOption, Cred, CredentialType, Direction, FetchOptions, Oid, ProxyOptions,
-    RemoteCallbacks, RemoteRedirect, Repository,
+    AutotagOption, Cred, CredentialType, Direction, FetchOptions, Oid, RemoteCallbacks, Repository,
 };
 use sha2::{Digest, Sha256};
 
-use super::{address::check_reference, GitPolicy, RepoAddress, RepoError};
-
-/// The environment variable holding a token for private repositories over HTTPS.
-pub const TOKEN_ENV: &str = "TROUSSE_GIT_TOKEN";
+use super::{
+    address::check_reference,
+    net::{Session, Spending, TOKEN_ENV},
+    GitPolicy, RepoAddress, RepoError,
+};
 
 /// A bare mirror of one repository, locked for this process while it is used.
 pub struct Mirror {
@@ -31,33 +32,6 @@ pub struct Mirror {
     _lock: File,
 }
 
-/// What is spent fetching one repository (its submodules included).
-pub struct Spending {
-    started: Instant,
-    received: Cell<u64>,
-    limit_hit: Cell<Option<String>>,
-}
-
-impl Default for Spending {
-    fn default() -> Self {
-        Self {
-            started: Instant::now(),
-            received: Cell::new(0),
-            limit_hit: Cell::new(None),
-        }
-    }
-}
-
-impl Spending {
-    /// Whether a limit stopped the last transfer.
-    fn over_a_limit(&self) -> bool {
-        let hit = self.limit_hit.take();
-        let over = hit.is_some();
-        self.limit_hit.set(hit);
-        over
-    }
-}
-
 /// A ref the remote advertises.
 struct Advertised {
     name: String,
@@ -66,9 +40,16 @@ struct Advertised {
 }
 
 impl Mirror {
-    /// Opens (creating it on first use) the mirror of `address` under `root`.
-    pub fn open(root: &Path, address: &RepoAddress) -> Result<Self, RepoError> {
-        let name = hex::encode(&Sha256::digest(address.url.as_str().as_bytes())[..12]);
+    /// Opens (creating it on first use) the mirror of `address` under `root`:
+    /// one per URL and credentials, so that what one course fetched with its
+    /// token is never answered to another without it.
+    pub fn open(
+        root: &Path,
+        address: &RepoAddress,
+        policy: &GitPolicy,
+        spending: &Spending,
+    ) -> Result<Self, RepoError> {
+        let name = mirror_name(address, policy);
         let path = root.join(format!("{name}.git"));
         let failed = |message: String| RepoError::Mirror {
             path: path.clone(),
@@ -76,8 +57,11 @@ impl Mirror {
         };
         std::fs::create_dir_all(root).map_err(|e| failed(e.to_string()))?;
         let lock = File::create(root.join(format!("{name}.lock")))
-            .and_then(|f| f.lock_exclusive().map(|()| f))
             .map_err(|e| failed(format!("locking: {e}")))?;
+        wait_for_lock(&lock, spending).map_err(|reason| RepoError::Refused {
+            url: address.display(),
+            reason,
+        })?;
         let fresh = !path.exists();
         if fresh {
             // made aside and renamed, so that a half-made mirror is never found
@@ -110,7 +94,7 @@ impl Mirror {
         address: &RepoAddress,
         reference: Option<&str>,
         policy: &GitPolicy,
-        spending: &Spending,
+        spending: &Arc<Spending>,
     ) -> Result<(Oid, String), RepoError> {
         if let Some(r) = reference {
             check_reference(r).map_err(|reason| RepoError::Address {
@@ -175,30 +159,28 @@ impl Mirror {
         &self,
         address: &RepoAddress,
         policy: &GitPolicy,
-        spending: &Spending,
+        spending: &Arc<Spending>,
     ) -> Result<Vec<Advertised>, RepoError> {
-        let mut remote = self
-            .repo
-            .remote_anonymous(address.url.as_str())
-            .map_err(|e| classify(e, address, spending))?;
-        let connection = remote
-            .connect_auth(
-                Direction::Fetch,
-                Some(callbacks(address, policy, spending)),
-                Some(proxy()),
-            )
-            .map_err(|e| classify(e, address, spending))?;
-        let heads = connection
-            .list()
-            .map_err(|e| classify(e, address, spending))?;
-        Ok(heads
-            .iter()
-            .map(|h| Advertised {
-                name: h.name().to_string(),
-                symref: h.symref_target().map(ToString::to_string),
-                oid: h.oid(),
-            })
-            .collect())
+        let listed = Session::new(address, policy, spending.clone()).run(|| {
+            let mut remote = self.repo.remote_anonymous(address.url.as_str())?;
+            let connection =
+                remote.connect_auth(Direction::Fetch, Some(callbacks(address, policy)), None)?;
+            let heads = connection.list()?;
+            if heads.len() > MAX_REFS {
+                return Err(git2::Error::from_str(&format!(
+                    "the repository advertises more than {MAX_REFS} refs"
+                )));
+            }
+            Ok(heads
+                .iter()
+                .map(|h| Advertised {
+                    name: h.name().to_string(),
+                    symref: h.symref_target().map(ToString::to_string),
+                    oid: h.oid(),
+                })
+                .collect())
+        });
+        listed.map_err(|e| classify(e, address, spending))
     }
 
     /// Fetches `refspecs`, at depth 1 when `shallow` and the server allows it.
@@ -208,28 +190,24 @@ impl Mirror {
         refspecs: &[String],
         shallow: bool,
         policy: &GitPolicy,
-        spending: &Spending,
+        spending: &Arc<Spending>,
     ) -> Result<(), RepoError> {
         let attempt = |depth: Option<i32>| {
-            let mut remote = self.repo.remote_anonymous(address.url.as_str())?;
-            let mut options = FetchOptions::new();
-            options
-                .remote_callbacks(callbacks(address, policy, spending))
-                .proxy_options(proxy())
-                .download_tags(AutotagOption::None)
-                .follow_redirects(if policy.allowed_hosts.is_some() {
-                    RemoteRedirect::None
-                } else {
-                    RemoteRedirect::Initial
-                });
-            if let Some(depth) = depth {
-                options.depth(depth);
-            }
-            remote.fetch(refspecs, Some(&mut options), None)
+            Session::new(address, policy, spending.clone()).run(|| {
+                let mut remote = self.repo.remote_anonymous(address.url.as_str())?;
+                let mut options = FetchOptions::new();
+                options
+                    .remote_callbacks(callbacks(address, policy))
+                    .download_tags(AutotagOption::None);
+                if let Some(depth) = depth {
+                    options.depth(depth);
+                }
+                remote.fetch(refspecs, Some(&mut options), None)
+            })
         };
         let result = match attempt(shallow.then_some(1)) {
             // servers (and the local transport) that cannot fetch shallow: fetch it all
-            Err(e) if shallow && !spending.over_a_limit() && is_shallow_refusal(&e) => {
+            Err(e) if shallow && spending.refusal().is_none() && is_shallow_refusal(&e) => {
                 attempt(None)
             }
             other => other,
@@ -321,42 +299,10 @@ fn not_found(address: &RepoAddress, reference: &str, advertised: &[Advertised]) 
     }
 }
 
-fn proxy() -> ProxyOptions<'static> {
-    let mut proxy = ProxyOptions::new();
-    proxy.auto();
-    proxy
-}
-
-/// Credentials, progress limits: what git asks while it fetches.
-fn callbacks<'a>(
-    address: &RepoAddress,
-    policy: &'a GitPolicy,
-    spending: &'a Spending,
-) -> RemoteCallbacks<'a> {
+/// What libgit2's own transports (ssh, on the command line) ask while they fetch.
+fn callbacks<'a>(address: &RepoAddress, policy: &'a GitPolicy) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     callbacks.credentials(credentials(address, policy.use_user_credentials));
-    let limits = policy.limits;
-    callbacks.transfer_progress(move |progress| {
-        spending.received.set(progress.received_bytes() as u64);
-        let hit = if progress.received_bytes() as u64 > limits.max_bytes {
-            Some(format!(
-                "the clone is larger than the limit of {} bytes",
-                limits.max_bytes
-            ))
-        } else if spending.started.elapsed() > limits.timeout {
-            Some(format!(
-                "fetching took longer than the limit of {} s",
-                limits.timeout.as_secs()
-            ))
-        } else {
-            None
-        };
-        let go_on = hit.is_none();
-        if hit.is_some() {
-            spending.limit_hit.set(hit);
-        }
-        go_on
-    });
     callbacks
 }
 
@@ -407,7 +353,7 @@ fn credentials(
 
 /// git's error as one of ours: a limit, a missing repository, or the network.
 fn classify(error: git2::Error, address: &RepoAddress, spending: &Spending) -> RepoError {
-    if let Some(reason) = spending.limit_hit.take() {
+    if let Some(reason) = spending.refusal() {
         return RepoError::Refused {
             url: address.display(),
             reason,
@@ -450,5 +396,40 @@ fn classify(error: git2::Error, address: &RepoAddress, spending: &Spending) -> R
     RepoError::Unreachable {
         url: address.display(),
         source: error,
+    }
+}
+
+/// The most refs a repository may advertise.
+const MAX_REFS: usize = 100_000;
+
+/// The mirror's file name: a hash of the URL and of the credentials it is fetched with.
+fn mirror_name(address: &RepoAddress, policy: &GitPolicy) -> String {
+    let mut hash = Sha256::new();
+    hash.update(address.url.as_str().as_bytes());
+    let token = address.password.clone().or_else(|| {
+        policy
+            .use_user_credentials
+            .then(|| std::env::var(TOKEN_ENV).ok())
+            .flatten()
+    });
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        hash.update(b"\0credentials\0");
+        hash.update(Sha256::digest(token.as_bytes()));
+    }
+    hex::encode(&hash.finalize()[..12])
+}
+
+/// Takes the mirror's lock, waiting at most until the repository's deadline.
+fn wait_for_lock(lock: &File, spending: &Spending) -> Result<(), String> {
+    loop {
+        match FileExt::try_lock_exclusive(lock) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(format!("cannot lock its mirror: {e}")),
+        }
+        spending.remaining().map_err(|_| {
+            "its mirror stayed busy with another fetch until the deadline".to_string()
+        })?;
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -8,18 +8,20 @@ mod binder;
 mod content;
 mod error;
 mod mirror;
+mod net;
 mod tree;
 
 use std::{path::Path, sync::Arc};
 
-pub use address::{is_repository_address, GitPolicy, RepoAddress, RepoLimits};
+pub use address::{is_repository_address, GitPolicy, RepoAddress, RepoLimits, DEFAULT_MAX_DEPTH};
 pub use binder::{default_environment, BinderPlan, EnvironmentFile, DEFAULT_ENVIRONMENT};
 pub use content::{content_layer, RepoContent, SourceRecord, REPO_DIR, SOURCE_RECORD_IN_PREFIX};
 pub use error::RepoError;
-pub use mirror::TOKEN_ENV;
+pub use net::TOKEN_ENV;
 pub use tree::{parse_gitmodules, RepoNode, RepoTree, SubmoduleRecord};
 
-use mirror::{Mirror, Spending};
+use mirror::Mirror;
+use net::Spending;
 use tree::TreeReader;
 
 use crate::{BuildError, BuildRequest, EnvSpec, ImageSettings, Source};
@@ -72,8 +74,8 @@ impl RepoRequest {
     fn read_blocking(&self, mirrors: &Path) -> Result<Repository, RepoError> {
         let address = &self.address;
         self.policy.check(address, None)?;
-        let spending = Spending::default();
-        let mirror = Mirror::open(mirrors, address)?;
+        let spending = Arc::new(Spending::new(&self.policy));
+        let mirror = Mirror::open(mirrors, address, &self.policy, &spending)?;
         let wanted = self.reference.as_deref().or(address.reference.as_deref());
         let (commit, name) = match mirror.resolve(address, wanted, &self.policy, &spending) {
             Ok(resolved) => resolved,

@@ -2,13 +2,12 @@
 //! of the repository is ever written to, or followed on, the build host.
 //! Submodules are fetched through the same policy and read the same way.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use git2::{ObjectType, Oid, Repository};
 
 use super::{
-    mirror::{Mirror, Spending},
-    GitPolicy, RepoAddress, RepoError,
+    address::MAX_PATH_BYTES, mirror::Mirror, net::Spending, GitPolicy, RepoAddress, RepoError,
 };
 
 /// How deep submodules may nest.
@@ -58,7 +57,7 @@ pub struct TreeReader<'a> {
     /// The policy.
     pub policy: &'a GitPolicy,
     /// What the fetches spent so far.
-    pub spending: &'a Spending,
+    pub spending: &'a Arc<Spending>,
 }
 
 impl TreeReader<'_> {
@@ -70,19 +69,23 @@ impl TreeReader<'_> {
         address: &RepoAddress,
     ) -> Result<RepoTree, RepoError> {
         let mut tree = RepoTree::default();
-        self.read_into(repo, commit, address, "", 0, &mut tree)?;
+        self.read_into(repo, commit, &[address], "", &mut tree)?;
         Ok(tree)
     }
 
+    /// Reads `commit` of the last of `chain` (the repository, then the
+    /// submodules that lead to it) into `out` under `prefix`.
     fn read_into(
         &self,
         repo: &Repository,
         commit: Oid,
-        address: &RepoAddress,
+        chain: &[&RepoAddress],
         prefix: &str,
-        depth: usize,
         out: &mut RepoTree,
     ) -> Result<(), RepoError> {
+        let Some(&address) = chain.last() else {
+            return Ok(());
+        };
         let git = |e: git2::Error| RepoError::Mirror {
             path: repo.path().to_path_buf(),
             message: e.message().to_string(),
@@ -112,30 +115,43 @@ impl TreeReader<'_> {
                     format!("submodule {path} has no URL in .gitmodules"),
                 ));
             };
-            if depth + 1 >= MAX_SUBMODULE_DEPTH {
+            if chain.len() >= MAX_SUBMODULE_DEPTH {
                 return Err(refused(
                     address,
                     format!("submodules nest more than {MAX_SUBMODULE_DEPTH} deep"),
                 ));
             }
-            self.submodule(address, url, &path, oid, depth, out)?;
+            self.submodule(chain, url, &path, oid, out)?;
         }
         Ok(())
     }
 
-    /// Fetches and reads one submodule into `out` under `path`.
+    /// Fetches and reads one submodule into `out` under `path`; a submodule
+    /// that is one of the repositories leading to it (a cycle) is refused
+    /// before its mirror, still locked by that read, is waited for.
     fn submodule(
         &self,
-        parent: &RepoAddress,
+        chain: &[&RepoAddress],
         url: &str,
         path: &str,
         oid: Oid,
-        depth: usize,
         out: &mut RepoTree,
     ) -> Result<(), RepoError> {
+        let Some(&parent) = chain.last() else {
+            return Ok(());
+        };
         let address = parent.join(url)?;
         self.policy.check(&address, Some(parent))?;
-        let mirror = Mirror::open(self.mirrors, &address)?;
+        if chain.iter().any(|a| a.url == address.url) {
+            return Err(refused(
+                parent,
+                format!(
+                    "its submodule {path} is {}, a repository that contains it (a cycle)",
+                    address.display()
+                ),
+            ));
+        }
+        let mirror = Mirror::open(self.mirrors, &address, self.policy, self.spending)?;
         let wanted = oid.to_string();
         let commit = match mirror.resolve(&address, Some(&wanted), self.policy, self.spending) {
             Ok((commit, _)) => commit,
@@ -144,59 +160,115 @@ impl TreeReader<'_> {
                 return Err(e);
             }
         };
-        out.nodes.insert(path.to_string(), RepoNode::Directory);
+        insert(out, path, RepoNode::Directory, parent)?;
         out.submodules.push(SubmoduleRecord {
             path: path.to_string(),
             url: address.display(),
             commit: commit.to_string(),
         });
-        self.read_into(&mirror.repo, commit, &address, path, depth + 1, out)
+        let mut longer = chain.to_vec();
+        longer.push(&address);
+        self.read_into(&mirror.repo, commit, &longer, path, out)
     }
 
-    /// Reads every entry of `tree` into `out`; gitlinks (submodules) are returned.
+    /// Reads every entry under `root` into `out`, one directory at a time from
+    /// a stack of its own (a repository never decides how deep the call stack
+    /// goes); gitlinks (submodules) are returned.
     fn walk(
         &self,
         repo: &Repository,
-        tree: &git2::Tree<'_>,
+        root: &git2::Tree<'_>,
         prefix: &str,
         address: &RepoAddress,
         out: &mut RepoTree,
         gitlinks: &mut Vec<(String, Oid)>,
     ) -> Result<(), RepoError> {
-        for entry in tree.iter() {
-            let name = entry.name().unwrap_or_default();
-            if name.eq_ignore_ascii_case(".git") {
-                continue;
-            }
-            if !safe_name(name) {
-                return Err(refused(address, format!(
-                    "its tree has an entry named {:?} under '{prefix}'; git itself refuses such names",
-                    entry.name_bytes().escape_ascii().to_string()
-                )));
-            }
-            let path = join(prefix, name);
-            self.count(out, 0, address)?;
-            match (entry.kind(), entry.filemode()) {
-                (Some(ObjectType::Tree), _) => {
-                    out.nodes.insert(path.clone(), RepoNode::Directory);
-                    let subtree = entry
-                        .to_object(repo)
-                        .and_then(|o| o.peel_to_tree())
-                        .map_err(|e| refused(address, e.message().to_string()))?;
-                    self.walk(repo, &subtree, &path, address, out, gitlinks)?;
+        let odb = repo
+            .odb()
+            .map_err(|e| refused(address, e.message().to_string()))?;
+        let mut pending = vec![(root.id(), prefix.to_string())];
+        while let Some((oid, directory)) = pending.pop() {
+            let tree = repo
+                .find_tree(oid)
+                .map_err(|e| refused(address, e.message().to_string()))?;
+            for entry in tree.iter() {
+                let Some(path) = self.entry_path(&entry, &directory, address)? else {
+                    continue;
+                };
+                self.count(out, path.len() as u64, address)?;
+                match (entry.kind(), entry.filemode()) {
+                    (Some(ObjectType::Tree), _) => {
+                        self.check_depth(&path, address)?;
+                        insert(out, &path, RepoNode::Directory, address)?;
+                        pending.push((entry.id(), path));
+                    }
+                    (Some(ObjectType::Commit), _) => gitlinks.push((path, entry.id())),
+                    (Some(ObjectType::Blob), mode) => {
+                        // the size git's header declares, before anything is inflated
+                        let (size, _) = odb
+                            .read_header(entry.id())
+                            .map_err(|e| refused(address, format!("{path}: {}", e.message())))?;
+                        self.count(out, size as u64, address)?;
+                        let blob = repo
+                            .find_blob(entry.id())
+                            .map_err(|e| refused(address, e.message().to_string()))?;
+                        let node = blob_node(blob.content(), mode)
+                            .map_err(|reason| refused(address, format!("{path}: {reason}")))?;
+                        insert(out, &path, node, address)?;
+                    }
+                    _ => {}
                 }
-                (Some(ObjectType::Commit), _) => gitlinks.push((path, entry.id())),
-                (Some(ObjectType::Blob), mode) => {
-                    let blob = repo
-                        .find_blob(entry.id())
-                        .map_err(|e| refused(address, e.message().to_string()))?;
-                    self.count(out, blob.size() as u64, address)?;
-                    let node = blob_node(blob.content(), mode)
-                        .map_err(|reason| refused(address, format!("{path}: {reason}")))?;
-                    out.nodes.insert(path, node);
-                }
-                _ => {}
             }
+        }
+        Ok(())
+    }
+
+    /// The path of a tree entry under `directory`; `None` for `.git`, which is never read.
+    fn entry_path(
+        &self,
+        entry: &git2::TreeEntry<'_>,
+        directory: &str,
+        address: &RepoAddress,
+    ) -> Result<Option<String>, RepoError> {
+        let name = entry.name().unwrap_or_default();
+        if name.eq_ignore_ascii_case(".git") {
+            return Ok(None);
+        }
+        if !safe_name(name) {
+            return Err(refused(
+                address,
+                format!(
+                    "its tree has an entry named {:?} under '{}'; git itself refuses such names",
+                    entry.name_bytes().escape_ascii().to_string(),
+                    crate::error::clip(directory, 200)
+                ),
+            ));
+        }
+        let path = join(directory, name);
+        if path.len() > MAX_PATH_BYTES {
+            return Err(refused(
+                address,
+                format!(
+                    "the path {}… is longer than {MAX_PATH_BYTES} bytes",
+                    crate::error::clip(&path, 120)
+                ),
+            ));
+        }
+        Ok(Some(path))
+    }
+
+    /// Refuses a directory nested deeper than the limit, naming it.
+    fn check_depth(&self, path: &str, address: &RepoAddress) -> Result<(), RepoError> {
+        let max = self.policy.limits.max_depth;
+        if path.split('/').count() > max {
+            return Err(refused(
+                address,
+                format!(
+                    "its directories nest deeper than the limit of {max} (at {}…); \
+                     an administrator sets the limit with --repo-max-depth",
+                    crate::error::clip(path, 120)
+                ),
+            ));
         }
         Ok(())
     }
@@ -209,7 +281,7 @@ impl TreeReader<'_> {
         address: &RepoAddress,
     ) -> Result<(), RepoError> {
         let limits = self.policy.limits;
-        out.bytes += bytes;
+        out.bytes = out.bytes.saturating_add(bytes);
         if out.nodes.len() as u64 >= limits.max_files {
             return Err(refused(
                 address,
@@ -220,13 +292,33 @@ impl TreeReader<'_> {
             return Err(refused(
                 address,
                 format!(
-                    "its files hold more than the limit of {} bytes",
+                    "its files and paths hold more than the limit of {} bytes",
                     limits.max_bytes
                 ),
             ));
         }
         Ok(())
     }
+}
+
+/// Adds a node; a second entry at one path (which git's own tools never
+/// write: a link `x` beside a directory `x/`, say) refuses the repository.
+fn insert(
+    out: &mut RepoTree,
+    path: &str,
+    node: RepoNode,
+    address: &RepoAddress,
+) -> Result<(), RepoError> {
+    if out.nodes.insert(path.to_string(), node).is_some() {
+        return Err(refused(
+            address,
+            format!(
+                "its tree has two entries at {}; git itself never writes such a tree",
+                crate::error::clip(path, 200)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A file or link from a blob and its git file mode.
