@@ -72,6 +72,21 @@ impl Principal {
         }
     }
 
+    /// Whether the caller manages `course` (an admin, or one of its teachers).
+    pub fn manages(&self, course: &str) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Teacher => self.courses.iter().any(|c| c == course),
+            Role::Hub | Role::Student => false,
+        }
+    }
+
+    /// Whether the caller sees a course's exams outside their windows: its
+    /// teachers, admins, and hubs (whose nodes pre-pull exam images).
+    pub fn sees_closed_exams(&self, course: &str) -> bool {
+        self.role == Role::Hub || self.manages(course)
+    }
+
     /// Refuses unless the caller may create environments in `course`.
     pub fn require_write(&self, course: &str) -> Result<(), ApiError> {
         match self.role {

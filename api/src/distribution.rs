@@ -175,17 +175,39 @@ pub async fn dispatch(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Checks the caller may pull from `repository` (`COURSE/NAME`): its token
+/// when pulls need one, and an exam only while it is open for the caller.
+/// A sealed exam's repository is unknown to the caller, blobs included (a
+/// layer it shares with a course image stays pullable from that image).
 async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     repository: Option<&str>,
 ) -> Result<(), DistributionError> {
-    if !state.config.require_pull_token {
+    let caller = if state.config.require_pull_token {
+        Some(state.authenticate(headers).await?)
+    } else if headers.contains_key(header::AUTHORIZATION) {
+        // pulls are open: a token only adds rights (a hub pre-pulling an exam)
+        state.authenticate(headers).await.ok()
+    } else {
+        None
+    };
+    let Some((course, name)) = repository.and_then(|r| r.split_once('/')) else {
         return Ok(());
+    };
+    if let (true, Some(caller)) = (state.config.require_pull_token, &caller) {
+        caller.require_read(course)?;
     }
-    let principal = state.authenticate(headers).await?;
-    if let Some(course) = repository.and_then(|r| r.split('/').next()) {
-        principal.require_read(course)?;
+    if state
+        .sealed_exam(caller.as_ref(), course, name)
+        .await?
+        .is_some()
+    {
+        return Err(DistributionError::new(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            format!("no repository {course}/{name}"),
+        ));
     }
     Ok(())
 }

@@ -141,10 +141,33 @@ pub struct Environment {
     pub default_url: Option<String>,
     /// An exam's time window, if it has one.
     pub window: Option<WindowView>,
+    /// Whether this exam's image, digests, lock, source and error are withheld
+    /// from the caller (a student, outside the exam's window): they are empty.
+    pub sealed: bool,
     /// Created, seconds since the epoch.
     pub created_at: i64,
     /// Last changed, seconds since the epoch.
     pub updated_at: i64,
+}
+
+impl Environment {
+    /// The environment without what a closed exam withholds.
+    fn sealed(self) -> Self {
+        Self {
+            image: String::new(),
+            digest: None,
+            digests: Vec::new(),
+            lock_hash: String::new(),
+            lock: String::new(),
+            packages: 0,
+            bytes: None,
+            source: None,
+            default_url: None,
+            error: None,
+            sealed: true,
+            ..self
+        }
+    }
 }
 
 /// The environments of a course.
@@ -529,7 +552,24 @@ impl AppState {
             updated_at: env.updated_at,
             default_url,
             window: window.map(|w| w.view()),
+            sealed: false,
         })
+    }
+
+    /// An environment as `caller` may see it: an exam outside its window,
+    /// for a student, without its contents.
+    pub async fn view_for(
+        &self,
+        caller: &Principal,
+        env: EnvironmentRow,
+    ) -> Result<Environment, ApiError> {
+        let sealed = env.exam
+            && self
+                .sealed_exam(Some(caller), &env.course, &env.name)
+                .await?
+                .is_some();
+        let view = self.view(env).await?;
+        Ok(if sealed { view.sealed() } else { view })
     }
 
     /// The `default_url` label of a build's settings.
@@ -833,7 +873,7 @@ pub async fn list(
     principal.require_read(&course)?;
     let mut environments = Vec::new();
     for env in state.store.course_environments(&course).await? {
-        environments.push(state.view(env).await?);
+        environments.push(state.view_for(&principal, env).await?);
     }
     Ok(Json(EnvironmentList { environments }))
 }
@@ -858,5 +898,5 @@ pub async fn get(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Environment>, ApiError> {
     let env = state.readable_environment(&principal, &id).await?;
-    Ok(Json(state.view(env).await?))
+    Ok(Json(state.view_for(&principal, env).await?))
 }

@@ -39,7 +39,7 @@ fn to_sse((seq, data): NumberedEvent) -> Result<SseEvent, Infallible> {
     responses(
         (status = 200, description = "A text/event-stream of build events, with keep-alive comments", content_type = "text/event-stream"),
         (status = 401, description = "No valid token", body = crate::error::ErrorBody),
-        (status = 403, description = "Not granted its course", body = crate::error::ErrorBody),
+        (status = 403, description = "Not granted its course, or an exam outside its window for a student", body = crate::error::ErrorBody),
         (status = 404, description = "No such environment", body = crate::error::ErrorBody),
     ),
     security(("token" = [])),
@@ -52,6 +52,19 @@ pub async fn follow(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let env = state.readable_environment(&principal, &id).await?;
+    if env.exam {
+        if let Some(window) = state
+            .sealed_exam(Some(&principal), &env.course, &env.name)
+            .await?
+        {
+            return Err(ApiError::Forbidden(format!(
+                "the exam '{}' of course '{}' is not open ({}): its build is shown to students while it is",
+                env.name,
+                env.course,
+                window.describe()
+            )));
+        }
+    }
     let after: i64 = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

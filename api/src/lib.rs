@@ -137,6 +137,20 @@ impl AppState {
         Ok(env)
     }
 
+    /// The window of a course's exam that `caller` (`None`: anonymous) may
+    /// not see now; `None` when it may (or the name has no window).
+    pub async fn sealed_exam(
+        &self,
+        caller: Option<&Principal>,
+        course: &str,
+        name: &str,
+    ) -> Result<Option<exam_windows::Window>, ApiError> {
+        let Some(window) = self.store.window(course, name).await? else {
+            return Ok(None);
+        };
+        Ok(exam_windows::sealed(caller, course, &window, store::now()).then_some(window))
+    }
+
     /// The lock that orders submissions for one environment.
     fn submission_slot(&self, course: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut slots = self
