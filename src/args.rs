@@ -167,9 +167,11 @@ impl SolveArgs {
                 .map_err(BuildError::io("reading the current directory", "."))?;
             let config = ChannelConfig::default_with_root_dir(cwd);
             for channel in &self.channels {
+                // credentials in the URL are kept in memory, never in a lock or an image
+                let channel = trousse_builder::credentials::take(channel);
                 overrides
                     .channels
-                    .extend(resolve_channel(channel, &config).map_err(BuildError::Usage)?);
+                    .extend(resolve_channel(&channel, &config).map_err(BuildError::Usage)?);
             }
         }
         overrides.platforms = self

@@ -3,6 +3,8 @@
 //! the allow-lists, or panic the service.
 
 mod common;
+#[path = "security/credentials.rs"]
+mod credentials;
 #[path = "security/exams.rs"]
 mod exams;
 #[path = "security/git.rs"]

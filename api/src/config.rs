@@ -198,6 +198,20 @@ pub struct RequestPolicy {
 impl RequestPolicy {
     /// The policy of a configuration.
     pub fn new(config: &ServiceConfig) -> Result<Self, String> {
+        for url in config
+            .allowed_channels
+            .iter()
+            .chain(&config.allowed_indexes)
+        {
+            if let Some(found) = trousse_builder::credentials::find(url) {
+                return Err(format!(
+                    "{} carries credentials: an allowed channel or index is named without them, \
+                     and the credentials go in rattler's authentication file (RATTLER_AUTH_FILE) \
+                     for channels, netrc or TROUSSE_PYPI_USERNAME/_PASSWORD for indexes",
+                    found.shown
+                ));
+            }
+        }
         let channel_config = ChannelConfig::default_with_root_dir(PathBuf::from("/"));
         let mut channels = Vec::new();
         for name in &config.allowed_channels {

@@ -330,6 +330,7 @@ impl Submission {
                 config.max_spec_bytes
             )));
         }
+        trousse_builder::credentials::refuse(&spec_text, Path::new(SUBMITTED_SPEC))?;
         let mut spec = EnvSpec::from_yaml(
             &spec_text,
             Path::new(SUBMITTED_SPEC),
@@ -470,6 +471,7 @@ impl Submission {
 /// are fetched to complete it).
 fn submitted_lock(state: &AppState, text: &str) -> Result<Source, ApiError> {
     let name = Path::new("request.lock");
+    trousse_builder::credentials::refuse(text, name)?;
     let invalid = |e: BuildError| ApiError::bad_request("invalid_lock", e.to_string());
     if SourceKind::detect(text) == SourceKind::RattlerLock {
         // its URLs are checked against the allowed channels (403) once read

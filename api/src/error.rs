@@ -124,6 +124,10 @@ impl From<BuildError> for ApiError {
                 message,
             },
             BuildError::Lock { .. } => ApiError::bad_request("invalid_lock", message),
+            BuildError::Credentials { .. } => ApiError::Unprocessable {
+                code: "credentials_in_url",
+                message,
+            },
             BuildError::Unsupported(_) | BuildError::Usage(_) => {
                 ApiError::bad_request("unsupported", message)
             }

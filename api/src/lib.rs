@@ -76,6 +76,7 @@ impl AppState {
             RequestPolicy::new(&config).map_err(|m| ApiError::bad_request("invalid_config", m))?;
         let store = Store::open(&config.data_dir).await?;
         upgrade::store_build_settings(&store, &config).await?;
+        upgrade::scrub_credentials(&store, &config).await?;
         let _ = std::fs::remove_dir_all(config.work_dir());
         let state = Arc::new(Self {
             builds: BuildQueue::new(config.max_builds),

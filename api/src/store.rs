@@ -237,6 +237,58 @@ impl Store {
         Ok(())
     }
 
+    /// Rewrites every stored text cell that may hold a URL with `scrub`'s
+    /// answer where it has one; the ids of environments whose lock changed.
+    pub async fn scrub_urls(
+        &self,
+        scrub: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<String>, ApiError> {
+        const CELLS: [(&str, &str); 7] = [
+            ("environments", "spec"),
+            ("environments", "lock"),
+            ("environments", "source"),
+            ("environments", "error"),
+            ("builds", "error"),
+            ("builds", "settings"),
+            ("build_events", "data"),
+        ];
+        let mut locks = Vec::new();
+        for (table, column) in CELLS {
+            let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+                "SELECT rowid, {column} FROM {table} WHERE {column} LIKE '%://%@%'"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            for (rowid, text) in rows {
+                let Some(clean) = scrub(&text) else { continue };
+                sqlx::query(&format!("UPDATE {table} SET {column} = ? WHERE rowid = ?"))
+                    .bind(&clean)
+                    .bind(rowid)
+                    .execute(&self.pool)
+                    .await?;
+                if (table, column) == ("environments", "lock") {
+                    let id: String =
+                        sqlx::query_scalar("SELECT id FROM environments WHERE rowid = ?")
+                            .bind(rowid)
+                            .fetch_one(&self.pool)
+                            .await?;
+                    locks.push(id);
+                }
+            }
+        }
+        Ok(locks)
+    }
+
+    /// Sets an environment's lock hash (after its lock was scrubbed).
+    pub async fn set_lock_hash(&self, id: &str, lock_hash: &str) -> Result<(), ApiError> {
+        sqlx::query("UPDATE environments SET lock_hash = ? WHERE id = ?")
+            .bind(lock_hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Stores a token's hash.
     pub async fn add_token(
         &self,

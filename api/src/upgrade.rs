@@ -27,6 +27,39 @@ pub async fn store_build_settings(store: &Store, config: &ServiceConfig) -> Resu
     Ok(())
 }
 
+/// Takes the credentials older versions stored with URLs (a channel or an
+/// explicit list's `user:password@`) out of every stored row and cache
+/// record. Images built before keep them: rebuild those environments.
+pub async fn scrub_credentials(store: &Store, config: &ServiceConfig) -> Result<(), ApiError> {
+    let scrub = |text: &str| match trousse_builder::credentials::scrub(text) {
+        std::borrow::Cow::Owned(clean) => Some(clean),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    let locks = store.scrub_urls(scrub).await?;
+    for id in &locks {
+        let Some(env) = store.environment(id).await? else {
+            continue;
+        };
+        let hash = Lock::from_text(&env.lock, Path::new("environment.lock"))
+            .map(|lock| lock.hash())
+            .unwrap_or_else(|_| env.lock_hash.clone());
+        store.set_lock_hash(id, &hash).await?;
+    }
+    let cache = config.cache_dir();
+    let records =
+        tokio::task::spawn_blocking(move || trousse_builder::credentials::scrub_cache(&cache))
+            .await
+            .map_err(|e| ApiError::Internal(format!("scrubbing the cache: {e}")))?;
+    if !locks.is_empty() || records > 0 {
+        tracing::warn!(
+            locks = locks.len(),
+            cache_records = records,
+            "took credentials out of stored URLs; images built before keep them: rebuild those"
+        );
+    }
+    Ok(())
+}
+
 async fn upgrade_build(
     store: &Store,
     config: &ServiceConfig,

@@ -10,6 +10,19 @@ pub enum BuildError {
     /// The spec file is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A submitted URL carries credentials, which are never taken from a request.
+    #[error(
+        "{place}: {url} carries credentials (user:password@); they are never stored nor \
+         taken from a request: an operator configures them for that host (rattler's \
+         authentication file, RATTLER_AUTH_FILE; netrc or TROUSSE_PYPI_USERNAME/_PASSWORD \
+         for PyPI indexes), and the URL is given without them"
+    )]
+    Credentials {
+        /// Where (the file or request, and line).
+        place: String,
+        /// The URL, its credentials masked.
+        url: String,
+    },
     /// The lock file is invalid.
     #[error("invalid lock file {}: {message}", path.display())]
     Lock {
@@ -141,7 +154,10 @@ impl BuildError {
     /// 10 a repository refused by policy, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::Spec(_) | BuildError::Lock { .. } | BuildError::Unsupported(_) => 3,
+            BuildError::Spec(_)
+            | BuildError::Lock { .. }
+            | BuildError::Credentials { .. }
+            | BuildError::Unsupported(_) => 3,
             BuildError::PackageNotFound { .. } | BuildError::Unsolvable { .. } => 4,
             BuildError::Usage(_) => 2,
             BuildError::Channel { .. }
@@ -162,6 +178,7 @@ impl BuildError {
         match self {
             BuildError::Spec(_) => "invalid_spec",
             BuildError::Lock { .. } => "invalid_lock",
+            BuildError::Credentials { .. } => "credentials_in_url",
             BuildError::Channel { .. } => "channel_unavailable",
             BuildError::PackageNotFound { .. } => "package_not_found",
             BuildError::Unsolvable { .. } => "unsolvable",

@@ -15,6 +15,7 @@ pub mod cache_gc;
 pub mod channel_url;
 mod complete;
 mod conda_lock;
+pub mod credentials;
 mod env_layer;
 pub mod error;
 mod explicit;

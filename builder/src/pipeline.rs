@@ -94,11 +94,18 @@ pub struct BuildReport {
 
 /// The HTTP client for channels and packages.
 pub(crate) fn http_client() -> LazyClient {
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("trousse/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default();
+    // credentials come from the process's memory and the operator's file, never from a URL
+    let authentication = rattler_networking::AuthenticationMiddleware::from_auth_storage(
+        crate::credentials::storage(),
+    );
     LazyClient::from(
-        reqwest::Client::builder()
-            .user_agent(concat!("trousse/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default(),
+        reqwest_middleware::ClientBuilder::new(client)
+            .with_arc(std::sync::Arc::new(authentication))
+            .build(),
     )
 }
 

@@ -134,6 +134,8 @@ impl Source {
             )));
         }
         let text = std::fs::read_to_string(path).map_err(BuildError::io("reading", path))?;
+        // credentials in its URLs are kept in memory, never in what is built from it
+        let text = crate::credentials::take(&text);
         let kind = SourceKind::detect(&text);
         if python.is_some() && kind != SourceKind::Requirements {
             return Err(BuildError::Usage(format!(
@@ -198,12 +200,14 @@ impl Source {
 
     /// Parses submitted text (the service): a spec or any lock. Packages of a
     /// partial lock are fetched when it is resolved: check its URLs against
-    /// the allowed channels first (`PartialLock::check_urls`).
+    /// the allowed channels first (`PartialLock::check_urls`). A URL with
+    /// credentials is refused: the service takes none from a request.
     pub fn from_text(
         text: &str,
         name: &Path,
         defaults: &ImageSettings,
     ) -> Result<Self, BuildError> {
+        crate::credentials::refuse(text, name)?;
         match SourceKind::detect(text) {
             SourceKind::EnvironmentYml => Ok(Source::Spec(Box::new(EnvSpec::from_yaml(
                 text,

@@ -285,6 +285,45 @@ impl ChannelServer {
         Self { port, child }
     }
 
+    /// Serves `dir` to requests with Basic credentials `user`/`password` only (401 otherwise).
+    pub fn start_with_password(dir: &Path, user: &str, password: &str) -> Self {
+        const SERVER: &str = r#"
+import base64, functools, http.server, sys
+port, root, expected = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def check(self):
+        if self.headers.get("Authorization") == "Basic " + expected:
+            return True
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="channel"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return False
+    def do_GET(self):
+        if self.check():
+            super().do_GET()
+    def do_HEAD(self):
+        if self.check():
+            super().do_HEAD()
+handler = functools.partial(Handler, directory=root)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
+"#;
+        use base64::Engine;
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-c", SERVER, &port.to_string()])
+            .arg(dir)
+            .arg(expected)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 serves the channel");
+        wait_for_port(port, "the channel server");
+        Self { port, child }
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }

@@ -15,11 +15,22 @@ pub struct Service {
     pub port: u16,
     pub data_dir: PathBuf,
     extra: Vec<String>,
+    envs: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Service {
     pub fn start(data_dir: &Path, channel: &ChannelServer, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, channel, extra, &[])
+    }
+
+    /// Starts it with these environment variables set too.
+    pub fn start_with_env(
+        data_dir: &Path,
+        channel: &ChannelServer,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         extra.extend(["--allow-channel".into(), channel.url()]);
         // the example channel has no single-user server: hub images are tested on their own
@@ -30,6 +41,10 @@ impl Service {
             port: free_port(),
             data_dir: data_dir.to_path_buf(),
             extra,
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         service.launch();
@@ -50,6 +65,7 @@ impl Service {
             self.data_dir.to_str().unwrap(),
         ]);
         cmd.args(&self.extra)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -227,6 +227,8 @@ impl Repository {
         };
         let prefix = format!("{}@{short}:", record.url);
         let name = Path::new(&format!("{prefix}{name}")).to_path_buf();
+        // a repository's files land in its image: credentials in them are refused
+        crate::credentials::refuse(&text, &name)?;
         let files = MapFiles {
             files: std::mem::take(&mut self.plan.text_files),
             prefix: prefix.clone(),
@@ -240,6 +242,7 @@ impl Repository {
             EnvSpec::from_yaml_with(&text, &name, Path::new("/nonexistent"), &defaults, &files)?;
         if let Some((path, text)) = &self.plan.requirements {
             let path = Path::new(&format!("{prefix}{path}")).to_path_buf();
+            crate::credentials::refuse(text, &path)?;
             let lines = lines_of(text, &path);
             spec.pip = Some(parse_requirements(&lines, &files)?).filter(|p| !p.is_empty());
         }
