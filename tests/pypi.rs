@@ -539,6 +539,102 @@ fn the_service_builds_from_allowed_indexes_only() {
     });
 }
 
+/// A hostile index on loopback: its page of `offhost` links a wheel (and its
+/// PEP 658 metadata) on another host, `localfile`'s a file of the service's
+/// own disk (`local`, named as a wheel), and `moved` redirects to another host.
+fn hostile_index(elsewhere: u16, local: &Path) -> ChannelServer {
+    const SERVER: &str = r#"
+import http.server, sys
+port, elsewhere, local = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+pages = {
+    "/simple/offhost/": '<a href="http://127.0.0.1:%d/offhost-1.0-py3-none-any.whl" data-dist-info-metadata="true">offhost-1.0-py3-none-any.whl</a>' % elsewhere,
+    "/simple/localfile/": '<a href="file://%s">localfile-1.0-py3-none-any.whl</a>' % local,
+}
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/simple/moved/":
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:%d/simple/moved/" % elsewhere)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = pages.get(self.path)
+        if body is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = ("<html><body>%s</body></html>" % body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+    ChannelServer::start_script(SERVER, &[&elsewhere.to_string(), local.to_str().unwrap()])
+}
+
+/// A listener that counts the connections it is offered.
+fn counting_listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn an_allowed_index_leads_the_service_nowhere_else() {
+    let world = PypiWorld::new(&[]);
+    let channel = ChannelServer::start(&world.ws.channel());
+    let (elsewhere, connections) = counting_listener();
+    // a file of the service's host, named as the wheel the page links
+    let secret = world.ws.path("secret/localfile-1.0-py3-none-any.whl");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    let canary = "CANARY-host-file-never-read";
+    std::fs::write(&secret, canary).unwrap();
+    let index = hostile_index(elsewhere, &secret);
+    let index_url = format!("{}simple/", index.url());
+    let service = service::Service::start(
+        &world.ws.path("data"),
+        &channel,
+        &["--allow-index", &index_url],
+    );
+    let admin = service.token("admin", &[]);
+    service::runtime().block_on(async {
+        for (package, says) in [
+            ("offhost", "not one of the allowed indexes'"),
+            ("localfile", "only http(s) links"),
+            ("moved", "redirect to"),
+        ] {
+            let spec = format!(
+                "name: x\nchannels: [\"{}\"]\ndependencies:\n  - python={}\n  - pip\n  - pip:\n    - {package}\n",
+                channel.url(),
+                world.python
+            );
+            let (status, body) = service::submit_yaml(&service, &admin, "maths", &spec).await;
+            assert_eq!(status, 403, "{package}: {body}");
+            assert_eq!(body["error"], "forbidden", "{package}: {body}");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains(says), "{package}: {message}");
+            assert!(!message.contains(canary), "{message}");
+        }
+        assert!(service.healthy());
+    });
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a link or redirect off the allowed index was followed"
+    );
+}
+
 /// A Binder repository with `requirements.txt` and `runtime.txt` (no
 /// environment.yml): repo2docker's default environment with runtime.txt's
 /// Python, and the requirements from the index (including one with `-r`).

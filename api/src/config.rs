@@ -241,13 +241,36 @@ impl RequestPolicy {
         })
     }
 
-    /// A spec's PyPI requirements use the first allowed index unless they name one.
+    /// A spec's PyPI requirements use the first allowed index unless they
+    /// name one, and follow links and redirects to the allowed indexes' hosts only.
     pub fn apply_indexes(&self, spec: &mut EnvSpec) {
-        if let (Some(pip), Some(first)) = (spec.pip.as_mut(), self.indexes.first()) {
-            if !pip.index_named {
-                pip.index.index_url = first.clone();
-            }
+        let Some(pip) = spec.pip.as_mut() else {
+            return;
+        };
+        if let (false, Some(first)) = (pip.index_named, self.indexes.first()) {
+            pip.index.index_url = first.clone();
         }
+        pip.index.allowed_hosts = Some(self.index_hosts());
+    }
+
+    /// The hosts (`host`, or `host:port` when the URL names a port) pages,
+    /// metadata and wheels may come from: the allowed indexes', and PyPI's
+    /// file host when PyPI is allowed.
+    fn index_hosts(&self) -> Vec<String> {
+        let mut hosts = Vec::new();
+        for index in &self.indexes {
+            let host = index.host_str().unwrap_or_default().to_ascii_lowercase();
+            if host == "pypi.org" {
+                hosts.push(PYPI_FILES_HOST.to_string());
+            }
+            hosts.push(match index.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            });
+        }
+        hosts.sort();
+        hosts.dedup();
+        hosts
     }
 
     /// Refuses an index, extra index or find-links URL that is not allowed

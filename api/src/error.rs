@@ -159,7 +159,9 @@ impl From<BuildError> for ApiError {
 fn pypi_error(e: &PypiError, message: String) -> ApiError {
     match e {
         PypiError::Requirement { .. } => ApiError::bad_request(e.kind(), message),
-        PypiError::IndexRefused { .. } => ApiError::Forbidden(message),
+        PypiError::IndexRefused { .. } | PypiError::LinkRefused { .. } => {
+            ApiError::Forbidden(message)
+        }
         PypiError::Unreachable { .. } | PypiError::HashMismatch { .. } => {
             ApiError::Upstream(message)
         }

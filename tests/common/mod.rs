@@ -285,6 +285,20 @@ impl ChannelServer {
         Self { port, child }
     }
 
+    /// Runs a Python HTTP server `script` (`sys.argv[1]` is its port, then `args`).
+    pub fn start_script(script: &str, args: &[&str]) -> Self {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 serves");
+        wait_for_port(port, "the HTTP server");
+        Self { port, child }
+    }
+
     /// Serves `dir` to requests with Basic credentials `user`/`password` only (401 otherwise).
     pub fn start_with_password(dir: &Path, user: &str, password: &str) -> Self {
         const SERVER: &str = r#"

@@ -57,6 +57,14 @@ pub enum PypiError {
         /// The allowed indexes.
         allowed: String,
     },
+    /// An allowed index links (or redirects) to a place the service does not allow.
+    #[error("{url}, linked from an allowed index, is not allowed here: {reason}")]
+    LinkRefused {
+        /// The link (credentials removed).
+        url: String,
+        /// Which rule refused it.
+        reason: String,
+    },
     /// A downloaded file does not match its expected sha256.
     #[error("{file} does not match its sha256: expected {expected}, got {actual}")]
     HashMismatch {
@@ -107,7 +115,7 @@ impl PypiError {
             PypiError::Unreachable { .. } => 5,
             PypiError::HashMismatch { .. } | PypiError::HashNotGiven { .. } => 6,
             PypiError::BadWheel { .. } => 8,
-            PypiError::IndexRefused { .. } => 10,
+            PypiError::IndexRefused { .. } | PypiError::LinkRefused { .. } => 10,
             PypiError::Io { .. } => 1,
         }
     }
@@ -120,7 +128,7 @@ impl PypiError {
             PypiError::NotFound { .. } => "package_not_found",
             PypiError::Unsolvable { .. } => "unsolvable",
             PypiError::Unreachable { .. } => "index_unavailable",
-            PypiError::IndexRefused { .. } => "index_refused",
+            PypiError::IndexRefused { .. } | PypiError::LinkRefused { .. } => "index_refused",
             PypiError::HashMismatch { .. } | PypiError::HashNotGiven { .. } => "checksum_mismatch",
             PypiError::BadWheel { .. } => "unsafe_package",
             PypiError::Io { .. } => "io",

@@ -263,6 +263,7 @@ mod tests {
             extra_index_urls: vec![index.clone()],
             find_links: vec![FindLinks::Url(index)],
             no_index: false,
+            allowed_hosts: None,
         };
         assert!(!format!("{config:?}").contains("cret"), "{config:?}");
     }

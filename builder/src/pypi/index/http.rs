@@ -74,11 +74,34 @@ pub(super) fn check_scheme(url: &Url) -> Result<(), PypiError> {
     }
 }
 
-/// The HTTP client of the indexes.
-pub(super) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+/// The HTTP client of the indexes: redirects followed only to `allowed`
+/// hosts when given (and never from https to http).
+pub(super) fn http_client(allowed: Option<Vec<String>>) -> Result<reqwest::Client, reqwest::Error> {
+    let redirects = match allowed {
+        None => reqwest::redirect::Policy::limited(10),
+        Some(allowed) => reqwest::redirect::Policy::custom(move |attempt| {
+            let downgrade = attempt
+                .previous()
+                .last()
+                .is_some_and(|p| p.scheme() == "https")
+                && attempt.url().scheme() != "https";
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if downgrade || super::check_link(&Some(allowed.clone()), attempt.url()).is_err()
+            {
+                let target = redact(attempt.url());
+                attempt.error(format!(
+                    "a redirect to {target}, which is not an allowed index's host"
+                ))
+            } else {
+                attempt.follow()
+            }
+        }),
+    };
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
+        .redirect(redirects)
         .build()
 }

@@ -75,6 +75,10 @@ pub struct IndexConfig {
     pub find_links: Vec<FindLinks>,
     /// `--no-index`: no index is searched, only the find-links.
     pub no_index: bool,
+    /// Where pages, links and redirects may lead (`host` or `host:port`, over
+    /// http(s) only): the service's allowed indexes; `None` (the command
+    /// line): anywhere, local files too.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 impl Default for IndexConfig {
@@ -84,6 +88,7 @@ impl Default for IndexConfig {
             extra_index_urls: Vec::new(),
             find_links: Vec::new(),
             no_index: false,
+            allowed_hosts: None,
         }
     }
 }
@@ -108,6 +113,7 @@ impl fmt::Debug for IndexConfig {
             .field("extra_index_urls", &extra)
             .field("find_links", &self.find_links)
             .field("no_index", &self.no_index)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -217,6 +223,7 @@ impl Index {
             .collect();
         for url in &indexes {
             check_scheme(url)?;
+            check_link(&config.allowed_hosts, url)?;
         }
         let mut configured: Vec<&Url> = vec![&config.index_url];
         configured.extend(&config.extra_index_urls);
@@ -225,15 +232,24 @@ impl Index {
             find_links.push(match link {
                 FindLinks::Url(url) => {
                     check_scheme(url)?;
+                    check_link(&config.allowed_hosts, url)?;
                     configured.push(url);
                     FindLinks::Url(without_credentials(url))
                 }
-                FindLinks::Dir(dir) => FindLinks::Dir(dir.clone()),
+                FindLinks::Dir(dir) => {
+                    if config.allowed_hosts.is_some() {
+                        return Err(PypiError::LinkRefused {
+                            url: dir.display().to_string(),
+                            reason: "a local directory is never read here".into(),
+                        });
+                    }
+                    FindLinks::Dir(dir.clone())
+                }
             });
         }
         let credentials = Credentials::from_environment(&configured);
-        let client =
-            http_client().map_err(|e| unreachable_error(&config.index_url, describe(e)))?;
+        let client = http_client(config.allowed_hosts.clone())
+            .map_err(|e| unreachable_error(&config.index_url, describe(e)))?;
         Ok(Index {
             config,
             indexes,
@@ -360,6 +376,7 @@ impl Index {
 
     /// An HTTP(S) page's files, from the disk cache while fresh; None on 404.
     async fn remote_page(&self, url: &Url) -> Result<Option<Vec<PageFile>>, PypiError> {
+        check_link(&self.config.allowed_hosts, url)?;
         let path = self
             .cache
             .join("simple")
@@ -450,10 +467,13 @@ impl Index {
         request: reqwest::RequestBuilder,
         url: &Url,
     ) -> Result<reqwest::Response, PypiError> {
-        request
-            .send()
-            .await
-            .map_err(|e| unreachable_error(url, describe(e)))
+        request.send().await.map_err(|e| match e.is_redirect() {
+            true => PypiError::LinkRefused {
+                url: redact(url),
+                reason: describe(e),
+            },
+            false => unreachable_error(url, describe(e)),
+        })
     }
 
     /// The core metadata of a wheel: the PEP 658 file when offered, else read from the wheel's `*.dist-info/METADATA` (downloading the wheel into the cache).
@@ -491,6 +511,7 @@ impl Index {
         }
         let mut url = without_credentials(&file.url);
         url.set_path(&format!("{}.metadata", url.path()));
+        check_link(&self.config.allowed_hosts, &url)?;
         if url.scheme() == "file" {
             let Ok(path) = url.to_file_path() else {
                 return Ok(None);
@@ -540,6 +561,7 @@ impl Index {
         sha256: Option<&str>,
     ) -> Result<PathBuf, PypiError> {
         let url = without_credentials(url);
+        check_link(&self.config.allowed_hosts, &url)?;
         let expected = match sha256 {
             Some(hash) => Some(valid_sha256(hash).ok_or_else(|| PypiError::Unsupported {
                 package: filename.to_string(),
@@ -609,6 +631,41 @@ impl Index {
             .map_err(PypiError::io("writing", out_path))?;
         Ok(hex::encode(hasher.finalize()))
     }
+}
+
+/// Refuses a URL outside `allowed` (`host` or `host:port`): a local file,
+/// or a host that is not an allowed index's. `None` allows everything.
+fn check_link(allowed: &Option<Vec<String>>, url: &Url) -> Result<(), PypiError> {
+    let Some(allowed) = allowed else {
+        return Ok(());
+    };
+    let refuse = |reason: String| PypiError::LinkRefused {
+        url: crate::error::clip(&redact(url), 300).into_owned(),
+        reason,
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(refuse(format!(
+            "only http(s) links are followed here, not {}:",
+            url.scheme()
+        )));
+    }
+    if link_host_allowed(allowed, url) {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "its host is not one of the allowed indexes' ({})",
+        allowed.join(", ")
+    )))
+}
+
+/// Whether `url`'s host (or `host:port`) is in `allowed`.
+fn link_host_allowed(allowed: &[String], url: &Url) -> bool {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let with_port = url.port().map(|p| format!("{host}:{p}"));
+    allowed
+        .iter()
+        .map(|a| a.to_ascii_lowercase())
+        .any(|a| a == host || Some(&a) == with_port.as_ref())
 }
 
 /// A local wheel: itself when no hash is expected, else a checked copy in the cache.

@@ -72,6 +72,7 @@ async fn file_index_and_find_links_dir() {
         extra_index_urls: vec![],
         find_links: vec![FindLinks::Dir(links.clone())],
         no_index: false,
+        allowed_hosts: None,
     };
     let cache = tempfile::tempdir().unwrap();
     let index = Index::new(config, cache.path()).unwrap();
@@ -247,6 +248,7 @@ async fn http_index_with_metadata_and_cache() {
         extra_index_urls: vec![Url::parse(&format!("http://{host}/extra")).unwrap()],
         find_links: vec![],
         no_index: false,
+        allowed_hosts: None,
     };
     let cache = tempfile::tempdir().unwrap();
     let index = Index::new(config.clone(), cache.path()).unwrap();
