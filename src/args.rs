@@ -88,6 +88,7 @@ impl SolveArgs {
             cache_dir: self.cache_dir(),
             registry: self.registry.options(None),
             reporter,
+            limit: Default::default(),
         }
     }
 
@@ -201,9 +202,13 @@ pub struct RepoArgs {
     /// [default: what the repository's HEAD points at].
     #[arg(long = "ref", value_name = "REF")]
     pub reference: Option<String>,
-    /// Run a repository's postBuild script instead of refusing it.
+    /// Run a repository's postBuild script instead of refusing it (with no network).
     #[arg(long)]
     pub allow_post_build: bool,
+    /// Give an allowed postBuild a bridged network: it can then reach what the
+    /// host's firewall lets containers reach (docs/repositories.md says which rules to add).
+    #[arg(long, requires = "allow_post_build")]
+    pub post_build_network: bool,
 }
 
 /// The repository an input names: a URL, or a directory holding a git repository.

@@ -122,5 +122,34 @@ fn fancy_profiles_builds_a_repository_and_docker_pulls_the_image() {
                 .status(),
             401
         );
+
+        // a password in the spec's URL: refused, and shown, logged or sent nowhere
+        let password = "binder-url-passw0rd";
+        let with_password = server
+            .http_url("course")
+            .replace("http://", &format!("http://teacher:{password}@"));
+        let escaped: String = percent_encoding::utf8_percent_encode(
+            &with_password,
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string();
+        let text = client()
+            .get(service.url(&format!(
+                "/services/binder/build/git/{escaped}/main?build_only=true"
+            )))
+            .bearer_auth(&builder)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let events = binder_events(&text);
+        assert_eq!(events.last().unwrap()["phase"], "failed", "{events:?}");
+        assert!(text.contains("credentials"), "{text}");
+        let log = std::fs::read_to_string(ws.path("data.log")).unwrap();
+        for seen in [&text, &log] {
+            assert!(!seen.contains(password), "the password is shown: {seen}");
+        }
     });
 }

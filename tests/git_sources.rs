@@ -669,7 +669,7 @@ fn an_allowed_post_build_runs_as_the_user_and_becomes_a_layer() {
     let mut repo = server.repo("post");
     repo.write("environment.yml", ENVIRONMENT, false).write(
         "postBuild",
-        "#!/bin/sh\nset -e\nid -u > \"$HOME/.built-by\"\nls /var/run/docker.sock 2>/dev/null && exit 3\necho done > /srv/repo/post.txt\n",
+        "#!/bin/sh\nset -e\nid -u > \"$HOME/.built-by\"\nls /var/run/docker.sock 2>/dev/null && exit 3\necho done > /srv/repo/post.txt\nls /sys/class/net | tr '\\n' ' ' > \"$HOME/.network\"\n",
         false,
     );
     repo.commit("post");
@@ -696,12 +696,13 @@ fn an_allowed_post_build_runs_as_the_user_and_becomes_a_layer() {
         &tag,
         "sh",
         "-c",
-        "cat ~/.built-by /srv/repo/post.txt",
+        "cat ~/.built-by /srv/repo/post.txt ~/.network",
     ]));
     let inspect =
         run(Command::new("docker").args(["inspect", "--format", "{{json .Config.Labels}}", &tag]));
     let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "1000\ndone\n");
+    // no network but loopback unless --post-build-network
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1000\ndone\nlo ");
     let labels: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(labels["io.trousse.post-build"], "postBuild", "{labels}");
     let layout = ws.path("layout");

@@ -2,6 +2,8 @@
 //! delete, read or publish a file of the build host, reach an address outside
 //! the allow-lists, or panic the service.
 
+#[path = "security/bounded.rs"]
+mod bounded;
 mod common;
 #[path = "security/credentials.rs"]
 mod credentials;

@@ -215,7 +215,9 @@ async fn run(
         let _ = events.send(e);
     };
     send(event("waiting", "Waiting for build to start...", None));
-    let (url, reference) = (&repository.url, &repository.reference);
+    // what is shown and sent on: never the credentials a URL may carry
+    let url = trousse_builder::credentials::scrub(&repository.url).into_owned();
+    let (url, reference) = (&url, &repository.reference);
     send(event(
         "fetching",
         &format!("Fetching {url}@{reference}..."),

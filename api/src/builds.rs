@@ -270,11 +270,13 @@ async fn build_image(
         },
     };
     let options = BuildOptions {
+        post_build_network: false,
         cache_dir: config.cache_dir(),
         compression: crate::environments::COMPRESSION,
         output: output.clone(),
         reporter,
         registry: config.registry.clone(),
+        max_image_bytes: Some(config.max_image_bytes),
     };
     // a repository's files are read again, at the commit the request resolved
     let token = state.store.git_token(&env.course).await?;

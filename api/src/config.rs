@@ -49,6 +49,10 @@ pub struct ServiceConfig {
     pub max_builds: usize,
     /// How long one build may take.
     pub build_timeout: Duration,
+    /// How long solving one submission (conda and PyPI) may take.
+    pub solve_timeout: Duration,
+    /// The most compressed bytes an environment's own layers (base excluded) may hold.
+    pub max_image_bytes: u64,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
     /// The largest spec, in bytes.
@@ -71,8 +75,12 @@ pub struct ServiceConfig {
     pub registry: RegistryOptions,
     /// Git hosts (`host` or `host:port`) repositories may be fetched from; none by default.
     pub git_hosts: Vec<String>,
-    /// What one repository may cost: bytes, files, time.
+    /// What one repository may cost: bytes, files, depth, time.
     pub repo_limits: RepoLimits,
+    /// Repositories fetched and read at once, overall.
+    pub max_repo_fetches: usize,
+    /// Repositories fetched and read at once for one course.
+    pub max_repo_fetches_per_course: usize,
     /// The secret push webhooks are checked with; no webhook without it.
     pub webhook_secret: Option<Secret>,
     /// The PyPI indexes (simple API URLs) requirements may use; the first is the default.
@@ -114,6 +122,11 @@ impl std::fmt::Debug for Secret {
 pub const DEFAULT_MAX_BUILDS: usize = 2;
 /// The longest a build may take, in seconds, unless configured.
 pub const DEFAULT_BUILD_TIMEOUT_SECONDS: u64 = 3600;
+/// The most compressed bytes of an environment's own layers, unless configured:
+/// far above a course stack (a full Binder scientific stack is about 1.5 GB).
+pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 16 << 30;
+/// The longest solving one submission may take, in seconds, unless configured.
+pub const DEFAULT_SOLVE_TIMEOUT_SECONDS: u64 = 120;
 /// The largest request body, in bytes, unless configured.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 /// The most packages a spec may request, unless configured.
@@ -122,6 +135,10 @@ pub const DEFAULT_MAX_SPEC_PACKAGES: usize = 200;
 pub const DEFAULT_REPO_MAX_BYTES: u64 = 256 << 20;
 /// The most files one repository may hold, unless configured.
 pub const DEFAULT_REPO_MAX_FILES: u64 = 20_000;
+/// Repositories fetched at once, overall, unless configured.
+pub const DEFAULT_MAX_REPO_FETCHES: usize = 4;
+/// Repositories fetched at once for one course, unless configured.
+pub const DEFAULT_MAX_REPO_FETCHES_PER_COURSE: usize = 2;
 /// How deep a repository's directories may nest, unless configured.
 pub const DEFAULT_REPO_MAX_DEPTH: usize = trousse_builder::repo::DEFAULT_MAX_DEPTH;
 /// The longest fetching one repository may take, in seconds, unless configured.
@@ -141,6 +158,8 @@ impl ServiceConfig {
             public_host,
             max_builds: DEFAULT_MAX_BUILDS,
             build_timeout: Duration::from_secs(DEFAULT_BUILD_TIMEOUT_SECONDS),
+            solve_timeout: Duration::from_secs(DEFAULT_SOLVE_TIMEOUT_SECONDS),
+            max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES as usize,
             max_spec_bytes: 64 << 10,
             max_spec_packages: DEFAULT_MAX_SPEC_PACKAGES,
@@ -156,6 +175,8 @@ impl ServiceConfig {
             allowed_indexes: vec![DEFAULT_ALLOWED_INDEX.into()],
             hub: None,
             binder: None,
+            max_repo_fetches: DEFAULT_MAX_REPO_FETCHES,
+            max_repo_fetches_per_course: DEFAULT_MAX_REPO_FETCHES_PER_COURSE,
             repo_limits: RepoLimits {
                 max_bytes: DEFAULT_REPO_MAX_BYTES,
                 max_files: DEFAULT_REPO_MAX_FILES,

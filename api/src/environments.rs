@@ -15,6 +15,7 @@ use trousse_builder::{
     error::clip,
     progress::silent,
     repo::{RepoAddress, RepoRequest},
+    work_limit::WorkLimit,
     BuildError, BuildKey, BuildRequest, Compression, EnvSpec, ImageSettings, Lock, ResolveOptions,
     Resolved, SettingsRecord, Source, SourceKind,
 };
@@ -362,9 +363,17 @@ impl Submission {
     ) -> Result<Self, ApiError> {
         let config = &state.config;
         let mut address = RepoAddress::parse(url).map_err(BuildError::from)?;
-        if address.password.is_none() {
-            address.password = state.store.git_token(course).await?;
+        if address.password.is_some() {
+            return Err(BuildError::Credentials {
+                place: "the repository URL".into(),
+                url: trousse_builder::credentials::find(url)
+                    .map_or_else(|| address.display(), |found| found.shown),
+            }
+            .into());
         }
+        address.password = state.store.git_token(course).await?;
+        // a repository is held in memory while it is read: at most so many at once
+        let _fetching = state.repo_fetches.start(course)?;
         let read = RepoRequest {
             address,
             reference,
@@ -412,7 +421,10 @@ impl Submission {
             cache_dir: config.cache_dir(),
             registry: config.registry.clone(),
             reporter: silent(),
+            limit: WorkLimit::within(config.solve_timeout),
         };
+        // the solvers stop when the request is dropped (its client left)
+        let _cancel = options.limit.cancel_on_drop();
         if let Some((request, _)) = &self.repository {
             let resolved = request.clone().resolve(&config.defaults, &options).await?;
             self.check_lock(state, &resolved.lock)?;
@@ -453,6 +465,20 @@ impl Submission {
             }
             for record in &platform.records {
                 state.policy.check_record(record)?;
+            }
+            // the packages' archives: about what their layers will weigh
+            let archives: u64 = platform
+                .records
+                .iter()
+                .filter_map(|r| r.package_record.size)
+                .sum();
+            if archives > config.max_image_bytes {
+                return Err(BuildError::TooLarge {
+                    what: format!("the packages for {}", platform.platform),
+                    bytes: archives,
+                    limit: config.max_image_bytes,
+                }
+                .into());
             }
             for wheel in &platform.pypi {
                 state.policy.check_wheel(wheel)?;

@@ -66,6 +66,9 @@ pub enum ApiError {
     /// The body's content type is not one the route reads (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Too many requests of a kind at once; try again later (429).
+    #[error("{0}")]
+    Busy(String),
     /// The data directory's disk is full (507).
     #[error("{0}")]
     InsufficientStorage(String),
@@ -103,6 +106,7 @@ impl ApiError {
                 (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
             }
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            ApiError::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -124,6 +128,14 @@ impl From<BuildError> for ApiError {
                 message,
             },
             BuildError::Lock { .. } => ApiError::bad_request("invalid_lock", message),
+            BuildError::TooLarge { .. } => ApiError::Unprocessable {
+                code: "image_too_large",
+                message,
+            },
+            BuildError::TimeLimit { .. } => ApiError::Unprocessable {
+                code: "time_limit",
+                message,
+            },
             BuildError::Credentials { .. } => ApiError::Unprocessable {
                 code: "credentials_in_url",
                 message,
@@ -170,6 +182,10 @@ fn pypi_error(e: &PypiError, message: String) -> ApiError {
             message,
         },
         PypiError::Io { .. } => ApiError::Internal(message),
+        PypiError::Stopped => ApiError::Unprocessable {
+            code: "time_limit",
+            message,
+        },
         PypiError::Unsupported { .. }
         | PypiError::NotFound { .. }
         | PypiError::Unsolvable { .. }
@@ -257,6 +273,64 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"trousse\""),
             );
         }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         response
     }
+}
+
+/// Every error answer has a JSON body: what axum's extractors and layers
+/// answer in plain text (a malformed JSON body, a body over the limit, a bad
+/// path or query) is wrapped into an [`ErrorBody`] with a code from its status.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_string(),
+        text => clip(text, MAX_MESSAGE_CHARS).into_owned(),
+    };
+    let mut answer = (
+        status,
+        Json(ErrorBody {
+            error: code.to_string(),
+            message,
+            field: None,
+        }),
+    )
+        .into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }

@@ -15,6 +15,28 @@ use crate::{auth::Principal, error::ApiError, AppState};
 /// The longest token accepted, in bytes.
 const MAX_TOKEN_BYTES: usize = 4096;
 
+/// A secret as set (trimmed): `min` to 4096 printable characters, or a 400 saying so.
+pub(crate) fn checked_secret<'a>(
+    what: &str,
+    text: &'a str,
+    min: usize,
+) -> Result<&'a str, ApiError> {
+    let secret = text.trim();
+    if secret.len() < min.max(1)
+        || secret.len() > MAX_TOKEN_BYTES
+        || secret.chars().any(char::is_control)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_token",
+            format!(
+                "{what} is {} to {MAX_TOKEN_BYTES} printable characters",
+                min.max(1)
+            ),
+        ));
+    }
+    Ok(secret)
+}
+
 /// A deploy token (GitLab's, GitHub's fine-grained token, Gitea's…).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -51,13 +73,7 @@ pub async fn set(
     Json(body): Json<GitToken>,
 ) -> Result<StatusCode, ApiError> {
     principal.require_write(&course)?;
-    let token = body.token.trim();
-    if token.is_empty() || token.len() > MAX_TOKEN_BYTES || token.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "invalid_token",
-            format!("a git token is 1 to {MAX_TOKEN_BYTES} printable characters"),
-        ));
-    }
+    let token = checked_secret("a git token", &body.token, 1)?;
     state.store.set_git_token(&course, token).await?;
     tracing::info!(%course, "git token set");
     Ok(StatusCode::NO_CONTENT)

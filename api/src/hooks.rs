@@ -1,15 +1,22 @@
-//! `POST /api/v1/hooks/git`: a push webhook (GitHub's or GitLab's payload,
-//! checked with the shared secret) that rebuilds the course environments
-//! following the pushed branch. Exam environments never move.
+//! Push webhooks (GitHub's or GitLab's payload) that rebuild the course
+//! environments following the pushed branch: `POST /api/v1/hooks/git`,
+//! checked with the service's secret, for every course; and `POST
+//! /api/v1/courses/{course}/hooks/git`, checked with the course's own secret
+//! (set by its teachers), for that course only. Exam environments never move.
 
 use std::sync::Arc;
 
-use axum::{body::Bytes, extract::State, http::HeaderMap, Json};
+use axum::{
+    body::Bytes,
+    extract::{Path as UrlPath, State},
+    http::{HeaderMap, StatusCode},
+    Json,
+};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::{environments::follow_push, error::ApiError, AppState};
+use crate::{auth::Principal, environments::follow_push, error::ApiError, AppState};
 
 /// What a push payload says, from either host.
 #[derive(Debug, Deserialize)]
@@ -86,11 +93,54 @@ pub async fn push(
 ) -> Result<Json<PushOutcome>, ApiError> {
     let Some(secret) = state.config.webhook_secret.as_ref() else {
         return Err(ApiError::NotFound(
-            "no webhook is configured: start the service with TROUSSE_WEBHOOK_SECRET".into(),
+            "no webhook is configured: start the service with TROUSSE_WEBHOOK_SECRET, \
+             or use a course's own hook (/api/v1/courses/COURSE/hooks/git)"
+                .into(),
         ));
     };
     authenticate(&headers, &body, secret.as_bytes())?;
-    let push: Push = serde_json::from_slice(&body)
+    follow(&state, &body, None).await
+}
+
+/// Receive a push for one course, checked with the course's own secret: only
+/// that course's environments that follow the pushed branch are rebuilt.
+#[utoipa::path(
+    post,
+    path = "/api/v1/courses/{course}/hooks/git",
+    params(("course" = String, Path, description = "The course")),
+    request_body(content = Object, description = "A GitHub or GitLab push payload"),
+    responses(
+        (status = 200, description = "The course's environments following the branch, each with its outcome", body = PushOutcome),
+        (status = 400, description = "Not a push payload", body = crate::error::ErrorBody),
+        (status = 401, description = "No valid signature or token", body = crate::error::ErrorBody),
+        (status = 404, description = "The course has no webhook secret", body = crate::error::ErrorBody),
+    ),
+    tag = "environments"
+)]
+pub async fn course_push(
+    State(state): State<Arc<AppState>>,
+    UrlPath(course): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<PushOutcome>, ApiError> {
+    let Some(secret) = state.store.webhook_secret(&course).await? else {
+        return Err(ApiError::NotFound(format!(
+            "course '{}' has no webhook secret: its teacher sets one with PUT \
+             /api/v1/courses/COURSE/webhook-secret",
+            trousse_builder::error::clip(&course, 80)
+        )));
+    };
+    authenticate(&headers, &body, secret.as_bytes())?;
+    follow(&state, &body, Some(&course)).await
+}
+
+/// Rebuilds the environments (of `course`, or of every course) that follow the pushed branch.
+async fn follow(
+    state: &Arc<AppState>,
+    body: &[u8],
+    course: Option<&str>,
+) -> Result<Json<PushOutcome>, ApiError> {
+    let push: Push = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_push", format!("not a push payload: {e}")))?;
     let Some(branch) = push.reference.strip_prefix("refs/heads/") else {
         return Ok(Json(PushOutcome {
@@ -106,13 +156,16 @@ pub async fn push(
         .collect();
     let mut environments = Vec::new();
     for env in state.store.following_environments().await? {
+        if course.is_some_and(|c| c != env.course) {
+            continue;
+        }
         let Some((url, reference)) = env.source.as_deref().and_then(source_of) else {
             continue;
         };
         if reference != branch || !pushed.contains(&same_repository(&url)) {
             continue;
         }
-        let status = match follow_push(&state, &env.course, &env.name, &url, branch).await {
+        let status = match follow_push(state, &env.course, &env.name, &url, branch).await {
             Ok(response) => response.status(),
             Err(e) => e.status_and_code().0,
         };
@@ -124,6 +177,78 @@ pub async fn push(
         });
     }
     Ok(Json(PushOutcome { environments }))
+}
+
+/// A course's push webhook secret, as set (it is never read back).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSecret {
+    /// The secret GitHub signs pushes with, or GitLab sends (16 characters at least).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
+
+/// Set the course's push webhook secret (its hook: `/api/v1/courses/{course}/hooks/git`).
+#[utoipa::path(
+    put,
+    path = "/api/v1/courses/{course}/webhook-secret",
+    params(("course" = String, Path, description = "The course")),
+    request_body = WebhookSecret,
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "A secret shorter than 16 characters, or too long", body = crate::error::ErrorBody),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+        (status = 403, description = "Not granted this course", body = crate::error::ErrorBody),
+    ),
+    security(("token" = [])),
+    tag = "environments"
+)]
+pub async fn set_secret(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    UrlPath(course): UrlPath<String>,
+    Json(body): Json<WebhookSecret>,
+) -> Result<StatusCode, ApiError> {
+    principal.require_write(&course)?;
+    let secret = crate::git_tokens::checked_secret("a webhook secret", &body.secret, 16)?;
+    state.store.set_webhook_secret(&course, secret).await?;
+    tracing::info!(%course, "webhook secret set");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove the course's push webhook secret (its hook then answers 404).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/courses/{course}/webhook-secret",
+    params(("course" = String, Path, description = "The course")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+        (status = 403, description = "Not granted this course", body = crate::error::ErrorBody),
+        (status = 404, description = "The course has no webhook secret", body = crate::error::ErrorBody),
+    ),
+    security(("token" = [])),
+    tag = "environments"
+)]
+pub async fn delete_secret(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    UrlPath(course): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require_write(&course)?;
+    if state.store.delete_webhook_secret(&course).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "course '{}' has no webhook secret",
+            trousse_builder::error::clip(&course, 80)
+        )))
+    }
 }
 
 /// GitHub signs the body (`X-Hub-Signature-256`); GitLab sends the secret (`X-Gitlab-Token`).

@@ -19,6 +19,11 @@ use crate::{
 
 /// How long a hub's answer about a token is trusted.
 const TRUSTED_FOR: Duration = Duration::from_secs(60);
+/// The most answers remembered (a fresh random token per request cannot grow it further).
+const MAX_REMEMBERED: usize = 10_000;
+/// Hub look-ups of tokens not remembered: this many at once, refilled this many per second.
+const LOOKUP_BURST: f64 = 50.0;
+const LOOKUPS_PER_SECOND: f64 = 10.0;
 
 /// Where the hub is, and how its groups name courses.
 #[derive(Debug, Clone)]
@@ -42,10 +47,22 @@ struct HubUser {
     groups: Vec<String>,
 }
 
-/// Resolves JupyterHub tokens, remembering recent answers.
-#[derive(Debug, Default)]
+/// Resolves JupyterHub tokens, remembering recent answers (a bounded number)
+/// and asking the hub about new ones at a bounded rate.
+#[derive(Debug)]
 pub struct HubTokens {
     known: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
+    /// The look-ups left, and when they were last counted.
+    lookups: Mutex<(f64, Instant)>,
+}
+
+impl Default for HubTokens {
+    fn default() -> Self {
+        Self {
+            known: Mutex::new(HashMap::new()),
+            lookups: Mutex::new((LOOKUP_BURST, Instant::now())),
+        }
+    }
 }
 
 impl HubTokens {
@@ -55,6 +72,7 @@ impl HubTokens {
         if let Some(found) = self.remembered(&key) {
             return Ok(found);
         }
+        self.take_lookup()?;
         let answer = ask_hub(hub, token).await?;
         let principal = answer.map(|user| principal_of(hub, &user));
         let mut known = self
@@ -62,8 +80,38 @@ impl HubTokens {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         known.retain(|_, (_, at)| at.elapsed() < TRUSTED_FOR);
+        if known.len() >= MAX_REMEMBERED {
+            // full of fresh answers: forget the oldest
+            if let Some(oldest) = known
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
+            {
+                known.remove(&oldest);
+            }
+        }
         known.insert(key, (principal.clone(), Instant::now()));
         Ok(principal)
+    }
+
+    /// Counts one look-up at the hub, refusing beyond the rate (a token bucket).
+    fn take_lookup(&self) -> Result<(), ApiError> {
+        let mut lookups = self
+            .lookups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (left, at) = *lookups;
+        let now = Instant::now();
+        let refilled = (left + at.elapsed().as_secs_f64() * LOOKUPS_PER_SECOND).min(LOOKUP_BURST);
+        if refilled < 1.0 {
+            *lookups = (refilled, now);
+            return Err(ApiError::Busy(
+                "too many new tokens to check with the hub at once; try again in a few seconds"
+                    .into(),
+            ));
+        }
+        *lookups = (refilled - 1.0, now);
+        Ok(())
     }
 
     fn remembered(&self, key: &str) -> Option<Option<Principal>> {

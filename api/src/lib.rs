@@ -19,6 +19,7 @@ pub mod hooks;
 pub mod hub_auth;
 pub mod hub_launch;
 pub mod operations;
+pub mod repo_fetches;
 pub mod store;
 pub mod upgrade;
 
@@ -67,6 +68,8 @@ pub struct AppState {
     submissions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// JupyterHub tokens recently resolved.
     hub_tokens: hub_auth::HubTokens,
+    /// The repository fetches running.
+    pub repo_fetches: repo_fetches::RepoFetches,
 }
 
 impl AppState {
@@ -79,6 +82,10 @@ impl AppState {
         upgrade::scrub_credentials(&store, &config).await?;
         let _ = std::fs::remove_dir_all(config.work_dir());
         let state = Arc::new(Self {
+            repo_fetches: repo_fetches::RepoFetches::new(
+                config.max_repo_fetches,
+                config.max_repo_fetches_per_course,
+            ),
             builds: BuildQueue::new(config.max_builds),
             config,
             policy,
@@ -199,6 +206,9 @@ impl Modify for TokenSecurity {
         environments::get,
         events::follow,
         hooks::push,
+        hooks::course_push,
+        hooks::set_secret,
+        hooks::delete_secret,
         git_tokens::set,
         git_tokens::delete,
         exam_windows::set,
@@ -216,6 +226,7 @@ impl Modify for TokenSecurity {
         environments::Environment,
         environments::EnvironmentList,
         hooks::PushOutcome,
+        hooks::WebhookSecret,
         git_tokens::GitToken,
         exam_windows::WindowRequest,
         exam_windows::WindowView,
@@ -255,6 +266,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/environments/{id}", get(environments::get))
         .route("/api/v1/hooks/git", post(hooks::push))
         .route(
+            "/api/v1/courses/{course}/hooks/git",
+            post(hooks::course_push),
+        )
+        .route(
+            "/api/v1/courses/{course}/webhook-secret",
+            put(hooks::set_secret).delete(hooks::delete_secret),
+        )
+        .route(
             "/api/v1/courses/{course}/git-token",
             put(git_tokens::set).delete(git_tokens::delete),
         )
@@ -273,6 +292,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             operations::PanicAnswer {
                 panics: state.metrics.panics.clone(),
@@ -295,7 +315,9 @@ async fn log_request(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // a BinderHub spec in the path may be a URL with credentials: logged without them
+    let decoded = percent_encoding::percent_decode_str(request.uri().path()).decode_utf8_lossy();
+    let path = trousse_builder::credentials::scrub(&decoded).into_owned();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     tracing::info!(

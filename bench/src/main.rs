@@ -114,6 +114,8 @@ impl Bench {
         };
         let spec = EnvSpec::from_path(spec, &defaults)?;
         let options = BuildOptions {
+            post_build_network: false,
+            max_image_bytes: None,
             cache_dir: cache.to_path_buf(),
             compression,
             output: ImageRef::Oci {
@@ -772,6 +774,8 @@ async fn usual_way(
         let cache = bench.fresh("cache");
         clone_cache(warm, &cache)?;
         let options = BuildOptions {
+            post_build_network: false,
+            max_image_bytes: None,
             cache_dir: cache,
             compression: Compression::Gzip,
             output,
@@ -817,6 +821,7 @@ async fn usual_way(
 /// Solves a spec and builds it, as `trousse build` does (the solve is timed with the build).
 async fn build_spec(spec: EnvSpec, options: BuildOptions) -> anyhow::Result<BuildReport> {
     let resolve = ResolveOptions {
+        limit: Default::default(),
         cache_dir: options.cache_dir.clone(),
         registry: options.registry.clone(),
         reporter: options.reporter.clone(),

@@ -67,6 +67,12 @@ pub fn parse(text: &str, path: &Path) -> Result<PartialLock, BuildError> {
 }
 
 fn parse_text(text: &str, path: &Path) -> Result<PartialLock, FormatError> {
+    if let Some(line) = crate::yaml_guard::too_deep(text) {
+        return Err(FormatError::at(
+            Some(line),
+            crate::yaml_guard::refusal(line),
+        ));
+    }
     let file: File = serde_yaml_ng::from_str(text).map_err(|e| {
         FormatError::at(
             e.location().map(|l| l.line()),

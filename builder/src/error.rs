@@ -10,12 +10,38 @@ pub enum BuildError {
     /// The spec file is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// What was built is larger than allowed.
+    #[error(
+        "{what} hold {} ({bytes} bytes, compressed); at most {} are allowed: \
+         drop packages the course does not need, or ask an administrator to raise the limit",
+        bytesize::ByteSize(*bytes), bytesize::ByteSize(*limit)
+    )]
+    TooLarge {
+        /// What is too large.
+        what: String,
+        /// Its size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Solving took longer than the request's limit, or its requester left.
+    #[error(
+        "{what} took longer than the limit of {seconds} s (or the request was abandoned); \
+         pin versions of the packages to make the environment quicker to solve"
+    )]
+    TimeLimit {
+        /// What was stopped.
+        what: String,
+        /// The limit.
+        seconds: u64,
+    },
     /// A submitted URL carries credentials, which are never taken from a request.
     #[error(
         "{place}: {url} carries credentials (user:password@); they are never stored nor \
          taken from a request: an operator configures them for that host (rattler's \
          authentication file, RATTLER_AUTH_FILE; netrc or TROUSSE_PYPI_USERNAME/_PASSWORD \
-         for PyPI indexes), and the URL is given without them"
+         for PyPI indexes; a course's git token for its repositories: PUT \
+         /api/v1/courses/COURSE/git-token), and the URL is given without them"
     )]
     Credentials {
         /// Where (the file or request, and line).
@@ -151,15 +177,17 @@ impl BuildError {
     /// The process exit code for this error: 2 bad command line, 3 bad input,
     /// 4 unsolvable, 5 unreachable channel, package or base image, 6
     /// integrity, 7 image I/O, 8 unsafe package, 9 no such repository or ref,
-    /// 10 a repository refused by policy, 1 otherwise.
+    /// 10 a repository refused by policy, 11 a time limit, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Spec(_)
             | BuildError::Lock { .. }
             | BuildError::Credentials { .. }
+            | BuildError::TooLarge { .. }
             | BuildError::Unsupported(_) => 3,
             BuildError::PackageNotFound { .. } | BuildError::Unsolvable { .. } => 4,
             BuildError::Usage(_) => 2,
+            BuildError::TimeLimit { .. } => 11,
             BuildError::Channel { .. }
             | BuildError::Fetch { .. }
             | BuildError::BaseUnavailable { .. } => 5,
@@ -179,6 +207,8 @@ impl BuildError {
             BuildError::Spec(_) => "invalid_spec",
             BuildError::Lock { .. } => "invalid_lock",
             BuildError::Credentials { .. } => "credentials_in_url",
+            BuildError::TimeLimit { .. } => "time_limit",
+            BuildError::TooLarge { .. } => "image_too_large",
             BuildError::Channel { .. } => "channel_unavailable",
             BuildError::PackageNotFound { .. } => "package_not_found",
             BuildError::Unsolvable { .. } => "unsolvable",

@@ -38,6 +38,8 @@ mod solve;
 mod source;
 pub mod spec;
 mod stage;
+pub mod work_limit;
+pub mod yaml_guard;
 
 pub use build_key::{BuildKey, SettingsRecord, BUILD_FORMAT};
 pub use complete::ArchiveError;

@@ -143,6 +143,9 @@ impl Lock {
             path: path.to_path_buf(),
             message,
         };
+        if let Some(line) = crate::yaml_guard::too_deep(text) {
+            return Err(lock_err(crate::yaml_guard::refusal(line)));
+        }
         let file = LockFile::from_str_with_base_directory(text, path.parent())
             .map_err(|e| lock_err(crate::error::error_chain(&e)))?;
         let env = file.environment(environment).ok_or_else(|| {

@@ -50,6 +50,11 @@ pub struct BuildOptions {
     pub reporter: Reporter,
     /// How to reach registries.
     pub registry: RegistryOptions,
+    /// The most compressed bytes an image's own layers (base excluded) may
+    /// hold, per platform; `None`: no limit.
+    pub max_image_bytes: Option<u64>,
+    /// Whether an allowed `postBuild` gets a bridged network (none by default).
+    pub post_build_network: bool,
 }
 
 /// The image of one platform.
@@ -213,6 +218,7 @@ impl Build<'_> {
         let staged = self.stage_packages(locked).await?;
         let wheels = self.stage_wheels(locked).await?;
         let mut layers = self.write_layers(&staged, &wheels, base).await?;
+        self.check_size(locked.platform, &layers)?;
         let started = Instant::now();
         let package_names: Vec<String> = locked
             .records
@@ -240,6 +246,19 @@ impl Build<'_> {
             descriptor,
             layers,
         })
+    }
+
+    /// Refuses an image whose own layers exceed the limit, with the figures.
+    fn check_size(&self, platform: Subdir, layers: &[Layer]) -> Result<(), BuildError> {
+        let own: u64 = layers.iter().map(|l| l.blob.size).sum();
+        match self.options.max_image_bytes {
+            Some(limit) if own > limit => Err(BuildError::TooLarge {
+                what: format!("the image's own layers for {platform}"),
+                bytes: own,
+                limit,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Fetches and stages the packages the cache has not staged yet; returns all, in lock order.
@@ -476,7 +495,7 @@ impl Build<'_> {
         let run = PostBuild {
             script: format!("{}/{script}", crate::repo::REPO_DIR),
             user: &self.settings.user,
-            network: true,
+            network: self.options.post_build_network,
             work_dir: work.path(),
         };
         post_build_layer(&run, image, &self.cache.blobs(), self.options.compression).await

@@ -82,6 +82,8 @@ pub struct ResolveOptions {
     pub registry: RegistryOptions,
     /// Receives progress events.
     pub reporter: Reporter,
+    /// How long solving may take, and its cancellation.
+    pub limit: crate::work_limit::WorkLimit,
 }
 
 impl BuildRequest {
@@ -226,9 +228,9 @@ async fn solve_spec(
     let hub_ready = hub_ready(spec, base_singleuser);
     let spec = hub_ready.as_ref();
     let (solved, seconds) = timed(&options.reporter, Stage::Solve, 0, async {
-        let mut solved = solve(spec, &gateway, &declared).await?;
+        let mut solved = solve(spec, &gateway, &declared, &options.limit).await?;
         if let Some(pip) = spec.pip.as_ref().filter(|p| !p.is_empty()) {
-            resolve_pypi(pip, &mut solved, &cache, &client, &options.reporter).await?;
+            resolve_pypi(pip, &mut solved, &cache, &client, options).await?;
         }
         Ok(solved)
     })
@@ -270,7 +272,7 @@ async fn resolve_pypi(
     solved: &mut [crate::solve::SolvedPlatform],
     cache: &CacheDir,
     client: &rattler_networking::LazyClient,
-    reporter: &Reporter,
+    options: &ResolveOptions,
 ) -> Result<(), BuildError> {
     for platform in solved {
         let input = crate::pypi::PlatformInput {
@@ -278,9 +280,10 @@ async fn resolve_pypi(
             records: &platform.records,
             platform: platform.platform,
             virtual_packages: &platform.virtual_packages,
+            limit: &options.limit,
         };
         platform.pypi =
-            crate::pypi::resolve_platform(input, cache.root(), client, reporter).await?;
+            crate::pypi::resolve_platform(input, cache.root(), client, &options.reporter).await?;
     }
     Ok(())
 }
@@ -345,6 +348,7 @@ mod tests {
             cache_dir: std::env::temp_dir().join("trousse-request-tests"),
             registry: RegistryOptions::default(),
             reporter: crate::progress::silent(),
+            limit: Default::default(),
         }
     }
 

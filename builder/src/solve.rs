@@ -45,6 +45,7 @@ pub async fn solve(
     spec: &EnvSpec,
     gateway: &Gateway,
     base_virtual_packages: &HashMap<Subdir, Vec<GenericVirtualPackage>>,
+    limit: &crate::work_limit::WorkLimit,
 ) -> Result<Vec<SolvedPlatform>, BuildError> {
     if spec.channels.is_empty() {
         return Err(BuildError::Spec(crate::spec::SpecError {
@@ -64,7 +65,7 @@ pub async fn solve(
             .chain(&spec.image.virtual_packages)
             .cloned()
             .collect();
-        solved.push(solve_platform(spec, gateway, platform, &overrides).await?);
+        solved.push(solve_platform(spec, gateway, platform, &overrides, limit).await?);
     }
     Ok(solved)
 }
@@ -92,6 +93,7 @@ async fn solve_platform(
     gateway: &Gateway,
     platform: Subdir,
     overrides: &[GenericVirtualPackage],
+    limit: &crate::work_limit::WorkLimit,
 ) -> Result<SolvedPlatform, BuildError> {
     let repodata = gateway
         .query(
@@ -107,10 +109,13 @@ async fn solve_platform(
     let task = SolverTask {
         specs: spec.dependencies.clone(),
         virtual_packages: virtual_packages.clone(),
+        timeout: limit.remaining(),
+        cancellation_token: Some(limit.token()),
         ..SolverTask::from_iter(&repodata)
     };
     let result = match resolvo::Solver.solve(task) {
         Ok(result) => result,
+        Err(SolveError::Cancelled) => return Err(limit.error("solving")),
         Err(error) => return Err(explain_failure(spec, gateway, platform, error).await),
     };
     let mut records = result.records;

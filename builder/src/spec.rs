@@ -337,6 +337,9 @@ impl EnvSpec {
         files: &dyn RequirementFiles,
     ) -> Result<Self, SpecError> {
         let at = SpecText { text, path };
+        if let Some(line) = crate::yaml_guard::too_deep(text) {
+            return Err(at.err(Some(line), crate::yaml_guard::refusal(line)));
+        }
         let raw: RawSpec = serde_yaml_ng::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line());
             at.err(line, format!("invalid YAML: {e}"))

@@ -64,6 +64,8 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
         )
         .await?;
     let options = BuildOptions {
+        post_build_network: args.repo.post_build_network,
+        max_image_bytes: None,
         cache_dir: args.solve.cache_dir(),
         compression,
         output,

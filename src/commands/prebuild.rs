@@ -114,6 +114,8 @@ async fn build_stack(
         )
         .await?;
     let options = BuildOptions {
+        post_build_network: false,
+        max_image_bytes: None,
         cache_dir: solve.cache_dir(),
         compression: Compression::Gzip,
         output: ImageRef::from_str(image)?,

@@ -5,8 +5,10 @@ use std::{path::PathBuf, str::FromStr};
 use anyhow::Context;
 use trousse_api::config::{
     Secret, DEFAULT_ALLOWED_CHANNEL, DEFAULT_BUILD_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_BUILDS, DEFAULT_MAX_SPEC_PACKAGES, DEFAULT_REPO_MAX_BYTES, DEFAULT_REPO_MAX_DEPTH,
-    DEFAULT_REPO_MAX_FILES, DEFAULT_REPO_TIMEOUT_SECONDS,
+    DEFAULT_MAX_BUILDS, DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_REPO_FETCHES,
+    DEFAULT_MAX_REPO_FETCHES_PER_COURSE, DEFAULT_MAX_SPEC_PACKAGES, DEFAULT_REPO_MAX_BYTES,
+    DEFAULT_REPO_MAX_DEPTH, DEFAULT_REPO_MAX_FILES, DEFAULT_REPO_TIMEOUT_SECONDS,
+    DEFAULT_SOLVE_TIMEOUT_SECONDS,
 };
 use trousse_builder::{repo::RepoLimits, BuildError};
 use trousse_registry_client::ImageRef;
@@ -31,6 +33,12 @@ pub struct ServeArgs {
     /// The longest a build may take, in seconds.
     #[arg(long, default_value_t = DEFAULT_BUILD_TIMEOUT_SECONDS)]
     pub build_timeout: u64,
+    /// The most an environment's own layers (base excluded, compressed) may hold, e.g. 8GiB.
+    #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_BYTES, value_parser = parse_size)]
+    pub max_image_size: u64,
+    /// The longest solving one submission (conda and PyPI) may take, in seconds.
+    #[arg(long, default_value_t = DEFAULT_SOLVE_TIMEOUT_SECONDS)]
+    pub solve_timeout: u64,
     /// The largest request body, e.g. 1MiB or a byte count.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, value_parser = parse_size)]
     pub max_body: u64,
@@ -64,6 +72,12 @@ pub struct ServeArgs {
     /// How deep a repository's directories may nest (path components, submodules included).
     #[arg(long, default_value_t = DEFAULT_REPO_MAX_DEPTH)]
     pub repo_max_depth: usize,
+    /// Repositories fetched and read at once (each is held in memory while read).
+    #[arg(long, default_value_t = DEFAULT_MAX_REPO_FETCHES)]
+    pub max_repo_fetches: usize,
+    /// Repositories one course may have fetched at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_REPO_FETCHES_PER_COURSE)]
+    pub max_repo_fetches_per_course: usize,
     /// The longest fetching one repository may take, in seconds.
     #[arg(long, default_value_t = DEFAULT_REPO_TIMEOUT_SECONDS)]
     pub repo_timeout: u64,
@@ -142,6 +156,10 @@ impl ServeArgs {
         );
         config.max_builds = self.max_builds;
         config.build_timeout = std::time::Duration::from_secs(self.build_timeout);
+        config.solve_timeout = std::time::Duration::from_secs(self.solve_timeout);
+        config.max_image_bytes = self.max_image_size;
+        config.max_repo_fetches = self.max_repo_fetches;
+        config.max_repo_fetches_per_course = self.max_repo_fetches_per_course;
         config.max_body_bytes = usize::try_from(self.max_body)
             .map_err(|_| BuildError::Usage("--max-body is too large".into()))?;
         config.max_spec_packages = self.max_spec_packages;

@@ -235,7 +235,7 @@ fn answer_with_redirect(mut stream: std::net::TcpStream, target: &str) {
 }
 
 /// A server that accepts connections and never says anything.
-fn silent_server() -> u16 {
+pub(crate) fn silent_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {

@@ -57,6 +57,9 @@ pub enum PypiError {
         /// The allowed indexes.
         allowed: String,
     },
+    /// The resolution was stopped by its time limit or cancelled (the caller maps it).
+    #[error("the PyPI resolution was stopped")]
+    Stopped,
     /// An allowed index links (or redirects) to a place the service does not allow.
     #[error("{url}, linked from an allowed index, is not allowed here: {reason}")]
     LinkRefused {
@@ -116,6 +119,7 @@ impl PypiError {
             PypiError::HashMismatch { .. } | PypiError::HashNotGiven { .. } => 6,
             PypiError::BadWheel { .. } => 8,
             PypiError::IndexRefused { .. } | PypiError::LinkRefused { .. } => 10,
+            PypiError::Stopped => 11,
             PypiError::Io { .. } => 1,
         }
     }
@@ -129,6 +133,7 @@ impl PypiError {
             PypiError::Unsolvable { .. } => "unsolvable",
             PypiError::Unreachable { .. } => "index_unavailable",
             PypiError::IndexRefused { .. } | PypiError::LinkRefused { .. } => "index_refused",
+            PypiError::Stopped => "time_limit",
             PypiError::HashMismatch { .. } | PypiError::HashNotGiven { .. } => "checksum_mismatch",
             PypiError::BadWheel { .. } => "unsafe_package",
             PypiError::Io { .. } => "io",

@@ -81,6 +81,8 @@ pub struct PlatformInput<'a> {
     pub platform: Subdir,
     /// The virtual packages the solve assumed (for `__glibc`).
     pub virtual_packages: &'a [GenericVirtualPackage],
+    /// How long resolving may take, and its cancellation.
+    pub limit: &'a crate::work_limit::WorkLimit,
 }
 
 /// Resolves the requirements of one platform on top of its conda packages
@@ -104,12 +106,17 @@ pub async fn resolve_platform(
     )?);
     let requirements = input.requirements.clone();
     let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        resolve::resolve(&requirements, &index, &target, &conda, runtime)
+    let limit = input.limit.clone();
+    let stopped = limit.clone();
+    let resolved = tokio::task::spawn_blocking(move || {
+        resolve::resolve(&requirements, &index, &target, &conda, runtime, &limit)
     })
     .await
-    .map_err(|e| BuildError::Internal(format!("PyPI resolution task failed: {e}")))?
-    .map_err(BuildError::from)
+    .map_err(|e| BuildError::Internal(format!("PyPI resolution task failed: {e}")))?;
+    match resolved {
+        Err(PypiError::Stopped) => Err(stopped.error("resolving the PyPI requirements")),
+        other => other.map_err(BuildError::from),
+    }
 }
 
 /// The distributions the Python packages among `records` install (fetched into the cache).

@@ -65,6 +65,7 @@ struct Provider<'a> {
     constraints: HashMap<PackageName, Ranges<Version>>,
     candidates: RefCell<HashMap<PackageName, Arc<Vec<Candidate>>>>,
     metadata: RefCell<HashMap<(PackageName, Version), Arc<CoreMetadata>>>,
+    limit: crate::work_limit::WorkLimit,
 }
 
 /// Resolves `requirements` for `target` on top of the conda distributions
@@ -76,8 +77,10 @@ pub fn resolve(
     target: &WheelTarget,
     conda: &BTreeMap<PackageName, CondaDist>,
     runtime: tokio::runtime::Handle,
+    limit: &crate::work_limit::WorkLimit,
 ) -> Result<Vec<LockedWheel>, PypiError> {
-    let provider = Provider::new(requirements, index, target, conda, runtime);
+    let mut provider = Provider::new(requirements, index, target, conda, runtime);
+    provider.limit = limit.clone();
     provider.check_some_apply()?;
     let solution = match pubgrub::resolve(&provider, Node::Root, Version::new([0])) {
         Ok(solution) => solution,
@@ -89,13 +92,8 @@ pub fn resolve(
             });
         }
         Err(PubGrubError::ErrorChoosingVersion { source, .. })
-        | Err(PubGrubError::ErrorRetrievingDependencies { source, .. }) => return Err(source),
-        Err(other) => {
-            return Err(PypiError::Unsolvable {
-                platform: target.platform.to_string(),
-                explanation: other.to_string(),
-            })
-        }
+        | Err(PubGrubError::ErrorRetrievingDependencies { source, .. })
+        | Err(PubGrubError::ErrorInShouldCancel(source)) => return Err(source),
     };
     let mut wheels = Vec::new();
     for (node, version) in solution {
@@ -137,6 +135,7 @@ impl<'a> Provider<'a> {
             target,
             conda,
             requirements,
+            limit: crate::work_limit::WorkLimit::default(),
             constraints,
             candidates: RefCell::default(),
             metadata: RefCell::default(),
@@ -400,6 +399,13 @@ impl DependencyProvider for Provider<'_> {
     type VS = Ranges<Version>;
     type M = String;
     type Priority = (u32, Reverse<usize>);
+
+    fn should_cancel(&self) -> Result<(), PypiError> {
+        match self.limit.stopped() {
+            true => Err(PypiError::Stopped),
+            false => Ok(()),
+        }
+    }
     type Err = PypiError;
 
     fn prioritize(
