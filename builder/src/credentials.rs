@@ -106,26 +106,16 @@ pub fn refuse(text: &str, name: &std::path::Path) -> Result<(), crate::BuildErro
 /// `text` without the userinfo of its URLs, which are kept in memory for
 /// their hosts' requests (the command line).
 pub fn take(text: &str) -> Cow<'_, str> {
-    let found = userinfos(text);
-    if found.is_empty() {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    for userinfo in &found {
-        remember(
-            &text[userinfo.span.start..userinfo.span.end - 1],
-            &text[userinfo.host.clone()],
-        );
-        out.push_str(&text[copied..userinfo.span.start]);
-        copied = userinfo.span.end;
-    }
-    out.push_str(&text[copied..]);
-    Cow::Owned(out)
+    without_userinfo(text, remember)
 }
 
 /// `text` without the userinfo of its URLs, forgotten (stored text scrubbed).
 pub fn scrub(text: &str) -> Cow<'_, str> {
+    without_userinfo(text, |_, _| {})
+}
+
+/// `text` without the userinfo of its URLs, each handed to `seen` (userinfo, host) first.
+fn without_userinfo(text: &str, mut seen: impl FnMut(&str, &str)) -> Cow<'_, str> {
     let found = userinfos(text);
     if found.is_empty() {
         return Cow::Borrowed(text);
@@ -133,6 +123,10 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     for userinfo in &found {
+        seen(
+            &text[userinfo.span.start..userinfo.span.end - 1],
+            &text[userinfo.host.clone()],
+        );
         out.push_str(&text[copied..userinfo.span.start]);
         copied = userinfo.span.end;
     }

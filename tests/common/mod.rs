@@ -266,37 +266,16 @@ pub struct ChannelServer {
 
 impl ChannelServer {
     pub fn start(dir: &Path) -> Self {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &port.to_string(),
-                "--directory",
-            ])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 serves the channel");
-        wait_for_port(port, "the channel server");
-        Self { port, child }
+        let dir = dir.to_str().unwrap();
+        Self::python(
+            &["-m", "http.server", "--bind", "127.0.0.1"],
+            &["--directory", dir],
+        )
     }
 
     /// Runs a Python HTTP server `script` (`sys.argv[1]` is its port, then `args`).
     pub fn start_script(script: &str, args: &[&str]) -> Self {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args(["-c", script, &port.to_string()])
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 serves");
-        wait_for_port(port, "the HTTP server");
-        Self { port, child }
+        Self::python(&["-c", script], args)
     }
 
     /// Serves `dir` to requests with Basic credentials `user`/`password` only (401 otherwise).
@@ -325,16 +304,21 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
         use base64::Engine;
         let expected =
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Self::start_script(SERVER, &[dir.to_str().unwrap(), &expected])
+    }
+
+    /// python3 with `before`, a free port, then `after`, serving on that port.
+    fn python(before: &[&str], after: &[&str]) -> Self {
         let port = free_port();
         let child = Command::new("python3")
-            .args(["-c", SERVER, &port.to_string()])
-            .arg(dir)
-            .arg(expected)
+            .args(before)
+            .arg(port.to_string())
+            .args(after)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("python3 serves the channel");
-        wait_for_port(port, "the channel server");
+            .expect("python3 serves");
+        wait_for_port(port, "the HTTP server");
         Self { port, child }
     }
 
@@ -348,6 +332,21 @@ impl Drop for ChannelServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads an HTTP request's head (up to the blank line) from `stream`.
+pub fn read_request_head(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&request).into_owned()
 }
 
 /// A loopback port nothing listens on.

@@ -296,7 +296,7 @@ pub struct FakeHub {
 impl FakeHub {
     /// Starts it with `(token, user name, groups)` each.
     pub fn start(users: &[(&str, &str, &[&str])]) -> Self {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let users: std::collections::HashMap<String, Value> = users
             .iter()
             .map(|(token, name, groups)| {
@@ -310,17 +310,8 @@ impl FakeHub {
         let counted = requests.clone();
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let text = read_request_head(&mut stream);
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let text = String::from_utf8_lossy(&request);
                 let token = text
                     .lines()
                     .find_map(|l| {

@@ -5,7 +5,7 @@
 //! its message in bounded time and memory, and no credential travels.
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     net::TcpListener,
     path::Path,
     process::{Command, Stdio},
@@ -215,16 +215,7 @@ fn redirector(target: String) -> u16 {
 }
 
 fn answer_with_redirect(mut stream: std::net::TcpStream, target: &str) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut request = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
-    }
-    let request = String::from_utf8_lossy(&request).to_lowercase();
+    let request = read_request_head(&mut stream).to_lowercase();
     let answer = if request.contains("private") && !request.contains("authorization:") {
         "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\n\r\n"
             .to_string()
