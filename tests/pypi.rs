@@ -539,6 +539,169 @@ fn the_service_builds_from_allowed_indexes_only() {
     });
 }
 
+/// Real requirement sets, pinned at the top: the issue's, a Binder example's
+/// (`binder-examples/python-conda_pip`) and a hub's.
+const ORACLE_SETS: [&[&str]; 3] = [
+    &["matplotlib==3.9.4", "nbconvert==7.16.4"],
+    &[
+        "nbgitpuller==1.2.1",
+        "sphinx-gallery==0.16.0",
+        "pandas==2.2.2",
+        "matplotlib==3.9.4",
+    ],
+    &["jupyterhub==5.3.0"],
+];
+
+/// The real wheels of every set for CPython `python` on manylinux x86_64,
+/// downloaded by pip once per machine into a cache outside the clone.
+fn oracle_wheels(python: &str) -> PathBuf {
+    let all: Vec<&str> = ORACLE_SETS.iter().flat_map(|s| s.iter().copied()).collect();
+    let key = hex::encode(
+        &<sha2::Sha256 as sha2::Digest>::digest(format!("{python}\n{}", all.join("\n")).as_bytes())
+            [..8],
+    );
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let dir = PathBuf::from(home)
+        .join(".cache/trousse-tests/pypi-oracle")
+        .join(key);
+    if dir.join("complete").exists() {
+        return dir;
+    }
+    let abi = format!("cp{}", python.replace('.', ""));
+    let out = run(Command::new("python3")
+        .args(["-m", "pip", "download", "--quiet", "--only-binary=:all:"])
+        .args([
+            "--python-version",
+            python,
+            "--implementation",
+            "cp",
+            "--abi",
+            &abi,
+        ])
+        .args([
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux2014_x86_64",
+        ])
+        .args([
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--platform",
+            "linux_x86_64",
+        ])
+        .arg("--dest")
+        .arg(dir.join("wheels"))
+        .args(&all));
+    assert!(
+        out.status.success(),
+        "PyPI is reachable from this machine; pip downloads the wheels"
+    );
+    std::fs::write(dir.join("complete"), "").unwrap();
+    dir
+}
+
+/// The distributions and versions uv (the reference) resolves for the
+/// requirements from `index`, for CPython `python` on manylinux x86_64, with
+/// numpy fixed at conda's; conda's own distributions left out.
+fn reference_resolution(ws: &Workspace, index: &str, python: &str, set: &[&str]) -> Vec<String> {
+    let input = ws.path("reference.in");
+    std::fs::write(&input, set.join("\n")).unwrap();
+    let constraints = ws.path("conda.txt");
+    std::fs::write(&constraints, "numpy==1.26.4\n").unwrap();
+    let out = run_ok(
+        Command::new("python3")
+            .args([
+                "-m",
+                "uv",
+                "pip",
+                "compile",
+                "--quiet",
+                "--no-header",
+                "--no-annotate",
+            ])
+            .args([
+                "--python-version",
+                python,
+                "--python-platform",
+                "x86_64-manylinux_2_28",
+            ])
+            .args(["--index-url", index, "--no-cache"])
+            .arg("-c")
+            .arg(&constraints)
+            .arg(&input),
+    );
+    out.lines()
+        .map(|l| l.trim().to_ascii_lowercase().replace('_', "-"))
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("numpy=="))
+        .collect()
+}
+
+/// The PyPI distributions and versions of a lock, as `name==version`.
+fn locked_pypi(lock: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(lock).unwrap();
+    let packages = text.split("\npackages:\n").nth(1).unwrap();
+    let mut found = Vec::new();
+    let mut in_pypi = false;
+    let mut name = String::new();
+    for line in packages.lines() {
+        if let Some(rest) = line.strip_prefix("- ") {
+            in_pypi = rest.starts_with("pypi:");
+        } else if let (true, Some(n)) = (in_pypi, line.trim().strip_prefix("name: ")) {
+            name = n.to_ascii_lowercase().replace('_', "-");
+        } else if let (true, Some(v)) = (in_pypi, line.trim().strip_prefix("version: ")) {
+            found.push(format!("{name}=={}", v.trim_matches('\'')));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// trousse resolves real requirement sets to exactly what a reference
+/// resolver (uv) does for the same target, from the same local index of
+/// real wheels, but for what conda provides.
+#[test]
+fn pypi_resolution_matches_the_reference_resolver() {
+    let world = PypiWorld::new(&[]);
+    let wheels_dir = oracle_wheels(&world.python).join("wheels");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&wheels_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("numpy-")
+        })
+        .collect();
+    // conda's numpy, for the reference: the version the world's conda package installs
+    let stand_in = world.ws.path("stand-in");
+    std::fs::create_dir_all(&stand_in).unwrap();
+    files.push(write_wheel(&stand_in, &WheelSpec::new("numpy", "1.26.4")).unwrap());
+    write_simple_index(&world.ws.path("oracle-index"), &files).unwrap();
+    let server = ChannelServer::start(&world.ws.path("oracle-index"));
+    let index = format!("{}simple/", server.url());
+    for (i, set) in ORACLE_SETS.iter().enumerate() {
+        let pip: String = set.iter().map(|r| format!("    - {r}\n")).collect();
+        let spec = world.ws.spec(
+            &format!("oracle{i}"),
+            &[&format!("python={}", world.python), "numpy", "pip"],
+            &format!("  - pip:\n    - --index-url {index}\n{pip}"),
+        );
+        let lock = world.ws.lock(&spec, &format!("oracle{i}"));
+        let ours = locked_pypi(&lock);
+        let mut reference = reference_resolution(&world.ws, &index, &world.python, set);
+        reference.sort();
+        println!(
+            "{set:?}: trousse {} distributions, uv {}",
+            ours.len(),
+            reference.len()
+        );
+        assert_eq!(ours, reference, "{set:?}");
+    }
+}
+
 /// A hostile index on loopback: its page of `offhost` links a wheel (and its
 /// PEP 658 metadata) on another host, `localfile`'s a file of the service's
 /// own disk (`local`, named as a wheel), and `moved` redirects to another host.
