@@ -591,3 +591,27 @@ fn with_push_to_the_service_pushes_to_the_registry_and_names_it() {
         assert_eq!(health["checks"]["registry"], "ok", "{health}");
     });
 }
+
+#[test]
+fn a_second_service_on_one_data_directory_is_refused() {
+    let ws = Workspace::with_example_channel();
+    let channel = ChannelServer::start(&ws.channel());
+    let service = Service::start(&ws.path("data"), &channel, &[]);
+    let second = run(trousse(&[
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--data-dir",
+        ws.path("data").to_str().unwrap(),
+        "--no-jupyter",
+    ]));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("PID {}", service.pid())),
+        "{stderr}"
+    );
+    assert!(service.healthy(), "the first one goes on");
+    // tokens are created beside a running service, as the docs show
+    service.token("teacher", &["intro"]);
+}

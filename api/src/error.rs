@@ -66,6 +66,9 @@ pub enum ApiError {
     /// The body's content type is not one the route reads (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The state conflicts with the request (409), e.g. a data directory in use.
+    #[error("{0}")]
+    Conflict(String),
     /// Too many requests of a kind at once; try again later (429).
     #[error("{0}")]
     Busy(String),
@@ -107,6 +110,7 @@ impl ApiError {
             }
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             ApiError::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

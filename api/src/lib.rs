@@ -8,6 +8,7 @@ pub mod binder;
 pub mod build_event;
 pub mod builds;
 pub mod config;
+pub mod data_dir_lock;
 pub mod decision;
 pub mod distribution;
 pub mod environments;
@@ -70,6 +71,8 @@ pub struct AppState {
     hub_tokens: hub_auth::HubTokens,
     /// The repository fetches running.
     pub repo_fetches: repo_fetches::RepoFetches,
+    /// This service's hold on its data directory.
+    _data_dir: data_dir_lock::DataDirLock,
 }
 
 impl AppState {
@@ -77,6 +80,7 @@ impl AppState {
     pub async fn start(config: ServiceConfig) -> Result<Arc<Self>, ApiError> {
         let policy =
             RequestPolicy::new(&config).map_err(|m| ApiError::bad_request("invalid_config", m))?;
+        let data_dir = data_dir_lock::DataDirLock::take(&config.data_dir)?;
         let store = Store::open(&config.data_dir).await?;
         upgrade::store_build_settings(&store, &config).await?;
         upgrade::scrub_credentials(&store, &config).await?;
@@ -94,6 +98,7 @@ impl AppState {
             verified: VerifiedBlobs::default(),
             submissions: Mutex::new(HashMap::new()),
             hub_tokens: hub_auth::HubTokens::default(),
+            _data_dir: data_dir,
         });
         state.builds.attach(&state);
         for build_id in state.store.unfinished_builds().await? {
