@@ -234,9 +234,22 @@ fn repository_address(input: &str) -> Result<Option<RepoAddress>, BuildError> {
 }
 
 fn print_warnings(source: &Source) {
-    if let Source::Spec(spec) = source {
-        for warning in &spec.warnings {
-            eprintln!("warning: {warning}");
+    match source {
+        Source::Spec(spec) => {
+            for warning in &spec.warnings {
+                eprintln!("warning: {warning}");
+            }
         }
+        Source::Lock {
+            path,
+            settings: None,
+            ..
+        } => eprintln!(
+            "warning: {} carries no image settings (a lock written before trousse kept them, \
+             or by another tool): it is built with the defaults and the flags given; lock the \
+             spec again to keep its trousse: section",
+            path.display()
+        ),
+        Source::Lock { .. } | Source::Partial(_) => {}
     }
 }

@@ -225,3 +225,90 @@ fn the_service_builds_a_submitted_explicit_list_from_allowed_channels_only() {
         );
     });
 }
+
+/// `trousse lock` then `trousse build LOCK` makes the image `trousse build
+/// SPEC` makes: the spec's `trousse:` section travels with the lock; a flag
+/// still wins; a lock without settings builds with the defaults, saying so.
+#[test]
+fn a_lock_builds_the_image_of_its_spec() {
+    let ws = Workspace::with_example_channel();
+    let server = ChannelServer::start(&ws.channel());
+    let spec = ws.path("course.yml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: course\nchannels: [{}]\ndependencies: [hello-prefix]\n\
+             trousse:\n  command: [hello]\n  default_url: /lab/tree/intro.ipynb\n  \
+             env: {{COURSE: intro}}\n  labels: {{org.example.course: intro}}\n  \
+             prefix: /opt/course\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let lock = ws.lock(&spec, "course");
+    let from_spec = build(&ws, &spec, "from-spec");
+    let from_lock = build(&ws, &lock, "from-lock");
+    assert_eq!(from_spec, from_lock, "the lock builds the spec's image");
+    let config = {
+        let (config, _) = image_config(&ws.path("from-lock"));
+        config
+    };
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["hello"]), "{config}");
+    assert!(config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("COURSE=intro")));
+
+    // a flag wins over what the lock carries
+    let out = run_ok(trousse(&[
+        "build",
+        lock.to_str().unwrap(),
+        "--output",
+        &format!("oci:{}:env", ws.path("flagged").display()),
+        "--cache-dir",
+        ws.path("cache-flagged").to_str().unwrap(),
+        "--base",
+        "scratch",
+        "--json",
+    ]));
+    assert_eq!(report(&out)["digest"], from_lock.as_str());
+
+    // an older lock, without settings: the defaults, and a warning
+    let text = std::fs::read_to_string(&lock).unwrap();
+    let older = ws.path("older.lock");
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("# "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&older, body).unwrap();
+    let out = run(trousse(&[
+        "build",
+        older.to_str().unwrap(),
+        "--output",
+        &format!("oci:{}:env", ws.path("older").display()),
+        "--cache-dir",
+        ws.path("cache-older").to_str().unwrap(),
+        "--json",
+    ]));
+    assert!(out.status.success());
+    assert_ne!(report(&String::from_utf8_lossy(&out.stdout))["digest"], from_lock.as_str());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no image settings"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The image config of the `env` tag of an OCI layout, and its manifest.
+fn image_config(layout: &Path) -> (serde_json::Value, serde_json::Value) {
+    let read = |digest: &str| -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    (read(manifest["config"]["digest"].as_str().unwrap()), manifest)
+}

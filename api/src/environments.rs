@@ -501,9 +501,15 @@ fn submitted_lock(state: &AppState, text: &str) -> Result<Source, ApiError> {
     let invalid = |e: BuildError| ApiError::bad_request("invalid_lock", e.to_string());
     if SourceKind::detect(text) == SourceKind::RattlerLock {
         // its URLs are checked against the allowed channels (403) once read
+        // a lock written by `trousse lock` carries its spec's image settings
+        let settings = trousse_builder::lock_settings(text, name).map_err(invalid)?;
+        if let Some(settings) = &settings {
+            state.policy.check_base(&settings.base)?;
+        }
         return Ok(Source::Lock {
             lock: Lock::from_text(text, name).map_err(invalid)?,
             path: name.into(),
+            settings: settings.map(Box::new),
         });
     }
     match Source::from_text(text, name, &state.config.defaults).map_err(invalid)? {

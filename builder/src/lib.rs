@@ -45,7 +45,7 @@ pub use build_key::{BuildKey, SettingsRecord, BUILD_FORMAT};
 pub use complete::ArchiveError;
 pub use error::BuildError;
 pub use layer::Compression;
-pub use lock::Lock;
+pub use lock::{Lock, settings_of as lock_settings};
 pub use package_check::UnsafePackage;
 pub use pipeline::{build, BuildOptions, BuildReport, PlatformImage};
 pub use request::{BuildRequest, Overrides, ResolveOptions, Resolved};

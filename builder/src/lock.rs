@@ -16,6 +16,25 @@ use crate::{
     BuildError,
 };
 
+/// The comment line of a lock file that carries its image settings.
+const SETTINGS_COMMENT: &str = "# trousse-settings: ";
+
+/// The image settings a lock file carries (see [`Lock::write_with_settings`]), if any.
+pub fn settings_of(text: &str, path: &Path) -> Result<Option<crate::ImageSettings>, BuildError> {
+    let Some(json) = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(SETTINGS_COMMENT))
+    else {
+        return Ok(None);
+    };
+    let record: crate::SettingsRecord = serde_json::from_str(json).map_err(|e| BuildError::Lock {
+        path: path.to_path_buf(),
+        message: format!("its trousse-settings line: {e}"),
+    })?;
+    crate::ImageSettings::try_from(record).map(Some)
+}
+
 /// The largest lock file read, in bytes (a 2,000-package lock is a few megabytes).
 pub const MAX_LOCK_BYTES: u64 = 64 << 20;
 
@@ -200,6 +219,25 @@ impl Lock {
     /// Writes the lock file atomically.
     pub fn write(&self, path: &Path) -> Result<(), BuildError> {
         trousse_registry_client::layout::write_atomically(path, self.text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Writes the lock with the image settings it was solved with (base,
+    /// command, user, labels…), as a comment after the canonical lock: the
+    /// image embeds the lock alone, and `trousse build` of this file makes
+    /// the image its spec makes.
+    pub fn write_with_settings(
+        &self,
+        path: &Path,
+        settings: &crate::ImageSettings,
+    ) -> Result<(), BuildError> {
+        let record = serde_json::to_string(&crate::SettingsRecord::from(settings))
+            .map_err(|e| BuildError::Internal(format!("the image settings as JSON: {e}")))?;
+        let text = format!(
+            "{}# The image settings of the spec this lock was solved from (trousse build uses them):\n{SETTINGS_COMMENT}{record}\n",
+            self.text
+        );
+        trousse_registry_client::layout::write_atomically(path, text.as_bytes())?;
         Ok(())
     }
 

@@ -151,12 +151,20 @@ impl BuildRequest {
                 resolved.seconds.insert(Stage::Fetch, seconds);
                 Ok(resolved)
             }
-            Source::Lock { lock, path } => resolve_lock(lock, &path, overrides, lock_defaults),
+            Source::Lock {
+                lock,
+                path,
+                settings,
+            } => {
+                let defaults = settings.as_deref().unwrap_or(lock_defaults);
+                resolve_lock(lock, &path, overrides, defaults)
+            }
         }
     }
 }
 
-/// A lock resolves to the defaults' settings with its platforms (or the chosen ones).
+/// A lock resolves to its own settings (those its file carries, else the
+/// defaults) with its platforms (or the chosen ones); the command line's flags win.
 fn resolve_lock(
     mut lock: Lock,
     path: &std::path::Path,

@@ -94,6 +94,8 @@ pub enum Source {
         lock: Lock,
         /// Where it was read from.
         path: PathBuf,
+        /// The image settings the lock file carries (its spec's), if any.
+        settings: Option<Box<ImageSettings>>,
     },
     /// A conda-lock file or an explicit list: packages located and checksummed,
     /// their records completed from the archives when the request is resolved.
@@ -178,6 +180,7 @@ impl Source {
         let lock = Lock::canonical(text, path, environment)?;
         lock.check_own_urls(path)?;
         Ok(Source::Lock {
+            settings: crate::lock::settings_of(text, path)?.map(Box::new),
             lock,
             path: path.to_path_buf(),
         })

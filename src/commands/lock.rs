@@ -42,11 +42,14 @@ pub async fn run(args: LockArgs) -> anyhow::Result<()> {
         .into());
     }
     let options = args.solve.resolve_options(progress::reporter(false));
-    let lock = request
+    let resolved = request
         .resolve(&args.solve.image_defaults()?, &options)
-        .await?
-        .lock;
-    lock.write(&args.output)?;
+        .await?;
+    let lock = resolved.lock;
+    // the spec's image settings travel with the lock: building it makes the
+    // spec's image (a repository's files are not in a lock: neither are their settings)
+    let settings = trousse_builder::repo::without_repository(&resolved.settings);
+    lock.write_with_settings(&args.output, &settings)?;
     let packages: usize = lock.platforms.iter().map(|p| p.records.len()).sum();
     eprintln!(
         "wrote {} ({packages} packages, sha256 {})",

@@ -192,6 +192,30 @@ pub async fn stored_content(
     Ok(Some(content))
 }
 
+/// The settings without what a repository's files bring (its labels, its
+/// `start` entrypoint, its postBuild): what a lock of the repository
+/// carries, since the lock does not hold the files.
+pub fn without_repository(settings: &ImageSettings) -> ImageSettings {
+    let mut settings = settings.clone();
+    for label in [
+        SOURCE_LABEL,
+        REVISION_LABEL,
+        CONTENT_LABEL,
+        REF_LABEL,
+        crate::post_build::POST_BUILD_LABEL,
+    ] {
+        settings.labels.remove(label);
+    }
+    if settings
+        .entrypoint
+        .as_ref()
+        .is_some_and(|e| e.iter().any(|part| part.starts_with(REPO_DIR)))
+    {
+        settings.entrypoint = None;
+    }
+    settings
+}
+
 /// Git LFS pointers are never shipped in place of the files they stand for.
 fn check_lfs(tree: &RepoTree) -> Result<(), String> {
     let pointers: Vec<&str> = tree
