@@ -59,6 +59,34 @@ pub struct SolveArgs {
     pub python: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Fetch a channel from a mirror: CHANNEL=URL, e.g. conda-forge=https://mirror.example/conda-forge
+    /// (repeatable); locks and images still name the channel itself.
+    #[arg(long = "channel-mirror", value_name = "CHANNEL=URL", value_parser = parse_mirror)]
+    pub channel_mirrors: Vec<String>,
+    /// A rattler or pixi configuration file (config.toml) whose [mirrors] are used too.
+    #[arg(long, value_name = "FILE", env = "TROUSSE_MIRRORS_CONFIG")]
+    pub mirrors_config: Option<PathBuf>,
+}
+
+/// A `--channel-mirror` value, checked.
+pub fn parse_mirror(text: &str) -> Result<String, String> {
+    trousse_builder::mirrors::Mirrors::default().add_flag(text)?;
+    Ok(text.to_string())
+}
+
+/// The mirrors of `--channel-mirror` flags and a configuration file.
+pub fn mirrors(
+    flags: &[String],
+    config: Option<&std::path::Path>,
+) -> Result<trousse_builder::mirrors::Mirrors, BuildError> {
+    let mut mirrors = trousse_builder::mirrors::Mirrors::default();
+    for flag in flags {
+        mirrors.add_flag(flag).map_err(BuildError::Usage)?;
+    }
+    if let Some(path) = config {
+        mirrors.add_config_file(path).map_err(BuildError::Usage)?;
+    }
+    Ok(mirrors)
 }
 
 impl SolveArgs {
@@ -83,13 +111,19 @@ impl SolveArgs {
     }
 
     /// Where a request is solved.
-    pub fn resolve_options(&self, reporter: Reporter) -> ResolveOptions {
-        ResolveOptions {
+    pub fn resolve_options(&self, reporter: Reporter) -> Result<ResolveOptions, BuildError> {
+        Ok(ResolveOptions {
+            mirrors: self.mirrors()?,
             cache_dir: self.cache_dir(),
             registry: self.registry.options(None),
             reporter,
             limit: Default::default(),
-        }
+        })
+    }
+
+    /// The channel mirrors these flags give.
+    pub fn mirrors(&self) -> Result<trousse_builder::mirrors::Mirrors, BuildError> {
+        mirrors(&self.channel_mirrors, self.mirrors_config.as_deref())
     }
 
     /// Reads a spec or a lock (environment `environment` of a pixi lock), with

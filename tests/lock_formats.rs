@@ -253,7 +253,11 @@ fn a_lock_builds_the_image_of_its_spec() {
         let (config, _) = image_config(&ws.path("from-lock"));
         config
     };
-    assert_eq!(config["config"]["Cmd"], serde_json::json!(["hello"]), "{config}");
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["hello"]),
+        "{config}"
+    );
     assert!(config["config"]["Env"]
         .as_array()
         .unwrap()
@@ -292,7 +296,10 @@ fn a_lock_builds_the_image_of_its_spec() {
         "--json",
     ]));
     assert!(out.status.success());
-    assert_ne!(report(&String::from_utf8_lossy(&out.stdout))["digest"], from_lock.as_str());
+    assert_ne!(
+        report(&String::from_utf8_lossy(&out.stdout))["digest"],
+        from_lock.as_str()
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no image settings"),
         "{}",
@@ -310,5 +317,8 @@ fn image_config(layout: &Path) -> (serde_json::Value, serde_json::Value) {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
-    (read(manifest["config"]["digest"].as_str().unwrap()), manifest)
+    (
+        read(manifest["config"]["digest"].as_str().unwrap()),
+        manifest,
+    )
 }

@@ -615,3 +615,37 @@ fn a_second_service_on_one_data_directory_is_refused() {
     // tokens are created beside a running service, as the docs show
     service.token("teacher", &["intro"]);
 }
+
+/// A site without internet: specs name conda-forge, the service fetches it
+/// from the site's mirror, and the lock still names conda-forge.
+#[test]
+fn the_service_builds_conda_forge_specs_through_a_mirror() {
+    let ws = Workspace::with_example_channel();
+    let channel = ChannelServer::start(&ws.channel());
+    runtime().block_on(async move {
+        let mirror = format!("conda-forge={}", channel.url());
+        let service = Service::start(
+            &ws.path("data"),
+            &channel,
+            &[
+                "--allow-channel",
+                "conda-forge",
+                "--channel-mirror",
+                &mirror,
+            ],
+        );
+        let teacher = service.token("teacher", &["intro"]);
+        let spec = "name: course\nchannels: [conda-forge]\ndependencies: [hello-prefix]\n";
+        let (status, created) = submit_yaml(&service, &teacher, "intro", spec).await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let ready = wait_until(&service, &teacher, &id, &["ready", "failed"]).await;
+        assert_eq!(ready["status"], "ready", "{ready}");
+        let lock = ready["lock"].as_str().unwrap();
+        assert!(
+            lock.contains("https://conda.anaconda.org/conda-forge/"),
+            "{lock}"
+        );
+        assert!(!lock.contains(&channel.url()), "{lock}");
+    });
+}

@@ -270,6 +270,7 @@ async fn build_image(
         },
     };
     let options = BuildOptions {
+        mirrors: config.mirrors.clone(),
         post_build_network: false,
         cache_dir: config.cache_dir(),
         compression: crate::environments::COMPRESSION,

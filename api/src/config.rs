@@ -77,6 +77,8 @@ pub struct ServiceConfig {
     pub git_hosts: Vec<String>,
     /// What one repository may cost: bytes, files, depth, time.
     pub repo_limits: RepoLimits,
+    /// Where channels are fetched from instead of their own URLs.
+    pub mirrors: trousse_builder::mirrors::Mirrors,
     /// Repositories fetched and read at once, overall.
     pub max_repo_fetches: usize,
     /// Repositories fetched and read at once for one course.
@@ -175,6 +177,7 @@ impl ServiceConfig {
             allowed_indexes: vec![DEFAULT_ALLOWED_INDEX.into()],
             hub: None,
             binder: None,
+            mirrors: Default::default(),
             max_repo_fetches: DEFAULT_MAX_REPO_FETCHES,
             max_repo_fetches_per_course: DEFAULT_MAX_REPO_FETCHES_PER_COURSE,
             repo_limits: RepoLimits {

@@ -418,6 +418,7 @@ impl Submission {
     async fn lock(&self, state: &AppState) -> Result<(Lock, ImageSettings), ApiError> {
         let config = &state.config;
         let options = ResolveOptions {
+            mirrors: config.mirrors.clone(),
             cache_dir: config.cache_dir(),
             registry: config.registry.clone(),
             reporter: silent(),

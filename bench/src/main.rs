@@ -114,6 +114,7 @@ impl Bench {
         };
         let spec = EnvSpec::from_path(spec, &defaults)?;
         let options = BuildOptions {
+            mirrors: Default::default(),
             post_build_network: false,
             max_image_bytes: None,
             cache_dir: cache.to_path_buf(),
@@ -774,6 +775,7 @@ async fn usual_way(
         let cache = bench.fresh("cache");
         clone_cache(warm, &cache)?;
         let options = BuildOptions {
+            mirrors: Default::default(),
             post_build_network: false,
             max_image_bytes: None,
             cache_dir: cache,
@@ -821,6 +823,7 @@ async fn usual_way(
 /// Solves a spec and builds it, as `trousse build` does (the solve is timed with the build).
 async fn build_spec(spec: EnvSpec, options: BuildOptions) -> anyhow::Result<BuildReport> {
     let resolve = ResolveOptions {
+        mirrors: Default::default(),
         limit: Default::default(),
         cache_dir: options.cache_dir.clone(),
         registry: options.registry.clone(),

@@ -131,9 +131,9 @@ struct Completion<'a> {
 /// selected) and renders the canonical lock; returns it with the seconds taken.
 pub(crate) async fn complete(
     partial: &PartialLock,
-    cache_dir: &Path,
-    reporter: &Reporter,
+    options: &crate::ResolveOptions,
 ) -> Result<(Lock, f64), BuildError> {
+    let (cache_dir, reporter) = (options.cache_dir.as_path(), &options.reporter);
     partial.check_urls(&partial.channel_urls()?)?;
     let cache = CacheDir::new(cache_dir)?;
     let _shared = cache.lock_shared()?;
@@ -145,7 +145,7 @@ pub(crate) async fn complete(
     let completion = Completion {
         cache: &cache,
         caches: &caches,
-        client: http_client(),
+        client: http_client(&options.mirrors),
         file: &partial.path,
         reporter,
     };

@@ -28,10 +28,11 @@ pub fn settings_of(text: &str, path: &Path) -> Result<Option<crate::ImageSetting
     else {
         return Ok(None);
     };
-    let record: crate::SettingsRecord = serde_json::from_str(json).map_err(|e| BuildError::Lock {
-        path: path.to_path_buf(),
-        message: format!("its trousse-settings line: {e}"),
-    })?;
+    let record: crate::SettingsRecord =
+        serde_json::from_str(json).map_err(|e| BuildError::Lock {
+            path: path.to_path_buf(),
+            message: format!("its trousse-settings line: {e}"),
+        })?;
     crate::ImageSettings::try_from(record).map(Some)
 }
 

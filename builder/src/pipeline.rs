@@ -55,6 +55,8 @@ pub struct BuildOptions {
     pub max_image_bytes: Option<u64>,
     /// Whether an allowed `postBuild` gets a bridged network (none by default).
     pub post_build_network: bool,
+    /// Where channels are fetched from instead of their own URLs.
+    pub mirrors: crate::mirrors::Mirrors,
 }
 
 /// The image of one platform.
@@ -98,7 +100,7 @@ pub struct BuildReport {
 }
 
 /// The HTTP client for channels and packages.
-pub(crate) fn http_client() -> LazyClient {
+pub(crate) fn http_client(mirrors: &crate::mirrors::Mirrors) -> LazyClient {
     let client = reqwest::Client::builder()
         .user_agent(concat!("trousse/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -107,11 +109,12 @@ pub(crate) fn http_client() -> LazyClient {
     let authentication = rattler_networking::AuthenticationMiddleware::from_auth_storage(
         crate::credentials::storage(),
     );
-    LazyClient::from(
-        reqwest_middleware::ClientBuilder::new(client)
-            .with_arc(std::sync::Arc::new(authentication))
-            .build(),
-    )
+    // a mirror's requests are rewritten first, then authenticated for the mirror's host
+    let mut stack = reqwest_middleware::ClientBuilder::new(client);
+    if !mirrors.is_empty() {
+        stack = stack.with(mirrors.middleware());
+    }
+    LazyClient::from(stack.with_arc(std::sync::Arc::new(authentication)).build())
 }
 
 /// The repodata gateway over the cache.
@@ -185,7 +188,7 @@ pub async fn build(resolved: Resolved, options: BuildOptions) -> Result<BuildRep
     let bases = load_bases(&settings.base, &platforms, &cache, &options.registry).await?;
     let mut build = Build {
         options: &options,
-        client: http_client(),
+        client: http_client(&options.mirrors),
         epoch: source_date_epoch().unwrap_or_else(|| lock.newest_timestamp()),
         lock: &lock,
         lock_hash,

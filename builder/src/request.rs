@@ -84,6 +84,8 @@ pub struct ResolveOptions {
     pub reporter: Reporter,
     /// How long solving may take, and its cancellation.
     pub limit: crate::work_limit::WorkLimit,
+    /// Where channels are fetched from instead of their own URLs.
+    pub mirrors: crate::mirrors::Mirrors,
 }
 
 impl BuildRequest {
@@ -145,8 +147,7 @@ impl BuildRequest {
             Source::Partial(mut partial) => {
                 refuse_channels(&overrides)?;
                 partial.select_platforms(&overrides.platforms)?;
-                let (lock, seconds) =
-                    complete(&partial, &options.cache_dir, &options.reporter).await?;
+                let (lock, seconds) = complete(&partial, options).await?;
                 let mut resolved = resolve_lock(lock, &partial.path, overrides, lock_defaults)?;
                 resolved.seconds.insert(Stage::Fetch, seconds);
                 Ok(resolved)
@@ -213,7 +214,7 @@ async fn solve_spec(
 ) -> Result<(Lock, f64), BuildError> {
     let cache = CacheDir::new(&options.cache_dir)?;
     let _shared = cache.lock_shared()?;
-    let client = http_client();
+    let client = http_client(&options.mirrors);
     let gateway = gateway(&cache, &client);
     let mut declared = std::collections::HashMap::new();
     let mut base_singleuser = false;
@@ -303,7 +304,9 @@ async fn apt_refused(
     options: &ResolveOptions,
 ) -> BuildError {
     let found = match CacheDir::new(&options.cache_dir) {
-        Ok(cache) => names_in_channels(spec, &gateway(&cache, &http_client()), apt).await,
+        Ok(cache) => {
+            names_in_channels(spec, &gateway(&cache, &http_client(&options.mirrors)), apt).await
+        }
         Err(_) => Vec::new(),
     };
     let advice = if found.is_empty() {
@@ -357,6 +360,7 @@ mod tests {
             registry: RegistryOptions::default(),
             reporter: crate::progress::silent(),
             limit: Default::default(),
+            mirrors: Default::default(),
         }
     }
 

@@ -60,10 +60,11 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
         .await?
         .resolve(
             &args.solve.image_defaults()?,
-            &args.solve.resolve_options(reporter.clone()),
+            &args.solve.resolve_options(reporter.clone())?,
         )
         .await?;
     let options = BuildOptions {
+        mirrors: args.solve.mirrors()?,
         post_build_network: args.repo.post_build_network,
         max_image_bytes: None,
         cache_dir: args.solve.cache_dir(),

@@ -41,7 +41,7 @@ pub async fn run(args: LockArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let options = args.solve.resolve_options(progress::reporter(false));
+    let options = args.solve.resolve_options(progress::reporter(false))?;
     let resolved = request
         .resolve(&args.solve.image_defaults()?, &options)
         .await?;

@@ -110,10 +110,11 @@ async fn build_stack(
         .request(spec, None, None)?
         .resolve(
             &solve.image_defaults()?,
-            &solve.resolve_options(reporter.clone()),
+            &solve.resolve_options(reporter.clone())?,
         )
         .await?;
     let options = BuildOptions {
+        mirrors: solve.mirrors()?,
         post_build_network: false,
         max_image_bytes: None,
         cache_dir: solve.cache_dir(),

@@ -120,6 +120,13 @@ pub struct ServeArgs {
     pub allowed_indexes: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Fetch a channel from a mirror: CHANNEL=URL, e.g. conda-forge=https://mirror.example/conda-forge
+    /// (repeatable); specs still name, and are allowed by, the channel itself.
+    #[arg(long = "channel-mirror", value_name = "CHANNEL=URL", value_parser = crate::args::parse_mirror)]
+    pub channel_mirrors: Vec<String>,
+    /// A rattler or pixi configuration file (config.toml) whose [mirrors] are used too.
+    #[arg(long, value_name = "FILE", env = "TROUSSE_MIRRORS_CONFIG")]
+    pub mirrors_config: Option<PathBuf>,
 }
 
 fn parse_secret(text: &str) -> Result<Secret, String> {
@@ -159,6 +166,8 @@ impl ServeArgs {
         config.solve_timeout = std::time::Duration::from_secs(self.solve_timeout);
         config.max_image_bytes = self.max_image_size;
         config.max_repo_fetches = self.max_repo_fetches;
+        config.mirrors =
+            crate::args::mirrors(&self.channel_mirrors, self.mirrors_config.as_deref())?;
         config.max_repo_fetches_per_course = self.max_repo_fetches_per_course;
         config.max_body_bytes = usize::try_from(self.max_body)
             .map_err(|_| BuildError::Usage("--max-body is too large".into()))?;
