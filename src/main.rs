@@ -54,13 +54,23 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // rattler's own warnings (a cache entry it repairs) are not the user's business
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "warn,rattler=error,rattler_cache=error,rattler_package_streaming=error",
+                    )
+                }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let json_errors = matches!(&cli.command, Command::Build(b) if b.json);
+    let json_errors = match &cli.command {
+        Command::Build(b) => b.json,
+        Command::Inspect(i) => i.json,
+        Command::Lock(l) => l.json,
+        _ => false,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

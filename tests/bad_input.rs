@@ -305,3 +305,118 @@ fn a_misspelled_package_is_named_with_the_close_names_the_channel_has() {
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("did you mean 'greet' for 'gret'"), "{err}");
 }
+
+/// The small things a first user meets: each with a clear answer and its exit code.
+#[test]
+fn the_command_lines_small_edges_answer_clearly() {
+    let ws = Workspace::with_example_channel();
+    let spec = ws.spec(
+        "small",
+        &["hello-prefix"],
+        "trousse:\n  command: [hello]\n  labels: {org.example.course: intro}\n",
+    );
+    let lock = ws.path("small.lock");
+    let out = run_ok(trousse(&[
+        "lock",
+        spec.to_str().unwrap(),
+        "-o",
+        lock.to_str().unwrap(),
+        "--cache-dir",
+        &ws.cache(),
+        "--json",
+    ]));
+    let locked = report(&out);
+    assert_eq!(locked["packages"], 2, "{locked}");
+    assert_eq!(locked["platforms"], serde_json::json!(["linux-64"]));
+    let layout = ws.path("img");
+    run_ok(trousse(&[
+        "build",
+        lock.to_str().unwrap(),
+        "--output",
+        &format!("oci:{}:t", layout.display()),
+        "--cache-dir",
+        &ws.cache(),
+    ]));
+    let image = format!("oci:{}:t", layout.display());
+
+    // inspect shows what the image runs; a reader that stops early is no panic
+    let shown = run_ok(trousse(&["inspect", &image]));
+    assert!(shown.contains("command:    hello"), "{shown}");
+    assert!(
+        shown.contains("label:      org.example.course=intro"),
+        "{shown}"
+    );
+    // `true` reads nothing and exits at once: trousse writes into a closed pipe
+    let piped = run(std::process::Command::new("bash").args([
+        "-c",
+        &format!(
+            "set -o pipefail; {} inspect {image} | true",
+            env!("CARGO_BIN_EXE_trousse")
+        ),
+    ]));
+    assert!(piped.status.success(), "{piped:?}");
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("panicked"));
+    let out = run(trousse(&["inspect", "oci:/nonexistent/layout", "--json"]));
+    assert_ne!(out.status.code(), Some(0));
+    let error = report(&String::from_utf8_lossy(&out.stdout));
+    assert!(error["message"].is_string(), "{error}");
+
+    // typos in directories are not new, empty directories
+    for args in [
+        vec![
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--data-dir",
+            "/nonexistent/typo",
+        ],
+        vec![
+            "cache",
+            "gc",
+            "--max-size",
+            "1GiB",
+            "--cache-dir",
+            "/nonexistent/typo",
+        ],
+    ] {
+        let out = run(trousse(&args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
+    }
+    assert!(!Path::new("/nonexistent/typo").exists());
+
+    // project files and JSON documents are named, not read as requirements
+    let pyproject = ws.path("pyproject.toml");
+    std::fs::write(
+        &pyproject,
+        "[project]\nname = \"course\"\ndependencies = [\"numpy\"]\n",
+    )
+    .unwrap();
+    let json_lock = ws.path("conda-lock.json");
+    std::fs::write(
+        &json_lock,
+        r#"{"version": 1, "metadata": {}, "package": []}"#,
+    )
+    .unwrap();
+    for (file, says) in [
+        (&pyproject, "pyproject.toml"),
+        (&json_lock, "conda-lock file in JSON"),
+    ] {
+        let (code, stderr) = build_fails(&ws, file);
+        assert_eq!(code, 3, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("invalid requirement"), "{stderr}");
+    }
+
+    // a service that listens everywhere needs the name clients pull from
+    let out = run(trousse(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--data-dir",
+        ws.path("data").to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--public-host"));
+}

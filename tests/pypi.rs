@@ -530,6 +530,26 @@ fn the_service_builds_from_allowed_indexes_only() {
         let id = created["id"].as_str().unwrap().to_string();
         let env = service::wait_until(&allowing, &admin, &id, &["ready", "failed"]).await;
         assert_eq!(env["status"], "ready", "{env}");
+        // an environment's packages are its conda and its PyPI packages
+        let lock = env["lock"].as_str().unwrap();
+        let listed = lock.split("\npackages:\n").nth(1).unwrap();
+        let count = listed
+            .lines()
+            .filter(|l| l.starts_with("- conda:") || l.starts_with("- pypi:"))
+            .count();
+        assert!(listed.contains("- pypi:"), "{lock}");
+        assert_eq!(env["packages"], count, "{env}");
+        // a requirements.txt posted as text is read as one, never as YAML
+        let (status, body) = service::send(
+            service::client()
+                .post(allowing.url("/api/v1/courses/maths/environments?name=reqs"))
+                .bearer_auth(&admin)
+                .header("content-type", "text/plain")
+                .body(format!("--index-url {}\nhelper-b\n", world.index_url())),
+        )
+        .await;
+        assert!(!body.to_string().contains("RawSpec"), "{status}: {body}");
+        assert_ne!(body["error"], "invalid_spec", "{status}: {body}");
         // PyPI requirements count toward the package cap: 2 conda + 3 PyPI > 4
         let more =
             spec(&world.index_url()).replace("    - helper-b\n", "    - helper-b\n    - extra-c\n");

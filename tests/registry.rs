@@ -120,6 +120,10 @@ fn pushes_only_what_the_registry_lacks_and_docker_runs_the_result() {
     );
     assert_eq!(again["cached"], true);
     assert_eq!(again["digest"], rep["digest"]);
+    assert_eq!(
+        again["packages"], rep["packages"],
+        "a cached build reports its packages"
+    );
     assert_eq!(again["push"]["blobs_uploaded"], 0);
     let moved: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
         "inspect",
@@ -206,6 +210,7 @@ fn prebuild_twice_builds_and_uploads_nothing_the_second_time() {
             &format!("{}/courses", registry.host),
             "--cache-dir",
             &ws.cache(),
+            "--json",
         ]));
         serde_json::from_str(&out).unwrap()
     };

@@ -131,7 +131,7 @@ pub struct Environment {
     pub lock_hash: String,
     /// Its lock file.
     pub lock: String,
-    /// The packages in the lock.
+    /// The packages in the lock, conda and PyPI (all platforms).
     pub packages: i64,
     /// Total bytes of the image's layers, once ready.
     pub bytes: Option<i64>,
@@ -332,12 +332,23 @@ impl Submission {
             )));
         }
         trousse_builder::credentials::refuse(&spec_text, Path::new(SUBMITTED_SPEC))?;
-        let mut spec = EnvSpec::from_yaml(
-            &spec_text,
-            Path::new(SUBMITTED_SPEC),
-            Path::new("/nonexistent"),
-            &config.defaults,
-        )
+        let name_of = Path::new(SUBMITTED_SPEC);
+        // a spec is an environment.yml or a requirements.txt (over the default Python)
+        let mut spec = match SourceKind::detect(&spec_text) {
+            SourceKind::Requirements => EnvSpec::from_requirements(
+                &spec_text,
+                name_of,
+                trousse_builder::DEFAULT_PYTHON,
+                &config.defaults,
+                &trousse_builder::pypi::requirements::NoFiles,
+            ),
+            _ => EnvSpec::from_yaml(
+                &spec_text,
+                name_of,
+                Path::new("/nonexistent"),
+                &config.defaults,
+            ),
+        }
         .map_err(|e| ApiError::from(trousse_builder::BuildError::from(e)))?;
         state.policy.apply_indexes(&mut spec);
         let name = check_environment(state, &spec, name, "'name:' in the spec")?;
@@ -838,7 +849,7 @@ fn apply(
     env.packages = lock
         .platforms
         .iter()
-        .map(|p| p.records.len())
+        .map(|p| p.records.len() + p.pypi.len())
         .sum::<usize>() as i64;
     env.error = None;
     env.status = decision.status();

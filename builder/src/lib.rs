@@ -50,5 +50,5 @@ pub use lock::{settings_of as lock_settings, Lock};
 pub use package_check::UnsafePackage;
 pub use pipeline::{build, BuildOptions, BuildReport, PlatformImage};
 pub use request::{BuildRequest, Overrides, ResolveOptions, Resolved};
-pub use source::{Source, SourceKind};
+pub use source::{Source, SourceKind, DEFAULT_PYTHON};
 pub use spec::{EnvSpec, ImageSettings};

@@ -181,7 +181,7 @@ pub async fn build(resolved: Resolved, options: BuildOptions) -> Result<BuildRep
     } = resolved;
     let lock_hash = lock.hash();
     let key = BuildKey::new(&lock_hash, &settings, options.compression);
-    if let Some(report) = published_build(&options, &key, &lock_hash).await? {
+    if let Some(report) = published_build(&options, &key, &lock).await? {
         return Ok(report);
     }
     let platforms: Vec<Subdir> = lock.platforms.iter().map(|p| p.platform).collect();
@@ -631,7 +631,7 @@ fn layer_item(layer: &Layer) -> String {
 async fn published_build(
     options: &BuildOptions,
     build_key: &BuildKey,
-    lock_hash: &str,
+    lock: &Lock,
 ) -> Result<Option<BuildReport>, BuildError> {
     let ImageRef::Registry { reference } = &options.output else {
         return Ok(None);
@@ -644,12 +644,17 @@ async fn published_build(
     Ok(Some(BuildReport {
         digest,
         output: options.output.to_string(),
-        lock_hash: lock_hash.to_string(),
+        lock_hash: lock.hash(),
+        // nothing was made: the registry's image is this lock's
         layers: 0,
         cached_layers: 0,
         bytes: 0,
         bytes_written: 0,
-        packages: 0,
+        packages: lock
+            .platforms
+            .iter()
+            .map(|p| p.records.len() + p.pypi.len())
+            .sum(),
         platforms: Vec::new(),
         seconds: BTreeMap::new(),
         cached: true,

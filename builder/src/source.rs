@@ -73,6 +73,36 @@ impl SourceKind {
     }
 }
 
+/// What a text is when it is a format trousse does not build (a TOML
+/// project file, a JSON document), said by name with what to do instead;
+/// `None` for everything else. Without this a `pyproject.toml` or a JSON
+/// conda-lock file would be read as a requirements file and fail on `{`.
+pub fn unsupported_format(text: &str) -> Option<String> {
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    if first.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        let has = |k: &str| value.get(k).is_some();
+        let what = if has("metadata") && has("package") {
+            "a conda-lock file in JSON: trousse reads conda-lock's YAML form              (conda-lock.yml, written by `conda-lock lock`), or an explicit list              (`conda-lock render --kind explicit`)"
+        } else {
+            "a JSON document: trousse builds an environment.yml, a requirements.txt,              a pixi/rattler lock, a conda-lock.yml or an explicit list"
+        };
+        return Some(format!("this is {what}"));
+    }
+    let toml_table = first.starts_with('[')
+        && first.ends_with(']')
+        && first[1..first.len() - 1]
+            .chars()
+            .all(|c| c.is_alphanumeric() || "._-\"' ".contains(c));
+    toml_table.then(|| {
+        "this is a TOML file (a pyproject.toml or a pixi.toml): trousse does not build a          Python project; list its dependencies in an environment.yml (its pip section) or a          requirements.txt, or build the pixi.lock"
+            .to_string()
+    })
+}
+
 /// Whether a line is a pip option (`-r file`, `--index-url …`), not a YAML list item.
 fn is_option(line: &str) -> bool {
     ["-r ", "-c ", "-i ", "-f ", "--"]
@@ -138,6 +168,12 @@ impl Source {
         let text = std::fs::read_to_string(path).map_err(BuildError::io("reading", path))?;
         // credentials in its URLs are kept in memory, never in what is built from it
         let text = crate::credentials::take(&text);
+        if let Some(what) = unsupported_format(&text) {
+            return Err(BuildError::Unsupported(format!(
+                "{}: {what}",
+                path.display()
+            )));
+        }
         let kind = SourceKind::detect(&text);
         if python.is_some() && kind != SourceKind::Requirements {
             return Err(BuildError::Usage(format!(
@@ -211,6 +247,12 @@ impl Source {
         defaults: &ImageSettings,
     ) -> Result<Self, BuildError> {
         crate::credentials::refuse(text, name)?;
+        if let Some(what) = unsupported_format(text) {
+            return Err(BuildError::Unsupported(format!(
+                "{}: {what}",
+                name.display()
+            )));
+        }
         match SourceKind::detect(text) {
             SourceKind::EnvironmentYml => Ok(Source::Spec(Box::new(EnvSpec::from_yaml(
                 text,
@@ -234,6 +276,20 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_files_and_json_are_refused_by_name() {
+        let pyproject = "# a project\n[project]\nname = \"x\"\ndependencies = [\"numpy\"]\n";
+        assert!(unsupported_format(pyproject)
+            .unwrap()
+            .contains("pyproject.toml"));
+        let json_lock = r#"{"version": 1, "metadata": {}, "package": []}"#;
+        assert!(unsupported_format(json_lock)
+            .unwrap()
+            .contains("conda-lock file in JSON"));
+        assert!(unsupported_format("numpy\n[extra]\n").is_none());
+        assert!(unsupported_format("name: x\ndependencies: [a]\n").is_none());
+    }
 
     #[test]
     fn kinds_are_recognised_by_content() {

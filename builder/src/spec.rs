@@ -342,7 +342,12 @@ impl EnvSpec {
         }
         let raw: RawSpec = serde_yaml_ng::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line());
-            at.err(line, format!("invalid YAML: {e}"))
+            // serde names the Rust type it wanted: say what the file should be
+            let message = e.to_string().replace(
+                "struct RawSpec",
+                "an environment.yml mapping (name, channels, dependencies)",
+            );
+            at.err(line, format!("invalid YAML: {message}"))
         })?;
         let warnings = at.unknown_keys(&raw);
         let channels = at.channels(&raw, base_dir)?;

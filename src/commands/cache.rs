@@ -30,6 +30,13 @@ pub fn run(command: CacheCommand) -> anyhow::Result<()> {
     } = command;
     let max_bytes = trousse_builder::cache_gc::parse_size(&max_size)
         .map_err(|e| BuildError::Usage(format!("invalid --max-size: {e}")))?;
+    if let Some(dir) = cache_dir.as_ref().filter(|d| !d.is_dir()) {
+        return Err(BuildError::Usage(format!(
+            "{} is not a directory: give the --cache-dir builds used",
+            dir.display()
+        ))
+        .into());
+    }
     let cache = CacheDir::new(cache_dir.unwrap_or_else(CacheDir::default_location))?;
     let report = trousse_builder::cache_gc::collect_garbage(&cache, max_bytes)?;
     eprintln!(

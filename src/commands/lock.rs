@@ -22,6 +22,9 @@ pub struct LockArgs {
     /// scratch, oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker://HOST/REPO[:TAG][@DIGEST].
     #[arg(long)]
     pub base: Option<String>,
+    /// Print a JSON report on stdout (errors too, as JSON).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub repo: RepoArgs,
     #[command(flatten)]
@@ -41,7 +44,7 @@ pub async fn run(args: LockArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let options = args.solve.resolve_options(progress::reporter(false))?;
+    let options = args.solve.resolve_options(progress::reporter(args.json))?;
     let resolved = request
         .resolve(&args.solve.image_defaults()?, &options)
         .await?;
@@ -51,10 +54,29 @@ pub async fn run(args: LockArgs) -> anyhow::Result<()> {
     let settings = trousse_builder::repo::without_repository(&resolved.settings);
     lock.write_with_settings(&args.output, &settings)?;
     let packages: usize = lock.platforms.iter().map(|p| p.records.len()).sum();
-    eprintln!(
-        "wrote {} ({packages} packages, sha256 {})",
-        args.output.display(),
-        lock.hash()
-    );
+    let pypi: usize = lock.platforms.iter().map(|p| p.pypi.len()).sum();
+    if args.json {
+        let platforms: Vec<String> = lock
+            .platforms
+            .iter()
+            .map(|p| p.platform.to_string())
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "lock": args.output,
+                "sha256": lock.hash(),
+                "packages": packages,
+                "pypi_packages": pypi,
+                "platforms": platforms,
+            })
+        );
+    } else {
+        eprintln!(
+            "wrote {} ({packages} conda and {pypi} PyPI packages, sha256 {})",
+            args.output.display(),
+            lock.hash()
+        );
+    }
     Ok(())
 }

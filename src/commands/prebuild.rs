@@ -19,6 +19,9 @@ pub struct PrebuildArgs {
     /// Where to push: HOST/PREFIX; each stack goes to HOST/PREFIX/NAME:latest.
     #[arg(long)]
     pub registry: String,
+    /// Print the summary as JSON on stdout (one line a stack is printed otherwise).
+    #[arg(long)]
+    pub json: bool,
     /// Write the summary as JSON to this file.
     #[arg(long)]
     pub summary: Option<PathBuf>,
@@ -73,14 +76,18 @@ pub async fn run(args: PrebuildArgs) -> anyhow::Result<()> {
                 error: Some(error_chain(&e)),
             },
         };
-        print_line(&line);
+        if !args.json {
+            print_line(&line);
+        }
         stacks.push(line);
     }
     let json = serde_json::to_string_pretty(&stacks)?;
     if let Some(path) = &args.summary {
         std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
     }
-    println!("{json}");
+    if args.json {
+        println!("{json}");
+    }
     let failed = stacks.iter().filter(|s| s.error.is_some()).count();
     if failed > 0 {
         anyhow::bail!("{failed} of {} stacks failed", stacks.len());

@@ -157,6 +157,13 @@ fn parse_size(text: &str) -> Result<u64, String> {
 impl ServeArgs {
     /// The service configuration these flags give, for the bound address.
     fn config(self, address: std::net::SocketAddr) -> anyhow::Result<trousse_api::Config> {
+        if self.public_host.is_none() && address.ip().is_unspecified() {
+            return Err(BuildError::Usage(format!(
+                "listening on every address ({address}): give --public-host HOST:PORT, the name \
+                 hubs and docker pull images from (an image named {address}/… cannot be pulled)"
+            ))
+            .into());
+        }
         let mut config = trousse_api::Config::new(
             self.data_dir,
             self.public_host.unwrap_or_else(|| address.to_string()),

@@ -41,6 +41,14 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
             BuildError::Usage("a teacher token needs at least one --course COURSE".into()).into(),
         );
     }
+    // a typo must not make a second, empty service directory
+    if !data_dir.is_dir() {
+        return Err(BuildError::Usage(format!(
+            "{} is not a directory: give the --data-dir of the service (create it first for a new one)",
+            data_dir.display()
+        ))
+        .into());
+    }
     let token =
         trousse_api::create_token(&data_dir, role, &courses, description.as_deref()).await?;
     println!("{token}");
