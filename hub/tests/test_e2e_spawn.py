@@ -57,11 +57,13 @@ from dockerspawner import DockerSpawner
 class CourseSpawner(trousse.TrousseSpawnerMixin, DockerSpawner):
     pass
 
-client = trousse.TrousseClient({trousse_url!r}, {hub_token!r})
 c.JupyterHub.spawner_class = CourseSpawner
-CourseSpawner.trousse_client = client
-CourseSpawner.trousse_exam_network = {exam_network!r}
-c.DockerSpawner.allowed_images = trousse.allowed_images(client=client)
+c.Trousse.url = {trousse_url!r}
+c.Trousse.api_token = {hub_token!r}
+c.CourseSpawner.trousse_exam_network = {exam_network!r}
+# the spawn page reads the user's environments at each load; the start check uses them
+c.DockerSpawner.options_form = trousse.options_form(c)
+c.DockerSpawner.allowed_images = trousse.allowed_images(c)
 c.DockerSpawner.network_name = {network!r}
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.remove = True
@@ -483,6 +485,52 @@ def spawn_and_follow(world, user, key):
             if events[-1].get("ready") or events[-1].get("failed"):
                 break
     return events
+
+
+def browser(world, user):
+    """A browser session of `user`, logged in through the hub's login form
+    (the dummy authenticator takes any password)."""
+    import http.cookiejar
+    import re
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{world.proxy}/hub/login", timeout=60) as response:
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', response.read().decode()).group(1)
+    form = urllib.parse.urlencode({"username": user, "password": "any", "_xsrf": xsrf})
+    opener.open(f"{world.proxy}/hub/login?next=", form.encode(), timeout=60).close()
+    return opener
+
+
+def spawn_page(world, session, user):
+    """The spawn page, as the user's browser loads it."""
+    with session.open(f"{world.proxy}/hub/spawn/{user}", timeout=60) as response:
+        return response.read().decode()
+
+
+def set_window(world, name, window):
+    url = f"{world.trousse}/api/v1/courses/intro/exams/{name}/window"
+    return call(url, world.teacher, "PUT", json.dumps(window).encode(), "application/json")
+
+
+def test_the_spawn_page_shows_what_is_new_at_each_load(world):
+    if hub_call(f"{world.api}users/ada", SERVICE_TOKEN)["servers"]:
+        stop(world, "ada")
+    session = browser(world, "ada")
+    page = spawn_page(world, session, "ada")
+    assert "week1 — intro" in page and "week2 — intro" in page, page[-2000:]
+    # the teacher adds an environment while the hub runs: the next load shows it
+    submit(world.trousse, world.teacher, world.channel, "week4", "greet")
+    assert "week4 — intro" in spawn_page(world, session, "ada")
+    # an exam appears when its window is moved to now, not before
+    spec = f"name: quiz\nchannels: ['{world.channel}']\ndependencies: [greet]\n"
+    body = {"spec": spec, "exam": True, "opens": "2099-01-01T00:00:00Z"}
+    url = f"{world.trousse}/api/v1/courses/intro/environments"
+    call(url, world.teacher, "POST", json.dumps(body).encode(), "application/json")
+    assert "quiz — intro" not in spawn_page(world, session, "ada")
+    set_window(world, "quiz", {"opens": "2000-01-01T00:00:00Z"})
+    assert "quiz — intro" in spawn_page(world, session, "ada")
+    set_window(world, "quiz", {"opens": "2000-01-01T00:00:00Z", "closes": "2001-01-01T00:00:00Z"})
 
 
 def test_a_spawn_while_the_environment_builds_shows_its_progress(world):

@@ -14,13 +14,17 @@ import urllib.request
 from types import SimpleNamespace
 
 import pytest
+from traitlets.config import Config
 
 from trousse_jupyterhub import (
     EnvironmentFailed,
     ExamClosed,
+    Trousse,
     TrousseClient,
+    TrousseNotConfigured,
     TrousseSpawnerMixin,
     allowed_images,
+    options_form,
     profile_list,
 )
 
@@ -136,23 +140,55 @@ def spawner(*groups):
     return SimpleNamespace(user=SimpleNamespace(name="ada", groups=list(groups)))
 
 
+def hub_config(service):
+    """A jupyterhub_config.py's ``c.Trousse``, for this service."""
+    config = Config()
+    config.Trousse.url = service.url
+    config.Trousse.api_token = service.hub
+    return config
+
+
 def test_a_student_sees_the_environments_of_her_courses(service):
-    client = TrousseClient(service.url, service.hub)
-    images = allowed_images(client=client)(spawner("course:intro-python"))
+    config = hub_config(service)
+    student = spawner("course:intro-python")
+    # DockerSpawner's images are those the form (each page load) read last
+    assert allowed_images(config)(student) == {}
+    asyncio.run(options_form(config)(student))
+    images = allowed_images(config)(student)
     assert len(images) == 1
     [image] = images.values()
     assert image.endswith("/intro-python/week1:latest"), image
-    profiles = asyncio.run(profile_list(client=client)(spawner("course:intro-python")))
+    profiles = asyncio.run(profile_list(config)(spawner("course:intro-python")))
     assert profiles[0]["kubespawner_override"]["image"] == image
 
 
 def test_a_student_outside_the_course_sees_nothing(service):
-    client = TrousseClient(service.url, service.hub)
-    assert allowed_images(client=client)(spawner("course:other", "staff")) == {}
+    config = hub_config(service)
+    outsider = spawner("course:other", "staff")
+    assert asyncio.run(options_form(config)(outsider)) == ""
+    assert allowed_images(config)(outsider) == {}
 
 
 def test_the_token_never_shows(service):
     assert service.hub not in repr(TrousseClient(service.url, service.hub))
+    assert service.hub not in repr(Trousse(config=hub_config(service)))
+
+
+def test_settings_are_configuration_and_a_missing_one_is_said_at_once(service, monkeypatch):
+    monkeypatch.delenv("TROUSSE_URL", raising=False)
+    monkeypatch.delenv("TROUSSE_API_TOKEN", raising=False)
+    with pytest.raises(TrousseNotConfigured, match="c.Trousse.url, c.Trousse.api_token"):
+        allowed_images(Config())
+    with pytest.raises(TrousseNotConfigured, match="c.Trousse.api_token"):
+        profile_list(Config({"Trousse": {"url": service.url}}))
+    # the environment variables existing hubs set still work
+    monkeypatch.setenv("TROUSSE_URL", service.url)
+    monkeypatch.setenv("TROUSSE_API_TOKEN", service.hub)
+    assert Trousse().check().url == service.url
+    # the mixin's own settings are traits: set per spawner class, a typo reported
+    config = hub_config(service)
+    config.Spawner.trousse_exam_network = "exam-net"
+    assert Spawner(config, "x").trousse_exam_network == "exam-net"
 
 
 class FakeSpawnerBase:
@@ -169,8 +205,8 @@ class FakeSpawnerBase:
 
 
 class Spawner(TrousseSpawnerMixin, FakeSpawnerBase):
-    def __init__(self, client, image, *groups):
-        self.trousse_client = client
+    def __init__(self, config, image, *groups):
+        super().__init__(config=config)
         self.user_options = {"image": image}
         self.user = SimpleNamespace(name="ada", groups=list(groups))
 
@@ -198,8 +234,7 @@ async def spawn(spawner):
 
 def test_a_spawn_waits_for_a_building_environment_and_shows_its_progress(service):
     created = submit(service, "intro-python", "week2", ["hello-prefix", "greet"])
-    client = TrousseClient(service.url, service.hub)
-    spawner = Spawner(client, created["image"], "course:intro-python")
+    spawner = Spawner(hub_config(service), created["image"], "course:intro-python")
     address, messages = asyncio.run(spawn(spawner))
     assert address == ("127.0.0.1", 8888) and spawner.started
     assert "Environment ready" in messages, messages
@@ -208,8 +243,7 @@ def test_a_spawn_waits_for_a_building_environment_and_shows_its_progress(service
 
 def test_a_failed_environment_refuses_the_spawn_with_its_error(service):
     created = submit(service, "intro-python", "broken", ["pyhello"])
-    client = TrousseClient(service.url, service.hub)
-    spawner = Spawner(client, created["image"], "course:intro-python")
+    spawner = Spawner(hub_config(service), created["image"], "course:intro-python")
     with pytest.raises(EnvironmentFailed, match="broken failed to build"):
         asyncio.run(spawn(spawner))
     assert not spawner.started
@@ -222,10 +256,10 @@ def test_a_profile_opens_the_environment_default_url(service):
     )
     url = f"{service.url}/api/v1/courses/dashboards/environments"
     created = call(url, service.admin, "POST", spec.encode())
-    client = TrousseClient(service.url, service.hub)
-    spawner = Spawner(client, created["image"], "course:dashboards")
+    config = hub_config(service)
+    spawner = Spawner(config, created["image"], "course:dashboards")
     asyncio.run(spawn(spawner))  # waits until it is built
-    profiles = asyncio.run(profile_list(client=client)(spawner))
+    profiles = asyncio.run(profile_list(config)(spawner))
     assert profiles[0]["kubespawner_override"]["default_url"] == "/voila/render/app.ipynb"
 
 
@@ -234,10 +268,10 @@ def test_an_exam_server_gets_the_exam_network_and_labels(service):
     body = json.dumps({"spec": spec, "exam": True}).encode()
     url = f"{service.url}/api/v1/courses/exams/environments"
     created = call(url, service.admin, "POST", body, "application/json")
-    client = TrousseClient(service.url, service.hub)
-    spawner = Spawner(client, created["image"], "course:exams")
+    config = hub_config(service)
+    config.Spawner.trousse_exam_network = "exam-net"
+    spawner = Spawner(config, created["image"], "course:exams")
     spawner.network_name, spawner.extra_labels = "course-net", {"app": "jupyterhub"}
-    spawner.trousse_exam_network = "exam-net"
     asyncio.run(spawn(spawner))
     assert spawner.network_name == "exam-net"
     assert spawner.extra_labels == {"app": "jupyterhub", "trousse.io/exam": "true"}
@@ -256,10 +290,10 @@ def test_an_exam_is_listed_and_started_only_within_its_window(service):
     url = f"{service.url}/api/v1/courses/exam-window/environments"
     created = call(url, service.admin, "POST", json.dumps(later).encode(), "application/json")
     assert created["window"] == {"opens": "2099-01-01T08:00:00Z", "closes": None, "open": False}
-    client = TrousseClient(service.url, service.hub)
+    config = hub_config(service)
     student = spawner("course:exam-window")
-    assert asyncio.run(profile_list(client=client)(student)) == []
-    closed = Spawner(client, created["image"], "course:exam-window")
+    assert asyncio.run(profile_list(config)(student)) == []
+    closed = Spawner(config, created["image"], "course:exam-window")
     with pytest.raises(ExamClosed, match="opens at 2099-01-01T08:00:00Z"):
         asyncio.run(spawn(closed))
     assert not closed.started
@@ -268,9 +302,9 @@ def test_an_exam_is_listed_and_started_only_within_its_window(service):
     body = json.dumps({"opens": "2020-01-01T00:00:00Z", "closes": "2099-01-01T00:00:00Z"})
     opened = call(window, service.admin, "PUT", body.encode(), "application/json")
     assert opened["window"]["open"] is True
-    [profile] = asyncio.run(profile_list(client=client)(student))
+    [profile] = asyncio.run(profile_list(config)(student))
     assert profile["slug"] == "exam-window-midterm"
-    started = Spawner(client, profile["kubespawner_override"]["image"], "course:exam-window")
+    started = Spawner(config, profile["kubespawner_override"]["image"], "course:exam-window")
     asyncio.run(spawn(started))
     assert started.started
     # a course environment has no window

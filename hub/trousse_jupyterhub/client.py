@@ -44,20 +44,6 @@ class TrousseClient:
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
         return self._environments_in(response.code, response.body, url)
 
-    def environments_sync(self, course: str) -> list[dict]:
-        """The environments of one course, read synchronously (for callables a
-        spawner does not await, such as DockerSpawner's ``allowed_images``)."""
-        import urllib.error
-        import urllib.request
-
-        url = self._environments_url(course)
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token}"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return self._environments_in(response.status, response.read(), url)
-        except urllib.error.HTTPError as e:
-            return self._environments_in(e.code, b"", url)
-
     async def environments_of(self, courses) -> list[dict]:
         """The environments of several courses, in course order."""
         found = []

@@ -1,50 +1,93 @@
-"""The callables a ``jupyterhub_config.py`` sets."""
+"""The callables a ``jupyterhub_config.py`` sets: KubeSpawner's
+``profile_list``, DockerSpawner's ``options_form`` and ``allowed_images``.
+Each reads trousse asynchronously, at each page load."""
 
 from __future__ import annotations
 
-import os
+import html
+
+from traitlets.config import Configurable
 
 from .choices import choices_for, docker_allowed_images, kubespawner_profiles
-from .client import TrousseClient
-from .courses import CourseMapping
+from .config import Trousse
 
 
-def _client() -> TrousseClient:
-    """The client of the trousse service the hub is configured with."""
-    return TrousseClient(
-        os.environ.get("TROUSSE_URL", "http://127.0.0.1:8080"),
-        os.environ.get("TROUSSE_API_TOKEN", ""),
-    )
+def trousse_of(spawner, config=None) -> Trousse:
+    """The ``Trousse`` settings for a spawner: the given config's, else the spawner's."""
+    if config is not None:
+        return Trousse(config=config)
+    if isinstance(spawner, Configurable):
+        return Trousse(parent=spawner)
+    return Trousse()
 
 
-def user_courses(spawner, mapping: CourseMapping | None = None) -> dict[str, str]:
+def user_courses(spawner, trousse: Trousse) -> dict[str, str]:
     """The courses of the spawner's user, from their groups."""
-    return (mapping or CourseMapping()).courses(getattr(spawner.user, "groups", []))
+    return trousse.mapping().courses(getattr(spawner.user, "groups", []))
 
 
-async def _choices(spawner, mapping: CourseMapping | None, client: TrousseClient):
-    return choices_for(await client.environments_of(user_courses(spawner, mapping)))
+async def _choices(spawner, trousse: Trousse):
+    client = trousse.client()
+    return choices_for(await client.environments_of(user_courses(spawner, trousse)))
 
 
-def profile_list(mapping: CourseMapping | None = None, client: TrousseClient | None = None):
-    """A KubeSpawner ``profile_list`` callable: the user's course environments."""
+def _checked(config) -> None:
+    """Fails at once, in jupyterhub_config.py, when trousse is not configured."""
+    Trousse(config=config).check() if config is not None else Trousse().check()
+
+
+def profile_list(config=None):
+    """A KubeSpawner ``profile_list`` callable: the user's course environments.
+
+    Pass the hub's config (``profile_list(c)``) to use ``c.Trousse``."""
+    _checked(config)
 
     async def profiles(spawner):
-        return kubespawner_profiles(await _choices(spawner, mapping, client or _client()))
+        return kubespawner_profiles(await _choices(spawner, trousse_of(spawner, config)))
 
     return profiles
 
 
-def allowed_images(mapping: CourseMapping | None = None, client: TrousseClient | None = None):
-    """A DockerSpawner ``allowed_images`` callable: the user's course environments.
+async def refresh_images(spawner, config=None) -> dict[str, str]:
+    """Reads the user's environments and keeps them on the spawner, where
+    DockerSpawner's synchronous ``allowed_images`` finds them."""
+    images = docker_allowed_images(await _choices(spawner, trousse_of(spawner, config)))
+    spawner._trousse_images = images
+    return images
 
-    DockerSpawner calls it without awaiting, so it reads trousse synchronously
-    (a loopback or in-cluster call of a few milliseconds)."""
+
+def allowed_images(config=None):
+    """A DockerSpawner ``allowed_images`` callable. DockerSpawner calls it
+    without awaiting (for its form and its start check), so it answers from
+    what the spawner's ``options_form`` (each page load) and the mixin's
+    ``start`` last read: set ``options_form`` too."""
+    _checked(config)
 
     def images(spawner):
-        reader = client or _client()
-        courses = user_courses(spawner, mapping)
-        environments = [env for course in courses for env in reader.environments_sync(course)]
-        return docker_allowed_images(choices_for(environments))
+        return dict(getattr(spawner, "_trousse_images", None) or {})
 
     return images
+
+
+def options_form(config=None):
+    """A DockerSpawner ``options_form`` callable: the user's environments read
+    again at each load of the spawn page, as a choice of images."""
+    _checked(config)
+
+    async def form(spawner):
+        images = await refresh_images(spawner, config)
+        if len(images) <= 1:
+            return ""
+        current = getattr(spawner, "image", None)
+        options = "".join(
+            '<option value="{0}"{1}>{0}</option>'.format(
+                html.escape(key), " selected" if image == current else ""
+            )
+            for key, image in images.items()
+        )
+        return (
+            '<label for="image">Select an environment:</label>'
+            f'<select class="form-control" name="image" required autofocus>{options}</select>'
+        )
+
+    return form

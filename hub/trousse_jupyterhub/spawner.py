@@ -4,12 +4,14 @@ with its build events on the spawn page; a failed one refuses the spawn."""
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+
+from traitlets import Dict, Unicode
+from traitlets.config import Configurable
 
 from .choices import choice_of, window_open
-from .client import TrousseClient, follow
-from .courses import CourseMapping
-from .hub import _client, user_courses
+from .client import follow
+from .config import Trousse
+from .hub import refresh_images, user_courses
 
 
 class EnvironmentFailed(RuntimeError):
@@ -32,16 +34,27 @@ def describe(event: dict) -> str | None:
     return None
 
 
-class TrousseSpawnerMixin:
-    """Mix before a spawner class (``class S(TrousseSpawnerMixin, DockerSpawner)``)."""
+class TrousseSpawnerMixin(Configurable):
+    """Mix before a spawner class (``class S(TrousseSpawnerMixin, DockerSpawner)``);
+    its settings are ``c.S.trousse_exam_network`` and ``c.S.trousse_exam_labels``,
+    trousse's own are ``c.Trousse``."""
 
-    trousse_client: TrousseClient | None = None
-    trousse_mapping: CourseMapping | None = None
-    #: DockerSpawner: the network of exam servers, created `--internal` (no route
-    #: out) with the hub listening on its gateway.
-    trousse_exam_network: str | None = None
-    #: KubeSpawner: the labels of exam pods, which a NetworkPolicy locks down.
-    trousse_exam_labels: ClassVar[dict] = {"trousse.io/exam": "true"}
+    trousse_exam_network = Unicode(
+        None,
+        allow_none=True,
+        help="DockerSpawner: the network of exam servers, created --internal (no "
+        "route out) with the hub listening on its gateway.",
+    ).tag(config=True)
+
+    trousse_exam_labels = Dict(
+        {"trousse.io/exam": "true"},
+        help="KubeSpawner: the labels of exam pods, which a NetworkPolicy locks down.",
+    ).tag(config=True)
+
+    @property
+    def trousse(self) -> Trousse:
+        """``c.Trousse``, as this spawner's configuration gives it."""
+        return Trousse(parent=self)
 
     def _trousse_exam_policy(self, environment: dict) -> None:
         """An exam's server gets no outbound network: the spawner's options say so.
@@ -75,9 +88,9 @@ class TrousseSpawnerMixin:
         wanted = self._trousse_wanted()
         if not wanted:
             return None
-        client = self.trousse_client or _client()
-        courses = user_courses(self, self.trousse_mapping)
-        for environment in await client.environments_of(courses):
+        trousse = self.trousse
+        courses = user_courses(self, trousse)
+        for environment in await trousse.client().environments_of(courses):
             choice = choice_of(environment)
             if environment.get("current", True) and choice.names(wanted):
                 if hasattr(self, "_get_allowed_images"):
@@ -112,6 +125,9 @@ class TrousseSpawnerMixin:
         # each spawn has its own events
         self._trousse_queue, self._trousse_waited = asyncio.Queue(), asyncio.Event()
         try:
+            if hasattr(self, "_get_allowed_images"):
+                # DockerSpawner checks the image against what was read last: read it now
+                await refresh_images(self)
             environment = await self._trousse_environment()
             if environment is not None:
                 self._trousse_check_window(environment)
@@ -128,8 +144,7 @@ class TrousseSpawnerMixin:
         if status == "ready":
             self._trousse_events().put_nowait("Environment ready")
         else:
-            client = self.trousse_client or _client()
-            async for event in follow(client, environment["id"]):
+            async for event in follow(self.trousse.client(), environment["id"]):
                 message = describe(event)
                 if message:
                     self._trousse_events().put_nowait(message)
