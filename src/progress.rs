@@ -9,6 +9,18 @@ use std::{
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use trousse_builder::progress::{Event, Reporter, Stage};
 
+/// A bar's label: its stage, and whether it is conda's or PyPI's work.
+fn labelled(stage: Stage, item: &str) -> String {
+    let kind = if item.ends_with(".whl") {
+        "pypi "
+    } else if item.ends_with(".conda") || item.ends_with(".tar.bz2") {
+        "conda "
+    } else {
+        ""
+    };
+    format!("{kind}{}", stage.name())
+}
+
 /// A reporter for the terminal; quiet about per-item progress when `quiet`.
 pub fn reporter(quiet: bool) -> Reporter {
     if std::io::stderr().is_terminal() && !quiet {
@@ -21,9 +33,9 @@ pub fn reporter(quiet: bool) -> Reporter {
                     let bar = multi.add(ProgressBar::new(*total));
                     // a stage with no count (the solve) shows a spinner, not 0/0
                     let template = if *total == 0 {
-                        "{prefix:>8} {spinner} {elapsed} {wide_msg}"
+                        "{prefix:>11} {spinner} {elapsed} {wide_msg}"
                     } else {
-                        "{prefix:>8} [{bar:30}] {pos}/{len} {wide_msg}"
+                        "{prefix:>11} [{bar:30}] {pos}/{len} {wide_msg}"
                     };
                     if let Ok(style) = ProgressStyle::with_template(template) {
                         bar.set_style(style.progress_chars("=> "));
@@ -40,6 +52,10 @@ pub fn reporter(quiet: bool) -> Reporter {
                     cached,
                 } => {
                     if let Some(bar) = bars.get(stage) {
+                        if bar.position() == 0 {
+                            // conda packages and PyPI wheels go through the same stages: say which
+                            bar.set_prefix(labelled(*stage, item));
+                        }
                         bar.inc(1);
                         bar.set_message(format!(
                             "{item}{}",
@@ -62,5 +78,23 @@ pub fn reporter(quiet: bool) -> Reporter {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_say_whose_work_they_show() {
+        assert_eq!(
+            labelled(Stage::Stage, "six-1.16.0-py2.py3-none-any.whl"),
+            "pypi stage"
+        );
+        assert_eq!(
+            labelled(Stage::Fetch, "numpy-1.26.4-h0_0.conda"),
+            "conda fetch"
+        );
+        assert_eq!(labelled(Stage::Layer, "the environment layer"), "layer");
     }
 }

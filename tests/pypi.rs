@@ -901,3 +901,39 @@ fn a_repository_requirements_txt_goes_over_the_default_environment() {
     let imported = host_python_run(&site, "import purelib_a, extra_c, platpkg; print('ok')");
     assert_eq!(imported.trim(), "ok");
 }
+
+/// A requirements file locks with no base pulled (the pinned default base
+/// declares nothing the solve needs; this machine reaches no registry), and
+/// the lock records that base for its build.
+#[test]
+fn a_requirements_file_locks_without_pulling_the_default_base() {
+    let world = PypiWorld::new(&[]);
+    let requirements = world.ws.path("requirements.txt");
+    std::fs::write(
+        &requirements,
+        format!("--index-url {}\nhelper-b\n", world.index_url()),
+    )
+    .unwrap();
+    let lock = world.ws.path("requirements.lock");
+    let mut command = trousse(&[
+        "lock",
+        requirements.to_str().unwrap(),
+        "--python",
+        &world.python,
+        "-c",
+        world.ws.channel().to_str().unwrap(),
+        "-o",
+        lock.to_str().unwrap(),
+        "--cache-dir",
+        &world.ws.cache(),
+    ]);
+    command.env_remove("TROUSSE_DEFAULT_BASE");
+    let out = run(command);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&lock).unwrap();
+    assert!(text.contains("helper-b"), "{text}");
+    assert!(
+        text.contains("docker.io/library/ubuntu:noble"),
+        "the base is recorded: {text}"
+    );
+}

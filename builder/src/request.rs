@@ -219,6 +219,11 @@ async fn solve_spec(
     let mut declared = std::collections::HashMap::new();
     let mut base_singleuser = false;
     for &platform in &spec.image.platforms {
+        if spec.image.base == crate::spec::default_base() {
+            // the pinned Ubuntu declares no virtual packages and no server (its
+            // digest fixes that): solving needs nothing of it, not even the network
+            continue;
+        }
         match load_base(
             &spec.image.base,
             platform,

@@ -30,7 +30,12 @@ pub fn run(command: CacheCommand) -> anyhow::Result<()> {
     } = command;
     let max_bytes = trousse_builder::cache_gc::parse_size(&max_size)
         .map_err(|e| BuildError::Usage(format!("invalid --max-size: {e}")))?;
+    // never create a cache to collect it: a typo is said, a cache not made yet is empty
     if let Some(dir) = cache_dir.as_ref().filter(|d| !d.is_dir()) {
+        if dir.parent().is_some_and(std::path::Path::is_dir) && !dir.exists() {
+            eprintln!("{}: no cache yet, nothing to collect", dir.display());
+            return Ok(());
+        }
         return Err(BuildError::Usage(format!(
             "{} is not a directory: give the --cache-dir builds used",
             dir.display()
