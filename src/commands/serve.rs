@@ -156,7 +156,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 impl ServeArgs {
     /// The service configuration these flags give, for the bound address.
-    fn config(self, address: std::net::SocketAddr) -> anyhow::Result<trousse_api::Config> {
+    fn config(mut self, address: std::net::SocketAddr) -> anyhow::Result<trousse_api::Config> {
         if self.public_host.is_none() && address.ip().is_unspecified() {
             return Err(BuildError::Usage(format!(
                 "listening on every address ({address}): give --public-host HOST:PORT, the name \
@@ -165,55 +165,22 @@ impl ServeArgs {
             .into());
         }
         let mut config = trousse_api::Config::new(
-            self.data_dir,
-            self.public_host.unwrap_or_else(|| address.to_string()),
+            std::mem::take(&mut self.data_dir),
+            self.public_host
+                .take()
+                .unwrap_or_else(|| address.to_string()),
         );
-        config.max_builds = self.max_builds;
-        config.build_timeout = std::time::Duration::from_secs(self.build_timeout);
-        config.solve_timeout = std::time::Duration::from_secs(self.solve_timeout);
-        config.max_image_bytes = self.max_image_size;
-        config.max_repo_fetches = self.max_repo_fetches;
-        config.mirrors =
-            crate::args::mirrors(&self.channel_mirrors, self.mirrors_config.as_deref())?;
-        config.max_repo_fetches_per_course = self.max_repo_fetches_per_course;
-        config.max_body_bytes = usize::try_from(self.max_body)
-            .map_err(|_| BuildError::Usage("--max-body is too large".into()))?;
-        config.max_spec_packages = self.max_spec_packages;
+        self.limits(&mut config)?;
+        self.repositories(&mut config);
+        self.hub(&mut config)?;
         config.allowed_channels = self.allowed_channels;
         config.allowed_bases = self.allowed_bases;
         config.require_pull_token = self.require_pull_token;
         config.push_to = self.push_to;
         config.registry = self.registry.options(None);
-        config.git_hosts = self.git_hosts;
         config.allowed_indexes = self.allowed_indexes;
         config.defaults.jupyter = !self.no_jupyter;
-        let hub_api_url = self.hub_api_url.map(with_slash);
-        let launcher = launcher(
-            hub_api_url.as_ref(),
-            self.hub_public_url,
-            self.hub_api_token,
-        )?;
-        config.binder = self
-            .binder_course
-            .map(|course| trousse_api::binder::BinderConfig {
-                course,
-                base_url: format!("/{}/", self.binder_base_url.trim_matches('/'))
-                    .replace("//", "/"),
-                launcher,
-            });
-        config.hub = hub_api_url.map(|api_url| trousse_api::hub_auth::HubAuth {
-            api_url,
-            student_prefix: self.hub_student_prefix,
-            teacher_prefix: self.hub_teacher_prefix,
-        });
         config.defaults.hub_version = self.hub_version;
-        config.webhook_secret = self.webhook_secret;
-        config.repo_limits = RepoLimits {
-            max_bytes: self.repo_max_bytes,
-            max_files: self.repo_max_files,
-            max_depth: self.repo_max_depth,
-            timeout: std::time::Duration::from_secs(self.repo_timeout),
-        };
         if let Some(base) = self.default_base.filter(|b| !b.is_empty()) {
             config.defaults.base = ImageRef::from_str(&base).map_err(|e| {
                 BuildError::Usage(format!(
@@ -222,6 +189,59 @@ impl ServeArgs {
             })?;
         }
         Ok(config)
+    }
+
+    /// What one request may cost: builds, time, bodies, sizes.
+    fn limits(&self, config: &mut trousse_api::Config) -> anyhow::Result<()> {
+        config.max_builds = self.max_builds;
+        config.build_timeout = std::time::Duration::from_secs(self.build_timeout);
+        config.solve_timeout = std::time::Duration::from_secs(self.solve_timeout);
+        config.max_image_bytes = self.max_image_size;
+        config.max_body_bytes = usize::try_from(self.max_body)
+            .map_err(|_| BuildError::Usage("--max-body is too large".into()))?;
+        config.max_spec_packages = self.max_spec_packages;
+        config.mirrors =
+            crate::args::mirrors(&self.channel_mirrors, self.mirrors_config.as_deref())?;
+        Ok(())
+    }
+
+    /// Which repositories may be fetched, and what each may cost.
+    fn repositories(&mut self, config: &mut trousse_api::Config) {
+        config.git_hosts = std::mem::take(&mut self.git_hosts);
+        config.webhook_secret = self.webhook_secret.take();
+        config.max_repo_fetches = self.max_repo_fetches;
+        config.max_repo_fetches_per_course = self.max_repo_fetches_per_course;
+        config.repo_limits = RepoLimits {
+            max_bytes: self.repo_max_bytes,
+            max_files: self.repo_max_files,
+            max_depth: self.repo_max_depth,
+            timeout: std::time::Duration::from_secs(self.repo_timeout),
+        };
+    }
+
+    /// The JupyterHub whose users' tokens are accepted, and BinderHub's API.
+    fn hub(&mut self, config: &mut trousse_api::Config) -> anyhow::Result<()> {
+        let hub_api_url = self.hub_api_url.take().map(with_slash);
+        let launcher = launcher(
+            hub_api_url.as_ref(),
+            self.hub_public_url.take(),
+            self.hub_api_token.take(),
+        )?;
+        config.binder = self
+            .binder_course
+            .take()
+            .map(|course| trousse_api::binder::BinderConfig {
+                course,
+                base_url: format!("/{}/", self.binder_base_url.trim_matches('/'))
+                    .replace("//", "/"),
+                launcher,
+            });
+        config.hub = hub_api_url.map(|api_url| trousse_api::hub_auth::HubAuth {
+            api_url,
+            student_prefix: std::mem::take(&mut self.hub_student_prefix),
+            teacher_prefix: std::mem::take(&mut self.hub_teacher_prefix),
+        });
+        Ok(())
     }
 }
 
