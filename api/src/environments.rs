@@ -560,6 +560,26 @@ pub fn repository(course: &str, name: &str) -> String {
 impl AppState {
     /// An environment as the API shows it.
     pub async fn view(&self, env: EnvironmentRow) -> Result<Environment, ApiError> {
+        self.render(env, None).await
+    }
+
+    /// An environment as `caller` may see it: an exam outside its window,
+    /// for a student, without its contents.
+    pub async fn view_for(
+        &self,
+        caller: &Principal,
+        env: EnvironmentRow,
+    ) -> Result<Environment, ApiError> {
+        self.render(env, Some(caller)).await
+    }
+
+    /// The environment as shown; sealed when `caller` is given and may not
+    /// see the exam now (the window is read once, for both).
+    async fn render(
+        &self,
+        env: EnvironmentRow,
+        caller: Option<&Principal>,
+    ) -> Result<Environment, ApiError> {
         let digests = self.store.digests(&env.id).await?;
         let host = match &self.config.push_to {
             Some(prefix) => prefix.trim_end_matches('/').to_string(),
@@ -575,7 +595,7 @@ impl AppState {
             (Some(digest), true) => format!("{repository}@{digest}"),
             _ => format!("{repository}:latest"),
         };
-        Ok(Environment {
+        let view = Environment {
             image,
             digests,
             status: env.status,
@@ -599,22 +619,13 @@ impl AppState {
             default_url,
             window: window.map(|w| w.view()),
             sealed: false,
-        })
-    }
-
-    /// An environment as `caller` may see it: an exam outside its window,
-    /// for a student, without its contents.
-    pub async fn view_for(
-        &self,
-        caller: &Principal,
-        env: EnvironmentRow,
-    ) -> Result<Environment, ApiError> {
-        let sealed = env.exam
-            && self
-                .sealed_exam(Some(caller), &env.course, &env.name)
-                .await?
-                .is_some();
-        let view = self.view(env).await?;
+        };
+        let sealed = match (caller, &window) {
+            (Some(caller), Some(window)) => {
+                crate::exam_windows::sealed(Some(caller), &view.course, window, crate::store::now())
+            }
+            _ => false,
+        };
         Ok(if sealed { view.sealed() } else { view })
     }
 

@@ -27,10 +27,16 @@ pub async fn store_build_settings(store: &Store, config: &ServiceConfig) -> Resu
     Ok(())
 }
 
-/// Takes the credentials older versions stored with URLs (a channel or an
+/// Takes, once per data directory, the credentials older versions stored with URLs (a channel or an
 /// explicit list's `user:password@`) out of every stored row and cache
 /// record. Images built before keep them: rebuild those environments.
 pub async fn scrub_credentials(store: &Store, config: &ServiceConfig) -> Result<(), ApiError> {
+    // once per data directory: this version writes no credentials, and the
+    // walk reads every small file of the cache
+    let done = config.data_dir.join(CREDENTIALS_SCRUBBED);
+    if done.exists() {
+        return Ok(());
+    }
     let scrub = |text: &str| match trousse_builder::credentials::scrub(text) {
         std::borrow::Cow::Owned(clean) => Some(clean),
         std::borrow::Cow::Borrowed(_) => None,
@@ -57,8 +63,12 @@ pub async fn scrub_credentials(store: &Store, config: &ServiceConfig) -> Result<
             "took credentials out of stored URLs; images built before keep them: rebuild those"
         );
     }
-    Ok(())
+    std::fs::write(&done, "")
+        .map_err(|e| ApiError::Internal(format!("cannot write {}: {e}", done.display())))
 }
+
+/// The file that says a data directory's stored credentials were scrubbed.
+pub const CREDENTIALS_SCRUBBED: &str = "credentials-scrubbed";
 
 async fn upgrade_build(
     store: &Store,

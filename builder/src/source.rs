@@ -86,9 +86,12 @@ pub fn unsupported_format(text: &str) -> Option<String> {
         let value: serde_json::Value = serde_json::from_str(text).ok()?;
         let has = |k: &str| value.get(k).is_some();
         let what = if has("metadata") && has("package") {
-            "a conda-lock file in JSON: trousse reads conda-lock's YAML form              (conda-lock.yml, written by `conda-lock lock`), or an explicit list              (`conda-lock render --kind explicit`)"
+            "a conda-lock file in JSON: trousse reads conda-lock's YAML form \
+             (conda-lock.yml, written by `conda-lock lock`), or an explicit list \
+             (`conda-lock render --kind explicit`)"
         } else {
-            "a JSON document: trousse builds an environment.yml, a requirements.txt,              a pixi/rattler lock, a conda-lock.yml or an explicit list"
+            "a JSON document: trousse builds an environment.yml, a requirements.txt, \
+             a pixi/rattler lock, a conda-lock.yml or an explicit list"
         };
         return Some(format!("this is {what}"));
     }
@@ -98,9 +101,22 @@ pub fn unsupported_format(text: &str) -> Option<String> {
             .chars()
             .all(|c| c.is_alphanumeric() || "._-\"' ".contains(c));
     toml_table.then(|| {
-        "this is a TOML file (a pyproject.toml or a pixi.toml): trousse does not build a          Python project; list its dependencies in an environment.yml (its pip section) or a          requirements.txt, or build the pixi.lock"
+        "this is a TOML file (a pyproject.toml or a pixi.toml): trousse does not build a \
+         Python project; list its dependencies in an environment.yml (its pip section) or a \
+         requirements.txt, or build the pixi.lock"
             .to_string()
     })
+}
+
+/// Refuses a format trousse does not build, naming the file.
+fn refuse_unsupported(text: &str, name: &Path) -> Result<(), BuildError> {
+    match unsupported_format(text) {
+        Some(what) => Err(BuildError::Unsupported(format!(
+            "{}: {what}",
+            name.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Whether a line is a pip option (`-r file`, `--index-url …`), not a YAML list item.
@@ -168,12 +184,7 @@ impl Source {
         let text = std::fs::read_to_string(path).map_err(BuildError::io("reading", path))?;
         // credentials in its URLs are kept in memory, never in what is built from it
         let text = crate::credentials::take(&text);
-        if let Some(what) = unsupported_format(&text) {
-            return Err(BuildError::Unsupported(format!(
-                "{}: {what}",
-                path.display()
-            )));
-        }
+        refuse_unsupported(&text, path)?;
         let kind = SourceKind::detect(&text);
         if python.is_some() && kind != SourceKind::Requirements {
             return Err(BuildError::Usage(format!(
@@ -247,12 +258,7 @@ impl Source {
         defaults: &ImageSettings,
     ) -> Result<Self, BuildError> {
         crate::credentials::refuse(text, name)?;
-        if let Some(what) = unsupported_format(text) {
-            return Err(BuildError::Unsupported(format!(
-                "{}: {what}",
-                name.display()
-            )));
-        }
+        refuse_unsupported(text, name)?;
         match SourceKind::detect(text) {
             SourceKind::EnvironmentYml => Ok(Source::Spec(Box::new(EnvSpec::from_yaml(
                 text,

@@ -155,6 +155,8 @@ fn channel_passwords_are_used_and_never_written() {
 
         // rows and cache records an older version wrote with the password are scrubbed
         drop(service);
+        // a data directory an older version left has not been scrubbed yet
+        std::fs::remove_file(data.join("credentials-scrubbed")).unwrap();
         let cell = channel.url();
         let dirty = with_password.clone();
         run_ok(Command::new("python3").args([

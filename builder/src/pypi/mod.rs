@@ -107,14 +107,13 @@ pub async fn resolve_platform(
     let requirements = input.requirements.clone();
     let runtime = tokio::runtime::Handle::current();
     let limit = input.limit.clone();
-    let stopped = limit.clone();
     let resolved = tokio::task::spawn_blocking(move || {
         resolve::resolve(&requirements, &index, &target, &conda, runtime, &limit)
     })
     .await
     .map_err(|e| BuildError::Internal(format!("PyPI resolution task failed: {e}")))?;
     match resolved {
-        Err(PypiError::Stopped) => Err(stopped.error("resolving the PyPI requirements")),
+        Err(PypiError::Stopped) => Err(input.limit.error("resolving the PyPI requirements")),
         other => other.map_err(BuildError::from),
     }
 }

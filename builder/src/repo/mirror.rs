@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     address::check_reference,
-    net::{Session, Spending, TOKEN_ENV},
+    net::{token_for, Session, Spending, TOKEN_ENV},
     GitPolicy, RepoAddress, RepoError,
 };
 
@@ -312,12 +312,7 @@ fn credentials(
     address: &RepoAddress,
     user_credentials: bool,
 ) -> impl FnMut(&str, Option<&str>, CredentialType) -> Result<Cred, git2::Error> {
-    let token = address.password.clone().or_else(|| {
-        user_credentials
-            .then(|| std::env::var(TOKEN_ENV).ok())
-            .flatten()
-            .filter(|t| !t.is_empty())
-    });
+    let token = token_for(address, user_credentials);
     let mut attempts = 0;
     move |url, username, allowed| {
         attempts += 1;
@@ -406,12 +401,7 @@ const MAX_REFS: usize = 100_000;
 fn mirror_name(address: &RepoAddress, policy: &GitPolicy) -> String {
     let mut hash = Sha256::new();
     hash.update(address.url.as_str().as_bytes());
-    let token = address.password.clone().or_else(|| {
-        policy
-            .use_user_credentials
-            .then(|| std::env::var(TOKEN_ENV).ok())
-            .flatten()
-    });
+    let token = token_for(address, policy.use_user_credentials);
     if let Some(token) = token.filter(|t| !t.is_empty()) {
         hash.update(b"\0credentials\0");
         hash.update(Sha256::digest(token.as_bytes()));

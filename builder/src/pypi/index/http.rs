@@ -87,8 +87,7 @@ pub(super) fn http_client(allowed: Option<Vec<String>>) -> Result<reqwest::Clien
                 && attempt.url().scheme() != "https";
             if attempt.previous().len() >= 10 {
                 attempt.error("too many redirects")
-            } else if downgrade || super::check_link(&Some(allowed.clone()), attempt.url()).is_err()
-            {
+            } else if downgrade || super::check_link(Some(&allowed), attempt.url()).is_err() {
                 let target = redact(attempt.url());
                 attempt.error(format!(
                     "a redirect to {target}, which is not an allowed index's host"

@@ -223,7 +223,7 @@ impl Index {
             .collect();
         for url in &indexes {
             check_scheme(url)?;
-            check_link(&config.allowed_hosts, url)?;
+            check_link(config.allowed_hosts.as_deref(), url)?;
         }
         let mut configured: Vec<&Url> = vec![&config.index_url];
         configured.extend(&config.extra_index_urls);
@@ -232,7 +232,7 @@ impl Index {
             find_links.push(match link {
                 FindLinks::Url(url) => {
                     check_scheme(url)?;
-                    check_link(&config.allowed_hosts, url)?;
+                    check_link(config.allowed_hosts.as_deref(), url)?;
                     configured.push(url);
                     FindLinks::Url(without_credentials(url))
                 }
@@ -376,7 +376,7 @@ impl Index {
 
     /// An HTTP(S) page's files, from the disk cache while fresh; None on 404.
     async fn remote_page(&self, url: &Url) -> Result<Option<Vec<PageFile>>, PypiError> {
-        check_link(&self.config.allowed_hosts, url)?;
+        check_link(self.config.allowed_hosts.as_deref(), url)?;
         let path = self
             .cache
             .join("simple")
@@ -511,7 +511,7 @@ impl Index {
         }
         let mut url = without_credentials(&file.url);
         url.set_path(&format!("{}.metadata", url.path()));
-        check_link(&self.config.allowed_hosts, &url)?;
+        check_link(self.config.allowed_hosts.as_deref(), &url)?;
         if url.scheme() == "file" {
             let Ok(path) = url.to_file_path() else {
                 return Ok(None);
@@ -561,7 +561,7 @@ impl Index {
         sha256: Option<&str>,
     ) -> Result<PathBuf, PypiError> {
         let url = without_credentials(url);
-        check_link(&self.config.allowed_hosts, &url)?;
+        check_link(self.config.allowed_hosts.as_deref(), &url)?;
         let expected = match sha256 {
             Some(hash) => Some(valid_sha256(hash).ok_or_else(|| PypiError::Unsupported {
                 package: filename.to_string(),
@@ -635,7 +635,7 @@ impl Index {
 
 /// Refuses a URL outside `allowed` (`host` or `host:port`): a local file,
 /// or a host that is not an allowed index's. `None` allows everything.
-fn check_link(allowed: &Option<Vec<String>>, url: &Url) -> Result<(), PypiError> {
+fn check_link(allowed: Option<&[String]>, url: &Url) -> Result<(), PypiError> {
     let Some(allowed) = allowed else {
         return Ok(());
     };

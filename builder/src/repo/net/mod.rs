@@ -34,6 +34,17 @@ const IDLE: Duration = Duration::from_secs(60);
 /// The environment variable holding a token for private repositories over HTTPS.
 pub const TOKEN_ENV: &str = "TROUSSE_GIT_TOKEN";
 
+/// The token `address` is fetched with: the password written in it, else
+/// (where the user's own credentials may answer) [`TOKEN_ENV`].
+pub fn token_for(address: &RepoAddress, user_credentials: bool) -> Option<String> {
+    address.password.clone().or_else(|| {
+        user_credentials
+            .then(|| std::env::var(TOKEN_ENV).ok())
+            .flatten()
+            .filter(|t| !t.is_empty())
+    })
+}
+
 /// What fetching one repository (its submodules included) may still spend.
 pub struct Spending {
     deadline: Instant,
@@ -130,16 +141,9 @@ impl Origin {
 impl Session {
     /// The session of an operation on `address` under `policy`.
     pub fn new(address: &RepoAddress, policy: &GitPolicy, spending: Arc<Spending>) -> Self {
-        let token = address.password.clone().or_else(|| {
-            policy
-                .use_user_credentials
-                .then(|| std::env::var(TOKEN_ENV).ok())
-                .flatten()
-                .filter(|t| !t.is_empty())
-        });
         Self {
             origin: Origin::of(&address.url),
-            token,
+            token: token_for(address, policy.use_user_credentials),
             user_credentials: policy.use_user_credentials,
             follow_first_redirect: policy.allowed_hosts.is_none(),
             spending,
