@@ -26,14 +26,14 @@ def user_courses(spawner, trousse: Trousse) -> dict[str, str]:
     return trousse.mapping().courses(getattr(spawner.user, "groups", []))
 
 
-async def _choices(spawner, trousse: Trousse):
-    client = trousse.client()
-    return choices_for(await client.environments_of(user_courses(spawner, trousse)))
+async def user_environments(spawner, trousse: Trousse) -> list[dict]:
+    """The environments of the courses of the spawner's user, as trousse lists them."""
+    return await trousse.client().environments_of(user_courses(spawner, trousse))
 
 
 def _checked(config) -> None:
     """Fails at once, in jupyterhub_config.py, when trousse is not configured."""
-    Trousse(config=config).check() if config is not None else Trousse().check()
+    Trousse(config=config).check()
 
 
 def profile_list(config=None):
@@ -43,17 +43,24 @@ def profile_list(config=None):
     _checked(config)
 
     async def profiles(spawner):
-        return kubespawner_profiles(await _choices(spawner, trousse_of(spawner, config)))
+        environments = await user_environments(spawner, trousse_of(spawner, config))
+        return kubespawner_profiles(choices_for(environments))
 
     return profiles
 
 
-async def refresh_images(spawner, config=None) -> dict[str, str]:
-    """Reads the user's environments and keeps them on the spawner, where
-    DockerSpawner's synchronous ``allowed_images`` finds them."""
-    images = docker_allowed_images(await _choices(spawner, trousse_of(spawner, config)))
+def keep_images(spawner, environments: list[dict]) -> dict[str, str]:
+    """Keeps the images of `environments` on the spawner, where DockerSpawner's
+    synchronous ``allowed_images`` finds them."""
+    images = docker_allowed_images(choices_for(environments))
     spawner._trousse_images = images
     return images
+
+
+async def refresh_images(spawner, config=None) -> dict[str, str]:
+    """Reads the user's environments and keeps their images on the spawner."""
+    environments = await user_environments(spawner, trousse_of(spawner, config))
+    return keep_images(spawner, environments)
 
 
 def allowed_images(config=None):

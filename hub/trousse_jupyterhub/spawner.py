@@ -11,7 +11,7 @@ from traitlets.config import Configurable
 from .choices import choice_of, window_open
 from .client import follow
 from .config import Trousse
-from .hub import refresh_images, user_courses
+from .hub import keep_images, user_environments
 
 
 class EnvironmentFailed(RuntimeError):
@@ -83,14 +83,12 @@ class TrousseSpawnerMixin(Configurable):
                 wanted = next(iter(allowed))
         return wanted or getattr(self, "image", None)
 
-    async def _trousse_environment(self) -> dict | None:
+    def _trousse_environment(self, environments: list[dict]) -> dict | None:
         """The trousse environment the spawn asks for, among the user's courses'."""
         wanted = self._trousse_wanted()
         if not wanted:
             return None
-        trousse = self.trousse
-        courses = user_courses(self, trousse)
-        for environment in await trousse.client().environments_of(courses):
+        for environment in environments:
             choice = choice_of(environment)
             if environment.get("current", True) and choice.names(wanted):
                 if hasattr(self, "_get_allowed_images"):
@@ -125,10 +123,12 @@ class TrousseSpawnerMixin(Configurable):
         # each spawn has its own events
         self._trousse_queue, self._trousse_waited = asyncio.Queue(), asyncio.Event()
         try:
+            # read once: what the spawn asks for, and (DockerSpawner) the images its
+            # start check compares with, which the last page load read
+            environments = await user_environments(self, self.trousse)
             if hasattr(self, "_get_allowed_images"):
-                # DockerSpawner checks the image against what was read last: read it now
-                await refresh_images(self)
-            environment = await self._trousse_environment()
+                keep_images(self, environments)
+            environment = self._trousse_environment(environments)
             if environment is not None:
                 self._trousse_check_window(environment)
                 await self._trousse_wait(environment)
