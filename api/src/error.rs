@@ -338,3 +338,389 @@ pub async fn json_errors(
     }
     answer
 }
+
+#[cfg(test)]
+mod tests {
+    //! The public face of every failure: the CLI's exit code and `--json`
+    //! kind, the service's status and JSON `error` code. Users, the hub
+    //! package and BinderHub streams depend on them; docs/errors.md holds
+    //! the table, and this test holds the code to it.
+
+    use std::path::PathBuf;
+
+    use trousse_builder::{
+        pypi::PypiError, repo::RepoError, spec::SpecError, ArchiveError, BuildError, UnsafePackage,
+    };
+    use trousse_registry_client::RegistryError;
+
+    use super::ApiError;
+
+    fn s(text: &str) -> String {
+        text.to_string()
+    }
+
+    fn io() -> std::io::Error {
+        std::io::Error::other("test")
+    }
+
+    fn spec(field: Option<&str>) -> SpecError {
+        SpecError {
+            file: PathBuf::from("environment.yml"),
+            line: Some(1),
+            field: field.map(s),
+            message: s("bad"),
+        }
+    }
+
+    fn archive_errors() -> Vec<(&'static str, ArchiveError)> {
+        vec![
+            (
+                "Archive(Checksum)",
+                ArchiveError::Checksum {
+                    package: s("p"),
+                    url: s("u"),
+                    file: PathBuf::from("f"),
+                    line: None,
+                    algorithm: "sha256",
+                    expected: s("a"),
+                    actual: s("b"),
+                },
+            ),
+            (
+                "Archive(Download)",
+                ArchiveError::Download {
+                    package: s("p"),
+                    url: s("u"),
+                    reason: s("r"),
+                },
+            ),
+            (
+                "Archive(Invalid)",
+                ArchiveError::Invalid {
+                    package: s("p"),
+                    url: s("u"),
+                    problem: s("r"),
+                },
+            ),
+        ]
+    }
+
+    fn repo_errors() -> Vec<(&'static str, RepoError)> {
+        let (url, reason) = (s("u"), s("r"));
+        vec![
+            (
+                "Repository(Address)",
+                RepoError::Address {
+                    input: s("i"),
+                    reason: reason.clone(),
+                },
+            ),
+            (
+                "Repository(Refused)",
+                RepoError::Refused {
+                    url: url.clone(),
+                    reason,
+                },
+            ),
+            (
+                "Repository(NotFound)",
+                RepoError::NotFound {
+                    url: url.clone(),
+                    what: s("w"),
+                    hint: s(""),
+                },
+            ),
+            (
+                "Repository(Unreachable)",
+                RepoError::Unreachable {
+                    url: url.clone(),
+                    source: git2::Error::from_str("x"),
+                },
+            ),
+            (
+                "Repository(Config)",
+                RepoError::Config {
+                    url,
+                    commit: s("c"),
+                    message: s("m"),
+                },
+            ),
+            (
+                "Repository(Mirror)",
+                RepoError::Mirror {
+                    path: PathBuf::from("m"),
+                    message: s("m"),
+                },
+            ),
+        ]
+    }
+
+    fn pypi_errors() -> Vec<(&'static str, PypiError)> {
+        let (p, u, m) = (s("p"), s("u"), s("m"));
+        vec![
+            (
+                "Pypi(Requirement)",
+                PypiError::Requirement {
+                    file: PathBuf::from("r.txt"),
+                    line: None,
+                    message: m.clone(),
+                },
+            ),
+            (
+                "Pypi(Unsupported)",
+                PypiError::Unsupported {
+                    package: p.clone(),
+                    message: m.clone(),
+                },
+            ),
+            (
+                "Pypi(NotFound)",
+                PypiError::NotFound {
+                    package: p.clone(),
+                    indexes: u.clone(),
+                    hint: s(""),
+                },
+            ),
+            (
+                "Pypi(Unsolvable)",
+                PypiError::Unsolvable {
+                    platform: s("linux-64"),
+                    explanation: m.clone(),
+                },
+            ),
+            (
+                "Pypi(Unreachable)",
+                PypiError::Unreachable {
+                    url: u.clone(),
+                    message: m.clone(),
+                },
+            ),
+            (
+                "Pypi(IndexRefused)",
+                PypiError::IndexRefused {
+                    url: u.clone(),
+                    allowed: u.clone(),
+                },
+            ),
+            ("Pypi(Stopped)", PypiError::Stopped),
+            (
+                "Pypi(LinkRefused)",
+                PypiError::LinkRefused {
+                    url: u.clone(),
+                    reason: m.clone(),
+                },
+            ),
+            (
+                "Pypi(HashMismatch)",
+                PypiError::HashMismatch {
+                    file: p.clone(),
+                    expected: u.clone(),
+                    actual: m.clone(),
+                },
+            ),
+            (
+                "Pypi(HashNotGiven)",
+                PypiError::HashNotGiven {
+                    package: p.clone(),
+                    expected: u.clone(),
+                    found: m.clone(),
+                },
+            ),
+            (
+                "Pypi(BadWheel)",
+                PypiError::BadWheel {
+                    wheel: p,
+                    problem: m,
+                },
+            ),
+            (
+                "Pypi(Io)",
+                PypiError::Io {
+                    action: "reading",
+                    path: PathBuf::from("x"),
+                    source: io(),
+                },
+            ),
+        ]
+    }
+
+    /// One error of every variant, by name.
+    fn every_error() -> Vec<(&'static str, BuildError)> {
+        let package_cache = || Box::new(rattler_cache::package_cache::PackageCacheError::Cancelled);
+        let registry = || RegistryError::InvalidDigest(s("x"));
+        let mut all = vec![
+            ("Spec", BuildError::Spec(spec(None))),
+            (
+                "Spec(field)",
+                BuildError::Spec(spec(Some("dependencies[0]"))),
+            ),
+            (
+                "TooLarge",
+                BuildError::TooLarge {
+                    what: s("w"),
+                    bytes: 2,
+                    limit: 1,
+                },
+            ),
+            (
+                "TimeLimit",
+                BuildError::TimeLimit {
+                    what: s("w"),
+                    seconds: 1,
+                },
+            ),
+            (
+                "Credentials",
+                BuildError::Credentials {
+                    place: s("p"),
+                    url: s("u"),
+                },
+            ),
+            (
+                "Lock",
+                BuildError::Lock {
+                    path: PathBuf::from("l"),
+                    message: s("m"),
+                },
+            ),
+            (
+                "Channel",
+                BuildError::Channel {
+                    channel: s("c"),
+                    source: Box::new(rattler_repodata_gateway::GatewayError::Generic(s("g"))),
+                },
+            ),
+            (
+                "PackageNotFound",
+                BuildError::PackageNotFound {
+                    names: vec![s("n")],
+                    channels: vec![s("c")],
+                    platform: s("linux-64"),
+                    hint: s(""),
+                },
+            ),
+            (
+                "Unsolvable",
+                BuildError::Unsolvable {
+                    platform: s("linux-64"),
+                    explanation: s("e"),
+                },
+            ),
+            (
+                "Fetch",
+                BuildError::Fetch {
+                    package: s("p"),
+                    url: s("u"),
+                    source: package_cache(),
+                },
+            ),
+            (
+                "Integrity",
+                BuildError::Integrity {
+                    package: s("p"),
+                    url: s("u"),
+                    source: package_cache(),
+                },
+            ),
+            (
+                "Stage",
+                BuildError::Stage {
+                    package: s("p"),
+                    message: s("m"),
+                    source: None,
+                },
+            ),
+            (
+                "UnsafePackage",
+                BuildError::UnsafePackage {
+                    package: s("p"),
+                    problem: UnsafePackage {
+                        path: s("x"),
+                        reason: s("r"),
+                    },
+                },
+            ),
+            (
+                "Io",
+                BuildError::Io {
+                    action: "reading",
+                    path: PathBuf::from("x"),
+                    source: io(),
+                },
+            ),
+            (
+                "Io(disk full)",
+                BuildError::Io {
+                    action: "writing",
+                    path: PathBuf::from("x"),
+                    source: std::io::Error::from_raw_os_error(28),
+                },
+            ),
+            (
+                "BaseUnavailable",
+                BuildError::BaseUnavailable {
+                    base: s("b"),
+                    source: registry(),
+                },
+            ),
+            ("Registry", BuildError::Registry(registry())),
+            ("Usage", BuildError::Usage(s("u"))),
+            ("Internal", BuildError::Internal(s("i"))),
+            ("Unsupported", BuildError::Unsupported(s("u"))),
+        ];
+        all.extend(
+            archive_errors()
+                .into_iter()
+                .map(|(n, e)| (n, BuildError::from(e))),
+        );
+        all.extend(
+            repo_errors()
+                .into_iter()
+                .map(|(n, e)| (n, BuildError::from(e))),
+        );
+        all.extend(
+            pypi_errors()
+                .into_iter()
+                .map(|(n, e)| (n, BuildError::from(e))),
+        );
+        all
+    }
+
+    /// The table of docs/errors.md, as the code answers it.
+    fn table() -> String {
+        let mut lines = vec![
+            s("| error | exit code | `--json` kind | HTTP status | JSON `error` |"),
+            s("|---|---|---|---|---|"),
+        ];
+        for (name, error) in every_error() {
+            let (exit, kind) = (error.exit_code(), error.kind());
+            let (status, code) = ApiError::from(error).status_and_code();
+            lines.push(format!(
+                "| {name} | {exit} | `{kind}` | {} | `{code}` |",
+                status.as_u16()
+            ));
+        }
+        lines.join("\n")
+    }
+
+    #[test]
+    fn every_error_keeps_its_exit_code_kind_and_status() {
+        let docs = include_str!("../../docs/errors.md");
+        let begin = "<!-- table: begin -->\n";
+        let start = docs
+            .find(begin)
+            .expect("docs/errors.md has the table's begin marker")
+            + begin.len();
+        let stop = start
+            + docs[start..]
+                .find("<!-- table: end -->")
+                .expect("docs/errors.md has the table's end marker");
+        let table = table();
+        assert_eq!(
+            docs[start..stop].trim_end(),
+            table,
+            "the public error table changed: if that is meant, put this table in docs/errors.md \
+             and say so in the changelog:\n{table}"
+        );
+    }
+}
