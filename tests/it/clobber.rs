@@ -1,11 +1,9 @@
 //! Packages that overwrite each other's files: the image must hold exactly
 //! what a direct rattler install of the same lock into the prefix holds.
 
-mod common;
-
 use std::{collections::BTreeMap, path::Path};
 
-use common::*;
+use crate::common::*;
 use rattler::{install::Installer, package_cache::PackageCache};
 use rattler_conda_types::Subdir;
 use trousse_testkit::{write_package, ArchiveFormat, PackageSpec};

@@ -1,11 +1,9 @@
 //! The local cache: `trousse cache gc` evicts the least recently used entries,
 //! and builds and garbage collections sharing one cache directory are safe.
 
-mod common;
-
 use std::{collections::HashSet, os::unix::fs::MetadataExt, path::Path};
 
-use common::*;
+use crate::common::*;
 
 /// Bytes the files under `dir` hold, each file (inode) counted once.
 fn cache_bytes(dir: &Path) -> u64 {

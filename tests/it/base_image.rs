@@ -1,11 +1,9 @@
 //! A local base image (`--base oci:DIR:TAG`): its layers pass through
 //! untouched and its /etc/passwd is merged, not replaced.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn layer_digests(image: &str) -> Vec<String> {
     let raw: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([

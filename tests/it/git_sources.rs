@@ -4,11 +4,9 @@
 //! entrypoint, refs, submodules, a new commit reusing every package layer,
 //! and a clear error for each kind of bad repository.
 
-mod common;
-
 use std::{path::Path, process::Command};
 
-use common::{git::GitServer, *};
+use crate::common::{git::GitServer, *};
 
 const ENVIRONMENT: &str = "name: course\nchannels: [conda-forge]\ndependencies: [hello-prefix]\n";
 
@@ -26,7 +24,7 @@ fn build(ws: &Workspace, source: &str, output: &str, extra: &[&str]) -> std::pro
         "--cache-dir",
         &cache,
         "--json",
-        // the example channel has no single-user server (tests/pypi.rs adds stand-ins)
+        // the example channel has no single-user server (the pypi module adds stand-ins)
         "--no-jupyter",
     ];
     args.extend_from_slice(extra);
@@ -459,7 +457,7 @@ fn hmac_sha256(key: &str, text: &str) -> String {
 
 #[test]
 fn the_service_builds_repositories_from_allowed_hosts_only() {
-    use common::service::*;
+    use crate::common::service::*;
     require("skopeo");
     let ws = Workspace::with_example_channel();
     let server = GitServer::start();
@@ -631,7 +629,7 @@ fn the_service_builds_repositories_from_allowed_hosts_only() {
             "{error}"
         );
         let token_url = service.url("/api/v1/courses/intro/git-token");
-        let token = serde_json::json!({"token": common::git::PRIVATE_TOKEN});
+        let token = serde_json::json!({"token": crate::common::git::PRIVATE_TOKEN});
         let teacher = service.token("teacher", &["other"]);
         let (status, _) = send(client().put(&token_url).bearer_auth(&teacher).json(&token)).await;
         assert_eq!(status, 403, "a teacher of another course cannot set it");
@@ -654,7 +652,7 @@ fn the_service_builds_repositories_from_allowed_hosts_only() {
             .unwrap();
         for seen in [&log, &listing, &done.to_string()] {
             assert!(
-                !seen.contains(common::git::PRIVATE_TOKEN),
+                !seen.contains(crate::common::git::PRIVATE_TOKEN),
                 "the token leaked"
             );
         }

@@ -3,11 +3,9 @@
 //! ?build_only=true`, `Authorization: Bearer <token>`, server-sent events until
 //! `ready` with `imageName`): a git repository built, the image pulled by Docker.
 
-mod common;
-
 use std::process::Command;
 
-use common::{git::GitServer, require, run, service::*, ChannelServer, Workspace};
+use crate::common::{git::GitServer, require, run, service::*, ChannelServer, Workspace};
 
 /// The JSON events of a BinderHub event stream.
 fn binder_events(body: &str) -> Vec<serde_json::Value> {

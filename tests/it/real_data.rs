@@ -1,11 +1,9 @@
 //! Real conda material from ../shared/conda-data: lock files written by
 //! rattler, and a real conda-forge noarch python package.
 
-mod common;
-
 use std::{path::Path, str::FromStr};
 
-use common::*;
+use crate::common::*;
 use rattler_conda_types::{MatchSpec, ParseStrictness, Version};
 use trousse_builder::Lock;
 use trousse_testkit::{write_package, ArchiveFormat, PackageSpec};

@@ -2,8 +2,6 @@
 //! the registry sends clients to a token realm, which checks the docker
 //! credentials and answers a JWT signed with a key the registry trusts.
 
-mod common;
-
 use std::{
     io::{BufRead, BufReader, Write},
     net::TcpListener,
@@ -11,8 +9,8 @@ use std::{
     process::{Command, Stdio},
 };
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 
 const USER: &str = "teacher";
 const PASSWORD: &str = "token-realm-secret";

@@ -3,11 +3,9 @@
 //! starts the container and JupyterLab otherwise (run by Docker), and the
 //! `default_url` label.
 
-mod common;
-
 use std::process::Command;
 
-use common::{busybox_base, require, run, run_ok, trousse, Workspace};
+use crate::common::{busybox_base, require, run, run_ok, trousse, Workspace};
 use trousse_testkit::PackageSpec;
 
 /// Stand-ins of the single-user server and JupyterLab: scripts that say

@@ -1,11 +1,9 @@
 //! End-to-end: `trousse build` on a synthetic channel, read back by skopeo,
 //! umoci and the Docker Engine.
 
-mod common;
-
 use std::{os::unix::process::CommandExt, process::Command};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn skopeo_and_umoci_read_the_image_with_relocated_prefixes() {

@@ -1,8 +1,6 @@
 //! A channel served over HTTP on loopback: the same code path as conda-forge.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn builds_from_a_channel_served_over_http() {

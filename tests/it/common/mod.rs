@@ -1,7 +1,5 @@
 //! Helpers shared by the end-to-end tests: the binary, channels, tools.
 
-#![allow(dead_code)]
-
 pub mod git;
 pub mod service;
 

@@ -2,14 +2,9 @@
 //! delete, read or publish a file of the build host, reach an address outside
 //! the allow-lists, or panic the service.
 
-#[path = "security/bounded.rs"]
 mod bounded;
-mod common;
-#[path = "security/credentials.rs"]
 mod credentials;
-#[path = "security/exams.rs"]
 mod exams;
-#[path = "security/git.rs"]
 mod hostile_git;
 
 use std::{
@@ -21,7 +16,7 @@ use std::{
     },
 };
 
-use common::{service::*, *};
+use crate::common::{service::*, *};
 use serde_json::json;
 use trousse_testkit::{write_package, ArchiveFormat, PackageSpec};
 

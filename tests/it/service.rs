@@ -1,14 +1,12 @@
 //! `trousse serve` end to end: the real server on a loopback port, a channel
 //! served over HTTP, skopeo and Docker pulling from the service's own `/v2/`.
 
-mod common;
-
 use std::{
     process::Command,
     time::{Duration, Instant},
 };
 
-use common::{service::*, *};
+use crate::common::{service::*, *};
 use serde_json::{json, Value};
 
 #[test]

@@ -3,11 +3,9 @@
 //! loopback, build the same image; a wrong md5 is refused before anything is
 //! written; the real repo2docker explicit list is read without fetching.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use rattler_conda_types::{RepoDataRecord, Subdir};
 use trousse_builder::{ImageSettings, Lock, Source, SourceKind};
 
@@ -190,7 +188,7 @@ fn the_real_repo2docker_explicit_list_is_read_without_fetching() {
 
 #[test]
 fn the_service_builds_a_submitted_explicit_list_from_allowed_channels_only() {
-    use common::service::*;
+    use crate::common::service::*;
     let ws = Workspace::with_example_channel();
     let channel = ChannelServer::start(&ws.channel());
     let spec = course_spec(&ws, &channel, &["hello-prefix"]);

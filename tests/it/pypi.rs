@@ -3,14 +3,14 @@
 //! over a conda environment whose numpy is conda's, locked, unpacked without
 //! Python, and imported by the host's real Python interpreter.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
-use common::{report, run, run_ok, service, tree, trousse, umoci_unpack, ChannelServer, Workspace};
+use crate::common::{
+    report, run, run_ok, service, tree, trousse, umoci_unpack, ChannelServer, Workspace,
+};
 use trousse_testkit::{
     wheels::{write_sdist, write_simple_index, write_wheel, WheelSpec},
     PackageSpec,
@@ -868,9 +868,9 @@ fn a_repository_requirements_txt_goes_over_the_default_environment() {
     )
     .unwrap();
     std::fs::write(repo.join("notebook.ipynb"), "{}\n").unwrap();
-    common::git::git(&repo, &["init", "-q", "-b", "main"]);
-    common::git::git(&repo, &["add", "-A"]);
-    common::git::git(&repo, &["commit", "-q", "-m", "course"]);
+    crate::common::git::git(&repo, &["init", "-q", "-b", "main"]);
+    crate::common::git::git(&repo, &["add", "-A"]);
+    crate::common::git::git(&repo, &["commit", "-q", "-m", "course"]);
 
     let layout = world.ws.path("repo-image");
     let out = run(trousse(&[

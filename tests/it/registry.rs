@@ -1,10 +1,8 @@
 //! Pushing to and building on a real CNCF distribution registry on loopback.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn build(
     ws: &Workspace,

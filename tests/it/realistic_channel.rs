@@ -2,11 +2,9 @@
 //! back to the real Binder lock, its course environments solve, its sizes
 //! and contents look like real packages, and it is deterministic.
 
-mod common;
-
 use std::{io::Write, path::Path};
 
-use common::*;
+use crate::common::*;
 use rattler_conda_types::Subdir;
 use trousse_builder::Lock;
 use trousse_testkit::{

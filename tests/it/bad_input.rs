@@ -1,10 +1,8 @@
 //! Bad input: each a clear error, its own exit code, and no image left behind.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn build_fails(ws: &Workspace, spec: &Path) -> (i32, String) {
     let output = ws.path("out.tar");
