@@ -4,9 +4,10 @@ use std::{path::PathBuf, str::FromStr};
 
 use trousse_builder::{
     cache::CacheDir,
+    net::channel_url::{resolve_channel, ChannelConfig},
     progress::Reporter,
-    repo::{is_repository_address, GitPolicy, RepoAddress, RepoRequest},
-    spec::{parse_platform, resolve_channel, ChannelConfig},
+    settings::parse_platform,
+    source::repo::{is_repository_address, GitPolicy, RepoAddress, RepoRequest},
     BuildError, BuildRequest, ImageSettings, Overrides, ResolveOptions, Source,
 };
 use trousse_registry_client::{ImageRef, RegistryOptions};
@@ -45,7 +46,7 @@ pub struct SolveArgs {
     pub cache_dir: Option<PathBuf>,
     /// The base image of specs and locks that name none (a mirror of the default, or scratch)
     /// [default: Ubuntu 24.04, pinned by digest].
-    #[arg(long, env = trousse_builder::spec::DEFAULT_BASE_ENV)]
+    #[arg(long, env = trousse_builder::settings::DEFAULT_BASE_ENV)]
     pub default_base: Option<String>,
     /// Make the image for a JupyterHub: add jupyterhub-singleuser and jupyterlab when the
     /// spec lacks them [default for repositories; a spec's `trousse: jupyter:` otherwise].
@@ -70,7 +71,7 @@ pub struct SolveArgs {
 
 /// A `--channel-mirror` value, checked.
 pub fn parse_mirror(text: &str) -> Result<String, String> {
-    trousse_builder::mirrors::Mirrors::default().add_flag(text)?;
+    trousse_builder::net::mirrors::Mirrors::default().add_flag(text)?;
     Ok(text.to_string())
 }
 
@@ -78,8 +79,8 @@ pub fn parse_mirror(text: &str) -> Result<String, String> {
 pub fn mirrors(
     flags: &[String],
     config: Option<&std::path::Path>,
-) -> Result<trousse_builder::mirrors::Mirrors, BuildError> {
-    let mut mirrors = trousse_builder::mirrors::Mirrors::default();
+) -> Result<trousse_builder::net::mirrors::Mirrors, BuildError> {
+    let mut mirrors = trousse_builder::net::mirrors::Mirrors::default();
     for flag in flags {
         mirrors.add_flag(flag).map_err(BuildError::Usage)?;
     }
@@ -122,7 +123,7 @@ impl SolveArgs {
     }
 
     /// The channel mirrors these flags give.
-    pub fn mirrors(&self) -> Result<trousse_builder::mirrors::Mirrors, BuildError> {
+    pub fn mirrors(&self) -> Result<trousse_builder::net::mirrors::Mirrors, BuildError> {
         mirrors(&self.channel_mirrors, self.mirrors_config.as_deref())
     }
 
@@ -146,8 +147,6 @@ impl SolveArgs {
         Ok(BuildRequest {
             source,
             overrides: self.overrides(base)?,
-            content: None,
-            apt: Vec::new(),
         })
     }
 
@@ -188,10 +187,12 @@ impl SolveArgs {
         .await?;
         let record = &repository.content.record;
         eprintln!("{} {} at {}", record.url, record.reference, record.commit);
-        let mut request = repository.request(&self.image_defaults()?)?;
-        print_warnings(&request.source);
-        request.overrides = self.overrides(base)?;
-        Ok(request)
+        let source = repository.source(&self.image_defaults()?)?;
+        print_warnings(&source);
+        Ok(BuildRequest {
+            source,
+            overrides: self.overrides(base)?,
+        })
     }
 
     /// The command line's overrides of a source's channels, platforms and base.
@@ -203,7 +204,7 @@ impl SolveArgs {
             let config = ChannelConfig::default_with_root_dir(cwd);
             for channel in &self.channels {
                 // credentials in the URL are kept in memory, never in a lock or an image
-                let channel = trousse_builder::credentials::take(channel);
+                let channel = trousse_builder::net::credentials::take(channel);
                 overrides
                     .channels
                     .extend(resolve_channel(&channel, &config).map_err(BuildError::Usage)?);
@@ -269,7 +270,7 @@ fn repository_address(input: &str) -> Result<Option<RepoAddress>, BuildError> {
 
 fn print_warnings(source: &Source) {
     match source {
-        Source::Spec(spec) => {
+        Source::Spec(spec) | Source::Repository { spec, .. } => {
             for warning in &spec.warnings {
                 eprintln!("warning: {warning}");
             }

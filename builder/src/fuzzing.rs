@@ -8,7 +8,10 @@ use std::{path::Path, str::FromStr};
 use rattler::install::PythonInfo;
 use rattler_conda_types::{package::PathsJson, Subdir, Version};
 
-use crate::{channel_url, package_check, repo, spec, EnvSpec, ImageSettings, Lock};
+use crate::{
+    net::channel_url, source::repo, source::spec, stage::package_check, EnvSpec, ImageSettings,
+    Lock,
+};
 
 /// A spec (environment.yml with its `trousse:` section).
 pub fn spec(data: &[u8]) {
@@ -116,11 +119,10 @@ pub fn wheel(data: &[u8]) {
         return;
     }
     let target = crate::pypi::wheel::InstallTarget {
-        prefix: "/opt/conda",
         site_packages: "lib/python3.12/site-packages",
         python: "/opt/conda/bin/python3.12",
         requested: true,
-        epoch: crate::pypi::stage::WHEEL_EPOCH,
+        epoch: crate::stage::wheels::WHEEL_EPOCH,
     };
     let _ = crate::pypi::wheel::install_wheel(&path, "fuzz-1.0-py3-none-any.whl", &target, &dest);
 }

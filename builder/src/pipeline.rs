@@ -4,10 +4,8 @@
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use rattler_cache::package_cache::PackageCache;
 use rattler_conda_types::Subdir;
 use rattler_networking::LazyClient;
-use rattler_repodata_gateway::Gateway;
 use serde::Serialize;
 use trousse_registry_client::{
     cache_tag, publish, publish::descriptor_digest, Image, ImageRef, PushReport, RegistryOptions,
@@ -17,22 +15,25 @@ use oci_spec::image::Descriptor;
 use trousse_registry_client::Published;
 
 use crate::{
-    base::{load_bases, BaseImage},
-    build_key::BuildKey,
+    cache::fetch::{fetch, PackageCaches},
     cache::CacheDir,
-    env_layer::{environment_layer, EnvironmentLayerInput},
-    fetch::{fetch, PackageCaches},
+    error::blocking,
+    image::build_key::BuildKey,
+    image::env_layer::{environment_layer, EnvironmentLayerInput},
+    image::layer::{package_layer, Compression, Layer, LayerMember},
+    image::plan::{plan_layers, LayerCandidate, MAX_LAYERS},
+    image::post_build::{post_build_layer, PostBuild},
+    image::repo_layer::content_layer,
     image::{write_index, write_manifest, ImageInput},
-    layer::{package_layer, Compression, Layer, LayerMember},
-    layer_plan::{plan_layers, LayerCandidate, MAX_LAYERS},
-    lock::Lock,
-    post_build::{post_build_layer, PostBuild, POST_BUILD_LABEL},
-    progress::{Event, Reporter, Stage},
-    pypi::stage::{cached_wheel, requested, stage_wheel, StagedWheel, WheelStageTarget},
-    repo::{content_layer, RepoContent},
-    request::Resolved,
-    solve::SolvedPlatform,
-    spec::ImageSettings,
+    lockfile::Lock,
+    lockfile::LockedPlatform,
+    net::http_client,
+    progress::{timed, Event, Reporter, Stage},
+    resolve::Resolved,
+    settings::ImageSettings,
+    source::base::{load_bases, BaseImage},
+    source::repo::RepoContent,
+    stage::wheels::{cached_wheel, requested, stage_wheel, StagedWheel, WheelStageTarget},
     stage::{self, StageTarget, StagedPackage},
     BuildError,
 };
@@ -56,7 +57,7 @@ pub struct BuildOptions {
     /// Whether an allowed `postBuild` gets a bridged network (none by default).
     pub post_build_network: bool,
     /// Where channels are fetched from instead of their own URLs.
-    pub mirrors: crate::mirrors::Mirrors,
+    pub mirrors: crate::net::mirrors::Mirrors,
 }
 
 /// The image of one platform.
@@ -97,48 +98,6 @@ pub struct BuildReport {
     pub cached: bool,
     /// What a push to a registry transferred.
     pub push: Option<PushReport>,
-}
-
-/// The HTTP client for channels and packages.
-pub(crate) fn http_client(mirrors: &crate::mirrors::Mirrors) -> LazyClient {
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("trousse/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default();
-    // credentials come from the process's memory and the operator's file, never from a URL
-    let authentication = rattler_networking::AuthenticationMiddleware::from_auth_storage(
-        crate::credentials::storage(),
-    );
-    // a mirror's requests are rewritten first, then authenticated for the mirror's host
-    let mut stack = reqwest_middleware::ClientBuilder::new(client);
-    if !mirrors.is_empty() {
-        stack = stack.with(mirrors.middleware());
-    }
-    LazyClient::from(stack.with_arc(std::sync::Arc::new(authentication)).build())
-}
-
-/// The repodata gateway over the cache.
-pub(crate) fn gateway(cache: &CacheDir, client: &LazyClient) -> Gateway {
-    Gateway::builder()
-        .with_cache_dir(cache.repodata())
-        .with_package_cache(PackageCache::new(cache.packages()))
-        .with_client(client.clone())
-        .finish()
-}
-
-/// Runs a stage's work between its started and finished events; returns its seconds too.
-pub(crate) async fn timed<T>(
-    reporter: &Reporter,
-    stage: Stage,
-    total: u64,
-    work: impl std::future::Future<Output = Result<T, BuildError>>,
-) -> Result<(T, f64), BuildError> {
-    let started = Instant::now();
-    reporter(&Event::StageStarted { stage, total });
-    let value = work.await?;
-    let seconds = started.elapsed().as_secs_f64();
-    reporter(&Event::StageFinished { stage, seconds });
-    Ok((value, seconds))
 }
 
 /// What the stages of one build share.
@@ -215,7 +174,7 @@ impl Build<'_> {
     /// Stages, layers and describes one platform's image.
     async fn platform_image(
         &mut self,
-        locked: &SolvedPlatform,
+        locked: &LockedPlatform,
         base: &BaseImage,
     ) -> Result<PlatformBuild, BuildError> {
         let staged = self.stage_packages(locked).await?;
@@ -229,7 +188,7 @@ impl Build<'_> {
             .map(|r| r.package_record.name.as_normalized().to_string())
             .collect();
         let mut descriptor = self.manifest(locked.platform, base, &layers, &package_names)?;
-        if let Some(script) = self.settings.labels.get(POST_BUILD_LABEL) {
+        if let Some(script) = self.settings.post_build() {
             layers.push(
                 self.post_build(script, locked.platform, &descriptor)
                     .await?,
@@ -267,7 +226,7 @@ impl Build<'_> {
     /// Fetches and stages the packages the cache has not staged yet; returns all, in lock order.
     async fn stage_packages(
         &mut self,
-        locked: &SolvedPlatform,
+        locked: &LockedPlatform,
     ) -> Result<Vec<StagedPackage>, BuildError> {
         let records = &locked.records;
         let python = stage::python_info(records, locked.platform)?;
@@ -322,7 +281,7 @@ impl Build<'_> {
     /// Downloads and unpacks the locked wheels the cache has not staged yet; returns all, in lock order.
     async fn stage_wheels(
         &mut self,
-        locked: &SolvedPlatform,
+        locked: &LockedPlatform,
     ) -> Result<Vec<StagedWheel>, BuildError> {
         if locked.pypi.is_empty() {
             return Ok(Vec::new());
@@ -361,7 +320,7 @@ impl Build<'_> {
     }
 
     /// Where this platform's wheels go: site-packages and the interpreter of its Python.
-    fn wheel_target(&self, locked: &SolvedPlatform) -> Result<WheelStageTarget, BuildError> {
+    fn wheel_target(&self, locked: &LockedPlatform) -> Result<WheelStageTarget, BuildError> {
         let python = stage::python_info(&locked.records, locked.platform)?.ok_or_else(|| {
             BuildError::Unsupported(
                 "the lock has PyPI packages but no python: add python to the conda packages".into(),
@@ -443,7 +402,7 @@ impl Build<'_> {
         let (epoch, blobs, compression) =
             (self.epoch, self.cache.blobs(), self.options.compression);
         let (base_passwd, base_group) = (base.passwd.clone(), base.group.clone());
-        tokio::task::spawn_blocking(move || {
+        blocking("environment layer", move || {
             let input = EnvironmentLayerInput {
                 packages: &packages,
                 lock_text: &lock_text,
@@ -455,8 +414,7 @@ impl Build<'_> {
             };
             environment_layer(&input, &blobs, compression)
         })
-        .await
-        .map_err(|e| BuildError::Internal(format!("environment layer task failed: {e}")))?
+        .await?
     }
 
     /// Writes the config and manifest of one platform's image of these layers.
@@ -496,7 +454,7 @@ impl Build<'_> {
         let work = tempfile::tempdir_in(self.cache.root())
             .map_err(BuildError::io("creating a directory in", self.cache.root()))?;
         let run = PostBuild {
-            script: format!("{}/{script}", crate::repo::REPO_DIR),
+            script: format!("{}/{script}", crate::source::repo::REPO_DIR),
             user: &self.settings.user,
             network: self.options.post_build_network,
             work_dir: work.path(),
@@ -511,11 +469,10 @@ impl Build<'_> {
         };
         let (user, prefix) = (self.settings.user.clone(), self.settings.prefix.clone());
         let (cache, compression) = (self.cache.clone(), self.options.compression);
-        tokio::task::spawn_blocking(move || {
+        blocking("content layer", move || {
             content_layer(&content, &user, &prefix, &cache, compression)
         })
-        .await
-        .map_err(|e| BuildError::Internal(format!("content layer task failed: {e}")))?
+        .await?
         .map(Some)
     }
 
@@ -535,13 +492,12 @@ impl Build<'_> {
                 let prefix = self.settings.prefix.clone();
                 let compression = self.options.compression;
                 async move {
-                    let layer = tokio::task::spawn_blocking(move || {
+                    let layer = blocking("layer", move || {
                         let refs: Vec<&dyn LayerMember> =
                             members.iter().map(|m| m.as_ref()).collect();
                         package_layer(&cache, &refs, &prefix, compression)
                     })
-                    .await
-                    .map_err(|e| BuildError::Internal(format!("layer task failed: {e}")))??;
+                    .await??;
                     reporter(&Event::Progress {
                         stage: Stage::Layer,
                         item: layer_item(&layer),

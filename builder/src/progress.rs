@@ -72,3 +72,18 @@ pub type Reporter = Arc<dyn Fn(&Event) + Send + Sync>;
 pub fn silent() -> Reporter {
     Arc::new(|_| {})
 }
+
+/// Runs a stage's work between its started and finished events; returns its seconds too.
+pub(crate) async fn timed<T>(
+    reporter: &Reporter,
+    stage: Stage,
+    total: u64,
+    work: impl std::future::Future<Output = Result<T, crate::BuildError>>,
+) -> Result<(T, f64), crate::BuildError> {
+    let started = std::time::Instant::now();
+    reporter(&Event::StageStarted { stage, total });
+    let value = work.await?;
+    let seconds = started.elapsed().as_secs_f64();
+    reporter(&Event::StageFinished { stage, seconds });
+    Ok((value, seconds))
+}

@@ -28,7 +28,7 @@ pub fn run(command: CacheCommand) -> anyhow::Result<()> {
         cache_dir,
         json,
     } = command;
-    let max_bytes = trousse_builder::cache_gc::parse_size(&max_size)
+    let max_bytes = trousse_builder::cache::gc::parse_size(&max_size)
         .map_err(|e| BuildError::Usage(format!("invalid --max-size: {e}")))?;
     // never create a cache to collect it: a typo is said, a cache not made yet is empty
     if let Some(dir) = cache_dir.as_ref().filter(|d| !d.is_dir()) {
@@ -43,7 +43,7 @@ pub fn run(command: CacheCommand) -> anyhow::Result<()> {
         .into());
     }
     let cache = CacheDir::new(cache_dir.unwrap_or_else(CacheDir::default_location))?;
-    let report = trousse_builder::cache_gc::collect_garbage(&cache, max_bytes)?;
+    let report = trousse_builder::cache::gc::collect_garbage(&cache, max_bytes)?;
     eprintln!(
         "{}: {} -> {} bytes, {} entries evicted, {} kept",
         cache.root().display(),

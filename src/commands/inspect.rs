@@ -3,7 +3,7 @@
 use std::{io::Write, str::FromStr};
 
 use trousse_builder::{
-    inspect::{inspect, ManifestSummary},
+    image::inspect::{inspect, ManifestSummary},
     BuildError,
 };
 use trousse_registry_client::ImageRef;

@@ -51,7 +51,7 @@ pub async fn run(args: LockArgs) -> anyhow::Result<()> {
     let lock = resolved.lock;
     // the spec's image settings travel with the lock: building it makes the
     // spec's image (a repository's files are not in a lock: neither are their settings)
-    let settings = trousse_builder::repo::without_repository(&resolved.settings);
+    let settings = trousse_builder::source::repo::without_repository(&resolved.settings);
     lock.write_with_settings(&args.output, &settings)?;
     let packages: usize = lock.platforms.iter().map(|p| p.records.len()).sum();
     let pypi: usize = lock.platforms.iter().map(|p| p.pypi.len()).sum();

@@ -10,7 +10,7 @@ use trousse_api::config::{
     DEFAULT_REPO_MAX_DEPTH, DEFAULT_REPO_MAX_FILES, DEFAULT_REPO_TIMEOUT_SECONDS,
     DEFAULT_SOLVE_TIMEOUT_SECONDS,
 };
-use trousse_builder::{repo::RepoLimits, BuildError};
+use trousse_builder::{source::repo::RepoLimits, BuildError};
 use trousse_registry_client::ImageRef;
 
 use crate::args::RegistryArgs;
@@ -58,7 +58,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub push_to: Option<String>,
     /// The base image of specs and locks that name none [default: Ubuntu 24.04, pinned].
-    #[arg(long, env = trousse_builder::spec::DEFAULT_BASE_ENV)]
+    #[arg(long, env = trousse_builder::settings::DEFAULT_BASE_ENV)]
     pub default_base: Option<String>,
     /// A git host (HOST or HOST:PORT) repositories may be fetched from (repeatable); none by default.
     #[arg(long = "allow-git-host", value_name = "HOST[:PORT]")]
@@ -85,7 +85,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TROUSSE_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub webhook_secret: Option<Secret>,
     /// The JupyterHub major version of the hub: images get a matching jupyterhub-singleuser.
-    #[arg(long, default_value = trousse_builder::spec::DEFAULT_HUB_VERSION, value_parser = parse_hub_version)]
+    #[arg(long, default_value = trousse_builder::settings::DEFAULT_HUB_VERSION, value_parser = parse_hub_version)]
     pub hub_version: String,
     /// The JupyterHub API (e.g. http://hub:8081/hub/api/) whose users' tokens trousse accepts,
     /// with the course rights of their groups.
@@ -151,7 +151,7 @@ fn parse_hub_version(text: &str) -> Result<String, String> {
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    trousse_builder::cache_gc::parse_size(text)
+    trousse_builder::cache::gc::parse_size(text)
 }
 
 impl ServeArgs {
@@ -227,16 +227,16 @@ impl ServeArgs {
             self.hub_public_url.take(),
             self.hub_api_token.take(),
         )?;
-        config.binder = self
-            .binder_course
-            .take()
-            .map(|course| trousse_api::binder::BinderConfig {
-                course,
-                base_url: format!("/{}/", self.binder_base_url.trim_matches('/'))
-                    .replace("//", "/"),
-                launcher,
-            });
-        config.hub = hub_api_url.map(|api_url| trousse_api::hub_auth::HubAuth {
+        config.binder =
+            self.binder_course
+                .take()
+                .map(|course| trousse_api::routes::binder::BinderConfig {
+                    course,
+                    base_url: format!("/{}/", self.binder_base_url.trim_matches('/'))
+                        .replace("//", "/"),
+                    launcher,
+                });
+        config.hub = hub_api_url.map(|api_url| trousse_api::auth::hub::HubAuth {
             api_url,
             student_prefix: std::mem::take(&mut self.hub_student_prefix),
             teacher_prefix: std::mem::take(&mut self.hub_teacher_prefix),
@@ -259,10 +259,10 @@ fn launcher(
     api_url: Option<&url::Url>,
     public_url: Option<url::Url>,
     token: Option<Secret>,
-) -> anyhow::Result<Option<trousse_api::hub_launch::HubLauncher>> {
+) -> anyhow::Result<Option<trousse_api::routes::hub_launch::HubLauncher>> {
     match (api_url, public_url, token) {
         (Some(api_url), Some(public_url), Some(token)) => {
-            Ok(Some(trousse_api::hub_launch::HubLauncher {
+            Ok(Some(trousse_api::routes::hub_launch::HubLauncher {
                 api_url: api_url.clone(),
                 public_url: with_slash(public_url),
                 token,

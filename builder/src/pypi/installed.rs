@@ -36,7 +36,6 @@ impl CondaDist {
                 version: self.version.clone(),
                 requires_dist: Vec::new(),
                 requires_python: None,
-                provides_extra: Vec::new(),
             });
         };
         let text = std::fs::read_to_string(path).map_err(PypiError::io("reading", path))?;

@@ -112,7 +112,7 @@ mod tests {
     use std::{path::Path, str::FromStr};
 
     use super::*;
-    use crate::{lock::Lock, solve::SolvedPlatform};
+    use crate::{lockfile::Lock, lockfile::LockedPlatform};
 
     fn wheel() -> LockedWheel {
         LockedWheel {
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn wheels_are_pixi_lock_pypi_packages_and_read_back() {
-        let platform = SolvedPlatform {
+        let platform = LockedPlatform {
             platform: rattler_conda_types::Subdir::Linux64,
             virtual_packages: Vec::new(),
             records: Vec::new(),

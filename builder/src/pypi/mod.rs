@@ -2,26 +2,27 @@
 //! (conda packages satisfying what they can), locked, and wheels unpacked
 //! into staging directories without running Python.
 
-pub mod error;
-pub mod index;
-pub mod installed;
-pub mod locked;
+pub(crate) mod error;
+pub(crate) mod index;
+pub(crate) mod installed;
+pub(crate) mod locked;
 pub mod requirements;
-pub mod resolve;
-pub mod stage;
-pub mod tags;
-pub mod wheel;
+pub(crate) mod resolve;
+pub(crate) mod tags;
+pub(crate) mod wheel;
 
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
-pub use error::PypiError;
+pub use crate::error::pypi::PypiError;
+pub use error::{redact, without_credentials};
+pub use index::FindLinks;
 pub use locked::LockedWheel;
 pub use requirements::PypiRequirements;
 
 use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord, Subdir};
 
 use crate::{
-    fetch::{fetch, PackageCaches},
+    cache::fetch::{fetch, PackageCaches},
     progress::Reporter,
     BuildError,
 };
@@ -82,7 +83,7 @@ pub struct PlatformInput<'a> {
     /// The virtual packages the solve assumed (for `__glibc`).
     pub virtual_packages: &'a [GenericVirtualPackage],
     /// How long resolving may take, and its cancellation.
-    pub limit: &'a crate::work_limit::WorkLimit,
+    pub limit: &'a crate::guard::work_limit::WorkLimit,
 }
 
 /// Resolves the requirements of one platform on top of its conda packages
@@ -107,11 +108,10 @@ pub async fn resolve_platform(
     let requirements = input.requirements.clone();
     let runtime = tokio::runtime::Handle::current();
     let limit = input.limit.clone();
-    let resolved = tokio::task::spawn_blocking(move || {
+    let resolved = crate::error::blocking("PyPI resolution", move || {
         resolve::resolve(&requirements, &index, &target, &conda, runtime, &limit)
     })
-    .await
-    .map_err(|e| BuildError::Internal(format!("PyPI resolution task failed: {e}")))?;
+    .await?;
     match resolved {
         Err(PypiError::Stopped) => Err(input.limit.error("resolving the PyPI requirements")),
         other => other.map_err(BuildError::from),

@@ -557,7 +557,7 @@ mod tests {
             let e = parse(&format!("attrs\n{text}\n"), &[]).unwrap_err();
             assert!(e.to_string().contains(word), "{text}: {e}");
             assert!(e.to_string().contains("requirements.txt:2"), "{text}: {e}");
-            assert_eq!(e.exit_code(), 3);
+            assert_eq!(e.class().exit_code(), 3);
         }
     }
 

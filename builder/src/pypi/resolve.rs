@@ -65,7 +65,7 @@ struct Provider<'a> {
     constraints: HashMap<PackageName, Ranges<Version>>,
     candidates: RefCell<HashMap<PackageName, Arc<Vec<Candidate>>>>,
     metadata: RefCell<HashMap<(PackageName, Version), Arc<CoreMetadata>>>,
-    limit: crate::work_limit::WorkLimit,
+    limit: crate::guard::work_limit::WorkLimit,
 }
 
 /// Resolves `requirements` for `target` on top of the conda distributions
@@ -77,7 +77,7 @@ pub fn resolve(
     target: &WheelTarget,
     conda: &BTreeMap<PackageName, CondaDist>,
     runtime: tokio::runtime::Handle,
-    limit: &crate::work_limit::WorkLimit,
+    limit: &crate::guard::work_limit::WorkLimit,
 ) -> Result<Vec<LockedWheel>, PypiError> {
     let mut provider = Provider::new(requirements, index, target, conda, runtime);
     provider.limit = limit.clone();
@@ -135,7 +135,7 @@ impl<'a> Provider<'a> {
             target,
             conda,
             requirements,
-            limit: crate::work_limit::WorkLimit::default(),
+            limit: crate::guard::work_limit::WorkLimit::default(),
             constraints,
             candidates: RefCell::default(),
             metadata: RefCell::default(),

@@ -1,6 +1,6 @@
 //! Credentials by host: a configured URL's userinfo (its host and port, or
 //! what the command line took out of its input for that host: see
-//! `crate::credentials`), else netrc, else `TROUSSE_PYPI_USERNAME`/`_PASSWORD`
+//! `crate::net::credentials`), else netrc, else `TROUSSE_PYPI_USERNAME`/`_PASSWORD`
 //! for configured hosts; never in an error, log or `Debug`.
 
 use std::{
@@ -189,10 +189,11 @@ impl Credentials {
         for url in urls {
             let Some(key) = host_key(url) else { continue };
             // the userinfo the command line took out of its input's URLs
-            let taken = crate::credentials::taken_for(&key.0).map(|(username, password)| Basic {
-                username,
-                password: Some(password).filter(|p| !p.is_empty()),
-            });
+            let taken =
+                crate::net::credentials::taken_for(&key.0).map(|(username, password)| Basic {
+                    username,
+                    password: Some(password).filter(|p| !p.is_empty()),
+                });
             if let Some(basic) = Basic::from_url(url).or(taken) {
                 by_host.entry(key.clone()).or_insert(basic);
             }

@@ -4,7 +4,7 @@
 use std::{io::Read, path::Path, str::FromStr};
 
 use pep440_rs::{Version, VersionSpecifiers};
-use pep508_rs::{ExtraName, PackageName, Requirement};
+use pep508_rs::{PackageName, Requirement};
 
 use super::MAX_PAGE_BYTES;
 use crate::pypi::{tags::WheelName, PypiError};
@@ -20,8 +20,6 @@ pub struct CoreMetadata {
     pub requires_dist: Vec<Requirement>,
     /// `Requires-Python`, when declared and valid.
     pub requires_python: Option<VersionSpecifiers>,
-    /// `Provides-Extra`, in order.
-    pub provides_extra: Vec<ExtraName>,
 }
 
 impl CoreMetadata {
@@ -31,7 +29,6 @@ impl CoreMetadata {
         let mut version = None;
         let mut requires_dist = Vec::new();
         let mut requires_python = None;
-        let mut provides_extra = Vec::new();
         for (key, value) in metadata_headers(text) {
             match key.to_ascii_lowercase().as_str() {
                 "name" => {
@@ -50,10 +47,6 @@ impl CoreMetadata {
                         .map_err(|e| format!("Requires-Dist '{value}': {e}"))?,
                 ),
                 "requires-python" => requires_python = requires_python_of(&value),
-                "provides-extra" => match ExtraName::from_str(&value) {
-                    Ok(extra) => provides_extra.push(extra),
-                    Err(e) => tracing::debug!("ignoring Provides-Extra '{value}': {e}"),
-                },
                 _ => {}
             }
         }
@@ -62,7 +55,6 @@ impl CoreMetadata {
             version: version.ok_or("no Version header")?,
             requires_dist,
             requires_python,
-            provides_extra,
         })
     }
 }
@@ -176,7 +168,6 @@ mod tests {
         let m = CoreMetadata::parse(text).unwrap();
         let names: Vec<&str> = m.requires_dist.iter().map(|r| r.name.as_ref()).collect();
         assert_eq!(names, ["jupyter-core", "traitlets", "ipykernel"]);
-        assert_eq!(m.provides_extra.len(), 1);
         let crlf = text.replace('\n', "\r\n");
         assert_eq!(CoreMetadata::parse(&crlf).unwrap().requires_dist.len(), 3);
     }
@@ -193,7 +184,6 @@ mod tests {
         assert_eq!(m.version.to_string(), "1.0");
         assert_eq!(m.requires_dist.len(), 2);
         assert_eq!(m.requires_dist[1].name.as_ref(), "requests");
-        assert_eq!(m.provides_extra[0].as_ref(), "net");
         assert!(m
             .requires_python
             .unwrap()

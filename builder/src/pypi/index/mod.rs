@@ -262,11 +262,6 @@ impl Index {
         })
     }
 
-    /// The configuration, as given (URLs may hold credentials: show them with `redact`).
-    pub fn config(&self) -> &IndexConfig {
-        &self.config
-    }
-
     /// Every file of a project across the index, extra indexes and find-links (pip merges them all).
     pub async fn files(&self, name: &PackageName) -> Result<Arc<Vec<DistFile>>, PypiError> {
         let cell = self.projects.cell(name);

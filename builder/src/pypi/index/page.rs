@@ -32,16 +32,6 @@ pub struct DistFile {
     pub kind: DistKind,
 }
 
-impl DistFile {
-    /// The version its name tells, if any.
-    pub fn version(&self) -> Option<&Version> {
-        match &self.kind {
-            DistKind::Wheel(wheel) => Some(&wheel.version),
-            DistKind::Sdist { version } => version.as_ref(),
-        }
-    }
-}
-
 /// What a distribution file is.
 #[derive(Debug, Clone)]
 pub enum DistKind {

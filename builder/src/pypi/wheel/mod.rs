@@ -33,8 +33,6 @@ use crate::pypi::PypiError;
 
 /// Where and how a wheel is installed.
 pub struct InstallTarget<'a> {
-    /// The environment prefix inside the image, e.g. "/opt/conda".
-    pub prefix: &'a str,
     /// The site-packages directory relative to the prefix, e.g. "lib/python3.12/site-packages".
     pub site_packages: &'a str,
     /// The interpreter the image runs scripts with, absolute, e.g. "/opt/conda/bin/python3.12".

@@ -72,7 +72,6 @@ fn basic<'a>(extra: &[E<'a>]) -> Vec<E<'a>> {
 
 fn target(requested: bool) -> InstallTarget<'static> {
     InstallTarget {
-        prefix: "/opt/conda",
         site_packages: SITE,
         python: PYTHON,
         requested,
