@@ -4,18 +4,16 @@ use std::{path::PathBuf, time::Duration};
 
 use rattler_conda_types::RepoDataRecord;
 use trousse_builder::{
-    channel_url::{self, ChannelUrl},
     error::clip,
-    repo::{GitPolicy, RepoLimits},
-    spec::{resolve_channel, ChannelConfig},
+    net::channel_url::{self, ChannelUrl},
+    net::channel_url::{resolve_channel, ChannelConfig},
+    source::repo::{GitPolicy, RepoLimits},
     EnvSpec, ImageSettings,
 };
 use trousse_registry_client::{ImageRef, RegistryOptions};
 
 use trousse_builder::pypi::{
-    error::{redact, without_credentials},
-    index::FindLinks,
-    LockedWheel, PypiError, PypiRequirements,
+    redact, without_credentials, FindLinks, LockedWheel, PypiError, PypiRequirements,
 };
 use url::Url;
 
@@ -78,7 +76,7 @@ pub struct ServiceConfig {
     /// What one repository may cost: bytes, files, depth, time.
     pub repo_limits: RepoLimits,
     /// Where channels are fetched from instead of their own URLs.
-    pub mirrors: trousse_builder::mirrors::Mirrors,
+    pub mirrors: trousse_builder::net::mirrors::Mirrors,
     /// Repositories fetched and read at once, overall.
     pub max_repo_fetches: usize,
     /// Repositories fetched and read at once for one course.
@@ -88,9 +86,9 @@ pub struct ServiceConfig {
     /// The PyPI indexes (simple API URLs) requirements may use; the first is the default.
     pub allowed_indexes: Vec<String>,
     /// The JupyterHub whose users' tokens are accepted, with their groups' course rights.
-    pub hub: Option<crate::hub_auth::HubAuth>,
+    pub hub: Option<crate::auth::hub::HubAuth>,
     /// BinderHub's build API, when on: the course builds land in and the base URL.
-    pub binder: Option<crate::binder::BinderConfig>,
+    pub binder: Option<crate::routes::binder::BinderConfig>,
 }
 
 /// A secret: kept out of `Debug` output, so out of logs.
@@ -142,7 +140,7 @@ pub const DEFAULT_MAX_REPO_FETCHES: usize = 4;
 /// Repositories fetched at once for one course, unless configured.
 pub const DEFAULT_MAX_REPO_FETCHES_PER_COURSE: usize = 2;
 /// How deep a repository's directories may nest, unless configured.
-pub const DEFAULT_REPO_MAX_DEPTH: usize = trousse_builder::repo::DEFAULT_MAX_DEPTH;
+pub const DEFAULT_REPO_MAX_DEPTH: usize = trousse_builder::source::repo::DEFAULT_MAX_DEPTH;
 /// The longest fetching one repository may take, in seconds, unless configured.
 pub const DEFAULT_REPO_TIMEOUT_SECONDS: u64 = 300;
 /// The channel specs may use, unless others are allowed.
@@ -227,7 +225,7 @@ impl RequestPolicy {
             .iter()
             .chain(&config.allowed_indexes)
         {
-            if let Some(found) = trousse_builder::credentials::find(url) {
+            if let Some(found) = trousse_builder::net::credentials::find(url) {
                 return Err(format!(
                     "{} carries credentials: an allowed channel or index is named without them, \
                      and the credentials go in rattler's authentication file (RATTLER_AUTH_FILE) \

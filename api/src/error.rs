@@ -6,8 +6,7 @@ use axum::{
     Json,
 };
 use serde::Serialize;
-use trousse_builder::pypi::PypiError;
-use trousse_builder::{error::clip, repo::RepoError, spec::SpecError, BuildError};
+use trousse_builder::{error::clip, source::spec::SpecError, BuildError};
 
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -117,101 +116,29 @@ impl ApiError {
 }
 
 impl From<BuildError> for ApiError {
+    /// The answer to a build error, from its class (`Class::http_status`):
+    /// 400 and 422 carry the error's kind as their code, 403 `forbidden`,
+    /// 502 `upstream_failed`, 500 `internal`. Two exceptions: a spec's
+    /// invalid value names its field (422 `invalid_field`), and a full disk
+    /// is 507 whatever was being written.
     fn from(e: BuildError) -> Self {
         let message = trousse_builder::error::error_chain(&e);
         if is_disk_full_build(&e) {
             return ApiError::InsufficientStorage(format!("the service's disk is full: {message}"));
         }
-        match e {
-            BuildError::Spec(SpecError {
-                field: Some(field), ..
-            }) => ApiError::InvalidField { field, message },
-            BuildError::Spec(_) => ApiError::bad_request("invalid_spec", message),
-            BuildError::UnsafePackage { .. } => ApiError::Unprocessable {
-                code: "unsafe_package",
-                message,
-            },
-            BuildError::Lock { .. } => ApiError::bad_request("invalid_lock", message),
-            BuildError::TooLarge { .. } => ApiError::Unprocessable {
-                code: "image_too_large",
-                message,
-            },
-            BuildError::TimeLimit { .. } => ApiError::Unprocessable {
-                code: "time_limit",
-                message,
-            },
-            BuildError::Credentials { .. } => ApiError::Unprocessable {
-                code: "credentials_in_url",
-                message,
-            },
-            BuildError::Unsupported(_) | BuildError::Usage(_) => {
-                ApiError::bad_request("unsupported", message)
-            }
-            BuildError::PackageNotFound { .. } => ApiError::Unprocessable {
-                code: "package_not_found",
-                message,
-            },
-            BuildError::Unsolvable { .. } => ApiError::Unprocessable {
-                code: "unsolvable",
-                message,
-            },
-            BuildError::Channel { .. }
-            | BuildError::Fetch { .. }
-            | BuildError::Integrity { .. }
-            | BuildError::Archive(_)
-            | BuildError::BaseUnavailable { .. }
-            | BuildError::Registry(_) => ApiError::Upstream(message),
-            BuildError::Stage { .. } | BuildError::Io { .. } | BuildError::Internal(_) => {
-                ApiError::Internal(message)
-            }
-            BuildError::Repository(e) => repository_error(&e, message),
-            BuildError::Pypi(e) => pypi_error(&e, message),
+        if let BuildError::Spec(SpecError {
+            field: Some(field), ..
+        }) = e
+        {
+            return ApiError::InvalidField { field, message };
         }
-    }
-}
-
-/// A PyPI problem: a bad requirement (400), a refused index (403), an index
-/// that cannot be read (502), an unresolvable or unsafe request (422).
-fn pypi_error(e: &PypiError, message: String) -> ApiError {
-    match e {
-        PypiError::Requirement { .. } => ApiError::bad_request(e.kind(), message),
-        PypiError::IndexRefused { .. } | PypiError::LinkRefused { .. } => {
-            ApiError::Forbidden(message)
-        }
-        PypiError::Unreachable { .. } | PypiError::HashMismatch { .. } => {
-            ApiError::Upstream(message)
-        }
-        PypiError::HashNotGiven { .. } => ApiError::Unprocessable {
-            code: e.kind(),
-            message,
-        },
-        PypiError::Io { .. } => ApiError::Internal(message),
-        PypiError::Stopped => ApiError::Unprocessable {
-            code: "time_limit",
-            message,
-        },
-        PypiError::Unsupported { .. }
-        | PypiError::NotFound { .. }
-        | PypiError::Unsolvable { .. }
-        | PypiError::BadWheel { .. } => ApiError::Unprocessable {
-            code: e.kind(),
-            message,
-        },
-    }
-}
-
-/// A repository that cannot be built: its address is bad (400), it is
-/// refused, missing or unbuildable (422), unreachable (502).
-fn repository_error(e: &RepoError, message: String) -> ApiError {
-    match e {
-        RepoError::Address { .. } => ApiError::bad_request("repository_address", message),
-        RepoError::Unreachable { .. } => ApiError::Upstream(message),
-        RepoError::Mirror { .. } => ApiError::Internal(message),
-        RepoError::Refused { .. } | RepoError::NotFound { .. } | RepoError::Config { .. } => {
-            ApiError::Unprocessable {
-                code: e.kind(),
-                message,
-            }
+        let code = e.kind();
+        match e.class().http_status() {
+            400 => ApiError::BadRequest { code, message },
+            403 => ApiError::Forbidden(message),
+            422 => ApiError::Unprocessable { code, message },
+            502 => ApiError::Upstream(message),
+            _ => ApiError::Internal(message),
         }
     }
 }
@@ -349,7 +276,8 @@ mod tests {
     use std::path::PathBuf;
 
     use trousse_builder::{
-        pypi::PypiError, repo::RepoError, spec::SpecError, ArchiveError, BuildError, UnsafePackage,
+        pypi::PypiError, source::repo::RepoError, source::spec::SpecError, ArchiveError,
+        BuildError, UnsafePackage,
     };
     use trousse_registry_client::RegistryError;
 

@@ -4,25 +4,14 @@
 //! It calls the builder through the same public functions as the CLI.
 
 pub mod auth;
-pub mod binder;
-pub mod build_event;
-pub mod builds;
+mod builds;
 pub mod config;
-pub mod data_dir_lock;
-pub mod decision;
-pub mod distribution;
-pub mod environments;
-pub mod error;
-pub mod events;
-pub mod exam_windows;
-pub mod git_tokens;
-pub mod hooks;
-pub mod hub_auth;
-pub mod hub_launch;
-pub mod operations;
-pub mod repo_fetches;
-pub mod store;
-pub mod upgrade;
+mod data_dir;
+mod domain;
+mod error;
+mod repo_fetches;
+pub mod routes;
+mod store;
 
 use std::{
     collections::HashMap,
@@ -44,9 +33,9 @@ use crate::{
     auth::{presented_token, token_hash, Principal, Role},
     builds::BuildQueue,
     config::{RequestPolicy, ServiceConfig},
-    distribution::VerifiedBlobs,
     error::ApiError,
-    operations::Metrics,
+    routes::distribution::VerifiedBlobs,
+    routes::operations::Metrics,
     store::{EnvironmentRow, Store},
 };
 
@@ -68,11 +57,11 @@ pub struct AppState {
     pub verified: VerifiedBlobs,
     submissions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// JupyterHub tokens recently resolved.
-    hub_tokens: hub_auth::HubTokens,
+    hub_tokens: auth::hub::HubTokens,
     /// The repository fetches running.
     pub repo_fetches: repo_fetches::RepoFetches,
     /// This service's hold on its data directory.
-    _data_dir: data_dir_lock::DataDirLock,
+    _data_dir: data_dir::lock::DataDirLock,
 }
 
 impl AppState {
@@ -80,10 +69,10 @@ impl AppState {
     pub async fn start(config: ServiceConfig) -> Result<Arc<Self>, ApiError> {
         let policy =
             RequestPolicy::new(&config).map_err(|m| ApiError::bad_request("invalid_config", m))?;
-        let data_dir = data_dir_lock::DataDirLock::take(&config.data_dir)?;
+        let data_dir = data_dir::lock::DataDirLock::take(&config.data_dir)?;
         let store = Store::open(&config.data_dir).await?;
-        upgrade::store_build_settings(&store, &config).await?;
-        upgrade::scrub_credentials(&store, &config).await?;
+        data_dir::upgrade::store_build_settings(&store, &config).await?;
+        data_dir::upgrade::scrub_credentials(&store, &config).await?;
         let _ = std::fs::remove_dir_all(config.work_dir());
         let state = Arc::new(Self {
             repo_fetches: repo_fetches::RepoFetches::new(
@@ -97,7 +86,7 @@ impl AppState {
             metrics: Metrics::default(),
             verified: VerifiedBlobs::default(),
             submissions: Mutex::new(HashMap::new()),
-            hub_tokens: hub_auth::HubTokens::default(),
+            hub_tokens: auth::hub::HubTokens::default(),
             _data_dir: data_dir,
         });
         state.builds.attach(&state);
@@ -157,11 +146,11 @@ impl AppState {
         caller: Option<&Principal>,
         course: &str,
         name: &str,
-    ) -> Result<Option<exam_windows::Window>, ApiError> {
+    ) -> Result<Option<routes::exam_windows::Window>, ApiError> {
         let Some(window) = self.store.window(course, name).await? else {
             return Ok(None);
         };
-        Ok(exam_windows::sealed(caller, course, &window, store::now()).then_some(window))
+        Ok(routes::exam_windows::sealed(caller, course, &window, store::now()).then_some(window))
     }
 
     /// The lock that orders submissions for one environment.
@@ -179,7 +168,7 @@ impl AppState {
         if self.config.push_to.is_some() {
             return Ok(());
         }
-        let repository = environments::repository(&env.course, &env.name);
+        let repository = routes::environments::repository(&env.course, &env.name);
         let tags: &[&str] = if env.exam || !env.current {
             &[]
         } else {
@@ -206,39 +195,39 @@ impl Modify for TokenSecurity {
 #[openapi(
     info(title = "trousse", description = "Course environments as OCI images, for JupyterHub"),
     paths(
-        environments::submit,
-        environments::list,
-        environments::get,
-        events::follow,
-        hooks::push,
-        hooks::course_push,
-        hooks::set_secret,
-        hooks::delete_secret,
-        git_tokens::set,
-        git_tokens::delete,
-        exam_windows::set,
-        exam_windows::delete,
-        distribution::version,
-        distribution::manifest_doc,
-        distribution::blob_doc,
-        distribution::tags_doc,
-        operations::health,
-        operations::metrics,
+        routes::environments::submit,
+        routes::environments::list,
+        routes::environments::get,
+        routes::events::follow,
+        routes::hooks::push,
+        routes::hooks::course_push,
+        routes::hooks::set_secret,
+        routes::hooks::delete_secret,
+        routes::git_tokens::set,
+        routes::git_tokens::delete,
+        routes::exam_windows::set,
+        routes::exam_windows::delete,
+        routes::distribution::version,
+        routes::distribution::manifest_doc,
+        routes::distribution::blob_doc,
+        routes::distribution::tags_doc,
+        routes::operations::health,
+        routes::operations::metrics,
         openapi_document,
     ),
     components(schemas(
-        environments::EnvironmentRequest,
-        environments::Environment,
-        environments::EnvironmentList,
-        hooks::PushOutcome,
-        hooks::WebhookSecret,
-        git_tokens::GitToken,
-        exam_windows::WindowRequest,
-        exam_windows::WindowView,
-        hooks::Followed,
+        routes::environments::EnvironmentRequest,
+        routes::environments::Environment,
+        routes::environments::EnvironmentList,
+        routes::hooks::PushOutcome,
+        routes::hooks::WebhookSecret,
+        routes::git_tokens::GitToken,
+        routes::exam_windows::WindowRequest,
+        routes::exam_windows::WindowView,
+        routes::hooks::Followed,
         store::Status,
         error::ErrorBody,
-        operations::Health,
+        routes::operations::Health,
         auth::Role,
     )),
     modifiers(&TokenSecurity)
@@ -257,49 +246,52 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new();
     if let Some(binder) = &state.config.binder {
         // BinderHub's build API, at the root and under its base URL (a hub service's)
-        router = router.route("/build/{provider}/{*spec}", get(binder::build));
+        router = router.route("/build/{provider}/{*spec}", get(routes::binder::build));
         if binder.base_url != "/" {
             let mounted = format!("{}build/{{provider}}/{{*spec}}", binder.base_url);
-            router = router.route(&mounted, get(binder::build));
+            router = router.route(&mounted, get(routes::binder::build));
         }
     }
     router
         .route(
             "/api/v1/courses/{course}/environments",
-            post(environments::submit).get(environments::list),
+            post(routes::environments::submit).get(routes::environments::list),
         )
-        .route("/api/v1/environments/{id}", get(environments::get))
-        .route("/api/v1/hooks/git", post(hooks::push))
+        .route("/api/v1/environments/{id}", get(routes::environments::get))
+        .route("/api/v1/hooks/git", post(routes::hooks::push))
         .route(
             "/api/v1/courses/{course}/hooks/git",
-            post(hooks::course_push),
+            post(routes::hooks::course_push),
         )
         .route(
             "/api/v1/courses/{course}/webhook-secret",
-            put(hooks::set_secret).delete(hooks::delete_secret),
+            put(routes::hooks::set_secret).delete(routes::hooks::delete_secret),
         )
         .route(
             "/api/v1/courses/{course}/git-token",
-            put(git_tokens::set).delete(git_tokens::delete),
+            put(routes::git_tokens::set).delete(routes::git_tokens::delete),
         )
         .route(
             "/api/v1/courses/{course}/exams/{name}/window",
-            put(exam_windows::set).delete(exam_windows::delete),
+            put(routes::exam_windows::set).delete(routes::exam_windows::delete),
         )
-        .route("/api/v1/environments/{id}/events", get(events::follow))
+        .route(
+            "/api/v1/environments/{id}/events",
+            get(routes::events::follow),
+        )
         .route("/api/v1/openapi.json", get(openapi_document))
-        .route("/health", get(operations::health))
-        .route("/metrics", get(operations::metrics))
-        .route("/v2/", get(distribution::version))
+        .route("/health", get(routes::operations::health))
+        .route("/metrics", get(routes::operations::metrics))
+        .route("/v2/", get(routes::distribution::version))
         .route(
             "/v2/{*path}",
-            get(distribution::dispatch).head(distribution::dispatch),
+            get(routes::distribution::dispatch).head(routes::distribution::dispatch),
         )
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            operations::PanicAnswer {
+            routes::operations::PanicAnswer {
                 panics: state.metrics.panics.clone(),
             },
         ))
@@ -322,7 +314,7 @@ async fn log_request(
     let method = request.method().clone();
     // a BinderHub spec in the path may be a URL with credentials: logged without them
     let decoded = percent_encoding::percent_decode_str(request.uri().path()).decode_utf8_lossy();
-    let path = trousse_builder::credentials::scrub(&decoded).into_owned();
+    let path = trousse_builder::net::credentials::scrub(&decoded).into_owned();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     tracing::info!(

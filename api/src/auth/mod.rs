@@ -1,5 +1,7 @@
 //! Bearer tokens with roles: who may call what.
 
+pub mod hub;
+
 use std::str::FromStr;
 
 use axum::http::{header, HeaderMap};

@@ -171,31 +171,8 @@ pub struct Health {
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, body = Health)), tag = "operations")]
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let mut checks = std::collections::BTreeMap::new();
-    let data_dir = state.config.data_dir.clone();
-    let writable =
-        tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(&data_dir).map(|_| ()))
-            .await;
-    checks.insert(
-        "store_writable".to_string(),
-        match writable {
-            Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        },
-    );
-    let data_dir = state.config.data_dir.clone();
-    let free = tokio::task::spawn_blocking(move || fs4::available_space(&data_dir)).await;
-    checks.insert(
-        "free_space".to_string(),
-        match free {
-            Ok(Ok(bytes)) if bytes >= MIN_FREE_BYTES => "ok".to_string(),
-            Ok(Ok(bytes)) => format!(
-                "{bytes} bytes free in the data directory; builds need at least {MIN_FREE_BYTES}"
-            ),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        },
-    );
+    checks.insert("store_writable".to_string(), store_writable(&state).await);
+    checks.insert("free_space".to_string(), free_space(&state).await);
     checks.insert(
         "database".to_string(),
         // a writer holding the lock longer than this is itself a health problem
@@ -206,25 +183,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
         },
     );
     if let Some(prefix) = &state.config.push_to {
-        let host = prefix.split('/').next().unwrap_or_default().to_string();
-        let address = if host.contains(':') {
-            host.clone()
-        } else {
-            format!("{host}:443")
-        };
-        let reached = tokio::time::timeout(
-            Duration::from_secs(3),
-            tokio::net::TcpStream::connect(&address),
-        )
-        .await;
-        checks.insert(
-            "registry".to_string(),
-            match reached {
-                Ok(Ok(_)) => "ok".into(),
-                Ok(Err(e)) => format!("{host}: {e}"),
-                Err(_) => format!("{host}: no answer within 3 s"),
-            },
-        );
+        checks.insert("registry".to_string(), registry_reached(prefix).await);
     }
     let healthy = checks.values().all(|v| v == "ok");
     let status = if healthy {
@@ -240,4 +199,51 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
         }),
     )
         .into_response()
+}
+
+/// Whether a file can be created in the data directory ("ok", or why not).
+async fn store_writable(state: &AppState) -> String {
+    let data_dir = state.config.data_dir.clone();
+    let writable =
+        tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(&data_dir).map(|_| ()))
+            .await;
+    match writable {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Whether the data directory's disk has room for builds ("ok", or what it has).
+async fn free_space(state: &AppState) -> String {
+    let data_dir = state.config.data_dir.clone();
+    let free = tokio::task::spawn_blocking(move || fs4::available_space(&data_dir)).await;
+    match free {
+        Ok(Ok(bytes)) if bytes >= MIN_FREE_BYTES => "ok".to_string(),
+        Ok(Ok(bytes)) => format!(
+            "{bytes} bytes free in the data directory; builds need at least {MIN_FREE_BYTES}"
+        ),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Whether the registry images are pushed to answers a TCP connection within 3 s.
+async fn registry_reached(prefix: &str) -> String {
+    let host = prefix.split('/').next().unwrap_or_default().to_string();
+    let address = if host.contains(':') {
+        host.clone()
+    } else {
+        format!("{host}:443")
+    };
+    let reached = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect(&address),
+    )
+    .await;
+    match reached {
+        Ok(Ok(_)) => "ok".into(),
+        Ok(Err(e)) => format!("{host}: {e}"),
+        Err(_) => format!("{host}: no answer within 3 s"),
+    }
 }

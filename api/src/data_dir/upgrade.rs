@@ -4,7 +4,9 @@ use std::path::Path;
 
 use trousse_builder::{BuildKey, EnvSpec, Lock, SettingsRecord};
 
-use crate::{config::ServiceConfig, environments::COMPRESSION, error::ApiError, store::Store};
+use crate::{
+    config::ServiceConfig, error::ApiError, routes::environments::COMPRESSION, store::Store,
+};
 
 /// Gives builds stored before their settings were (format 2) the settings of
 /// their environment, resolved with today's defaults as those builds were,
@@ -37,7 +39,7 @@ pub async fn scrub_credentials(store: &Store, config: &ServiceConfig) -> Result<
     if done.exists() {
         return Ok(());
     }
-    let scrub = |text: &str| match trousse_builder::credentials::scrub(text) {
+    let scrub = |text: &str| match trousse_builder::net::credentials::scrub(text) {
         std::borrow::Cow::Owned(clean) => Some(clean),
         std::borrow::Cow::Borrowed(_) => None,
     };
@@ -53,7 +55,7 @@ pub async fn scrub_credentials(store: &Store, config: &ServiceConfig) -> Result<
     }
     let cache = config.cache_dir();
     let records =
-        tokio::task::spawn_blocking(move || trousse_builder::credentials::scrub_cache(&cache))
+        tokio::task::spawn_blocking(move || trousse_builder::net::credentials::scrub_cache(&cache))
             .await
             .map_err(|e| ApiError::Internal(format!("scrubbing the cache: {e}")))?;
     if !locks.is_empty() || records > 0 {
@@ -106,7 +108,7 @@ mod tests {
     use super::*;
     use crate::store::{now, EnvironmentRow};
 
-    const LOCK: &str = include_str!("../../../shared/conda-data/locks/rattler-numpy-lock.yml");
+    const LOCK: &str = include_str!("../../../../shared/conda-data/locks/rattler-numpy-lock.yml");
 
     #[tokio::test]
     async fn older_builds_get_their_settings_and_a_current_key() {
@@ -125,7 +127,7 @@ mod tests {
             lock: LOCK.into(),
             lock_hash: "h".into(),
             packages: 1,
-            status: crate::store::Status::Ready,
+            status: crate::domain::Status::Ready,
             error: None,
             digest: Some("sha256:00".into()),
             bytes: None,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use trousse_builder::progress::Event;
 
-use crate::store::Status;
+use crate::domain::Status;
 
 /// One event of a build; its JSON `event` field names the kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

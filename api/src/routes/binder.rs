@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use trousse_builder::progress::{Event, Stage};
 
 use crate::{
-    auth::Principal, build_event::BuildEvent, environments, error::ApiError, events,
-    hub_launch::HubLauncher, AppState,
+    auth::Principal, builds::event::BuildEvent, error::ApiError, routes::environments,
+    routes::events, routes::hub_launch::HubLauncher, AppState,
 };
 
 /// Where BinderHub builds land.
@@ -216,7 +216,7 @@ async fn run(
     };
     send(event("waiting", "Waiting for build to start...", None));
     // what is shown and sent on: never the credentials a URL may carry
-    let url = trousse_builder::credentials::scrub(&repository.url).into_owned();
+    let url = trousse_builder::net::credentials::scrub(&repository.url).into_owned();
     let (url, reference) = (&url, &repository.reference);
     send(event(
         "fetching",
@@ -289,7 +289,7 @@ async fn built(
         Ok(env) => env.image,
         Err(e) => return failed(&e.to_string()),
     };
-    if status == crate::store::Status::Ready {
+    if status == crate::domain::Status::Ready {
         return Some((image, true));
     }
     let Some(build_id) = build_id else {

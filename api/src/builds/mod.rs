@@ -1,6 +1,8 @@
 //! Builds in the background: a bounded number at once, each one's events kept
 //! in the store and broadcast to whoever follows them live.
 
+pub mod event;
+
 use std::{
     collections::HashMap,
     path::Path,
@@ -11,13 +13,13 @@ use std::{
 
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use trousse_builder::{
-    progress::Event, repo::stored_content, BuildOptions, BuildReport, ImageSettings, Lock,
+    progress::Event, source::repo::stored_content, BuildOptions, BuildReport, ImageSettings, Lock,
     Resolved, SettingsRecord,
 };
 use trousse_registry_client::{open_image, ImageRef};
 
 use crate::{
-    build_event::BuildEvent,
+    builds::event::BuildEvent,
     error::ApiError,
     store::{EnvironmentRow, Status},
     AppState,
@@ -231,7 +233,7 @@ async fn guarded(
         Ok(outcome) => outcome,
         Err(panic) => {
             state.metrics.panics.inc();
-            let message = crate::operations::panic_message(&*panic);
+            let message = crate::routes::operations::panic_message(&*panic);
             tracing::error!("a build panicked: {message}");
             Err(ApiError::Internal(format!(
                 "the build failed on a bug in trousse ({}); it was logged and counted",
@@ -261,7 +263,7 @@ async fn build_image(
         Some(prefix) => ImageRef::from_str(&format!(
             "docker://{}/{}:latest",
             prefix.trim_end_matches('/'),
-            crate::environments::repository(&env.course, &env.name)
+            crate::routes::environments::repository(&env.course, &env.name)
         ))
         .map_err(|e| ApiError::Internal(e.to_string()))?,
         None => ImageRef::Oci {
@@ -273,7 +275,7 @@ async fn build_image(
         mirrors: config.mirrors.clone(),
         post_build_network: false,
         cache_dir: config.cache_dir(),
-        compression: crate::environments::COMPRESSION,
+        compression: crate::routes::environments::COMPRESSION,
         output: output.clone(),
         reporter,
         registry: config.registry.clone(),

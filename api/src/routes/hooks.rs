@@ -16,7 +16,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::{auth::Principal, environments::follow_push, error::ApiError, AppState};
+use crate::{auth::Principal, error::ApiError, routes::environments::follow_push, AppState};
 
 /// What a push payload says, from either host.
 #[derive(Debug, Deserialize)]
@@ -215,7 +215,7 @@ pub async fn set_secret(
     Json(body): Json<WebhookSecret>,
 ) -> Result<StatusCode, ApiError> {
     principal.require_write(&course)?;
-    let secret = crate::git_tokens::checked_secret("a webhook secret", &body.secret, 16)?;
+    let secret = crate::routes::git_tokens::checked_secret("a webhook secret", &body.secret, 16)?;
     state.store.set_webhook_secret(&course, secret).await?;
     tracing::info!(%course, "webhook secret set");
     Ok(StatusCode::NO_CONTENT)

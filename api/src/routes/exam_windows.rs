@@ -13,7 +13,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use trousse_builder::error::clip;
 
-use crate::{auth::Principal, environments::Environment, error::ApiError, store::now, AppState};
+use crate::{
+    auth::Principal, error::ApiError, routes::environments::Environment, store::now, AppState,
+};
 
 #[cfg(test)]
 use crate::auth::Role;

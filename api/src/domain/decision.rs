@@ -1,17 +1,43 @@
 //! What a submission does, decided from what the store holds: pure functions,
 //! so that every case is a unit test rather than a database scenario.
 
-use axum::http::StatusCode;
+use super::Status;
 
-use crate::store::{EnvironmentRow, Status};
+/// What the store holds of an environment, as far as a decision reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// Whether it is an exam's.
+    pub exam: bool,
+    /// Where its build stands.
+    pub status: Status,
+    /// The hash of the request that made it.
+    pub request_hash: &'a str,
+    /// Its image's digest, once built.
+    pub digest: Option<&'a str>,
+    /// Its image's bytes, once built.
+    pub bytes: Option<i64>,
+    /// The build that made (or makes) its image.
+    pub build_id: Option<&'a str>,
+}
+
+/// How a submission is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Nothing is left to do: the image is built (HTTP 200).
+    Done,
+    /// A build was started or joined (HTTP 202).
+    Accepted,
+}
 
 /// A request already answered: the same request for the same environment.
-pub fn same_request(current: Option<&EnvironmentRow>, request_hash: &str) -> Option<StatusCode> {
+pub fn same_request(current: Option<Known<'_>>, request_hash: &str) -> Option<Answer> {
     let env = current.filter(|e| e.request_hash == request_hash && e.status != Status::Failed)?;
     Some(if env.status == Status::Ready {
-        StatusCode::OK
+        Answer::Done
     } else {
-        StatusCode::ACCEPTED
+        Answer::Accepted
     })
 }
 
@@ -60,11 +86,11 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The answer's status: 200 when nothing is left to do, else 202.
-    pub fn http_status(&self) -> StatusCode {
+    /// The answer: done when an image is reused, else accepted.
+    pub fn answer(&self) -> Answer {
         match self.image {
-            Image::Reuse { .. } => StatusCode::OK,
-            _ => StatusCode::ACCEPTED,
+            Image::Reuse { .. } => Answer::Done,
+            _ => Answer::Accepted,
         }
     }
 
@@ -81,9 +107,9 @@ impl Decision {
 /// What the store holds that bears on a new request of an environment.
 pub struct Facts<'a> {
     /// The course's current environment of that name.
-    pub current: Option<&'a EnvironmentRow>,
+    pub current: Option<Known<'a>>,
     /// A ready environment built from the same key, usable for this one.
-    pub ready: Option<&'a EnvironmentRow>,
+    pub ready: Option<Known<'a>>,
     /// A queued or running build of the same key, and its status.
     pub unfinished: Option<(String, Status)>,
 }
@@ -92,16 +118,16 @@ pub struct Facts<'a> {
 pub fn decide(facts: Facts<'_>) -> Decision {
     let row = match facts.current {
         Some(e) if e.exam && e.status == Status::Ready => Row::Insert {
-            replaces: Some(e.id.clone()),
+            replaces: Some(e.id.to_string()),
         },
         Some(_) => Row::Update,
         None => Row::Insert { replaces: None },
     };
     let image = match (facts.ready, facts.unfinished) {
         (Some(built), _) => Image::Reuse {
-            digest: built.digest.clone(),
+            digest: built.digest.map(str::to_string),
             bytes: built.bytes,
-            build_id: built.build_id.clone(),
+            build_id: built.build_id.map(str::to_string),
         },
         (None, Some((build_id, status))) => Image::Join { build_id, status },
         (None, None) => Image::Start,
@@ -113,41 +139,27 @@ pub fn decide(facts: Facts<'_>) -> Decision {
 mod tests {
     use super::*;
 
-    fn env(status: Status, exam: bool) -> EnvironmentRow {
-        EnvironmentRow {
-            id: "e1".into(),
-            course: "c".into(),
-            name: "n".into(),
+    fn env(status: Status, exam: bool) -> Known<'static> {
+        Known {
+            id: "e1",
             exam,
-            current: true,
-            request_hash: "r1".into(),
-            spec: None,
-            source: None,
-            lock: String::new(),
-            lock_hash: String::new(),
-            packages: 0,
             status,
-            error: None,
-            digest: Some("sha256:aa".into()),
+            request_hash: "r1",
+            digest: Some("sha256:aa"),
             bytes: Some(7),
-            build_id: Some("b1".into()),
-            created_at: 0,
-            updated_at: 0,
+            build_id: Some("b1"),
         }
     }
 
     #[test]
     fn the_same_request_is_answered_from_what_exists_unless_it_failed() {
         let ready = env(Status::Ready, false);
-        assert_eq!(same_request(Some(&ready), "r1"), Some(StatusCode::OK));
+        assert_eq!(same_request(Some(ready), "r1"), Some(Answer::Done));
         let building = env(Status::Building, false);
-        assert_eq!(
-            same_request(Some(&building), "r1"),
-            Some(StatusCode::ACCEPTED)
-        );
+        assert_eq!(same_request(Some(building), "r1"), Some(Answer::Accepted));
         let failed = env(Status::Failed, false);
-        assert_eq!(same_request(Some(&failed), "r1"), None);
-        assert_eq!(same_request(Some(&ready), "r2"), None);
+        assert_eq!(same_request(Some(failed), "r1"), None);
+        assert_eq!(same_request(Some(ready), "r2"), None);
         assert_eq!(same_request(None, "r1"), None);
     }
 
@@ -156,11 +168,11 @@ mod tests {
         let other = env(Status::Ready, false);
         let reuse = decide(Facts {
             current: None,
-            ready: Some(&other),
+            ready: Some(other),
             unfinished: Some(("b2".into(), Status::Building)),
         });
         assert_eq!(reuse.row, Row::Insert { replaces: None });
-        assert_eq!(reuse.http_status(), StatusCode::OK);
+        assert_eq!(reuse.answer(), Answer::Done);
         assert_eq!(reuse.status(), Status::Ready);
         assert!(
             matches!(reuse.image, Image::Reuse { ref digest, .. } if digest.as_deref() == Some("sha256:aa"))
@@ -171,7 +183,7 @@ mod tests {
             ready: None,
             unfinished: Some(("b2".into(), Status::Building)),
         });
-        assert_eq!(join.http_status(), StatusCode::ACCEPTED);
+        assert_eq!(join.answer(), Answer::Accepted);
         assert_eq!(join.status(), Status::Building);
 
         let start = decide(Facts {
@@ -187,7 +199,7 @@ mod tests {
     fn a_ready_exam_is_never_changed_a_changed_request_makes_a_new_one() {
         let exam = env(Status::Ready, true);
         let d = decide(Facts {
-            current: Some(&exam),
+            current: Some(exam),
             ready: None,
             unfinished: None,
         });
@@ -199,14 +211,14 @@ mod tests {
         );
         let building_exam = env(Status::Building, true);
         let d = decide(Facts {
-            current: Some(&building_exam),
+            current: Some(building_exam),
             ready: None,
             unfinished: None,
         });
         assert_eq!(d.row, Row::Update);
         let course = env(Status::Ready, false);
         let d = decide(Facts {
-            current: Some(&course),
+            current: Some(course),
             ready: None,
             unfinished: None,
         });

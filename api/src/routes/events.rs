@@ -12,7 +12,7 @@ use futures::{stream, Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::{
-    auth::Principal, build_event::BuildEvent, builds::NumberedEvent, error::ApiError, AppState,
+    auth::Principal, builds::event::BuildEvent, builds::NumberedEvent, error::ApiError, AppState,
 };
 
 fn is_last(data: &str) -> bool {

@@ -251,20 +251,7 @@ async fn manifest(
         .repository_blob(repository, &digest)
         .await?
         .ok_or_else(unknown)?;
-    let digest = parse_digest(&digest)?;
-    let store = state.config.image_store();
-    let bytes =
-        tokio::task::spawn_blocking(move || store.read_verified(&digest).map(|b| (b, digest)))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| {
-                DistributionError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "UNKNOWN",
-                    format!("stored manifest is damaged: {e}"),
-                )
-            })?;
-    let (bytes, digest) = bytes;
+    let (bytes, digest) = read_manifest(state, &digest).await?;
     let content_type = media_type
         .or_else(|| {
             serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -299,6 +286,25 @@ async fn manifest(
         body,
     )
         .into_response())
+}
+
+/// A stored manifest's bytes, checked against its digest.
+async fn read_manifest(
+    state: &AppState,
+    digest: &str,
+) -> Result<(Vec<u8>, Digest), DistributionError> {
+    let digest = parse_digest(digest)?;
+    let store = state.config.image_store();
+    tokio::task::spawn_blocking(move || store.read_verified(&digest).map(|b| (b, digest)))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| {
+            DistributionError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                format!("stored manifest is damaged: {e}"),
+            )
+        })
 }
 
 /// Checks a stored blob against its digest once per version of the file.

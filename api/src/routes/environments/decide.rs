@@ -1,0 +1,175 @@
+//! What a checked submission does to its environment (the domain's
+//! decision, from what the store holds), written to the store.
+
+use axum::http::StatusCode;
+use trousse_builder::{BuildKey, ImageSettings, Lock, SettingsRecord};
+
+use super::{submission::Submission, COMPRESSION};
+use crate::{
+    domain::decision::{self, Answer, Decision, Facts, Image, Row},
+    error::ApiError,
+    store::{now, EnvironmentRow, Status},
+    AppState,
+};
+
+fn new_id() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ApiError::Internal(format!("no randomness for an id: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
+/// What a submission makes of its environment's row, stored, with the HTTP status it answers.
+pub(super) async fn decide(
+    state: &AppState,
+    course: &str,
+    submission: Submission,
+) -> Result<(EnvironmentRow, StatusCode), ApiError> {
+    let course = course.to_string();
+    // one submission per environment at a time: identical requests share one answer
+    let slot = state.submission_slot(&course, &submission.name);
+    let _turn = slot.lock().await;
+    let current = state
+        .store
+        .current_environment(&course, &submission.name)
+        .await?;
+    let known = current.as_ref().map(EnvironmentRow::known);
+    if let Some(answer) = decision::same_request(known, &submission.request_hash) {
+        if answer == Answer::Done {
+            state.metrics.cache_hits.inc();
+        }
+        if let Some(env) = current {
+            return Ok((env, status_of(answer)));
+        }
+    }
+
+    let (lock, settings) = submission.lock(state).await?;
+    let key = BuildKey::new(&lock.hash(), &settings, COMPRESSION);
+    let ready = state
+        .store
+        .ready_with_build_key(key.as_str())
+        .await?
+        .filter(|b| {
+            // a registry holds the image in the repository it was pushed to only
+            state.config.push_to.is_none() || (b.course == course && b.name == submission.name)
+        });
+    let unfinished = match state.store.unfinished_build(key.as_str()).await? {
+        Some(id) => {
+            let status = state
+                .store
+                .build(&id)
+                .await?
+                .map_or(Status::Queued, |b| b.status);
+            Some((id, status))
+        }
+        None => None,
+    };
+    let decision = decision::decide(Facts {
+        current: current.as_ref().map(EnvironmentRow::known),
+        ready: ready.as_ref().map(EnvironmentRow::known),
+        unfinished,
+    });
+    let env = apply(&course, &submission, current, &lock, &decision)?;
+    store_decision(state, &env, &decision, &key, &settings).await?;
+    if matches!(decision.image, Image::Reuse { .. }) {
+        state.metrics.cache_hits.inc();
+    }
+    Ok((env, status_of(decision.answer())))
+}
+
+/// The HTTP status of an answer: 200 when done, 202 when a build was started or joined.
+fn status_of(answer: Answer) -> StatusCode {
+    match answer {
+        Answer::Done => StatusCode::OK,
+        Answer::Accepted => StatusCode::ACCEPTED,
+    }
+}
+
+/// The environment's row as the decision makes it.
+fn apply(
+    course: &str,
+    submission: &Submission,
+    current: Option<EnvironmentRow>,
+    lock: &Lock,
+    decision: &Decision,
+) -> Result<EnvironmentRow, ApiError> {
+    let mut env = match (current, &decision.row) {
+        (Some(e), Row::Update) => e,
+        _ => EnvironmentRow {
+            id: new_id()?,
+            course: course.to_string(),
+            name: submission.name.clone(),
+            exam: submission.exam,
+            current: true,
+            request_hash: String::new(),
+            spec: None,
+            source: None,
+            lock: String::new(),
+            lock_hash: String::new(),
+            packages: 0,
+            status: Status::Queued,
+            error: None,
+            digest: None,
+            bytes: None,
+            build_id: None,
+            created_at: now(),
+            updated_at: now(),
+        },
+    };
+    env.exam = submission.exam;
+    env.request_hash = submission.request_hash.clone();
+    env.spec = submission.what.spec_text().map(str::to_string);
+    env.source = submission.what.source_record().map(str::to_string);
+    env.lock = lock.text.clone();
+    env.lock_hash = lock.hash();
+    env.packages = lock
+        .platforms
+        .iter()
+        .map(|p| p.records.len() + p.pypi.len())
+        .sum::<usize>() as i64;
+    env.error = None;
+    env.status = decision.status();
+    (env.digest, env.bytes, env.build_id) = match &decision.image {
+        Image::Reuse {
+            digest,
+            bytes,
+            build_id,
+        } => (digest.clone(), *bytes, build_id.clone()),
+        Image::Join { build_id, .. } => (None, None, Some(build_id.clone())),
+        Image::Start => (None, None, Some(new_id()?)),
+    };
+    Ok(env)
+}
+
+/// Writes the decision: the row, then a new build or the tags of a reused image.
+async fn store_decision(
+    state: &AppState,
+    env: &EnvironmentRow,
+    decision: &Decision,
+    key: &BuildKey,
+    settings: &ImageSettings,
+) -> Result<(), ApiError> {
+    match &decision.row {
+        Row::Insert { replaces } => {
+            state
+                .store
+                .insert_environment(env, replaces.as_deref())
+                .await?
+        }
+        Row::Update => state.store.update_environment(env).await?,
+    }
+    match (&decision.image, &env.build_id, &env.digest) {
+        (Image::Start, Some(build_id), _) => {
+            let record = serde_json::to_string(&SettingsRecord::from(settings))
+                .map_err(|e| ApiError::Internal(format!("storing the settings: {e}")))?;
+            state
+                .store
+                .insert_build(build_id, &env.id, key.as_str(), &record)
+                .await?;
+            state.builds.submit(build_id.clone());
+        }
+        (Image::Reuse { .. }, _, Some(digest)) => state.publish_tags(env, digest).await?,
+        _ => {}
+    }
+    Ok(())
+}

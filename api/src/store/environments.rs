@@ -1,0 +1,208 @@
+//! The `environments` table (and `environment_digests`): what each course offers, and where its build stands.
+
+use super::{now, record_digest, Status, Store};
+use crate::domain::decision::Known;
+use crate::error::ApiError;
+
+/// An environment as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EnvironmentRow {
+    /// Its id.
+    pub id: String,
+    /// The course.
+    pub course: String,
+    /// Its name within the course.
+    pub name: String,
+    /// Whether it is an exam environment (frozen once ready).
+    pub exam: bool,
+    /// Whether it is what the course's name means now.
+    pub current: bool,
+    /// The hash of the request that made it.
+    pub request_hash: String,
+    /// The spec it was made from, if any.
+    pub spec: Option<String>,
+    /// The repository it was made from (JSON source record), if any.
+    pub source: Option<String>,
+    /// Its lock file.
+    pub lock: String,
+    /// The lock's sha256.
+    pub lock_hash: String,
+    /// How many packages the lock holds.
+    pub packages: i64,
+    /// Its status name.
+    pub status: Status,
+    /// Why its build failed.
+    pub error: Option<String>,
+    /// Its image digest, once ready.
+    pub digest: Option<String>,
+    /// The image's total layer bytes, once ready.
+    pub bytes: Option<i64>,
+    /// The build that makes it.
+    pub build_id: Option<String>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+impl EnvironmentRow {
+    /// What a decision reads of the row.
+    pub fn known(&self) -> Known<'_> {
+        Known {
+            id: &self.id,
+            exam: self.exam,
+            status: self.status,
+            request_hash: &self.request_hash,
+            digest: self.digest.as_deref(),
+            bytes: self.bytes,
+            build_id: self.build_id.as_deref(),
+        }
+    }
+}
+
+impl Store {
+    /// An environment by id.
+    pub async fn environment(&self, id: &str) -> Result<Option<EnvironmentRow>, ApiError> {
+        Ok(
+            sqlx::query_as::<_, EnvironmentRow>("SELECT * FROM environments WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The environment a course's name means now.
+    pub async fn current_environment(
+        &self,
+        course: &str,
+        name: &str,
+    ) -> Result<Option<EnvironmentRow>, ApiError> {
+        Ok(sqlx::query_as::<_, EnvironmentRow>(
+            "SELECT * FROM environments WHERE course = ? AND name = ? AND current = 1",
+        )
+        .bind(course)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The environments of a course, newest first.
+    pub async fn course_environments(&self, course: &str) -> Result<Vec<EnvironmentRow>, ApiError> {
+        Ok(sqlx::query_as::<_, EnvironmentRow>(
+            "SELECT * FROM environments WHERE course = ? ORDER BY created_at DESC, id",
+        )
+        .bind(course)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The current course (not exam) environments built from a repository: those a push moves.
+    pub async fn following_environments(&self) -> Result<Vec<EnvironmentRow>, ApiError> {
+        Ok(sqlx::query_as::<_, EnvironmentRow>(
+            "SELECT * FROM environments WHERE current = 1 AND exam = 0 AND source IS NOT NULL
+             ORDER BY course, name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A ready environment whose build has this key, anywhere.
+    pub async fn ready_with_build_key(
+        &self,
+        build_key: &str,
+    ) -> Result<Option<EnvironmentRow>, ApiError> {
+        Ok(sqlx::query_as::<_, EnvironmentRow>(
+            "SELECT e.* FROM environments e JOIN builds b ON b.id = e.build_id
+             WHERE b.build_key = ? AND b.status = 'ready' AND e.status = 'ready' LIMIT 1",
+        )
+        .bind(build_key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The digests an environment has had, oldest first.
+    pub async fn digests(&self, environment_id: &str) -> Result<Vec<String>, ApiError> {
+        Ok(sqlx::query_scalar(
+            "SELECT digest FROM environment_digests WHERE environment_id = ? ORDER BY created_at, digest",
+        )
+        .bind(environment_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Saves a new environment; `replaces` stops being current in the same transaction.
+    pub async fn insert_environment(
+        &self,
+        env: &EnvironmentRow,
+        replaces: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(old) = replaces {
+            sqlx::query("UPDATE environments SET current = 0, updated_at = ? WHERE id = ?")
+                .bind(now())
+                .bind(old)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO environments (id, course, name, exam, current, request_hash, spec, source,
+               lock, lock_hash, packages, status, error, digest, bytes, build_id, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&env.id)
+        .bind(&env.course)
+        .bind(&env.name)
+        .bind(env.exam)
+        .bind(env.current)
+        .bind(&env.request_hash)
+        .bind(&env.spec)
+        .bind(&env.source)
+        .bind(&env.lock)
+        .bind(&env.lock_hash)
+        .bind(env.packages)
+        .bind(env.status)
+        .bind(&env.error)
+        .bind(&env.digest)
+        .bind(env.bytes)
+        .bind(&env.build_id)
+        .bind(env.created_at)
+        .bind(env.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(digest) = &env.digest {
+            record_digest(&mut tx, &env.id, digest, &env.lock_hash).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Points an existing environment at a new request, lock and build (a course update).
+    pub async fn update_environment(&self, env: &EnvironmentRow) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE environments SET request_hash = ?, spec = ?, source = ?, lock = ?, lock_hash = ?,
+               packages = ?, status = ?, error = ?, digest = ?, bytes = ?, build_id = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(&env.request_hash)
+        .bind(&env.spec)
+        .bind(&env.source)
+        .bind(&env.lock)
+        .bind(&env.lock_hash)
+        .bind(env.packages)
+        .bind(env.status)
+        .bind(&env.error)
+        .bind(&env.digest)
+        .bind(env.bytes)
+        .bind(&env.build_id)
+        .bind(now())
+        .bind(&env.id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(digest) = &env.digest {
+            record_digest(&mut tx, &env.id, digest, &env.lock_hash).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

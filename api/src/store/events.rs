@@ -1,0 +1,39 @@
+//! The `build_events` table: the events of each build, in order.
+
+use super::Store;
+use crate::error::ApiError;
+
+impl Store {
+    /// Appends an event to a build's log.
+    pub async fn add_event(&self, build_id: &str, seq: i64, data: &str) -> Result<(), ApiError> {
+        sqlx::query("INSERT OR REPLACE INTO build_events (build_id, seq, data) VALUES (?, ?, ?)")
+            .bind(build_id)
+            .bind(seq)
+            .bind(data)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A build's events after `after`, in order.
+    pub async fn events(&self, build_id: &str, after: i64) -> Result<Vec<(i64, String)>, ApiError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, data FROM build_events WHERE build_id = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(build_id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The last event number of a build (0 when none).
+    pub async fn last_event(&self, build_id: &str) -> Result<i64, ApiError> {
+        Ok(sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MAX(seq) FROM build_events WHERE build_id = ?",
+        )
+        .bind(build_id)
+        .fetch_one(&self.pool)
+        .await?
+        .unwrap_or(0))
+    }
+}

@@ -1,0 +1,102 @@
+//! The images the `/v2/` endpoint serves: their tags and the blobs each repository holds.
+
+use super::Store;
+use crate::error::ApiError;
+
+impl Store {
+    /// Remembers the manifests and blobs of a built image.
+    pub async fn record_image(
+        &self,
+        digest: &str,
+        blobs: &[(String, Option<String>)],
+    ) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        for (blob, media_type) in blobs {
+            sqlx::query(
+                "INSERT OR IGNORE INTO image_blobs (image_digest, digest, media_type) VALUES (?, ?, ?)",
+            )
+            .bind(digest)
+            .bind(blob)
+            .bind(media_type)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Makes a built image servable from `repository`, under the tags given.
+    pub async fn publish_image(
+        &self,
+        repository: &str,
+        tags: &[&str],
+        digest: &str,
+    ) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO repository_blobs (repository, digest, media_type)
+             SELECT ?, digest, media_type FROM image_blobs WHERE image_digest = ?",
+        )
+        .bind(repository)
+        .bind(digest)
+        .execute(&mut *tx)
+        .await?;
+        for tag in tags {
+            sqlx::query("INSERT OR REPLACE INTO tags (repository, tag, digest) VALUES (?, ?, ?)")
+                .bind(repository)
+                .bind(tag)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The tags of a repository, sorted.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, ApiError> {
+        Ok(
+            sqlx::query_scalar("SELECT tag FROM tags WHERE repository = ? ORDER BY tag")
+                .bind(repository)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Whether the service serves anything from a repository.
+    pub async fn repository_exists(&self, repository: &str) -> Result<bool, ApiError> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM repository_blobs WHERE repository = ?",
+        )
+        .bind(repository)
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
+    }
+
+    /// The digest a tag points to.
+    pub async fn tag(&self, repository: &str, tag: &str) -> Result<Option<String>, ApiError> {
+        Ok(
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND tag = ?")
+                .bind(repository)
+                .bind(tag)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Whether `repository` serves the blob or manifest `digest`, with its media type if known.
+    pub async fn repository_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<Option<String>>, ApiError> {
+        Ok(sqlx::query_scalar(
+            "SELECT media_type FROM repository_blobs WHERE repository = ? AND digest = ?",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
