@@ -29,13 +29,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_hub_tokens import hub_call, hub_ports, start_hub
-from test_service import (
+from support import (
     BIN,
     call,
     create_token,
     example_channel,
     free_port,
+    hub_call,
+    hub_ports,
+    start_hub,
     start_serve,
     wait_built,
     wait_for,

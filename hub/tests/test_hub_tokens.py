@@ -1,16 +1,12 @@
 """trousse as a JupyterHub service: a real JupyterHub (from PyPI) whose users'
 tokens trousse resolves through `/hub/api/user` into course rights."""
 
-import json
 import shutil
-import subprocess
-import sys
 import urllib.error
-import urllib.request
 from types import SimpleNamespace
 
 import pytest
-from test_service import BIN, call, free_port, start_serve, wait_for
+from support import BIN, call, hub_call, start_hub, start_serve, wait_for
 
 pytestmark = pytest.mark.skipif(not BIN, reason="TROUSSE_BIN names the trousse binary")
 
@@ -27,15 +23,6 @@ c.JupyterHub.load_roles = [
     {{"name": "trousse-test", "scopes": ["admin:users", "tokens"], "services": ["trousse-test"]}}
 ]
 """
-
-
-def hub_call(url, token, method="GET", body=None):
-    """A call of JupyterHub's REST API; its JSON answer (None when empty)."""
-    request = urllib.request.Request(url, data=body, method=method)
-    request.add_header("Authorization", f"token {token}")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        text = response.read()
-        return json.loads(text) if text else None
 
 
 def status_of(url, token, method="GET", body=None):
@@ -60,54 +47,6 @@ def hub(tmp_path_factory):
         process.terminate()
         process.wait(30)
         shutil.rmtree(work, ignore_errors=True)
-
-
-COMMON_CONFIG = """
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {proxy_port}
-c.JupyterHub.hub_ip = "{hub_ip}"
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.JupyterHub.db_url = "sqlite:///{work}/hub.sqlite"
-c.JupyterHub.cookie_secret_file = "{work}/cookie_secret"
-c.JupyterHub.pid_file = "{work}/hub.pid"
-c.JupyterHub.authenticator_class = "dummy"
-"""
-
-
-def hub_ports():
-    """Free ports for a hub: its own, its proxy's and the proxy's API."""
-    return free_port(), free_port(), free_port()
-
-
-def start_hub(work, config, hub_ip="127.0.0.1", env=None, ports=None):
-    """JupyterHub on `ports` (else free ones) with its files in `work` and `config` on
-    top, its log in `work/hub.log`, once its API answers; returns it, its API URL and
-    the proxy's URL."""
-    hub_port, proxy_port, proxy_api_port = ports or hub_ports()
-    common = COMMON_CONFIG.format(
-        proxy_port=proxy_port,
-        hub_ip=hub_ip,
-        hub_port=hub_port,
-        proxy_api_port=proxy_api_port,
-        work=work,
-    )
-    (work / "jupyterhub_config.py").write_text(common + config)
-    with open(work / "hub.log", "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(work / "jupyterhub_config.py")],
-            cwd=work,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    api = f"http://{hub_ip}:{hub_port}/hub/api/"
-    try:
-        wait_for(api, 120)
-    except TimeoutError:
-        process.terminate()
-        raise
-    return process, api, f"http://127.0.0.1:{proxy_port}"
 
 
 @pytest.fixture(scope="module")

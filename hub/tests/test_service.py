@@ -3,17 +3,12 @@ repository, TROUSSE_BIN), with an environment built from the example channel."""
 
 import asyncio
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
-import urllib.request
 from types import SimpleNamespace
 
 import pytest
+from support import BIN, call, create_token, example_channel, start_serve, wait_built, wait_for
 from traitlets.config import Config
 
 from trousse_jupyterhub import (
@@ -28,89 +23,9 @@ from trousse_jupyterhub import (
     profile_list,
 )
 
-BIN = os.environ.get("TROUSSE_BIN")
 pytestmark = pytest.mark.skipif(
     not BIN, reason="TROUSSE_BIN names the trousse binary (scripts/test sets it)"
 )
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url, seconds=60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
-
-
-def call(url, token, method="GET", body=None, content_type="application/yaml"):
-    request = urllib.request.Request(url, data=body, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    if body is not None:
-        request.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def start_serve(work, *args, env=None):
-    """`trousse serve` on a free port with its data in `work` (and `env` added to
-    its environment); returns it and its URL."""
-    port = free_port()
-    with open(work / "serve.log", "a") as log:
-        serve = subprocess.Popen(
-            [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(work / "data")]
-            + ["--no-jupyter", *args],
-            env=dict(os.environ, TROUSSE_DEFAULT_BASE="scratch", **(env or {})),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return serve, f"http://127.0.0.1:{port}"
-
-
-def example_channel(work, tamper=()):
-    """The example channel written into `work/channel` (the packages named in
-    `tamper` made not to match their repodata) and served; returns the server and URL."""
-    example = os.path.join(os.path.dirname(BIN), "trousse-example-channel")
-    subprocess.run([example, str(work / "channel")], check=True, capture_output=True)
-    for name in tamper:
-        for archive in (work / "channel" / "noarch").glob(f"{name}-*"):
-            archive.write_bytes(b"not the package the repodata describes")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-        cwd=work / "channel",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    wait_for(url)
-    return server, url
-
-
-def create_token(work, role, *courses):
-    """A trousse token of `role` (for `courses`), made in the data directory of `work`."""
-    args = [BIN, "token", "create", "--role", role, "--data-dir", str(work / "data")]
-    for course in courses:
-        args += ["--course", course]
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def wait_built(trousse_url, token, created, seconds=300):
-    """The environment `created` once its build is over."""
-    deadline = time.time() + seconds
-    url = f"{trousse_url}/api/v1/environments/{created['id']}"
-    while (env := call(url, token))["status"] not in ("ready", "failed"):
-        assert time.time() < deadline, f"{created['name']} was never built"
-        time.sleep(0.2)
-    return env
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,149 @@
+"""Helpers the hub package's tests share: the trousse binary under test, free
+ports, waiting for a URL, calls of trousse's and JupyterHub's APIs, and starting
+`trousse serve`, the example channel and a JupyterHub."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+BIN = os.environ.get("TROUSSE_BIN")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def call(url, token, method="GET", body=None, content_type="application/yaml"):
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        request.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def start_serve(work, *args, env=None):
+    """`trousse serve` on a free port with its data in `work` (and `env` added to
+    its environment); returns it and its URL."""
+    port = free_port()
+    with open(work / "serve.log", "a") as log:
+        serve = subprocess.Popen(
+            [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(work / "data")]
+            + ["--no-jupyter", *args],
+            env=dict(os.environ, TROUSSE_DEFAULT_BASE="scratch", **(env or {})),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return serve, f"http://127.0.0.1:{port}"
+
+
+def example_channel(work, tamper=()):
+    """The example channel written into `work/channel` (the packages named in
+    `tamper` made not to match their repodata) and served; returns the server and URL."""
+    example = os.path.join(os.path.dirname(BIN), "trousse-example-channel")
+    subprocess.run([example, str(work / "channel")], check=True, capture_output=True)
+    for name in tamper:
+        for archive in (work / "channel" / "noarch").glob(f"{name}-*"):
+            archive.write_bytes(b"not the package the repodata describes")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        cwd=work / "channel",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    wait_for(url)
+    return server, url
+
+
+def create_token(work, role, *courses):
+    """A trousse token of `role` (for `courses`), made in the data directory of `work`."""
+    args = [BIN, "token", "create", "--role", role, "--data-dir", str(work / "data")]
+    for course in courses:
+        args += ["--course", course]
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def wait_built(trousse_url, token, created, seconds=300):
+    """The environment `created` once its build is over."""
+    deadline = time.time() + seconds
+    url = f"{trousse_url}/api/v1/environments/{created['id']}"
+    while (env := call(url, token))["status"] not in ("ready", "failed"):
+        assert time.time() < deadline, f"{created['name']} was never built"
+        time.sleep(0.2)
+    return env
+
+
+def hub_call(url, token, method="GET", body=None):
+    """A call of JupyterHub's REST API; its JSON answer (None when empty)."""
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("Authorization", f"token {token}")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        text = response.read()
+        return json.loads(text) if text else None
+
+
+COMMON_CONFIG = """
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {proxy_port}
+c.JupyterHub.hub_ip = "{hub_ip}"
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.JupyterHub.db_url = "sqlite:///{work}/hub.sqlite"
+c.JupyterHub.cookie_secret_file = "{work}/cookie_secret"
+c.JupyterHub.pid_file = "{work}/hub.pid"
+c.JupyterHub.authenticator_class = "dummy"
+"""
+
+
+def hub_ports():
+    """Free ports for a hub: its own, its proxy's and the proxy's API."""
+    return free_port(), free_port(), free_port()
+
+
+def start_hub(work, config, hub_ip="127.0.0.1", env=None, ports=None):
+    """JupyterHub on `ports` (else free ones) with its files in `work` and `config` on
+    top, its log in `work/hub.log`, once its API answers; returns it, its API URL and
+    the proxy's URL."""
+    hub_port, proxy_port, proxy_api_port = ports or hub_ports()
+    common = COMMON_CONFIG.format(
+        proxy_port=proxy_port,
+        hub_ip=hub_ip,
+        hub_port=hub_port,
+        proxy_api_port=proxy_api_port,
+        work=work,
+    )
+    (work / "jupyterhub_config.py").write_text(common + config)
+    with open(work / "hub.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(work / "jupyterhub_config.py")],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    api = f"http://{hub_ip}:{hub_port}/hub/api/"
+    try:
+        wait_for(api, 120)
+    except TimeoutError:
+        process.terminate()
+        raise
+    return process, api, f"http://127.0.0.1:{proxy_port}"
