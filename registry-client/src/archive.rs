@@ -4,7 +4,7 @@ use std::{io::Write, path::Path};
 
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType, ANNOTATION_REF_NAME};
 
-use crate::{layout::OCI_LAYOUT_FILE, publish::descriptor_digest, Image, RegistryError};
+use crate::{layout::OCI_LAYOUT_FILE, publish::descriptor_digest, Digest, Image, RegistryError};
 
 /// Writes an OCI image layout, holding `image` under `tag`, as one tar file.
 pub fn write_oci_archive(image: &Image, file: &Path, tag: &str) -> Result<(), RegistryError> {
@@ -73,12 +73,27 @@ fn single_entry_index(root: &Descriptor, tag: &str) -> Result<Vec<u8>, RegistryE
     })
 }
 
+/// Writes the image as a layout in one tar at `file` (`index_json`, and
+/// `docker_manifest` as manifest.json when given): into a temporary file
+/// beside it, renamed over it once complete.
 fn write_archive(
     image: &Image,
     file: &Path,
     index_json: &[u8],
     docker_manifest: Option<&[u8]>,
 ) -> Result<(), RegistryError> {
+    let tmp = partial_file_beside(file)?;
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(tmp));
+    let mut digests = image.blob_digests()?;
+    digests.sort();
+    digests.dedup();
+    append_layout(&mut builder, image, &digests, index_json, docker_manifest)
+        .map_err(RegistryError::io("writing archive", file))?;
+    publish_archive(builder, file)
+}
+
+/// A new temporary file in the directory of `file` (created if need be), to be renamed over it.
+fn partial_file_beside(file: &Path) -> Result<tempfile::NamedTempFile, RegistryError> {
     let dir = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -88,38 +103,57 @@ fn write_archive(
         path: dir.to_path_buf(),
         source: e,
     })?;
-    let tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".partial-")
         // 0666 less the umask, as any file the user writes (tempfile's default is 0600)
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
-        .map_err(RegistryError::io("creating temporary archive in", dir))?;
-    let io_err = RegistryError::io("writing archive", file);
-    let mut builder = tar::Builder::new(std::io::BufWriter::new(tmp));
-    let mut digests = image.blob_digests()?;
-    digests.sort();
-    digests.dedup();
-    let result = (|| -> std::io::Result<()> {
-        append_bytes(&mut builder, "oci-layout", OCI_LAYOUT_FILE.as_bytes())?;
-        append_bytes(&mut builder, "index.json", index_json)?;
-        if let Some(manifest) = docker_manifest {
-            append_bytes(&mut builder, "manifest.json", manifest)?;
-        }
-        append_dir(&mut builder, "blobs/")?;
-        append_dir(&mut builder, "blobs/sha256/")?;
-        for digest in &digests {
-            let mut blob = image.blobs.open(digest).map_err(std::io::Error::other)?;
-            let size = blob.metadata()?.len();
-            let mut header = fixed_header(tar::EntryType::Regular, 0o644, size);
-            builder.append_data(
-                &mut header,
-                format!("blobs/sha256/{}", digest.hex()),
-                &mut blob,
-            )?;
-        }
-        builder.finish()
-    })();
-    result.map_err(io_err)?;
+        .map_err(RegistryError::io("creating temporary archive in", dir))
+}
+
+/// Appends the layout's entries in order: `oci-layout`, `index.json`,
+/// `manifest.json` when given, the blob directories, then each blob; ends the tar.
+fn append_layout<W: Write>(
+    builder: &mut tar::Builder<W>,
+    image: &Image,
+    digests: &[Digest],
+    index_json: &[u8],
+    docker_manifest: Option<&[u8]>,
+) -> std::io::Result<()> {
+    append_bytes(builder, "oci-layout", OCI_LAYOUT_FILE.as_bytes())?;
+    append_bytes(builder, "index.json", index_json)?;
+    if let Some(manifest) = docker_manifest {
+        append_bytes(builder, "manifest.json", manifest)?;
+    }
+    append_dir(builder, "blobs/")?;
+    append_dir(builder, "blobs/sha256/")?;
+    for digest in digests {
+        append_blob(builder, image, digest)?;
+    }
+    builder.finish()
+}
+
+/// Appends one blob of the image's store as `blobs/sha256/HEX`.
+fn append_blob<W: Write>(
+    builder: &mut tar::Builder<W>,
+    image: &Image,
+    digest: &Digest,
+) -> std::io::Result<()> {
+    let mut blob = image.blobs.open(digest).map_err(std::io::Error::other)?;
+    let size = blob.metadata()?.len();
+    let mut header = fixed_header(tar::EntryType::Regular, 0o644, size);
+    builder.append_data(
+        &mut header,
+        format!("blobs/sha256/{}", digest.hex()),
+        &mut blob,
+    )
+}
+
+/// Flushes the finished archive's temporary file and renames it to `file`.
+fn publish_archive(
+    builder: tar::Builder<std::io::BufWriter<tempfile::NamedTempFile>>,
+    file: &Path,
+) -> Result<(), RegistryError> {
     let mut writer = builder
         .into_inner()
         .map_err(RegistryError::io("writing archive", file))?;

@@ -381,11 +381,7 @@ impl Registry {
         if self.resolve(to).await?.as_deref() == Some(digest.as_str()) {
             return Ok(Some(digest));
         }
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(from, &self.auth, MANIFEST_TYPES)
-            .await
-            .map_err(|e| self.error(e))?;
+        let (bytes, _) = self.pull_manifest(from).await?;
         let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v["mediaType"].as_str().map(String::from))
@@ -410,65 +406,74 @@ impl Registry {
     ) -> Result<Image, RegistryError> {
         self.authenticate(reference, RegistryOperation::Pull)
             .await?;
-        let (bytes, digest) = self
-            .client
-            .pull_manifest_raw(reference, &self.auth, MANIFEST_TYPES)
-            .await
-            .map_err(|e| self.error(e))?;
+        let (bytes, digest) = self.pull_manifest(reference).await?;
         let root = self.store_manifest(store, &bytes, &digest)?;
         let image = Image {
             blobs: store.clone(),
             root,
         };
         if is_index(image.root.media_type()) {
-            let index = crate::layout::read_index(store, &descriptor_digest(&image.root)?)?;
-            for entry in index.manifests() {
-                let wanted = architecture.is_none_or(|a| {
-                    entry
-                        .platform()
-                        .as_ref()
-                        .is_none_or(|p| p.architecture().to_string() == a)
-                });
-                if !wanted || store.contains(&descriptor_digest(entry)?) {
-                    continue;
-                }
-                let by_digest = Reference::with_digest(
-                    reference.registry().into(),
-                    reference.repository().into(),
-                    entry.digest().to_string(),
-                );
-                let (bytes, digest) = self
-                    .client
-                    .pull_manifest_raw(&by_digest, &self.auth, MANIFEST_TYPES)
-                    .await
-                    .map_err(|e| self.error(e))?;
-                self.store_manifest(store, &bytes, &digest)?;
-            }
+            self.pull_platform_manifests(reference, &image.root, architecture, store)
+                .await?;
         }
-        let index_entries: Vec<Descriptor> = if is_index(image.root.media_type()) {
-            crate::layout::read_index(store, &descriptor_digest(&image.root)?)?
-                .manifests()
-                .clone()
-        } else {
-            vec![image.root.clone()]
-        };
-        for entry in index_entries {
-            let wanted = architecture.is_none_or(|a| {
-                entry
-                    .platform()
-                    .as_ref()
-                    .is_none_or(|p| p.architecture().to_string() == a)
-            });
+        for entry in manifest_entries(&image.root, store)? {
             let digest = descriptor_digest(&entry)?;
-            if !wanted || !store.contains(&digest) {
+            if !platform_wanted(&entry, architecture) || !store.contains(&digest) {
                 continue;
             }
-            let manifest = crate::layout::read_manifest(store, &digest)?;
-            for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
-                self.pull_blob(reference, blob, store).await?;
-            }
+            self.pull_manifest_blobs(reference, &digest, store).await?;
         }
         Ok(image)
+    }
+
+    /// The raw bytes and digest of the manifest `reference` names.
+    async fn pull_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<(bytes::Bytes, String), RegistryError> {
+        self.client
+            .pull_manifest_raw(reference, &self.auth, MANIFEST_TYPES)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Pulls into `store` the manifests of the index `root` for `architecture`
+    /// (all when `None`) that it lacks.
+    async fn pull_platform_manifests(
+        &self,
+        reference: &Reference,
+        root: &Descriptor,
+        architecture: Option<&str>,
+        store: &BlobStore,
+    ) -> Result<(), RegistryError> {
+        let index = crate::layout::read_index(store, &descriptor_digest(root)?)?;
+        for entry in index.manifests() {
+            if !platform_wanted(entry, architecture) || store.contains(&descriptor_digest(entry)?) {
+                continue;
+            }
+            let by_digest = Reference::with_digest(
+                reference.registry().into(),
+                reference.repository().into(),
+                entry.digest().to_string(),
+            );
+            let (bytes, digest) = self.pull_manifest(&by_digest).await?;
+            self.store_manifest(store, &bytes, &digest)?;
+        }
+        Ok(())
+    }
+
+    /// Pulls into `store` the config and layers of the manifest `digest` (already in it).
+    async fn pull_manifest_blobs(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        store: &BlobStore,
+    ) -> Result<(), RegistryError> {
+        let manifest = crate::layout::read_manifest(store, digest)?;
+        for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
+            self.pull_blob(reference, blob, store).await?;
+        }
+        Ok(())
     }
 
     fn store_manifest(
@@ -525,6 +530,30 @@ impl Registry {
         }
         result
     }
+}
+
+/// The manifests of an image: the entries of its index, or its root manifest alone.
+fn manifest_entries(
+    root: &Descriptor,
+    store: &BlobStore,
+) -> Result<Vec<Descriptor>, RegistryError> {
+    Ok(if is_index(root.media_type()) {
+        crate::layout::read_index(store, &descriptor_digest(root)?)?
+            .manifests()
+            .clone()
+    } else {
+        vec![root.clone()]
+    })
+}
+
+/// Whether an index entry is for `architecture`: any entry when `None`, and entries naming no platform.
+fn platform_wanted(entry: &Descriptor, architecture: Option<&str>) -> bool {
+    architecture.is_none_or(|a| {
+        entry
+            .platform()
+            .as_ref()
+            .is_none_or(|p| p.architecture().to_string() == a)
+    })
 }
 
 /// Whether a media type is an image index or a docker manifest list.
