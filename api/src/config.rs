@@ -17,6 +17,7 @@ use trousse_builder::pypi::{
 };
 use url::Url;
 
+pub use crate::auth::Secret;
 use crate::error::ApiError;
 
 /// An index URL as compared: parsed, credentials removed, with a trailing slash.
@@ -86,36 +87,20 @@ pub struct ServiceConfig {
     /// The PyPI indexes (simple API URLs) requirements may use; the first is the default.
     pub allowed_indexes: Vec<String>,
     /// The JupyterHub whose users' tokens are accepted, with their groups' course rights.
-    pub hub: Option<crate::auth::hub::HubAuth>,
+    pub hub: Option<crate::hub::tokens::HubAuth>,
     /// BinderHub's build API, when on: the course builds land in and the base URL.
-    pub binder: Option<crate::routes::binder::BinderConfig>,
+    pub binder: Option<BinderConfig>,
 }
 
-/// A secret: kept out of `Debug` output, so out of logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The value, for the one place that checks it.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-
-    /// The value, for the one request that presents it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
+/// Where BinderHub builds land.
+#[derive(Debug, Clone)]
+pub struct BinderConfig {
+    /// The course whose environments repositories are built into.
+    pub course: String,
+    /// The path the API is mounted under, e.g. `/services/binder/` (always `/…/`).
+    pub base_url: String,
+    /// The hub that launches servers (requests without `build_only=true`), if configured.
+    pub launcher: Option<crate::hub::launch::HubLauncher>,
 }
 
 /// Builds that may run at once, unless configured.

@@ -9,6 +9,7 @@ pub mod config;
 mod data_dir;
 mod domain;
 mod error;
+pub mod hub;
 mod repo_fetches;
 pub mod routes;
 mod store;
@@ -57,7 +58,7 @@ pub struct AppState {
     pub verified: VerifiedBlobs,
     submissions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// JupyterHub tokens recently resolved.
-    hub_tokens: auth::hub::HubTokens,
+    hub_tokens: hub::tokens::HubTokens,
     /// The repository fetches running.
     pub repo_fetches: repo_fetches::RepoFetches,
     /// This service's hold on its data directory.
@@ -86,7 +87,7 @@ impl AppState {
             metrics: Metrics::default(),
             verified: VerifiedBlobs::default(),
             submissions: Mutex::new(HashMap::new()),
-            hub_tokens: auth::hub::HubTokens::default(),
+            hub_tokens: hub::tokens::HubTokens::default(),
             _data_dir: data_dir,
         });
         state.builds.attach(&state);
@@ -146,11 +147,11 @@ impl AppState {
         caller: Option<&Principal>,
         course: &str,
         name: &str,
-    ) -> Result<Option<routes::exam_windows::Window>, ApiError> {
+    ) -> Result<Option<domain::window::Window>, ApiError> {
         let Some(window) = self.store.window(course, name).await? else {
             return Ok(None);
         };
-        Ok(routes::exam_windows::sealed(caller, course, &window, store::now()).then_some(window))
+        Ok(domain::window::sealed(caller, course, &window, store::now()).then_some(window))
     }
 
     /// The lock that orders submissions for one environment.
@@ -168,7 +169,7 @@ impl AppState {
         if self.config.push_to.is_some() {
             return Ok(());
         }
-        let repository = routes::environments::repository(&env.course, &env.name);
+        let repository = domain::repository(&env.course, &env.name);
         let tags: &[&str] = if env.exam || !env.current {
             &[]
         } else {

@@ -227,16 +227,16 @@ impl ServeArgs {
             self.hub_public_url.take(),
             self.hub_api_token.take(),
         )?;
-        config.binder =
-            self.binder_course
-                .take()
-                .map(|course| trousse_api::routes::binder::BinderConfig {
-                    course,
-                    base_url: format!("/{}/", self.binder_base_url.trim_matches('/'))
-                        .replace("//", "/"),
-                    launcher,
-                });
-        config.hub = hub_api_url.map(|api_url| trousse_api::auth::hub::HubAuth {
+        config.binder = self
+            .binder_course
+            .take()
+            .map(|course| trousse_api::config::BinderConfig {
+                course,
+                base_url: format!("/{}/", self.binder_base_url.trim_matches('/'))
+                    .replace("//", "/"),
+                launcher,
+            });
+        config.hub = hub_api_url.map(|api_url| trousse_api::hub::tokens::HubAuth {
             api_url,
             student_prefix: std::mem::take(&mut self.hub_student_prefix),
             teacher_prefix: std::mem::take(&mut self.hub_teacher_prefix),
@@ -259,10 +259,10 @@ fn launcher(
     api_url: Option<&url::Url>,
     public_url: Option<url::Url>,
     token: Option<Secret>,
-) -> anyhow::Result<Option<trousse_api::routes::hub_launch::HubLauncher>> {
+) -> anyhow::Result<Option<trousse_api::hub::launch::HubLauncher>> {
     match (api_url, public_url, token) {
         (Some(api_url), Some(public_url), Some(token)) => {
-            Ok(Some(trousse_api::routes::hub_launch::HubLauncher {
+            Ok(Some(trousse_api::hub::launch::HubLauncher {
                 api_url: api_url.clone(),
                 public_url: with_slash(public_url),
                 token,

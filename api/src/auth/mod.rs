@@ -1,7 +1,5 @@
 //! Bearer tokens with roles: who may call what.
 
-pub mod hub;
-
 use std::str::FromStr;
 
 use axum::http::{header, HeaderMap};
@@ -171,6 +169,33 @@ impl axum::extract::FromRequestParts<std::sync::Arc<crate::AppState>> for Princi
         state: &std::sync::Arc<crate::AppState>,
     ) -> Result<Self, Self::Rejection> {
         state.authenticate(&parts.headers).await
+    }
+}
+
+/// A secret: kept out of `Debug` output, so out of logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value, for the one place that checks it.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// The value, for the one request that presents it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
     }
 }
 

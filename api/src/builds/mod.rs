@@ -233,7 +233,7 @@ async fn guarded(
         Ok(outcome) => outcome,
         Err(panic) => {
             state.metrics.panics.inc();
-            let message = crate::routes::operations::panic_message(&*panic);
+            let message = crate::error::panic_message(&*panic);
             tracing::error!("a build panicked: {message}");
             Err(ApiError::Internal(format!(
                 "the build failed on a bug in trousse ({}); it was logged and counted",
@@ -263,7 +263,7 @@ async fn build_image(
         Some(prefix) => ImageRef::from_str(&format!(
             "docker://{}/{}:latest",
             prefix.trim_end_matches('/'),
-            crate::routes::environments::repository(&env.course, &env.name)
+            crate::domain::repository(&env.course, &env.name)
         ))
         .map_err(|e| ApiError::Internal(e.to_string()))?,
         None => ImageRef::Oci {
@@ -275,7 +275,7 @@ async fn build_image(
         mirrors: config.mirrors.clone(),
         post_build_network: false,
         cache_dir: config.cache_dir(),
-        compression: crate::routes::environments::COMPRESSION,
+        compression: crate::domain::COMPRESSION,
         output: output.clone(),
         reporter,
         registry: config.registry.clone(),

@@ -4,9 +4,7 @@ use std::path::Path;
 
 use trousse_builder::{BuildKey, EnvSpec, Lock, SettingsRecord};
 
-use crate::{
-    config::ServiceConfig, error::ApiError, routes::environments::COMPRESSION, store::Store,
-};
+use crate::{config::ServiceConfig, domain::COMPRESSION, error::ApiError, store::Store};
 
 /// Gives builds stored before their settings were (format 2) the settings of
 /// their environment, resolved with today's defaults as those builds were,

@@ -4,6 +4,17 @@
 
 pub mod decision;
 pub mod submission;
+pub mod window;
+
+use trousse_builder::Compression;
+
+/// The layer compression of the service's images.
+pub const COMPRESSION: Compression = Compression::Gzip;
+
+/// The repository an environment's image is served from.
+pub fn repository(course: &str, name: &str) -> String {
+    format!("{course}/{name}")
+}
 
 /// Where an environment's build stands.
 #[derive(

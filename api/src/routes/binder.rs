@@ -21,20 +21,9 @@ use sha2::{Digest, Sha256};
 use trousse_builder::progress::{Event, Stage};
 
 use crate::{
-    auth::Principal, builds::event::BuildEvent, error::ApiError, routes::environments,
-    routes::events, routes::hub_launch::HubLauncher, AppState,
+    auth::Principal, builds::event::BuildEvent, config::BinderConfig, error::ApiError,
+    hub::launch::HubLauncher, routes::environments, routes::events, AppState,
 };
-
-/// Where BinderHub builds land.
-#[derive(Debug, Clone)]
-pub struct BinderConfig {
-    /// The course whose environments repositories are built into.
-    pub course: String,
-    /// The path the API is mounted under, e.g. `/services/binder/` (always `/…/`).
-    pub base_url: String,
-    /// The hub that launches servers (requests without `build_only=true`), if configured.
-    pub launcher: Option<HubLauncher>,
-}
 
 /// The query of a build request.
 #[derive(Debug, Deserialize)]

@@ -261,14 +261,24 @@ async fn manifest(
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+    state.metrics.bytes_served.inc_by(bytes.len() as u64);
+    Ok(manifest_response(method, content_type, bytes, &digest))
+}
+
+/// A manifest's answer: its bytes (none for HEAD) and the registry headers.
+fn manifest_response(
+    method: &Method,
+    content_type: String,
+    bytes: Vec<u8>,
+    digest: &Digest,
+) -> Response {
     let length = bytes.len();
-    state.metrics.bytes_served.inc_by(length as u64);
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
         Body::from(bytes)
     };
-    Ok((
+    (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, content_type),
@@ -285,7 +295,7 @@ async fn manifest(
         ],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// A stored manifest's bytes, checked against its digest.

@@ -8,5 +8,4 @@ pub mod events;
 pub mod exam_windows;
 pub mod git_tokens;
 pub mod hooks;
-pub mod hub_launch;
 pub mod operations;

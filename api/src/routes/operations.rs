@@ -119,21 +119,15 @@ impl tower_http::catch_panic::ResponseForPanic for PanicAnswer {
         panic: Box<dyn std::any::Any + Send + 'static>,
     ) -> axum::http::Response<Self::ResponseBody> {
         self.panics.inc();
-        tracing::error!("a request handler panicked: {}", panic_message(&*panic));
+        tracing::error!(
+            "a request handler panicked: {}",
+            crate::error::panic_message(&*panic)
+        );
         crate::error::ApiError::Internal(
             "the service failed on this request (a bug, logged and counted); the request changed nothing that was not saved atomically".into(),
         )
         .into_response()
     }
-}
-
-/// The text of a panic payload.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Metrics in the Prometheus text format.

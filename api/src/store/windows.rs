@@ -9,7 +9,7 @@ impl Store {
         &self,
         course: &str,
         name: &str,
-        window: crate::routes::exam_windows::Window,
+        window: crate::domain::window::Window,
     ) -> Result<(), ApiError> {
         sqlx::query(
             "INSERT INTO exam_windows (course, name, opens, closes, updated_at) VALUES (?, ?, ?, ?, ?)
@@ -41,13 +41,13 @@ impl Store {
         &self,
         course: &str,
         name: &str,
-    ) -> Result<Option<crate::routes::exam_windows::Window>, ApiError> {
+    ) -> Result<Option<crate::domain::window::Window>, ApiError> {
         let row: Option<(Option<i64>, Option<i64>)> =
             sqlx::query_as("SELECT opens, closes FROM exam_windows WHERE course = ? AND name = ?")
                 .bind(course)
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(opens, closes)| crate::routes::exam_windows::Window { opens, closes }))
+        Ok(row.map(|(opens, closes)| crate::domain::window::Window { opens, closes }))
     }
 }

@@ -4,7 +4,8 @@
 use axum::http::StatusCode;
 use trousse_builder::{BuildKey, ImageSettings, Lock, SettingsRecord};
 
-use super::{submission::Submission, COMPRESSION};
+use super::submission::Submission;
+use crate::domain::COMPRESSION;
 use crate::{
     domain::decision::{self, Answer, Decision, Facts, Image, Row},
     error::ApiError,

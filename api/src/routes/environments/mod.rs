@@ -13,7 +13,7 @@ use axum::{
     Json,
 };
 use serde::{Deserialize, Serialize};
-use trousse_builder::{error::clip, Compression};
+use trousse_builder::error::clip;
 
 use decide::decide;
 use submission::Submission;
@@ -21,8 +21,9 @@ use submission::Submission;
 use crate::{
     auth::Principal,
     domain::submission::check_name,
+    domain::window::Window,
     error::{ApiError, ErrorBody},
-    routes::exam_windows::{Window, WindowView},
+    routes::exam_windows::WindowView,
     store::{EnvironmentRow, Status},
     AppState,
 };
@@ -176,14 +177,6 @@ pub struct EnvironmentList {
     pub environments: Vec<Environment>,
 }
 
-/// The layer compression of the service's images.
-pub const COMPRESSION: Compression = Compression::Gzip;
-
-/// The repository an environment's image is served from.
-pub fn repository(course: &str, name: &str) -> String {
-    format!("{course}/{name}")
-}
-
 impl AppState {
     /// An environment as the API shows it.
     pub async fn view(&self, env: EnvironmentRow) -> Result<Environment, ApiError> {
@@ -212,7 +205,10 @@ impl AppState {
             Some(prefix) => prefix.trim_end_matches('/').to_string(),
             None => self.config.public_host.clone(),
         };
-        let repository = format!("{host}/{}", repository(&env.course, &env.name));
+        let repository = format!(
+            "{host}/{}",
+            crate::domain::repository(&env.course, &env.name)
+        );
         let default_url = self.default_url(env.build_id.as_deref()).await?;
         let window = match env.exam {
             true => self.store.window(&env.course, &env.name).await?,
@@ -244,11 +240,11 @@ impl AppState {
             created_at: env.created_at,
             updated_at: env.updated_at,
             default_url,
-            window: window.map(|w| w.view()),
+            window: window.map(|w| crate::routes::exam_windows::view(&w)),
             sealed: false,
         };
         let sealed = match (caller, &window) {
-            (Some(caller), Some(window)) => crate::routes::exam_windows::sealed(
+            (Some(caller), Some(window)) => crate::domain::window::sealed(
                 Some(caller),
                 &view.course,
                 window,

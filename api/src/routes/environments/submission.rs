@@ -16,8 +16,8 @@ use trousse_builder::{
 use super::{EnvironmentRequest, SubmitQuery, SUBMITTED_SPEC};
 use crate::{
     domain::submission::{check_name, request_hash, Submitted},
+    domain::window::Window,
     error::ApiError,
-    routes::exam_windows::Window,
     AppState,
 };
 

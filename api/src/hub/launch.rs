@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
 use url::Url;
 
-use crate::config::Secret;
+use crate::auth::Secret;
 
 /// How long a server may take to start.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(600);
