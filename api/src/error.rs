@@ -10,7 +10,7 @@ use trousse_builder::{error::clip, source::spec::SpecError, BuildError};
 
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// A stable code, e.g. `invalid_spec`, `package_not_found`, `forbidden`.
     pub error: String,
     /// What is wrong, for a person.
@@ -165,7 +165,7 @@ impl From<sqlx::Error> for ApiError {
 }
 
 /// Whether an I/O error says the disk (or the quota) is full.
-pub fn is_disk_full(e: &std::io::Error) -> bool {
+pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28) | Some(122))
     // ENOSPC, EDQUOT
 }
@@ -216,7 +216,7 @@ impl IntoResponse for ApiError {
 /// Every error answer has a JSON body: what axum's extractors and layers
 /// answer in plain text (a malformed JSON body, a body over the limit, a bad
 /// path or query) is wrapped into an [`ErrorBody`] with a code from its status.
-pub async fn json_errors(
+pub(crate) async fn json_errors(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -267,7 +267,7 @@ pub async fn json_errors(
 }
 
 /// The text of a panic payload.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -3,15 +3,17 @@
 //!
 //! It calls the builder through the same public functions as the CLI.
 
-pub mod auth;
+#![warn(unreachable_pub)]
+
+mod auth;
 mod builds;
 pub mod config;
 mod data_dir;
 mod domain;
 mod error;
-pub mod hub;
+mod hub;
 mod repo_fetches;
-pub mod routes;
+mod routes;
 mod store;
 
 use std::{
@@ -31,7 +33,7 @@ use utoipa::{
 };
 
 use crate::{
-    auth::{presented_token, token_hash, Principal, Role},
+    auth::{presented_token, token_hash, Principal},
     builds::BuildQueue,
     config::{RequestPolicy, ServiceConfig},
     error::ApiError,
@@ -40,7 +42,9 @@ use crate::{
     store::{EnvironmentRow, Store},
 };
 
+pub use auth::Role;
 pub use config::ServiceConfig as Config;
+pub use hub::{launch::HubLauncher, tokens::HubAuth};
 
 /// Everything a request handler needs.
 pub struct AppState {

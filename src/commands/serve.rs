@@ -236,7 +236,7 @@ impl ServeArgs {
                     .replace("//", "/"),
                 launcher,
             });
-        config.hub = hub_api_url.map(|api_url| trousse_api::hub::tokens::HubAuth {
+        config.hub = hub_api_url.map(|api_url| trousse_api::HubAuth {
             api_url,
             student_prefix: std::mem::take(&mut self.hub_student_prefix),
             teacher_prefix: std::mem::take(&mut self.hub_teacher_prefix),
@@ -259,15 +259,13 @@ fn launcher(
     api_url: Option<&url::Url>,
     public_url: Option<url::Url>,
     token: Option<Secret>,
-) -> anyhow::Result<Option<trousse_api::hub::launch::HubLauncher>> {
+) -> anyhow::Result<Option<trousse_api::HubLauncher>> {
     match (api_url, public_url, token) {
-        (Some(api_url), Some(public_url), Some(token)) => {
-            Ok(Some(trousse_api::hub::launch::HubLauncher {
-                api_url: api_url.clone(),
-                public_url: with_slash(public_url),
-                token,
-            }))
-        }
+        (Some(api_url), Some(public_url), Some(token)) => Ok(Some(trousse_api::HubLauncher {
+            api_url: api_url.clone(),
+            public_url: with_slash(public_url),
+            token,
+        })),
         (_, Some(_), _) => Err(BuildError::Usage(
             "--hub-public-url launches servers: it needs --hub-api-url and JUPYTERHUB_API_TOKEN \
              (the trousse service's token at the hub)"

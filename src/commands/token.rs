@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use trousse_api::auth::Role;
+use trousse_api::Role;
 use trousse_builder::BuildError;
 
 /// Manage the service's API tokens.

@@ -118,7 +118,7 @@ impl Principal {
 }
 
 /// A new random token (shown once) and the hash that is stored.
-pub fn new_token() -> Result<(String, String), ApiError> {
+pub(crate) fn new_token() -> Result<(String, String), ApiError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| ApiError::Internal(format!("no randomness for a token: {e}")))?;
@@ -128,13 +128,13 @@ pub fn new_token() -> Result<(String, String), ApiError> {
 }
 
 /// The stored form of a token.
-pub fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// The token a request carries: `Authorization: Bearer TOKEN`, or Basic with
 /// the token as password (what `docker login` sends).
-pub fn presented_token(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn presented_token(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

@@ -9,7 +9,7 @@ use crate::domain::Status;
 /// One event of a build; its JSON `event` field names the kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum BuildEvent {
+pub(crate) enum BuildEvent {
     /// The build started (again after a restart: `attempt` counts).
     Status {
         /// Where it stands.
@@ -44,7 +44,7 @@ pub enum BuildEvent {
 
 impl BuildEvent {
     /// The SSE event name: the JSON `event` field.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             BuildEvent::Status { .. } => "status",
             BuildEvent::Done { .. } => "done",
@@ -55,7 +55,7 @@ impl BuildEvent {
     }
 
     /// The last event of a build that failed with `error`.
-    pub fn failed(error: String) -> Self {
+    pub(crate) fn failed(error: String) -> Self {
         BuildEvent::Done {
             status: Status::Failed,
             digest: None,
@@ -67,12 +67,12 @@ impl BuildEvent {
     }
 
     /// Whether it is the last event of its build.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         matches!(self, BuildEvent::Done { .. })
     }
 
     /// Reads a stored event.
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         serde_json::from_str(text).ok()
     }
 }

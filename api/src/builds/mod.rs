@@ -1,7 +1,7 @@
 //! Builds in the background: a bounded number at once, each one's events kept
 //! in the store and broadcast to whoever follows them live.
 
-pub mod event;
+pub(crate) mod event;
 
 use std::{
     collections::HashMap,
@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// One event of a build: its number and its JSON.
-pub type NumberedEvent = (i64, String);
+pub(crate) type NumberedEvent = (i64, String);
 
 /// The builds waiting for a slot or running.
 pub struct BuildQueue {

@@ -13,13 +13,13 @@ use crate::error::ApiError;
 
 /// The lock, held until dropped.
 #[derive(Debug)]
-pub struct DataDirLock {
+pub(crate) struct DataDirLock {
     _file: File,
 }
 
 impl DataDirLock {
     /// Takes the lock of `data_dir`, or says which process holds it.
-    pub fn take(data_dir: &Path) -> Result<Self, ApiError> {
+    pub(crate) fn take(data_dir: &Path) -> Result<Self, ApiError> {
         let path = data_dir.join("serve.pid");
         let failed =
             |e: std::io::Error| ApiError::Internal(format!("cannot lock {}: {e}", path.display()));

@@ -1,5 +1,5 @@
 //! The service's data directory: one service at a time (its lock), and the
 //! upgrade steps a new version runs once over what an older one left.
 
-pub mod lock;
-pub mod upgrade;
+pub(crate) mod lock;
+pub(crate) mod upgrade;

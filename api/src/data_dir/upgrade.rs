@@ -10,7 +10,10 @@ use crate::{config::ServiceConfig, domain::COMPRESSION, error::ApiError, store::
 /// their environment, resolved with today's defaults as those builds were,
 /// and the build key those settings make now. Published images, exam images
 /// among them, are not touched: only the key that finds them changes.
-pub async fn store_build_settings(store: &Store, config: &ServiceConfig) -> Result<(), ApiError> {
+pub(crate) async fn store_build_settings(
+    store: &Store,
+    config: &ServiceConfig,
+) -> Result<(), ApiError> {
     let builds = store.builds_without_settings().await?;
     for (id, spec, lock_text) in &builds {
         if let Err(e) = upgrade_build(store, config, id, spec.as_deref(), lock_text).await {
@@ -30,7 +33,10 @@ pub async fn store_build_settings(store: &Store, config: &ServiceConfig) -> Resu
 /// Takes, once per data directory, the credentials older versions stored with URLs (a channel or an
 /// explicit list's `user:password@`) out of every stored row and cache
 /// record. Images built before keep them: rebuild those environments.
-pub async fn scrub_credentials(store: &Store, config: &ServiceConfig) -> Result<(), ApiError> {
+pub(crate) async fn scrub_credentials(
+    store: &Store,
+    config: &ServiceConfig,
+) -> Result<(), ApiError> {
     // once per data directory: this version writes no credentials, and the
     // walk reads every small file of the cache
     let done = config.data_dir.join(CREDENTIALS_SCRUBBED);
@@ -68,7 +74,7 @@ pub async fn scrub_credentials(store: &Store, config: &ServiceConfig) -> Result<
 }
 
 /// The file that says a data directory's stored credentials were scrubbed.
-pub const CREDENTIALS_SCRUBBED: &str = "credentials-scrubbed";
+pub(crate) const CREDENTIALS_SCRUBBED: &str = "credentials-scrubbed";
 
 async fn upgrade_build(
     store: &Store,

@@ -24,7 +24,7 @@ pub struct Known<'a> {
 
 /// How a submission is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// Nothing is left to do: the image is built (HTTP 200).
     Done,
     /// A build was started or joined (HTTP 202).
@@ -32,7 +32,7 @@ pub enum Answer {
 }
 
 /// A request already answered: the same request for the same environment.
-pub fn same_request(current: Option<Known<'_>>, request_hash: &str) -> Option<Answer> {
+pub(crate) fn same_request(current: Option<Known<'_>>, request_hash: &str) -> Option<Answer> {
     let env = current.filter(|e| e.request_hash == request_hash && e.status != Status::Failed)?;
     Some(if env.status == Status::Ready {
         Answer::Done
@@ -43,7 +43,7 @@ pub fn same_request(current: Option<Known<'_>>, request_hash: &str) -> Option<An
 
 /// What happens to the environment's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Row {
+pub(crate) enum Row {
     /// A new environment, replacing the current one (a ready exam, which never changes).
     Insert {
         /// The environment it replaces as the course's current one.
@@ -55,7 +55,7 @@ pub enum Row {
 
 /// What happens about the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Image {
+pub(crate) enum Image {
     /// The same lock and settings are built already: reuse that image.
     Reuse {
         /// Its digest.
@@ -78,7 +78,7 @@ pub enum Image {
 
 /// The decision about a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// What happens to the row.
     pub row: Row,
     /// What happens about the image.
@@ -87,7 +87,7 @@ pub struct Decision {
 
 impl Decision {
     /// The answer: done when an image is reused, else accepted.
-    pub fn answer(&self) -> Answer {
+    pub(crate) fn answer(&self) -> Answer {
         match self.image {
             Image::Reuse { .. } => Answer::Done,
             _ => Answer::Accepted,
@@ -95,7 +95,7 @@ impl Decision {
     }
 
     /// The environment's status once the decision is applied.
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         match &self.image {
             Image::Reuse { .. } => Status::Ready,
             Image::Join { status, .. } => *status,
@@ -105,7 +105,7 @@ impl Decision {
 }
 
 /// What the store holds that bears on a new request of an environment.
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     /// The course's current environment of that name.
     pub current: Option<Known<'a>>,
     /// A ready environment built from the same key, usable for this one.
@@ -115,7 +115,7 @@ pub struct Facts<'a> {
 }
 
 /// Decides what a new request does.
-pub fn decide(facts: Facts<'_>) -> Decision {
+pub(crate) fn decide(facts: Facts<'_>) -> Decision {
     let row = match facts.current {
         Some(e) if e.exam && e.status == Status::Ready => Row::Insert {
             replaces: Some(e.id.to_string()),

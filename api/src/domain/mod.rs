@@ -2,17 +2,17 @@
 //! keeps things (the store): pure functions over plain values, each case a
 //! unit test.
 
-pub mod decision;
-pub mod submission;
-pub mod window;
+pub(crate) mod decision;
+pub(crate) mod submission;
+pub(crate) mod window;
 
 use trousse_builder::Compression;
 
 /// The layer compression of the service's images.
-pub const COMPRESSION: Compression = Compression::Gzip;
+pub(crate) const COMPRESSION: Compression = Compression::Gzip;
 
 /// The repository an environment's image is served from.
-pub fn repository(course: &str, name: &str) -> String {
+pub(crate) fn repository(course: &str, name: &str) -> String {
     format!("{course}/{name}")
 }
 

@@ -8,7 +8,7 @@ use crate::error::ApiError;
 
 /// What was submitted, checked.
 #[derive(Debug, Clone)]
-pub enum Submitted {
+pub(crate) enum Submitted {
     /// A spec (an environment.yml or a requirements.txt), solved at submission.
     Spec {
         /// Its text, as sent.
@@ -32,7 +32,7 @@ pub enum Submitted {
 
 impl Submitted {
     /// The spec's text, kept with the environment.
-    pub fn spec_text(&self) -> Option<&str> {
+    pub(crate) fn spec_text(&self) -> Option<&str> {
         match self {
             Submitted::Spec { text, .. } => Some(text),
             Submitted::Lock { .. } | Submitted::Repository { .. } => None,
@@ -40,7 +40,7 @@ impl Submitted {
     }
 
     /// A repository's source record, kept with the environment.
-    pub fn source_record(&self) -> Option<&str> {
+    pub(crate) fn source_record(&self) -> Option<&str> {
         match self {
             Submitted::Repository { record, .. } => Some(record),
             Submitted::Spec { .. } | Submitted::Lock { .. } => None,
@@ -50,12 +50,12 @@ impl Submitted {
 
 /// What identifies a request: the same request of the same environment is
 /// answered from what it made.
-pub fn request_hash(kind: &str, exam: bool, text: &str) -> String {
+pub(crate) fn request_hash(kind: &str, exam: bool, text: &str) -> String {
     hex::encode(Sha256::digest(format!("{kind}\n{exam}\n{text}").as_bytes()))
 }
 
 /// Names of courses and environments: one OCI repository path component each.
-pub fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

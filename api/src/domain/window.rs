@@ -66,7 +66,7 @@ impl Window {
 /// withheld from `caller` now (`None`: an anonymous puller). The course's
 /// teachers, admins and hubs see an exam at any time; students and anonymous
 /// callers only while its window is open.
-pub fn sealed(caller: Option<&Principal>, course: &str, window: &Window, at: i64) -> bool {
+pub(crate) fn sealed(caller: Option<&Principal>, course: &str, window: &Window, at: i64) -> bool {
     !caller.is_some_and(|p| p.sees_closed_exams(course)) && !window.is_open(at)
 }
 

@@ -50,7 +50,7 @@ struct HubUser {
 /// Resolves JupyterHub tokens, remembering recent answers (a bounded number)
 /// and asking the hub about new ones at a bounded rate.
 #[derive(Debug)]
-pub struct HubTokens {
+pub(crate) struct HubTokens {
     known: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
     /// The look-ups left, and when they were last counted.
     lookups: Mutex<(f64, Instant)>,
@@ -67,7 +67,11 @@ impl Default for HubTokens {
 
 impl HubTokens {
     /// The principal a JupyterHub token stands for, or `None` if the hub does not know it.
-    pub async fn resolve(&self, hub: &HubAuth, token: &str) -> Result<Option<Principal>, ApiError> {
+    pub(crate) async fn resolve(
+        &self,
+        hub: &HubAuth,
+        token: &str,
+    ) -> Result<Option<Principal>, ApiError> {
         let key = token_hash(token);
         if let Some(found) = self.remembered(&key) {
             return Ok(found);

@@ -27,14 +27,14 @@ use crate::{
 
 /// The query of a build request.
 #[derive(Debug, Deserialize)]
-pub struct BuildQuery {
+pub(crate) struct BuildQuery {
     /// `true`: build only, no server is launched.
     #[serde(default)]
     build_only: Option<String>,
 }
 
 /// A repository as a BinderHub provider names it: its URL and ref.
-pub fn repository_of(provider: &str, spec: &str) -> Result<(String, String), String> {
+pub(crate) fn repository_of(provider: &str, spec: &str) -> Result<(String, String), String> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8()
@@ -143,7 +143,7 @@ fn launch_target(binder: &BinderConfig, principal: &Principal) -> Result<LaunchT
 
 /// `GET {base}build/{provider}/{spec}`: builds a repository, BinderHub's way,
 /// and without `build_only=true` starts the caller's server with it.
-pub async fn build(
+pub(crate) async fn build(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     uri: Uri,

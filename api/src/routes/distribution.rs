@@ -82,7 +82,7 @@ impl IntoResponse for DistributionError {
     responses((status = 200, description = "The OCI distribution API is here"), (status = 401, description = "Pulls need a token")),
     tag = "pull"
 )]
-pub async fn version(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub(crate) async fn version(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     match authorize(&state, &headers, None).await {
         Ok(()) => (StatusCode::OK, [API_VERSION], Json(json!({}))).into_response(),
         Err(e) => e.into_response(),
@@ -101,7 +101,8 @@ pub async fn version(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     responses((status = 200, description = "The manifest, with Docker-Content-Digest"), (status = 404, description = "Unknown manifest")),
     tag = "pull"
 )]
-pub async fn manifest_doc() {}
+#[allow(dead_code)] // only its OpenAPI description is used: the dispatcher answers
+pub(crate) async fn manifest_doc() {}
 
 /// Fetch a blob (layer or config) by digest; HEAD and Range requests are answered.
 #[utoipa::path(
@@ -115,7 +116,8 @@ pub async fn manifest_doc() {}
     responses((status = 200, description = "The blob"), (status = 206, description = "A range of the blob"), (status = 404, description = "Unknown blob")),
     tag = "pull"
 )]
-pub async fn blob_doc() {}
+#[allow(dead_code)] // only its OpenAPI description is used: the dispatcher answers
+pub(crate) async fn blob_doc() {}
 
 /// List the tags of a repository.
 #[utoipa::path(
@@ -128,7 +130,8 @@ pub async fn blob_doc() {}
     responses((status = 200, description = "`{name, tags}`"), (status = 404, description = "Unknown repository")),
     tag = "pull"
 )]
-pub async fn tags_doc() {}
+#[allow(dead_code)] // only its OpenAPI description is used: the dispatcher answers
+pub(crate) async fn tags_doc() {}
 
 async fn tags(
     state: &AppState,
@@ -153,7 +156,7 @@ async fn tags(
 }
 
 /// Answers `/v2/NAME/manifests/REF`, `/v2/NAME/blobs/DIGEST` and `/v2/NAME/tags/list` (NAME has slashes).
-pub async fn dispatch(
+pub(crate) async fn dispatch(
     State(state): State<Arc<AppState>>,
     method: Method,
     UrlPath(path): UrlPath<String>,

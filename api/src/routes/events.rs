@@ -45,7 +45,7 @@ fn to_sse((seq, data): NumberedEvent) -> Result<SseEvent, Infallible> {
     security(("token" = [])),
     tag = "environments"
 )]
-pub async fn follow(
+pub(crate) async fn follow(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     UrlPath(id): UrlPath<String>,

@@ -24,7 +24,7 @@ use crate::{
 /// A window as set: RFC 3339 times, either may be left out.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct WindowRequest {
+pub(crate) struct WindowRequest {
     /// When the exam opens, e.g. `2026-12-14T09:00:00+01:00` [default: open already].
     pub opens: Option<String>,
     /// When it closes [default: never].
@@ -32,7 +32,7 @@ pub struct WindowRequest {
 }
 
 /// How the API shows a window, now.
-pub fn view(window: &Window) -> WindowView {
+pub(crate) fn view(window: &Window) -> WindowView {
     WindowView {
         opens: window.opens.map(rfc3339),
         closes: window.closes.map(rfc3339),
@@ -68,7 +68,7 @@ pub struct WindowView {
     security(("token" = [])),
     tag = "environments"
 )]
-pub async fn set(
+pub(crate) async fn set(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     UrlPath((course, name)): UrlPath<(String, String)>,
@@ -102,7 +102,7 @@ pub async fn set(
     security(("token" = [])),
     tag = "environments"
 )]
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     UrlPath((course, name)): UrlPath<(String, String)>,

@@ -40,7 +40,7 @@ pub(crate) fn checked_secret<'a>(
 /// A deploy token (GitLab's, GitHub's fine-grained token, Gitea's…).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GitToken {
+pub(crate) struct GitToken {
     /// The token, sent as the password when a course repository asks for credentials.
     pub token: String,
 }
@@ -66,7 +66,7 @@ impl std::fmt::Debug for GitToken {
     security(("token" = [])),
     tag = "environments"
 )]
-pub async fn set(
+pub(crate) async fn set(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     UrlPath(course): UrlPath<String>,
@@ -93,7 +93,7 @@ pub async fn set(
     security(("token" = [])),
     tag = "environments"
 )]
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     UrlPath(course): UrlPath<String>,

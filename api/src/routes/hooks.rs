@@ -57,7 +57,7 @@ impl PushRepository {
 
 /// One environment a push asked to follow it, and what happened.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Followed {
+pub(crate) struct Followed {
     /// The course.
     pub course: String,
     /// The environment's name.
@@ -68,7 +68,7 @@ pub struct Followed {
 
 /// What a push did.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PushOutcome {
+pub(crate) struct PushOutcome {
     /// The environments that follow the pushed branch.
     pub environments: Vec<Followed>,
 }
@@ -86,7 +86,7 @@ pub struct PushOutcome {
     ),
     tag = "environments"
 )]
-pub async fn push(
+pub(crate) async fn push(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
@@ -117,7 +117,7 @@ pub async fn push(
     ),
     tag = "environments"
 )]
-pub async fn course_push(
+pub(crate) async fn course_push(
     State(state): State<Arc<AppState>>,
     UrlPath(course): UrlPath<String>,
     headers: HeaderMap,
@@ -182,7 +182,7 @@ async fn follow(
 /// A course's push webhook secret, as set (it is never read back).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct WebhookSecret {
+pub(crate) struct WebhookSecret {
     /// The secret GitHub signs pushes with, or GitLab sends (16 characters at least).
     pub secret: String,
 }
@@ -208,7 +208,7 @@ impl std::fmt::Debug for WebhookSecret {
     security(("token" = [])),
     tag = "environments"
 )]
-pub async fn set_secret(
+pub(crate) async fn set_secret(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     UrlPath(course): UrlPath<String>,
@@ -235,7 +235,7 @@ pub async fn set_secret(
     security(("token" = [])),
     tag = "environments"
 )]
-pub async fn delete_secret(
+pub(crate) async fn delete_secret(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     UrlPath(course): UrlPath<String>,

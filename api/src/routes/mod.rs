@@ -1,11 +1,11 @@
 //! The HTTP routes: each module takes a request, checks its caller's role,
 //! and calls the domain, the store and the builder.
 
-pub mod binder;
-pub mod distribution;
-pub mod environments;
-pub mod events;
-pub mod exam_windows;
-pub mod git_tokens;
-pub mod hooks;
-pub mod operations;
+pub(crate) mod binder;
+pub(crate) mod distribution;
+pub(crate) mod environments;
+pub(crate) mod events;
+pub(crate) mod exam_windows;
+pub(crate) mod git_tokens;
+pub(crate) mod hooks;
+pub(crate) mod operations;

@@ -106,7 +106,7 @@ impl Metrics {
 
 /// Answers a panicked request with a `500` JSON error, and counts it.
 #[derive(Clone)]
-pub struct PanicAnswer {
+pub(crate) struct PanicAnswer {
     /// The panics counter.
     pub panics: Counter,
 }
@@ -132,7 +132,7 @@ impl tower_http::catch_panic::ResponseForPanic for PanicAnswer {
 
 /// Metrics in the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")), tag = "operations")]
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut text = String::new();
     match encode(&mut text, &state.metrics.registry) {
         Ok(()) => (
@@ -149,11 +149,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 /// The free space below which `/health` fails: a build writes its layers, and
 /// SQLite needs room for its journal.
-pub const MIN_FREE_BYTES: u64 = 256 << 20;
+pub(crate) const MIN_FREE_BYTES: u64 = 256 << 20;
 
 /// What `/health` checked.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// `ok` or `failing`.
     pub status: String,
     /// Each check and what it found: `ok` or the problem.
@@ -163,7 +163,7 @@ pub struct Health {
 /// Whether the data directory is writable with free space, the database file
 /// the one opened and writable, and the registry (when one is configured) reachable.
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, body = Health)), tag = "operations")]
-pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
     let mut checks = std::collections::BTreeMap::new();
     checks.insert("store_writable".to_string(), store_writable(&state).await);
     checks.insert("free_space".to_string(), free_space(&state).await);

@@ -19,9 +19,9 @@ mod tokens;
 mod upgrades;
 mod windows;
 
-pub use environments::EnvironmentRow;
+pub(crate) use environments::EnvironmentRow;
 
-pub use crate::domain::Status;
+pub(crate) use crate::domain::Status;
 
 /// A status is stored as its name.
 impl sqlx::Type<sqlx::Sqlite> for Status {
@@ -68,7 +68,7 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
 }
 
 /// Seconds since the epoch.
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -34,7 +34,7 @@ const SUBMITTED_SPEC: &str = "the submitted spec";
 /// A request for an environment, as JSON.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EnvironmentRequest {
+pub(crate) struct EnvironmentRequest {
     /// The environment's name in the course; the spec's `name:` when absent.
     pub name: Option<String>,
     /// An `environment.yml`, as text.
@@ -91,7 +91,7 @@ impl EnvironmentRequest {
 
 /// Query parameters of a submission whose body is a bare spec.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct SubmitQuery {
+pub(crate) struct SubmitQuery {
     /// The environment's name (for a YAML body; else the spec's `name:`).
     pub name: Option<String>,
     /// Whether it is an exam environment.
@@ -172,7 +172,7 @@ impl Environment {
 
 /// The environments of a course.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EnvironmentList {
+pub(crate) struct EnvironmentList {
     /// Newest first.
     pub environments: Vec<Environment>,
 }
@@ -301,7 +301,7 @@ impl AppState {
     security(("token" = [])),
     tag = "environments"
 )]
-pub async fn submit(
+pub(crate) async fn submit(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     UrlPath(course): UrlPath<String>,
@@ -392,7 +392,7 @@ async fn repository_submission(
     security(("token" = [])),
     tag = "environments"
 )]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     UrlPath(course): UrlPath<String>,
@@ -419,7 +419,7 @@ pub async fn list(
     security(("token" = [])),
     tag = "environments"
 )]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     UrlPath(id): UrlPath<String>,
