@@ -6,6 +6,7 @@
 //! surface is what the CLI, the service and the benchmark use.
 
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod cache;
 pub mod error;

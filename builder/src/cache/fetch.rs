@@ -15,11 +15,11 @@ use crate::{
 };
 
 /// How many packages are downloaded at once.
-pub const CONCURRENT_DOWNLOADS: usize = 8;
+pub(crate) const CONCURRENT_DOWNLOADS: usize = 8;
 
 /// Where a fetched package was extracted.
 #[derive(Debug, Clone)]
-pub struct FetchedPackage {
+pub(crate) struct FetchedPackage {
     /// The package's record.
     pub record: RepoDataRecord,
     /// The extracted package directory in the package cache.
@@ -29,14 +29,14 @@ pub struct FetchedPackage {
 /// The package caches of one build: one per subdir, so that a package of the
 /// same name, version and build on two platforms (`_openmp_mutex-4.5-2_gnu`)
 /// is kept twice instead of replacing the other on every alternation.
-pub struct PackageCaches {
+pub(crate) struct PackageCaches {
     root: PathBuf,
     caches: std::sync::Mutex<HashMap<String, PackageCache>>,
 }
 
 impl PackageCaches {
     /// The caches under `root` (`CACHE/packages`).
-    pub fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf) -> Self {
         Self {
             root,
             caches: std::sync::Mutex::new(HashMap::new()),
@@ -79,7 +79,7 @@ impl PackageCaches {
 }
 
 /// Fetches the packages (in order); already cached packages cost a lookup.
-pub async fn fetch(
+pub(crate) async fn fetch(
     records: Vec<RepoDataRecord>,
     caches: &PackageCaches,
     client: &LazyClient,

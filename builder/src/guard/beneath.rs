@@ -17,14 +17,14 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 
 /// A directory whose entries are looked up without following any symlink.
 #[derive(Debug)]
-pub struct Beneath {
+pub(crate) struct Beneath {
     dir: OwnedFd,
     path: PathBuf,
 }
 
 /// What an entry is, as `lstat` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A regular file.
     File,
     /// A directory.
@@ -37,7 +37,7 @@ pub enum Kind {
 
 /// An entry's kind, permission bits, size and modification time.
 #[derive(Debug, Clone, Copy)]
-pub struct EntryMeta {
+pub(crate) struct EntryMeta {
     /// What it is.
     pub kind: Kind,
     /// Permission bits (`0o7777`).
@@ -51,7 +51,7 @@ static OPENAT2: AtomicBool = AtomicBool::new(true);
 
 impl Beneath {
     /// Opens `path` (which the caller trusts) as the root of later lookups.
-    pub fn open(path: &Path) -> io::Result<Self> {
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
         let dir = rustix::fs::open(
             path,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -64,12 +64,12 @@ impl Beneath {
     }
 
     /// The root's path, for messages.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Opens a regular file for reading; fails on a symlink anywhere on the way.
-    pub fn open_file(&self, relative: &Path) -> io::Result<File> {
+    pub(crate) fn open_file(&self, relative: &Path) -> io::Result<File> {
         let fd = self.resolve(relative, OFlags::RDONLY)?;
         let file = File::from(fd);
         if !file.metadata()?.is_file() {
@@ -82,7 +82,7 @@ impl Beneath {
     }
 
     /// Reads an entry's metadata without following it if it is a symlink.
-    pub fn metadata(&self, relative: &Path) -> io::Result<EntryMeta> {
+    pub(crate) fn metadata(&self, relative: &Path) -> io::Result<EntryMeta> {
         let (parent, name) = self.parent_of(relative)?;
         let stat = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
         let kind = match FileType::from_raw_mode(stat.st_mode) {
@@ -99,7 +99,7 @@ impl Beneath {
     }
 
     /// Reads a symlink's target (the link itself must lie beneath the root).
-    pub fn read_link(&self, relative: &Path) -> io::Result<PathBuf> {
+    pub(crate) fn read_link(&self, relative: &Path) -> io::Result<PathBuf> {
         use std::os::unix::ffi::OsStringExt;
         let (parent, name) = self.parent_of(relative)?;
         let target = rustix::fs::readlinkat(&parent, name, Vec::new())?;
@@ -174,7 +174,7 @@ impl Beneath {
 }
 
 /// Refuses paths that are empty, absolute or hold `.` or `..` components.
-pub fn check_relative(relative: &Path) -> io::Result<()> {
+pub(crate) fn check_relative(relative: &Path) -> io::Result<()> {
     if relative.as_os_str().is_empty() {
         return Err(invalid("empty path"));
     }

@@ -4,12 +4,12 @@
 //! handful of levels.
 
 /// The deepest nesting of flow collections (`[` `{`) a YAML input may have.
-pub const MAX_FLOW_DEPTH: usize = 64;
+pub(crate) const MAX_FLOW_DEPTH: usize = 64;
 
 /// The line (1-based) where flow collections first nest deeper than
 /// [`MAX_FLOW_DEPTH`], if they do. Brackets in quoted scalars and comments
 /// do not count.
-pub fn too_deep(text: &str) -> Option<usize> {
+pub(crate) fn too_deep(text: &str) -> Option<usize> {
     let mut depth = 0usize;
     let mut line = 1;
     let mut quote: Option<char> = None;
@@ -45,7 +45,7 @@ pub fn too_deep(text: &str) -> Option<usize> {
 }
 
 /// The refusal of a too-deep input: what, where and the limit.
-pub fn refusal(line: usize) -> String {
+pub(crate) fn refusal(line: usize) -> String {
     format!(
         "line {line}: brackets nest deeper than {MAX_FLOW_DEPTH} levels; no spec or lock does, \
          and such input is refused before it is parsed"

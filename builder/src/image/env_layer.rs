@@ -19,16 +19,16 @@ use crate::{
 };
 
 /// Where rattler puts the files of packages that lose a clobber.
-pub const CLOBBERS_DIR: &str = "__clobbers__";
+pub(crate) const CLOBBERS_DIR: &str = "__clobbers__";
 
 /// The backup-exclusion tag rattler writes at the root of every prefix.
-pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+pub(crate) const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
 
 /// Where the lock file is written inside the prefix.
-pub const LOCK_PATH_IN_PREFIX: &str = "conda-meta/trousse.lock";
+pub(crate) const LOCK_PATH_IN_PREFIX: &str = "conda-meta/trousse.lock";
 
 /// What the environment layer is made from.
-pub struct EnvironmentLayerInput<'a> {
+pub(crate) struct EnvironmentLayerInput<'a> {
     /// Every package of the environment.
     pub packages: &'a [StagedPackage],
     /// The lock file text.
@@ -47,7 +47,7 @@ pub struct EnvironmentLayerInput<'a> {
 
 /// One package's files that another package's files displace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Clobbers {
+pub(crate) struct Clobbers {
     /// For each package index, the paths moved to `__clobbers__/<name>/`.
     pub moved: BTreeMap<usize, BTreeSet<PathBuf>>,
 }
@@ -57,7 +57,7 @@ pub struct Clobbers {
 /// the highest-ranked package touching it decides. If it has a file there,
 /// every other file at or below that path loses; if it has a directory,
 /// files of others at that path lose and the search goes on below.
-pub fn resolve_clobbers(packages: &[StagedPackage]) -> Clobbers {
+pub(crate) fn resolve_clobbers(packages: &[StagedPackage]) -> Clobbers {
     let records: Vec<&PackageRecord> = packages.iter().map(|p| &p.record.package_record).collect();
     let sorted = PackageRecord::sort_topologically(records);
     let mut rank = vec![0; packages.len()];
@@ -148,7 +148,7 @@ impl PathNode {
 }
 
 /// Writes the environment layer.
-pub fn environment_layer(
+pub(crate) fn environment_layer(
     input: &EnvironmentLayerInput<'_>,
     blobs: &BlobStore,
     compression: Compression,

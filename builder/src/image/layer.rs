@@ -57,7 +57,7 @@ impl std::str::FromStr for Compression {
     }
 }
 
-pub use crate::cache::LayerBlob;
+pub(crate) use crate::cache::LayerBlob;
 
 /// A layer of the image: its blob, the packages in it, and whether it was cached.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ pub struct Layer {
 }
 
 /// What a package layer is made of: a staged conda package or a staged wheel.
-pub trait LayerMember: Send + Sync {
+pub(crate) trait LayerMember: Send + Sync {
     /// The staging cache key.
     fn key(&self) -> &str;
     /// What the layer history and progress call it.
@@ -131,7 +131,7 @@ impl LayerMember for StagedPackage {
 }
 
 /// The cache key of a layer of these packages.
-pub fn layer_key(members: &[&dyn LayerMember], compression: Compression) -> String {
+pub(crate) fn layer_key(members: &[&dyn LayerMember], compression: Compression) -> String {
     let identity = serde_json::json!({
         "format": LAYER_FORMAT,
         "compression": compression,
@@ -141,7 +141,7 @@ pub fn layer_key(members: &[&dyn LayerMember], compression: Compression) -> Stri
 }
 
 /// Returns the layer of these packages, from the cache or newly written.
-pub fn package_layer(
+pub(crate) fn package_layer(
     cache: &CacheDir,
     members: &[&dyn LayerMember],
     prefix: &str,
@@ -207,7 +207,7 @@ fn add_package(
 }
 
 /// The layer recorded under `key`, if its blob is still in the cache whole.
-pub fn cached_layer(cache: &CacheDir, key: &str) -> Option<LayerBlob> {
+pub(crate) fn cached_layer(cache: &CacheDir, key: &str) -> Option<LayerBlob> {
     let blobs = cache.blobs();
     cache.read_record::<LayerBlob>(key).filter(|blob| {
         blob.digest
@@ -218,7 +218,7 @@ pub fn cached_layer(cache: &CacheDir, key: &str) -> Option<LayerBlob> {
 
 /// What a tar entry holds.
 #[derive(Debug, Clone)]
-pub enum EntryContent {
+pub(crate) enum EntryContent {
     /// A directory.
     Directory,
     /// A regular file copied from disk, read beneath its root without following symlinks.
@@ -233,7 +233,7 @@ pub enum EntryContent {
 
 /// One entry of a layer tar.
 #[derive(Debug, Clone)]
-pub struct TarEntry {
+pub(crate) struct TarEntry {
     /// What it holds.
     pub content: EntryContent,
     /// Permission bits.
@@ -248,18 +248,18 @@ pub struct TarEntry {
 
 /// The entries of a layer, by path; written in path order.
 #[derive(Debug, Default)]
-pub struct TarEntries {
+pub(crate) struct TarEntries {
     entries: BTreeMap<String, TarEntry>,
 }
 
 impl TarEntries {
     /// Adds (or replaces) an entry at `path` (relative to `/`, no leading slash).
-    pub fn insert(&mut self, path: String, entry: TarEntry) {
+    pub(crate) fn insert(&mut self, path: String, entry: TarEntry) {
         self.entries.insert(path, entry);
     }
 
     /// Adds the directories leading to `path`, owned by root, if not there yet.
-    pub fn add_parents(&mut self, path: &str, mtime: u64) {
+    pub(crate) fn add_parents(&mut self, path: &str, mtime: u64) {
         let mut current = String::new();
         for part in path.trim_matches('/').split('/').filter(|p| !p.is_empty()) {
             if !current.is_empty() {
@@ -277,7 +277,7 @@ impl TarEntries {
     }
 
     /// Writes the tar, compressed, into the blob store.
-    pub fn write_layer(
+    pub(crate) fn write_layer(
         &self,
         blobs: &BlobStore,
         compression: Compression,
@@ -349,7 +349,7 @@ impl TarEntries {
 }
 
 /// Compresses a layer tar made elsewhere (a container's changes) into the blob store.
-pub fn compress_tar(
+pub(crate) fn compress_tar(
     mut tar: impl Read,
     blobs: &BlobStore,
     compression: Compression,
@@ -418,7 +418,7 @@ impl Write for Encoder {
 
 /// A tar entry for a file, directory or symlink beneath `root`, owned by root;
 /// nothing on the way to it may be a symlink.
-pub fn entry_from_disk(
+pub(crate) fn entry_from_disk(
     root: &Arc<Beneath>,
     relative: &Path,
     epoch: u64,

@@ -14,7 +14,7 @@
 use sha2::{Digest as _, Sha256};
 
 /// Most layers an image gets; overlay mounts fail well before 128.
-pub const MAX_LAYERS: usize = 100;
+pub(crate) const MAX_LAYERS: usize = 100;
 
 /// Average number of small packages per shared layer.
 const GROUP_SPREAD: u64 = 16;
@@ -24,7 +24,7 @@ const MAX_SPREAD: u64 = 1 << 40;
 
 /// A package as the layer plan sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerCandidate {
+pub(crate) struct LayerCandidate {
     /// The package name (unique among one platform's packages).
     pub name: String,
     /// The package's archive size, from the lock.
@@ -46,7 +46,7 @@ impl LayerCandidate {
 /// Splits packages into at most `budget` layer groups (indices into
 /// `packages`): the largest packages alone, largest first, then the groups of
 /// smaller ones, larger classes first.
-pub fn plan_layers(packages: &[LayerCandidate], budget: usize) -> Vec<Vec<usize>> {
+pub(crate) fn plan_layers(packages: &[LayerCandidate], budget: usize) -> Vec<Vec<usize>> {
     let budget = budget.max(1);
     let mut order: Vec<usize> = (0..packages.len()).collect();
     order.sort_by(|&a, &b| {

@@ -21,10 +21,10 @@ use crate::{
 };
 
 /// How long a `postBuild` may run.
-pub const POST_BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
+pub(crate) const POST_BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// What a `postBuild` run needs.
-pub struct PostBuild<'a> {
+pub(crate) struct PostBuild<'a> {
     /// The script's path in the image.
     pub script: String,
     /// The notebook user it runs as, in its home.
@@ -36,7 +36,7 @@ pub struct PostBuild<'a> {
 }
 
 /// Runs the script on the image `root` (its blobs in `blobs`); returns its changes as a layer.
-pub async fn post_build_layer(
+pub(crate) async fn post_build_layer(
     run: &PostBuild<'_>,
     root: &Descriptor,
     blobs: &BlobStore,

@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// The content layer, from the cache or newly written.
-pub fn content_layer(
+pub(crate) fn content_layer(
     content: &RepoContent,
     user: &NotebookUser,
     prefix: &str,

@@ -62,7 +62,7 @@ struct Hash {
 }
 
 /// Reads a conda-lock file; `path` names it in messages and anchors relative channels.
-pub fn parse(text: &str, path: &Path) -> Result<PartialLock, BuildError> {
+pub(crate) fn parse(text: &str, path: &Path) -> Result<PartialLock, BuildError> {
     parse_text(text, path).map_err(|e| e.in_file(path))
 }
 

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Reads an explicit list; `path` names it in messages.
-pub fn parse(text: &str, path: &Path) -> Result<PartialLock, BuildError> {
+pub(crate) fn parse(text: &str, path: &Path) -> Result<PartialLock, BuildError> {
     parse_text(text, path).map_err(|e| e.in_file(path))
 }
 

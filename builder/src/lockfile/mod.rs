@@ -1,10 +1,10 @@
 //! The lock stage: the hinge of the pipeline. Everything after it is a pure
 //! function of the lock and the build settings.
 
-pub mod complete;
-pub mod conda_lock;
-pub mod explicit;
-pub mod partial;
+pub(crate) mod complete;
+pub(crate) mod conda_lock;
+pub(crate) mod explicit;
+pub(crate) mod partial;
 
 use std::path::Path;
 
@@ -41,7 +41,7 @@ pub fn settings_of(text: &str, path: &Path) -> Result<Option<crate::ImageSetting
 }
 
 /// The largest lock file read, in bytes (a 2,000-package lock is a few megabytes).
-pub const MAX_LOCK_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_LOCK_BYTES: u64 = 64 << 20;
 
 /// One platform of a lock: what a solve returns and a lock records.
 #[derive(Debug, Clone)]
@@ -285,7 +285,7 @@ fn pypi_indexes(platforms: &[LockedPlatform]) -> Option<rattler_lock::PypiIndexe
 }
 
 /// A record's build time in seconds since the epoch.
-pub fn record_timestamp(record: &RepoDataRecord) -> Option<i64> {
+pub(crate) fn record_timestamp(record: &RepoDataRecord) -> Option<i64> {
     record
         .package_record
         .timestamp

@@ -17,7 +17,7 @@ use crate::{
 /// A problem in a conda-lock file or an explicit list, at a line when known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
-pub struct FormatError {
+pub(crate) struct FormatError {
     /// The 1-based line of the offending entry, when known.
     pub line: Option<usize>,
     /// What is wrong and what to do.
@@ -26,7 +26,7 @@ pub struct FormatError {
 
 impl FormatError {
     /// A problem at `line`.
-    pub fn at(line: Option<usize>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(line: Option<usize>, message: impl Into<String>) -> Self {
         Self {
             line,
             message: message.into(),
@@ -34,7 +34,7 @@ impl FormatError {
     }
 
     /// As a lock error of `path` (exit code 3).
-    pub fn in_file(self, path: &Path) -> BuildError {
+    pub(crate) fn in_file(self, path: &Path) -> BuildError {
         BuildError::Lock {
             path: path.to_path_buf(),
             message: self.to_string(),
@@ -139,7 +139,7 @@ impl PartialLock {
 }
 
 /// A package URL, its archive file name and the subdir it names.
-pub fn package_url(
+pub(crate) fn package_url(
     text: &str,
     line: Option<usize>,
 ) -> Result<(Url, DistArchiveIdentifier, String), FormatError> {
@@ -170,7 +170,7 @@ pub fn package_url(
 
 /// The channel of a package URL: the URL without `/SUBDIR/FILE`, as rattler
 /// writes a channel's base URL.
-pub fn channel_of(url: &Url) -> String {
+pub(crate) fn channel_of(url: &Url) -> String {
     let mut channel = url.clone();
     if let Ok(mut segments) = channel.path_segments_mut() {
         segments.pop().pop().push("");
@@ -181,21 +181,21 @@ pub fn channel_of(url: &Url) -> String {
 }
 
 /// An md5 written as 32 hex digits.
-pub fn md5_hex(text: &str) -> Option<Md5Hash> {
+pub(crate) fn md5_hex(text: &str) -> Option<Md5Hash> {
     (text.len() == 32)
         .then(|| rattler_digest::parse_digest_from_hex::<Md5>(text))
         .flatten()
 }
 
 /// A sha256 written as 64 hex digits.
-pub fn sha256_hex(text: &str) -> Option<Sha256Hash> {
+pub(crate) fn sha256_hex(text: &str) -> Option<Sha256Hash> {
     (text.len() == 64)
         .then(|| rattler_digest::parse_digest_from_hex::<Sha256>(text))
         .flatten()
 }
 
 /// Refuses a second package of the same name on one platform.
-pub fn check_unique(platform: &PartialPlatform) -> Result<(), FormatError> {
+pub(crate) fn check_unique(platform: &PartialPlatform) -> Result<(), FormatError> {
     let mut seen = std::collections::HashMap::new();
     for record in &platform.packages {
         let name = &record.file_name.identifier.name;

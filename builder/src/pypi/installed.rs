@@ -16,7 +16,7 @@ use super::{index::CoreMetadata, PypiError};
 
 /// A distribution installed by a conda package.
 #[derive(Debug, Clone)]
-pub struct CondaDist {
+pub(crate) struct CondaDist {
     /// Its name.
     pub name: PackageName,
     /// Its version, from the `.dist-info` directory's name.
@@ -29,7 +29,7 @@ pub struct CondaDist {
 
 impl CondaDist {
     /// The distribution's core metadata (for the dependencies of its extras).
-    pub fn metadata(&self) -> Result<CoreMetadata, PypiError> {
+    pub(crate) fn metadata(&self) -> Result<CoreMetadata, PypiError> {
         let Some(path) = &self.metadata else {
             return Ok(CoreMetadata {
                 name: self.name.clone(),
@@ -47,7 +47,7 @@ impl CondaDist {
 }
 
 /// The distributions the extracted conda packages `packages` (identifier, directory) install.
-pub fn conda_dists(
+pub(crate) fn conda_dists(
     packages: &[(String, PathBuf)],
 ) -> Result<BTreeMap<PackageName, CondaDist>, PypiError> {
     let mut found = BTreeMap::new();

@@ -100,7 +100,7 @@ impl LockedWheel {
 }
 
 /// The sha256 of a file, lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String, PypiError> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String, PypiError> {
     let mut file = std::fs::File::open(path).map_err(PypiError::io("reading", path))?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(PypiError::io("reading", path))?;

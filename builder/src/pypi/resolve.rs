@@ -71,7 +71,7 @@ struct Provider<'a> {
 /// Resolves `requirements` for `target` on top of the conda distributions
 /// `conda`; returns the wheels to install, sorted by name. Runs on a blocking
 /// thread: pubgrub is synchronous, index reads are done on `runtime`.
-pub fn resolve(
+pub(crate) fn resolve(
     requirements: &PypiRequirements,
     index: &Index,
     target: &WheelTarget,

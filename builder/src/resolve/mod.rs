@@ -4,7 +4,7 @@
 //! read (a partial one completed from its archives) for a build; everything
 //! after it is a function of what it returns.
 
-pub mod solve;
+pub(crate) mod solve;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 

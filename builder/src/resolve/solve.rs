@@ -11,7 +11,7 @@ use crate::{error::error_chain, lockfile::LockedPlatform, source::spec::EnvSpec,
 
 /// The virtual packages a target platform has: `__glibc=2.28`, `__linux`, `__unix`
 /// and `__archspec` of the platform, replaced or extended by `overrides`.
-pub fn target_virtual_packages(
+pub(crate) fn target_virtual_packages(
     platform: Subdir,
     overrides: &[GenericVirtualPackage],
 ) -> Vec<GenericVirtualPackage> {
@@ -28,7 +28,7 @@ pub fn target_virtual_packages(
 
 /// Solves the spec for each of its platforms, against the virtual packages of the
 /// target: the platform's baseline, then what the base image declares, then the spec's.
-pub async fn solve(
+pub(crate) async fn solve(
     spec: &EnvSpec,
     gateway: &Gateway,
     base_virtual_packages: &HashMap<Subdir, Vec<GenericVirtualPackage>>,

@@ -13,10 +13,10 @@ use crate::{cache::CacheDir, BuildError};
 
 /// The label by which a base image declares the virtual packages it provides,
 /// e.g. `__glibc=2.39` (several separated by spaces).
-pub const VIRTUAL_PACKAGES_LABEL: &str = "io.trousse.virtual-packages";
+pub(crate) const VIRTUAL_PACKAGES_LABEL: &str = "io.trousse.virtual-packages";
 /// The label by which a base image declares that it provides a JupyterHub
 /// single-user server: the absolute path of its `jupyterhub-singleuser`.
-pub const SINGLEUSER_LABEL: &str = "io.trousse.singleuser";
+pub(crate) const SINGLEUSER_LABEL: &str = "io.trousse.singleuser";
 /// The layers and settings of a base image, resolved for one platform.
 #[derive(Debug, Clone, Default)]
 pub struct BaseImage {
@@ -39,7 +39,7 @@ pub struct BaseImage {
 }
 
 /// The OCI architecture of a conda platform.
-pub fn oci_arch(platform: Subdir) -> Result<(Arch, Option<String>), BuildError> {
+pub(crate) fn oci_arch(platform: Subdir) -> Result<(Arch, Option<String>), BuildError> {
     Ok(match platform {
         Subdir::Linux64 => (Arch::Amd64, None),
         Subdir::LinuxAarch64 => (Arch::ARM64, None),
@@ -56,7 +56,7 @@ pub fn oci_arch(platform: Subdir) -> Result<(Arch, Option<String>), BuildError> 
 }
 
 /// Loads the base image for a platform and copies its blobs into `blobs`.
-pub async fn load_base(
+pub(crate) async fn load_base(
     base: &ImageRef,
     platform: Subdir,
     blobs: &BlobStore,
@@ -204,7 +204,7 @@ fn read_account_files(
 }
 
 /// Loads the base image of each platform (before solving: a base declares virtual packages).
-pub async fn load_bases(
+pub(crate) async fn load_bases(
     base: &ImageRef,
     platforms: &[Subdir],
     cache: &CacheDir,

@@ -2,8 +2,8 @@
 //! with the in-image prefix written into its files and a normalized
 //! conda-meta record beside them.
 
-pub mod package_check;
-pub mod wheels;
+pub(crate) mod package_check;
+pub(crate) mod wheels;
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,7 @@ const STAGE_FORMAT: u32 = 2;
 
 /// A package linked into its own staging directory.
 #[derive(Debug, Clone)]
-pub struct StagedPackage {
+pub(crate) struct StagedPackage {
     /// The package's record.
     pub record: RepoDataRecord,
     /// The cache key of this staging (package, prefix, python version).
@@ -36,7 +36,9 @@ pub struct StagedPackage {
 
 impl StagedPackage {
     /// The staging directory, opened for lookups that never follow a symlink.
-    pub fn open_root(&self) -> Result<std::sync::Arc<crate::guard::beneath::Beneath>, BuildError> {
+    pub(crate) fn open_root(
+        &self,
+    ) -> Result<std::sync::Arc<crate::guard::beneath::Beneath>, BuildError> {
         crate::guard::beneath::Beneath::open(&self.root)
             .map(std::sync::Arc::new)
             .map_err(BuildError::io("opening staged package", &self.root))
@@ -45,7 +47,7 @@ impl StagedPackage {
 
 /// What a package's staging depends on besides the package itself.
 #[derive(Debug, Clone)]
-pub struct StageTarget<'a> {
+pub(crate) struct StageTarget<'a> {
     /// The in-image prefix.
     pub prefix: &'a str,
     /// The target platform.
@@ -55,7 +57,7 @@ pub struct StageTarget<'a> {
 }
 
 /// The staging cache key of a package for a target.
-pub fn stage_key(record: &RepoDataRecord, target: &StageTarget<'_>) -> String {
+pub(crate) fn stage_key(record: &RepoDataRecord, target: &StageTarget<'_>) -> String {
     let python = target
         .python
         .filter(|_| record.package_record.noarch.is_python())
@@ -79,13 +81,13 @@ pub fn stage_key(record: &RepoDataRecord, target: &StageTarget<'_>) -> String {
 }
 
 /// The file name of a package's conda-meta record.
-pub fn conda_meta_name(record: &RepoDataRecord) -> String {
+pub(crate) fn conda_meta_name(record: &RepoDataRecord) -> String {
     let p = &record.package_record;
     format!("{}-{}-{}.json", p.name.as_normalized(), p.version, p.build)
 }
 
 /// Reads a staged package from the cache, if it was staged before.
-pub fn cached(
+pub(crate) fn cached(
     cache: &CacheDir,
     record: &RepoDataRecord,
     target: &StageTarget<'_>,
@@ -104,7 +106,7 @@ pub fn cached(
 }
 
 /// Links an extracted package into its staging directory in the cache.
-pub async fn stage(
+pub(crate) async fn stage(
     cache: &CacheDir,
     record: &RepoDataRecord,
     package_dir: &Path,
@@ -203,7 +205,7 @@ async fn check(
 }
 
 /// Removes host paths and per-environment fields from a conda-meta record.
-pub fn normalize_prefix_record(record: &mut PrefixRecord) {
+pub(crate) fn normalize_prefix_record(record: &mut PrefixRecord) {
     record.package_tarball_full_path = None;
     record.extracted_package_dir = None;
     record.link = None;
@@ -215,7 +217,7 @@ pub fn normalize_prefix_record(record: &mut PrefixRecord) {
 }
 
 /// The python of an environment, needed to stage its noarch python packages.
-pub fn python_info(
+pub(crate) fn python_info(
     records: &[RepoDataRecord],
     platform: Subdir,
 ) -> Result<Option<PythonInfo>, BuildError> {

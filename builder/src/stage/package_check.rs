@@ -15,7 +15,7 @@ use rattler_conda_types::package::{
 };
 use sha2::{Digest, Sha256};
 
-pub use crate::error::package::UnsafePackage;
+pub(crate) use crate::error::package::UnsafePackage;
 use crate::guard::beneath::{Beneath, Kind};
 
 /// Paths longer than this (bytes) are refused: no filesystem takes them.
@@ -25,7 +25,7 @@ const MAX_COMPONENT_BYTES: usize = 255;
 
 /// What the linker is given once the package passed: exactly what was checked.
 #[derive(Debug, Clone)]
-pub struct CheckedPackage {
+pub(crate) struct CheckedPackage {
     /// The package's `index.json`.
     pub index_json: IndexJson,
     /// The package's `paths.json` (or its deprecated equivalent).
@@ -35,7 +35,7 @@ pub struct CheckedPackage {
 }
 
 /// Checks the extracted package in `dir`; `python` maps noarch python paths.
-pub fn check_package(
+pub(crate) fn check_package(
     dir: &Path,
     python: Option<&PythonInfo>,
 ) -> Result<CheckedPackage, UnsafePackage> {
@@ -72,7 +72,7 @@ pub fn check_package(
 /// Checks what a package lists, without looking at its files: every path
 /// (after noarch python's mapping) and every entry point stays inside the
 /// prefix, outside `conda-meta/`, and beneath no other entry but a directory.
-pub fn check_listing(
+pub(crate) fn check_listing(
     paths_json: &PathsJson,
     link_json: Option<&LinkJson>,
     python: Option<&PythonInfo>,
@@ -146,7 +146,7 @@ fn check_metadata_files(root: &Beneath) -> Result<(), UnsafePackage> {
 }
 
 /// A path must be relative, normalised, UTF-8, free of NUL and of sane length.
-pub fn check_path(path: &Path) -> Result<(), UnsafePackage> {
+pub(crate) fn check_path(path: &Path) -> Result<(), UnsafePackage> {
     let shown = path.to_string_lossy();
     let Some(text) = path.to_str() else {
         return Err(unsafe_path(&shown, "is not UTF-8".into()));

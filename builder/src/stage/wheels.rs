@@ -19,14 +19,14 @@ const WHEEL_STAGE_FORMAT: u32 = 1;
 /// The modification time of every file of a wheel layer: 1980-01-01, the
 /// earliest a zip can say. Wheels carry no build time a lock records, and a
 /// fixed one lets every image share a wheel's layer.
-pub const WHEEL_EPOCH: u64 = 315_532_800;
+pub(crate) const WHEEL_EPOCH: u64 = 315_532_800;
 
 /// The list of staged files, kept beside them (never layered).
 const MANIFEST: &str = ".trousse-wheel.json";
 
 /// Where wheels are installed in the image.
 #[derive(Debug, Clone)]
-pub struct WheelStageTarget {
+pub(crate) struct WheelStageTarget {
     /// The environment prefix.
     pub prefix: String,
     /// site-packages, relative to the prefix.
@@ -37,7 +37,7 @@ pub struct WheelStageTarget {
 
 /// A wheel unpacked into its staging directory.
 #[derive(Debug, Clone)]
-pub struct StagedWheel {
+pub(crate) struct StagedWheel {
     /// The locked wheel.
     pub wheel: LockedWheel,
     /// The staging cache key.
@@ -57,7 +57,11 @@ struct Manifest {
 }
 
 /// The staging key of a wheel for a target.
-pub fn wheel_stage_key(wheel: &LockedWheel, target: &WheelStageTarget, requested: bool) -> String {
+pub(crate) fn wheel_stage_key(
+    wheel: &LockedWheel,
+    target: &WheelStageTarget,
+    requested: bool,
+) -> String {
     let identity = serde_json::json!({
         "format": WHEEL_STAGE_FORMAT,
         "wheel": wheel.sha256,
@@ -70,7 +74,7 @@ pub fn wheel_stage_key(wheel: &LockedWheel, target: &WheelStageTarget, requested
 }
 
 /// The staged wheel in the cache, if it was staged before.
-pub fn cached_wheel(
+pub(crate) fn cached_wheel(
     cache: &CacheDir,
     wheel: &LockedWheel,
     target: &WheelStageTarget,
@@ -91,7 +95,7 @@ pub fn cached_wheel(
 }
 
 /// Downloads (checking its sha256) and unpacks a wheel into the cache.
-pub async fn stage_wheel(
+pub(crate) async fn stage_wheel(
     cache: &CacheDir,
     index: &Index,
     wheel: &LockedWheel,
@@ -162,7 +166,7 @@ fn unpack(
 /// The wheels no other locked wheel depends on: those installed as asked for
 /// (`REQUESTED`). A function of the lock alone, so that a build from the
 /// lock and one from the spec write the same files.
-pub fn requested(wheels: &[LockedWheel]) -> Vec<bool> {
+pub(crate) fn requested(wheels: &[LockedWheel]) -> Vec<bool> {
     let required: std::collections::BTreeSet<&pep508_rs::PackageName> = wheels
         .iter()
         .flat_map(|w| w.requires_dist.iter().map(|r| &r.name))

@@ -11,7 +11,7 @@ use crate::pypi::{tags::WheelName, PypiError};
 
 /// The core metadata of a distribution.
 #[derive(Debug, Clone)]
-pub struct CoreMetadata {
+pub(crate) struct CoreMetadata {
     /// `Name`.
     pub name: PackageName,
     /// `Version`.
@@ -24,7 +24,7 @@ pub struct CoreMetadata {
 
 impl CoreMetadata {
     /// Parses a METADATA file (its headers); the error names the bad header.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut name = None;
         let mut version = None;
         let mut requires_dist = Vec::new();

@@ -47,7 +47,7 @@ use self::{
 };
 use super::{error::redact, tags::WheelName, PypiError};
 
-pub use self::{
+pub(crate) use self::{
     metadata::CoreMetadata,
     page::{DistFile, DistKind},
 };
@@ -180,7 +180,7 @@ impl<K: Eq + Hash + Clone, V> Memo<K, V> {
 }
 
 /// A client of the configured indexes, caching under `cache_root/pypi/`.
-pub struct Index {
+pub(crate) struct Index {
     /// The configuration, as given.
     config: IndexConfig,
     /// The indexes searched, credentials removed.
@@ -210,7 +210,7 @@ impl fmt::Debug for Index {
 
 impl Index {
     /// A client of `config`'s indexes, caching under `cache_root/pypi/`.
-    pub fn new(config: IndexConfig, cache_root: &Path) -> Result<Self, PypiError> {
+    pub(crate) fn new(config: IndexConfig, cache_root: &Path) -> Result<Self, PypiError> {
         let cache = cache_root.join("pypi");
         for sub in ["simple", "metadata", "wheels"] {
             let dir = cache.join(sub);
@@ -263,7 +263,7 @@ impl Index {
     }
 
     /// Every file of a project across the index, extra indexes and find-links (pip merges them all).
-    pub async fn files(&self, name: &PackageName) -> Result<Arc<Vec<DistFile>>, PypiError> {
+    pub(crate) async fn files(&self, name: &PackageName) -> Result<Arc<Vec<DistFile>>, PypiError> {
         let cell = self.projects.cell(name);
         cell.get_or_try_init(|| self.collect_files(name))
             .await
@@ -472,7 +472,7 @@ impl Index {
     }
 
     /// The core metadata of a wheel: the PEP 658 file when offered, else read from the wheel's `*.dist-info/METADATA` (downloading the wheel into the cache).
-    pub async fn metadata(&self, file: &DistFile) -> Result<CoreMetadata, PypiError> {
+    pub(crate) async fn metadata(&self, file: &DistFile) -> Result<CoreMetadata, PypiError> {
         let DistKind::Wheel(wheel) = &file.kind else {
             return Err(PypiError::Unsupported {
                 package: file.filename.clone(),
@@ -549,7 +549,7 @@ impl Index {
     }
 
     /// The wheel at `url` in the cache, downloaded and checked against `sha256` when given; returns its path.
-    pub async fn download(
+    pub(crate) async fn download(
         &self,
         url: &Url,
         filename: &str,

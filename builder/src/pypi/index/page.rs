@@ -13,7 +13,7 @@ use crate::pypi::tags::WheelName;
 
 /// One file of a project on an index.
 #[derive(Debug, Clone)]
-pub struct DistFile {
+pub(crate) struct DistFile {
     /// The file name (the last segment of its URL).
     pub filename: String,
     /// Where it is downloaded from (no credentials, no fragment).
@@ -34,7 +34,7 @@ pub struct DistFile {
 
 /// What a distribution file is.
 #[derive(Debug, Clone)]
-pub enum DistKind {
+pub(crate) enum DistKind {
     /// A built distribution, installable without building.
     Wheel(WheelName),
     /// A source distribution (`.tar.gz`, `.zip`): never built by trousse.

@@ -32,7 +32,7 @@ use self::schemes::Layout;
 use crate::pypi::PypiError;
 
 /// Where and how a wheel is installed.
-pub struct InstallTarget<'a> {
+pub(crate) struct InstallTarget<'a> {
     /// The site-packages directory relative to the prefix, e.g. "lib/python3.12/site-packages".
     pub site_packages: &'a str,
     /// The interpreter the image runs scripts with, absolute, e.g. "/opt/conda/bin/python3.12".
@@ -45,7 +45,7 @@ pub struct InstallTarget<'a> {
 
 /// What installing a wheel wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstalledWheel {
+pub(crate) struct InstalledWheel {
     /// Every file written, relative to the staging root (= the prefix), sorted.
     pub files: Vec<String>,
     /// The `.dist-info` directory, relative to the staging root.
@@ -53,7 +53,7 @@ pub struct InstalledWheel {
 }
 
 /// Unpacks `wheel` (whose file name is `file_name`) into `dest`, which stands for the prefix.
-pub fn install_wheel(
+pub(crate) fn install_wheel(
     wheel: &Path,
     file_name: &str,
     target: &InstallTarget<'_>,

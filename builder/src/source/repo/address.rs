@@ -147,7 +147,7 @@ fn split_reference(url: &mut Url) -> Result<Option<String>, String> {
 }
 
 /// Refuses what git itself refuses in a ref name (and anything that could be an option).
-pub fn check_reference(reference: &str) -> Result<(), String> {
+pub(super) fn check_reference(reference: &str) -> Result<(), String> {
     let bad = reference.is_empty()
         || reference.len() > 255
         || reference.starts_with(['-', '/', '.'])
@@ -172,7 +172,7 @@ pub fn check_reference(reference: &str) -> Result<(), String> {
 pub const DEFAULT_MAX_DEPTH: usize = 256;
 
 /// The longest path of a file in a repository, in bytes (Linux's `PATH_MAX`).
-pub const MAX_PATH_BYTES: usize = 4096;
+pub(super) const MAX_PATH_BYTES: usize = 4096;
 
 /// Bounds on what one repository may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,7 +55,7 @@ const UNSUPPORTED: [(&str, &str); 8] = [
 ];
 
 /// Reads the configuration files of `tree` the way repo2docker does.
-pub fn plan(tree: &RepoTree) -> Result<BinderPlan, String> {
+pub(super) fn plan(tree: &RepoTree) -> Result<BinderPlan, String> {
     let dir = config_dir(tree)?;
     let file = |name: &str| -> Result<Option<(String, String)>, String> {
         let path = if dir.is_empty() {

@@ -23,7 +23,7 @@ use super::{
 };
 
 /// A bare mirror of one repository, locked for this process while it is used.
-pub struct Mirror {
+pub(super) struct Mirror {
     /// The bare repository.
     pub repo: Repository,
     path: PathBuf,
@@ -43,7 +43,7 @@ impl Mirror {
     /// Opens (creating it on first use) the mirror of `address` under `root`:
     /// one per URL and credentials, so that what one course fetched with its
     /// token is never answered to another without it.
-    pub fn open(
+    pub(super) fn open(
         root: &Path,
         address: &RepoAddress,
         policy: &GitPolicy,
@@ -82,14 +82,14 @@ impl Mirror {
     }
 
     /// Removes a mirror this open made, after its first fetch failed.
-    pub fn discard_if_fresh(self) {
+    pub(super) fn discard_if_fresh(self) {
         if self.fresh {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
 
     /// Resolves `reference` (default: the remote's HEAD) to a commit, fetching what is missing.
-    pub fn resolve(
+    pub(super) fn resolve(
         &self,
         address: &RepoAddress,
         reference: Option<&str>,

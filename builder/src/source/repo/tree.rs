@@ -51,7 +51,7 @@ pub struct RepoTree {
 }
 
 /// What reading a tree needs: where mirrors live, the policy, what was spent.
-pub struct TreeReader<'a> {
+pub(super) struct TreeReader<'a> {
     /// The mirrors' directory.
     pub mirrors: &'a Path,
     /// The policy.
@@ -62,7 +62,7 @@ pub struct TreeReader<'a> {
 
 impl TreeReader<'_> {
     /// Reads `commit` of the repository at `address` (held by `repo`), submodules included.
-    pub fn read(
+    pub(super) fn read(
         &self,
         repo: &Repository,
         commit: Oid,

@@ -36,7 +36,7 @@ pub const TOKEN_ENV: &str = "TROUSSE_GIT_TOKEN";
 
 /// The token `address` is fetched with: the password written in it, else
 /// (where the user's own credentials may answer) [`TOKEN_ENV`].
-pub fn token_for(address: &RepoAddress, user_credentials: bool) -> Option<String> {
+pub(super) fn token_for(address: &RepoAddress, user_credentials: bool) -> Option<String> {
     address.password.clone().or_else(|| {
         user_credentials
             .then(|| std::env::var(TOKEN_ENV).ok())
@@ -46,7 +46,7 @@ pub fn token_for(address: &RepoAddress, user_credentials: bool) -> Option<String
 }
 
 /// What fetching one repository (its submodules included) may still spend.
-pub struct Spending {
+pub(super) struct Spending {
     deadline: Instant,
     timeout: Duration,
     max_bytes: u64,
@@ -56,7 +56,7 @@ pub struct Spending {
 
 impl Spending {
     /// The budget of a policy, starting now.
-    pub fn new(policy: &GitPolicy) -> Self {
+    pub(super) fn new(policy: &GitPolicy) -> Self {
         let timeout = policy.limits.timeout;
         Self {
             deadline: Instant::now() + timeout,
@@ -68,7 +68,7 @@ impl Spending {
     }
 
     /// What is left of the time, or the refusal once none is.
-    pub fn remaining(&self) -> io::Result<Duration> {
+    pub(super) fn remaining(&self) -> io::Result<Duration> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(self.refuse(format!(
@@ -106,13 +106,13 @@ impl Spending {
     }
 
     /// Why a limit or the policy stopped the last transfer, if one did.
-    pub fn refusal(&self) -> Option<String> {
+    pub(super) fn refusal(&self) -> Option<String> {
         self.refusal.lock().ok().and_then(|r| r.clone())
     }
 }
 
 /// One network operation on one repository: where it may go, with what.
-pub struct Session {
+pub(super) struct Session {
     origin: Origin,
     token: Option<String>,
     user_credentials: bool,
@@ -140,7 +140,7 @@ impl Origin {
 
 impl Session {
     /// The session of an operation on `address` under `policy`.
-    pub fn new(address: &RepoAddress, policy: &GitPolicy, spending: Arc<Spending>) -> Self {
+    pub(super) fn new(address: &RepoAddress, policy: &GitPolicy, spending: Arc<Spending>) -> Self {
         Self {
             origin: Origin::of(&address.url),
             token: token_for(address, policy.use_user_credentials),
@@ -151,7 +151,7 @@ impl Session {
     }
 
     /// Runs `operation` (a libgit2 call) with this session's policy on every connection it makes.
-    pub fn run<T>(self, operation: impl FnOnce() -> T) -> T {
+    pub(super) fn run<T>(self, operation: impl FnOnce() -> T) -> T {
         register();
         let previous = CURRENT.with(|c| c.replace(Some(Arc::new(self))));
         let result = operation();
