@@ -8,7 +8,7 @@ use trousse_builder::{
     progress::Reporter,
     settings::parse_platform,
     source::repo::{is_repository_address, GitPolicy, RepoAddress, RepoRequest},
-    BuildError, BuildRequest, ImageSettings, Overrides, ResolveOptions, Source,
+    BuildError, BuildRequest, ImageSettings, Input, Overrides, ResolveOptions, Source,
 };
 use trousse_registry_client::{ImageRef, RegistryOptions};
 
@@ -129,7 +129,7 @@ impl SolveArgs {
 
     /// Reads a spec or a lock (environment `environment` of a pixi lock), with
     /// these overrides and `base`, into a build request.
-    pub fn request(
+    pub async fn request(
         &self,
         path: &std::path::Path,
         base: Option<&str>,
@@ -141,8 +141,14 @@ impl SolveArgs {
                 path.display()
             )));
         }
-        let defaults = self.image_defaults()?;
-        let source = Source::read_with(path, &defaults, environment, self.python.as_deref())?;
+        let input = Input::File {
+            path: path.to_path_buf(),
+            environment: environment.map(str::to_string),
+            python: self.python.clone(),
+        };
+        let source = input
+            .into_source(&self.image_defaults()?, &self.cache_dir())
+            .await?;
         print_warnings(&source);
         Ok(BuildRequest {
             source,
@@ -165,7 +171,9 @@ impl SolveArgs {
                     "--ref and --allow-post-build apply to a repository; {input} is a file"
                 )));
             }
-            return self.request(std::path::Path::new(input), base, environment);
+            return self
+                .request(std::path::Path::new(input), base, environment)
+                .await;
         };
         if environment.is_some() {
             return Err(BuildError::Usage(
@@ -177,17 +185,18 @@ impl SolveArgs {
                 "--python sets the Python of a requirements file; a repository's runtime.txt names its Python".into(),
             ));
         }
-        let repository = RepoRequest {
+        let source = Input::Repository(RepoRequest {
             address,
             reference: repo.reference.clone(),
             policy: GitPolicy::command_line(),
             allow_post_build: repo.allow_post_build,
-        }
-        .read(&self.cache_dir())
+        })
+        .into_source(&self.image_defaults()?, &self.cache_dir())
         .await?;
-        let record = &repository.content.record;
-        eprintln!("{} {} at {}", record.url, record.reference, record.commit);
-        let source = repository.source(&self.image_defaults()?)?;
+        if let Some(content) = source.content() {
+            let record = &content.record;
+            eprintln!("{} {} at {}", record.url, record.reference, record.commit);
+        }
         print_warnings(&source);
         Ok(BuildRequest {
             source,

@@ -33,4 +33,4 @@ pub use pipeline::{build, BuildOptions, BuildReport, PlatformImage};
 pub use resolve::{BuildRequest, Overrides, ResolveOptions, Resolved};
 pub use settings::ImageSettings;
 pub use source::spec::EnvSpec;
-pub use source::{Source, SourceKind, DEFAULT_PYTHON};
+pub use source::{Input, Source, SourceKind, DEFAULT_PYTHON};

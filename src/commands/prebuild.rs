@@ -114,7 +114,8 @@ async fn build_stack(
 ) -> Result<BuildReport, BuildError> {
     let reporter = progress::reporter(true);
     let resolved = solve
-        .request(spec, None, None)?
+        .request(spec, None, None)
+        .await?
         .resolve(
             &solve.image_defaults()?,
             &solve.resolve_options(reporter.clone())?,

@@ -19,6 +19,9 @@ mod tokens;
 mod upgrades;
 mod windows;
 
+#[cfg(test)]
+mod tests;
+
 pub(crate) use environments::EnvironmentRow;
 
 pub(crate) use crate::domain::Status;

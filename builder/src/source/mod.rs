@@ -136,6 +136,85 @@ fn is_option(line: &str) -> bool {
 /// The Python of a requirements file's environment when neither `--python` nor `runtime.txt` names one.
 pub const DEFAULT_PYTHON: &str = "3.12";
 
+/// What a build is asked to start from, before anything is read: the one
+/// way the command line, the service's API, its push webhook and BinderHub's
+/// build API turn what they were given into a [`Source`].
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A file: an environment.yml, a requirements file or a lock.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The environment of a pixi lock to build.
+        environment: Option<String>,
+        /// The Python of a requirements file.
+        python: Option<String>,
+    },
+    /// A spec sent as text (an environment.yml or a requirements.txt over
+    /// the default Python), named `name` in messages.
+    Spec {
+        /// Its text.
+        text: String,
+        /// How messages name it.
+        name: PathBuf,
+    },
+    /// A lock sent as text, named `name` in messages: a rattler lock kept as
+    /// it was sent (with the image settings its comment carries), a
+    /// conda-lock file or an explicit list read as a partial lock.
+    Lock {
+        /// Its text.
+        text: String,
+        /// How messages name it.
+        name: PathBuf,
+    },
+    /// A git repository at a ref: fetched into the mirrors, read at its commit.
+    Repository(repo::RepoRequest),
+}
+
+impl Input {
+    /// Reads the input (a repository is fetched into the mirrors under
+    /// `cache_dir`); what it leaves out is taken from `defaults`.
+    pub async fn into_source(
+        self,
+        defaults: &ImageSettings,
+        cache_dir: &Path,
+    ) -> Result<Source, BuildError> {
+        match self {
+            Input::File {
+                path,
+                environment,
+                python,
+            } => Source::read_with(&path, defaults, environment.as_deref(), python.as_deref()),
+            Input::Spec { text, name } => {
+                let spec = match SourceKind::detect(&text) {
+                    SourceKind::Requirements => EnvSpec::from_requirements(
+                        &text,
+                        &name,
+                        DEFAULT_PYTHON,
+                        defaults,
+                        &crate::pypi::requirements::NoFiles,
+                    ),
+                    _ => EnvSpec::from_yaml(&text, &name, Path::new("/nonexistent"), defaults),
+                }?;
+                Ok(Source::Spec(Box::new(spec)))
+            }
+            Input::Lock { text, name } => {
+                crate::net::credentials::refuse(&text, &name)?;
+                if SourceKind::detect(&text) != SourceKind::RattlerLock {
+                    return Source::from_text(&text, &name, defaults);
+                }
+                let settings = crate::lockfile::settings_of(&text, &name)?;
+                Ok(Source::Lock {
+                    lock: Lock::from_text(&text, &name)?,
+                    path: name,
+                    settings: settings.map(Box::new),
+                })
+            }
+            Input::Repository(request) => request.read(cache_dir).await?.source(defaults),
+        }
+    }
+}
+
 /// What a build starts from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -167,6 +246,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// A repository's content, for a repository.
+    pub fn content(&self) -> Option<&repo::RepoContent> {
+        match self {
+            Source::Repository { content, .. } => Some(content),
+            Source::Spec(_) | Source::Lock { .. } | Source::Partial(_) => None,
+        }
+    }
+
     /// The spec to solve, for a spec or a repository's environment.
     pub fn spec_mut(&mut self) -> Option<&mut EnvSpec> {
         match self {

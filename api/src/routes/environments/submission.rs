@@ -9,8 +9,8 @@ use trousse_builder::{
     guard::work_limit::WorkLimit,
     progress::silent,
     source::repo::{RepoAddress, RepoRequest},
-    BuildError, BuildRequest, EnvSpec, ImageSettings, Lock, ResolveOptions, Resolved, Source,
-    SourceKind,
+    BuildError, BuildRequest, EnvSpec, ImageSettings, Input, Lock, ResolveOptions, Resolved,
+    Source,
 };
 
 use super::{EnvironmentRequest, SubmitQuery, SUBMITTED_SPEC};
@@ -111,7 +111,9 @@ impl Submission {
             ));
         }
         match (request.spec, request.lock) {
-            (Some(spec_text), None) => Self::of_spec(state, request.name, request.exam, spec_text),
+            (Some(spec_text), None) => {
+                Self::of_spec(state, request.name, request.exam, spec_text).await
+            }
             (None, Some(lock_text)) => {
                 let name = request.name.ok_or_else(|| {
                     ApiError::bad_request("missing_name", "a lock needs \"name\" in the request")
@@ -132,7 +134,7 @@ impl Submission {
     }
 
     /// A submitted spec, parsed and checked against the limits and the policy.
-    fn of_spec(
+    async fn of_spec(
         state: &AppState,
         name: Option<String>,
         exam: bool,
@@ -147,24 +149,17 @@ impl Submission {
             )));
         }
         trousse_builder::net::credentials::refuse(&spec_text, Path::new(SUBMITTED_SPEC))?;
-        let name_of = Path::new(SUBMITTED_SPEC);
         // a spec is an environment.yml or a requirements.txt (over the default Python)
-        let mut spec = match SourceKind::detect(&spec_text) {
-            SourceKind::Requirements => EnvSpec::from_requirements(
-                &spec_text,
-                name_of,
-                trousse_builder::DEFAULT_PYTHON,
-                &config.defaults,
-                &trousse_builder::pypi::requirements::NoFiles,
-            ),
-            _ => EnvSpec::from_yaml(
-                &spec_text,
-                name_of,
-                Path::new("/nonexistent"),
-                &config.defaults,
-            ),
-        }
-        .map_err(|e| ApiError::from(trousse_builder::BuildError::from(e)))?;
+        let input = Input::Spec {
+            text: spec_text.clone(),
+            name: SUBMITTED_SPEC.into(),
+        };
+        let Source::Spec(mut spec) = input
+            .into_source(&config.defaults, &config.cache_dir())
+            .await?
+        else {
+            return Err(ApiError::Internal("a spec is read into a spec".into()));
+        };
         state.policy.apply_indexes(&mut spec);
         let name = check_environment(state, &spec, name, "'name:' in the spec")?;
         Ok(Self {
@@ -173,7 +168,7 @@ impl Submission {
             exam,
             what: Submitted::Spec {
                 text: spec_text,
-                spec: Box::new(spec),
+                spec,
             },
         })
     }
@@ -201,24 +196,28 @@ impl Submission {
         address.password = state.store.git_token(course).await?;
         // a repository is held in memory while it is read: at most so many at once
         let _fetching = state.repo_fetches.start(course)?;
-        let read = RepoRequest {
+        let mut source = Input::Repository(RepoRequest {
             address,
             reference,
             policy: config.git_policy(),
             allow_post_build: false,
-        }
-        .read(&config.cache_dir())
+        })
+        .into_source(&config.defaults, &config.cache_dir())
         .await?;
-        let record = serde_json::to_string(&read.content.record)
+        let Some(content) = source.content() else {
+            return Err(ApiError::Internal(
+                "a repository is read into its content".into(),
+            ));
+        };
+        let record = serde_json::to_string(&content.record)
             .map_err(|e| ApiError::Internal(format!("recording the source: {e}")))?;
         // a course follows its ref (the same commit is the same request); an
         // exam stays at the commit its first request resolved
         let identity = if exam {
-            format!("{url}\n{}", read.content.record.reference)
+            format!("{url}\n{}", content.record.reference)
         } else {
-            format!("{url}\n{}", read.content.record.commit)
+            format!("{url}\n{}", content.record.commit)
         };
-        let mut source = read.source(&config.defaults)?;
         let Some(spec) = source.spec_mut() else {
             return Err(ApiError::Internal("a repository resolves to a spec".into()));
         };
@@ -253,7 +252,7 @@ impl Submission {
         let _cancel = options.limit.cancel_on_drop();
         let source = match &self.what {
             Submitted::Spec { spec, .. } => Source::Spec(spec.clone()),
-            Submitted::Lock { text } => submitted_lock(state, text)?,
+            Submitted::Lock { text } => submitted_lock(state, text).await?,
             Submitted::Repository { source, .. } => source.clone(),
         };
         // a spec and a partial lock were checked before; a rattler lock fetches nothing here
@@ -311,25 +310,30 @@ impl Submission {
 /// A submitted lock: a rattler lock, or a conda-lock file or explicit list
 /// whose every URL lies in an allowed channel (checked before its archives
 /// are fetched to complete it).
-fn submitted_lock(state: &AppState, text: &str) -> Result<Source, ApiError> {
-    let name = Path::new("request.lock");
-    trousse_builder::net::credentials::refuse(text, name)?;
-    let invalid = |e: BuildError| ApiError::bad_request("invalid_lock", e.to_string());
-    if SourceKind::detect(text) == SourceKind::RattlerLock {
-        // its URLs are checked against the allowed channels (403) once read
+async fn submitted_lock(state: &AppState, text: &str) -> Result<Source, ApiError> {
+    let config = &state.config;
+    let input = Input::Lock {
+        text: text.to_string(),
+        name: "request.lock".into(),
+    };
+    // its URLs are checked against the allowed channels (403) once read
+    let source = input
+        .into_source(&config.defaults, &config.cache_dir())
+        .await
+        .map_err(|e| match e {
+            e @ BuildError::Credentials { .. } => ApiError::from(e),
+            e => ApiError::bad_request("invalid_lock", e.to_string()),
+        })?;
+    match source {
         // a lock written by `trousse lock` carries its spec's image settings
-        let settings = trousse_builder::lock_settings(text, name).map_err(invalid)?;
-        if let Some(settings) = &settings {
+        Source::Lock {
+            settings: Some(ref settings),
+            ..
+        } => {
             state.policy.check_base(&settings.base)?;
+            Ok(source)
         }
-        return Ok(Source::Lock {
-            lock: Lock::from_text(text, name).map_err(invalid)?,
-            path: name.into(),
-            settings: settings.map(Box::new),
-        });
-    }
-    match Source::from_text(text, name, &state.config.defaults).map_err(invalid)? {
-        Source::Spec(_) => Err(ApiError::bad_request(
+        Source::Spec(_) | Source::Repository { .. } => Err(ApiError::bad_request(
             "invalid_lock",
             "\"lock\" holds an environment.yml: send it as \"spec\"",
         )),

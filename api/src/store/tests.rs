@@ -1,0 +1,242 @@
+//! Each table's queries against a fresh database (a new data directory).
+
+use super::*;
+use crate::{auth::Role, domain::window::Window};
+
+async fn fresh() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    (dir, store)
+}
+
+fn environment(id: &str, name: &str, build_id: &str) -> EnvironmentRow {
+    EnvironmentRow {
+        id: id.into(),
+        course: "physics".into(),
+        name: name.into(),
+        exam: false,
+        current: true,
+        request_hash: format!("request of {id}"),
+        spec: Some("name: x".into()),
+        source: None,
+        lock: "lock text".into(),
+        lock_hash: format!("lock of {id}"),
+        packages: 3,
+        status: Status::Queued,
+        error: None,
+        digest: None,
+        bytes: None,
+        build_id: Some(build_id.into()),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+#[tokio::test]
+async fn environments_replace_the_current_one_and_keep_every_digest() {
+    let (_dir, store) = fresh().await;
+    let mut first = environment("e1", "lab", "b1");
+    first.digest = Some("sha256:aa".into());
+    store.insert_environment(&first, None).await.unwrap();
+    let second = environment("e2", "lab", "b2");
+    store.insert_environment(&second, Some("e1")).await.unwrap();
+    let current = store.current_environment("physics", "lab").await.unwrap();
+    assert_eq!(current.map(|e| e.id), Some("e2".into()));
+    assert!(!store.environment("e1").await.unwrap().unwrap().current);
+    assert_eq!(store.course_environments("physics").await.unwrap().len(), 2);
+    assert!(store
+        .course_environments("chemistry")
+        .await
+        .unwrap()
+        .is_empty());
+
+    let mut updated = second.clone();
+    updated.status = Status::Ready;
+    updated.digest = Some("sha256:bb".into());
+    store.update_environment(&updated).await.unwrap();
+    let read = store.environment("e2").await.unwrap().unwrap();
+    assert_eq!(
+        (read.status, read.digest.as_deref()),
+        (Status::Ready, Some("sha256:bb"))
+    );
+    assert_eq!(store.digests("e1").await.unwrap(), ["sha256:aa"]);
+    assert_eq!(store.digests("e2").await.unwrap(), ["sha256:bb"]);
+    // only a current course environment made from a repository follows its pushes
+    assert!(store.following_environments().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn builds_are_queued_started_and_finished_with_their_environments() {
+    let (_dir, store) = fresh().await;
+    store
+        .insert_environment(&environment("e1", "lab", "b1"), None)
+        .await
+        .unwrap();
+    store.insert_build("b1", "e1", "key-1", "{}").await.unwrap();
+    assert_eq!(
+        store.unfinished_build("key-1").await.unwrap().as_deref(),
+        Some("b1")
+    );
+    assert_eq!(store.unfinished_builds().await.unwrap(), ["b1"]);
+    assert_eq!(store.queue_length().await.unwrap(), 1);
+    assert_eq!(store.start_build("b1").await.unwrap(), 1);
+    assert_eq!(
+        store.start_build("b1").await.unwrap(),
+        2,
+        "attempts are counted"
+    );
+    assert_eq!(
+        store.environment("e1").await.unwrap().unwrap().status,
+        Status::Building
+    );
+    let finished = store
+        .finish_build("b1", Ok(("sha256:cc", 42)), 1.5)
+        .await
+        .unwrap();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0].bytes, Some(42));
+    let build = store.build("b1").await.unwrap().unwrap();
+    assert_eq!((build.status, build.attempts), (Status::Ready, 2));
+    assert_eq!(store.queue_length().await.unwrap(), 0);
+    assert_eq!(store.unfinished_build("key-1").await.unwrap(), None);
+    let ready = store.ready_with_build_key("key-1").await.unwrap();
+    assert_eq!(ready.map(|e| e.id), Some("e1".into()));
+    assert_eq!(store.digests("e1").await.unwrap(), ["sha256:cc"]);
+
+    store
+        .insert_environment(&environment("e2", "other", "b2"), None)
+        .await
+        .unwrap();
+    store.insert_build("b2", "e2", "key-2", "{}").await.unwrap();
+    let failed = store
+        .finish_build("b2", Err("no space"), 0.1)
+        .await
+        .unwrap();
+    assert_eq!(failed[0].error.as_deref(), Some("no space"));
+    assert_eq!(failed[0].status, Status::Failed);
+    assert_eq!(
+        store
+            .ready_with_build_key("key-2")
+            .await
+            .unwrap()
+            .map(|e| e.id),
+        None
+    );
+}
+
+#[tokio::test]
+async fn events_are_read_in_order_after_a_sequence_number() {
+    let (_dir, store) = fresh().await;
+    store
+        .insert_environment(&environment("e1", "lab", "b1"), None)
+        .await
+        .unwrap();
+    store.insert_build("b1", "e1", "key", "{}").await.unwrap();
+    assert_eq!(store.last_event("b1").await.unwrap(), 0);
+    for seq in 1..=3 {
+        store
+            .add_event("b1", seq, &format!("event {seq}"))
+            .await
+            .unwrap();
+    }
+    let after_one = store.events("b1", 1).await.unwrap();
+    assert_eq!(
+        after_one,
+        [(2, "event 2".to_string()), (3, "event 3".to_string())]
+    );
+    assert_eq!(store.last_event("b1").await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn tokens_keep_their_role_and_courses() {
+    let (_dir, store) = fresh().await;
+    let courses = vec!["physics".to_string()];
+    store
+        .add_token("hash-1", Role::Teacher, &courses, Some("Ada"))
+        .await
+        .unwrap();
+    let token = store.token("hash-1").await.unwrap().unwrap();
+    assert_eq!(token.role, Role::Teacher);
+    assert_eq!(token.courses, courses);
+    assert!(store.token("hash-2").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn exam_windows_are_set_replaced_and_deleted() {
+    let (_dir, store) = fresh().await;
+    let window = Window {
+        opens: Some(1000),
+        closes: None,
+    };
+    store.set_window("physics", "exam", window).await.unwrap();
+    let later = Window {
+        opens: Some(2000),
+        closes: Some(3000),
+    };
+    store.set_window("physics", "exam", later).await.unwrap();
+    assert_eq!(store.window("physics", "exam").await.unwrap(), Some(later));
+    assert!(store.delete_window("physics", "exam").await.unwrap());
+    assert!(!store.delete_window("physics", "exam").await.unwrap());
+    assert_eq!(store.window("physics", "exam").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_course_keeps_its_git_token_and_webhook_secret() {
+    let (_dir, store) = fresh().await;
+    assert_eq!(store.git_token("physics").await.unwrap(), None);
+    store.set_git_token("physics", "t1").await.unwrap();
+    store.set_git_token("physics", "t2").await.unwrap();
+    assert_eq!(
+        store.git_token("physics").await.unwrap().as_deref(),
+        Some("t2")
+    );
+    store.set_webhook_secret("physics", "s1").await.unwrap();
+    assert_eq!(
+        store.webhook_secret("physics").await.unwrap().as_deref(),
+        Some("s1")
+    );
+    assert!(store.delete_git_token("physics").await.unwrap());
+    assert!(store.delete_webhook_secret("physics").await.unwrap());
+    assert!(!store.delete_git_token("physics").await.unwrap());
+    assert_eq!(store.git_token("physics").await.unwrap(), None);
+    assert_eq!(store.webhook_secret("chemistry").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_image_published_to_a_repository_serves_its_blobs_and_tags() {
+    let (_dir, store) = fresh().await;
+    let blobs = vec![
+        (
+            "sha256:m".to_string(),
+            Some("application/vnd.oci.image.manifest.v1+json".to_string()),
+        ),
+        ("sha256:l".to_string(), None),
+    ];
+    store.record_image("sha256:m", &blobs).await.unwrap();
+    assert!(!store.repository_exists("physics/lab").await.unwrap());
+    store
+        .publish_image("physics/lab", &["latest", "v1"], "sha256:m")
+        .await
+        .unwrap();
+    assert!(store.repository_exists("physics/lab").await.unwrap());
+    assert_eq!(store.tags("physics/lab").await.unwrap(), ["latest", "v1"]);
+    assert_eq!(
+        store.tag("physics/lab", "v1").await.unwrap().as_deref(),
+        Some("sha256:m")
+    );
+    assert_eq!(
+        store
+            .repository_blob("physics/lab", "sha256:l")
+            .await
+            .unwrap(),
+        Some(None)
+    );
+    // a blob of another repository is not this one's
+    assert_eq!(
+        store
+            .repository_blob("chemistry/lab", "sha256:l")
+            .await
+            .unwrap(),
+        None
+    );
+}
