@@ -184,15 +184,7 @@ impl Submission {
         reference: Option<String>,
     ) -> Result<Self, ApiError> {
         let config = &state.config;
-        let mut address = RepoAddress::parse(url).map_err(BuildError::from)?;
-        if address.password.is_some() {
-            return Err(BuildError::Credentials {
-                place: "the repository URL".into(),
-                url: trousse_builder::net::credentials::find(url)
-                    .map_or_else(|| address.display(), |found| found.shown),
-            }
-            .into());
-        }
+        let mut address = repository_address(url)?;
         address.password = state.store.git_token(course).await?;
         // a repository is held in memory while it is read: at most so many at once
         let _fetching = state.repo_fetches.start(course)?;
@@ -305,6 +297,21 @@ impl Submission {
         }
         Ok(())
     }
+}
+
+/// A repository's address as submitted: credentials in it are refused (the
+/// course's git token is the only one a repository is fetched with).
+fn repository_address(url: &str) -> Result<RepoAddress, ApiError> {
+    let address = RepoAddress::parse(url).map_err(BuildError::from)?;
+    if address.password.is_some() {
+        return Err(BuildError::Credentials {
+            place: "the repository URL".into(),
+            url: trousse_builder::net::credentials::find(url)
+                .map_or_else(|| address.display(), |found| found.shown),
+        }
+        .into());
+    }
+    Ok(address)
 }
 
 /// A submitted lock: a rattler lock, or a conda-lock file or explicit list
