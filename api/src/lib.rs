@@ -183,6 +183,19 @@ impl AppState {
     }
 }
 
+/// Handlers that take a `Principal` authenticate the request's token first:
+/// no route that needs a role can forget to check it.
+impl axum::extract::FromRequestParts<Arc<AppState>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        state.authenticate(&parts.headers).await
+    }
+}
+
 struct TokenSecurity;
 
 impl Modify for TokenSecurity {

@@ -1,5 +1,5 @@
 //! The trousse build pipeline:
-//! source → request (solve → lock) → fetch → stage → layer → image → publish.
+//! source → resolve (solve → lock) → fetch → stage → layer → image → publish.
 //!
 //! Each stage is a module with typed input and output. Everything after the
 //! lock is a pure function of the lock and the build settings. The public
@@ -24,13 +24,12 @@ pub mod source;
 mod stage;
 
 pub use error::BuildError;
-pub use error::{Class, UnsafePackage};
-pub use image::build_key::{BuildKey, SettingsRecord, BUILD_FORMAT};
+pub use error::{ArchiveError, Class, UnsafePackage};
+pub use image::build_key::{BuildKey, BUILD_FORMAT};
 pub use image::layer::Compression;
-pub use lockfile::complete::ArchiveError;
 pub use lockfile::{settings_of as lock_settings, Lock};
 pub use pipeline::{build, BuildOptions, BuildReport, PlatformImage};
 pub use resolve::{BuildRequest, Overrides, ResolveOptions, Resolved};
-pub use settings::ImageSettings;
+pub use settings::{ImageSettings, SettingsRecord};
 pub use source::spec::EnvSpec;
 pub use source::{Input, Source, SourceKind, DEFAULT_PYTHON};

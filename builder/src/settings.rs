@@ -6,7 +6,9 @@
 use std::{collections::BTreeMap, str::FromStr};
 
 use rattler_conda_types::{GenericVirtualPackage, PackageName, Subdir, Version};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::BuildError;
 use trousse_registry_client::ImageRef;
 
 /// The notebook user the image runs as.
@@ -93,8 +95,9 @@ pub struct ImageSettings {
 }
 
 impl ImageSettings {
-    /// The repository's postBuild script this image runs at build time
-    /// (its path in the image), when the repository has one and it is allowed.
+    /// The repository's postBuild script this image runs at build time (its
+    /// path in the repository, which is `/srv/repo` in the image), when the
+    /// repository has one and it is allowed.
     pub fn post_build(&self) -> Option<&str> {
         self.labels.get(POST_BUILD_LABEL).map(String::as_str)
     }
@@ -176,4 +179,118 @@ pub fn parse_virtual_package(text: &str) -> Result<GenericVirtualPackage, String
             parts.next().unwrap_or("0"),
         ),
     })
+}
+
+/// Image settings as plain data: the key's canonical form, and how the
+/// service stores the settings a build was resolved with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsRecord {
+    /// Conda platforms, e.g. `linux-64`.
+    pub platforms: Vec<String>,
+    /// The base image reference.
+    pub base: String,
+    /// The in-image prefix.
+    pub prefix: String,
+    /// The notebook user.
+    pub user: UserRecord,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// The command, when set.
+    pub command: Option<Vec<String>>,
+    /// The entrypoint, when set (absent from the key when not, as before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Virtual packages, `name=version=build`.
+    pub virtual_packages: Vec<String>,
+}
+
+/// The notebook user as plain data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRecord {
+    /// User name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Group name.
+    pub group: String,
+    /// Home directory.
+    pub home: String,
+}
+
+impl From<&ImageSettings> for SettingsRecord {
+    fn from(s: &ImageSettings) -> Self {
+        Self {
+            platforms: s.platforms.iter().map(ToString::to_string).collect(),
+            base: s.base.to_string(),
+            prefix: s.prefix.clone(),
+            user: UserRecord {
+                name: s.user.name.clone(),
+                uid: s.user.uid,
+                gid: s.user.gid,
+                group: s.user.group.clone(),
+                home: s.user.home(),
+            },
+            env: s.env.clone(),
+            command: s.command.clone(),
+            entrypoint: s.entrypoint.clone(),
+            labels: s.labels.clone(),
+            virtual_packages: s
+                .virtual_packages
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{}={}={}",
+                        v.name.as_normalized(),
+                        v.version,
+                        v.build_string
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<SettingsRecord> for ImageSettings {
+    type Error = BuildError;
+
+    fn try_from(r: SettingsRecord) -> Result<Self, Self::Error> {
+        let platforms = r
+            .platforms
+            .iter()
+            .map(|p| {
+                Subdir::from_str(p)
+                    .map_err(|_| BuildError::Unsupported(format!("unknown platform '{p}'")))
+            })
+            .collect::<Result<Vec<Subdir>, _>>()?;
+        let virtual_packages = r
+            .virtual_packages
+            .iter()
+            .map(|v| parse_virtual_package(v).map_err(BuildError::Unsupported))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            platforms,
+            base: ImageRef::from_str(&r.base)?,
+            prefix: r.prefix,
+            user: NotebookUser {
+                name: r.user.name,
+                uid: r.user.uid,
+                gid: r.user.gid,
+                group: r.user.group,
+                home: Some(r.user.home),
+            },
+            env: r.env,
+            command: r.command,
+            entrypoint: r.entrypoint,
+            labels: r.labels,
+            virtual_packages,
+            // what the hub needs is in the lock by now
+            ..ImageSettings::default()
+        })
+    }
 }

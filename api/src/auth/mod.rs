@@ -159,19 +159,6 @@ pub(crate) fn presented_token(headers: &HeaderMap) -> Result<Option<String>, Api
     ))
 }
 
-/// Handlers that take a `Principal` authenticate the request's token first:
-/// no route that needs a role can forget to check it.
-impl axum::extract::FromRequestParts<std::sync::Arc<crate::AppState>> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &std::sync::Arc<crate::AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        state.authenticate(&parts.headers).await
-    }
-}
-
 /// A secret: kept out of `Debug` output, so out of logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

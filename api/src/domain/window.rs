@@ -74,7 +74,7 @@ pub(crate) fn sealed(caller: Option<&Principal>, course: &str, window: &Window, 
 const YEAR_10000: i64 = 253_402_300_800;
 
 /// A time as RFC 3339 (years 1970 to 9999), or a 400 naming the field.
-pub(crate) fn instant(text: &str, field: &str) -> Result<i64, ApiError> {
+fn instant(text: &str, field: &str) -> Result<i64, ApiError> {
     let bad = |reason: String| {
         ApiError::bad_request(
             "invalid_window",

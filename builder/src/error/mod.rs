@@ -185,9 +185,11 @@ pub enum BuildError {
     Pypi(#[from] PypiError),
 }
 
-/// What kind of failure an error is. Every error enum of the crate says its
-/// class; the class gives the process exit code and the HTTP status, each in
-/// one table ([`Class::exit_code`], [`Class::http_status`]).
+/// What kind of failure an error is. `BuildError` and the area errors it
+/// wraps (`PypiError`, `RepoError`, `ArchiveError`) say their class (a
+/// `SpecError` or an `UnsafePackage` by the variant that carries it); the
+/// class gives the process exit code and the HTTP status, each in one table
+/// ([`Class::exit_code`], [`Class::http_status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     /// A bad command line or request parameter.

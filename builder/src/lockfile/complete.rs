@@ -23,15 +23,15 @@ use rattler_conda_types::{
 use rattler_digest::{digest::Digest, Md5, Md5Hash, Sha256, Sha256Hash};
 use rattler_networking::LazyClient;
 
-pub use crate::error::archive::ArchiveError;
 use crate::{
     cache::fetch::{PackageCaches, CONCURRENT_DOWNLOADS},
     cache::{mark_used, CacheDir},
     error::error_chain,
+    error::ArchiveError,
     guard::beneath::Beneath,
     lockfile::partial::{channel_of, PartialLock, PartialRecord},
     lockfile::LockedPlatform,
-    net::http_client,
+    net::{http_client, mirrors::Mirrors},
     progress::timed,
     progress::{Event, Reporter, Stage},
     BuildError, Lock,
@@ -64,9 +64,10 @@ struct Completion<'a> {
 /// selected) and renders the canonical lock; returns it with the seconds taken.
 pub(crate) async fn complete(
     partial: &PartialLock,
-    options: &crate::ResolveOptions,
+    cache_dir: &Path,
+    reporter: &Reporter,
+    mirrors: &Mirrors,
 ) -> Result<(Lock, f64), BuildError> {
-    let (cache_dir, reporter) = (options.cache_dir.as_path(), &options.reporter);
     partial.check_urls(&partial.channel_urls()?)?;
     let cache = CacheDir::new(cache_dir)?;
     let _shared = cache.lock_shared()?;
@@ -78,7 +79,7 @@ pub(crate) async fn complete(
     let completion = Completion {
         cache: &cache,
         caches: &caches,
-        client: http_client(&options.mirrors),
+        client: http_client(mirrors),
         file: &partial.path,
         reporter,
     };

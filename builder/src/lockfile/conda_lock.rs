@@ -15,7 +15,7 @@ use crate::{
         PartialRecord,
     },
     net::channel_url::{resolve_channel, ChannelConfig},
-    BuildError, SourceKind,
+    BuildError,
 };
 
 #[derive(Deserialize)]
@@ -106,7 +106,6 @@ fn parse_text(text: &str, path: &Path) -> Result<PartialLock, FormatError> {
     }
     platforms.iter().try_for_each(check_unique)?;
     Ok(PartialLock {
-        kind: SourceKind::CondaLock,
         path: path.to_path_buf(),
         channels,
         platforms,
@@ -387,7 +386,6 @@ mod tests {
             .concat(),
         );
         let partial = parse_text(&text, Path::new("/work/conda-lock.yml")).unwrap();
-        assert_eq!(partial.kind, SourceKind::CondaLock);
         assert_eq!(
             partial.channels,
             ["https://conda.anaconda.org/conda-forge/"]

@@ -15,7 +15,7 @@ use crate::{
         channel_of, check_unique, md5_hex, package_url, sha256_hex, FormatError, PartialLock,
         PartialPlatform, PartialRecord,
     },
-    BuildError, SourceKind,
+    BuildError,
 };
 
 /// Reads an explicit list; `path` names it in messages.
@@ -61,7 +61,6 @@ fn parse_text(text: &str, path: &Path) -> Result<PartialLock, FormatError> {
     let platform = PartialPlatform { platform, packages };
     check_unique(&platform)?;
     Ok(PartialLock {
-        kind: SourceKind::ExplicitList,
         path: path.to_path_buf(),
         channels: channels(&platform.packages),
         platforms: vec![platform],
@@ -177,6 +176,7 @@ fn channels(packages: &[PartialRecord]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SourceKind;
 
     const MD5: &str = "d7c89558ba9fa0495403155b64376d81";
 

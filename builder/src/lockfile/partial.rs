@@ -11,7 +11,7 @@ use url::Url;
 use crate::{
     error::clip,
     net::channel_url::{check_package_url, ChannelUrl},
-    BuildError, SourceKind,
+    BuildError,
 };
 
 /// A problem in a conda-lock file or an explicit list, at a line when known.
@@ -71,8 +71,6 @@ pub struct PartialPlatform {
 /// A lock whose records are completed from their archives when it is resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartialLock {
-    /// What it was read from.
-    pub kind: SourceKind,
     /// The file, for messages.
     pub path: PathBuf,
     /// The channels, as base URLs (`https://conda.anaconda.org/conda-forge/`).
@@ -246,7 +244,6 @@ mod tests {
             packages: Vec::new(),
         };
         let mut partial = PartialLock {
-            kind: SourceKind::CondaLock,
             path: "conda-lock.yml".into(),
             channels: Vec::new(),
             platforms: vec![platform(Subdir::Linux64), platform(Subdir::OsxArm64)],

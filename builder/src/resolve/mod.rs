@@ -113,7 +113,13 @@ impl BuildRequest {
             Source::Partial(mut partial) => {
                 refuse_channels(&overrides)?;
                 partial.select_platforms(&overrides.platforms)?;
-                let (lock, seconds) = complete(&partial, options).await?;
+                let (lock, seconds) = complete(
+                    &partial,
+                    &options.cache_dir,
+                    &options.reporter,
+                    &options.mirrors,
+                )
+                .await?;
                 let mut resolved = resolve_lock(lock, &partial.path, overrides, lock_defaults)?;
                 resolved.seconds.insert(Stage::Fetch, seconds);
                 Ok(resolved)

@@ -151,7 +151,8 @@ pub enum Input {
         python: Option<String>,
     },
     /// A spec sent as text (an environment.yml or a requirements.txt over
-    /// the default Python), named `name` in messages.
+    /// the default Python), named `name` in messages; credentials in its
+    /// URLs are refused.
     Spec {
         /// Its text.
         text: String,
@@ -186,6 +187,7 @@ impl Input {
                 python,
             } => Source::read_with(&path, defaults, environment.as_deref(), python.as_deref()),
             Input::Spec { text, name } => {
+                crate::net::credentials::refuse(&text, &name)?;
                 let spec = match SourceKind::detect(&text) {
                     SourceKind::Requirements => EnvSpec::from_requirements(
                         &text,
@@ -199,10 +201,10 @@ impl Input {
                 Ok(Source::Spec(Box::new(spec)))
             }
             Input::Lock { text, name } => {
-                crate::net::credentials::refuse(&text, &name)?;
                 if SourceKind::detect(&text) != SourceKind::RattlerLock {
                     return Source::from_text(&text, &name, defaults);
                 }
+                crate::net::credentials::refuse(&text, &name)?;
                 let settings = crate::lockfile::settings_of(&text, &name)?;
                 Ok(Source::Lock {
                     lock: Lock::from_text(&text, &name)?,
@@ -361,7 +363,8 @@ impl Source {
         Ok(Source::Partial(Box::new(partial)))
     }
 
-    /// Parses submitted text (the service): a spec or any lock. Packages of a
+    /// Parses a text without a file (a lock the service was sent that is not
+    /// a rattler lock, the fuzz targets): a spec or any lock. Packages of a
     /// partial lock are fetched when it is resolved: check its URLs against
     /// the allowed channels first (`PartialLock::check_urls`). A URL with
     /// credentials is refused: the service takes none from a request.
@@ -452,7 +455,7 @@ mod tests {
         else {
             panic!("not a partial lock")
         };
-        assert_eq!(partial.kind, SourceKind::ExplicitList);
+        assert!(partial.len() > 100, "{} packages", partial.len());
         let e = Source::from_text(
             "version: 1\nmetadata: {}\npackage: []\n",
             Path::new("conda-lock.yml"),

@@ -10,7 +10,7 @@ use trousse_builder::{
     progress::silent,
     source::repo::{RepoAddress, RepoRequest},
     BuildError, BuildRequest, EnvSpec, ImageSettings, Input, Lock, ResolveOptions, Resolved,
-    Source,
+    Source, SourceKind,
 };
 
 use super::{EnvironmentRequest, SubmitQuery, SUBMITTED_SPEC};
@@ -148,7 +148,6 @@ impl Submission {
                 config.max_spec_bytes
             )));
         }
-        trousse_builder::net::credentials::refuse(&spec_text, Path::new(SUBMITTED_SPEC))?;
         // a spec is an environment.yml or a requirements.txt (over the default Python)
         let input = Input::Spec {
             text: spec_text.clone(),
@@ -319,9 +318,20 @@ fn repository_address(url: &str) -> Result<RepoAddress, ApiError> {
 /// are fetched to complete it).
 async fn submitted_lock(state: &AppState, text: &str) -> Result<Source, ApiError> {
     let config = &state.config;
+    let name = Path::new("request.lock");
+    trousse_builder::net::credentials::refuse(text, name)?;
+    if SourceKind::detect(text) == SourceKind::RattlerLock {
+        // a lock written by `trousse lock` carries its spec's image settings:
+        // their base is checked before the lock is read
+        let settings = trousse_builder::lock_settings(text, name)
+            .map_err(|e| ApiError::bad_request("invalid_lock", e.to_string()))?;
+        if let Some(settings) = &settings {
+            state.policy.check_base(&settings.base)?;
+        }
+    }
     let input = Input::Lock {
         text: text.to_string(),
-        name: "request.lock".into(),
+        name: name.into(),
     };
     // its URLs are checked against the allowed channels (403) once read
     let source = input
@@ -332,14 +342,6 @@ async fn submitted_lock(state: &AppState, text: &str) -> Result<Source, ApiError
             e => ApiError::bad_request("invalid_lock", e.to_string()),
         })?;
     match source {
-        // a lock written by `trousse lock` carries its spec's image settings
-        Source::Lock {
-            settings: Some(ref settings),
-            ..
-        } => {
-            state.policy.check_base(&settings.base)?;
-            Ok(source)
-        }
         Source::Spec(_) | Source::Repository { .. } => Err(ApiError::bad_request(
             "invalid_lock",
             "\"lock\" holds an environment.yml: send it as \"spec\"",
