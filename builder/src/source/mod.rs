@@ -188,16 +188,7 @@ impl Input {
             } => Source::read_with(&path, defaults, environment.as_deref(), python.as_deref()),
             Input::Spec { text, name } => {
                 crate::net::credentials::refuse(&text, &name)?;
-                let spec = match SourceKind::detect(&text) {
-                    SourceKind::Requirements => EnvSpec::from_requirements(
-                        &text,
-                        &name,
-                        DEFAULT_PYTHON,
-                        defaults,
-                        &crate::pypi::requirements::NoFiles,
-                    ),
-                    _ => EnvSpec::from_yaml(&text, &name, Path::new("/nonexistent"), defaults),
-                }?;
+                let spec = spec_text(&text, &name, SourceKind::detect(&text), defaults)?;
                 Ok(Source::Spec(Box::new(spec)))
             }
             Input::Lock { text, name } => {
@@ -215,6 +206,26 @@ impl Input {
             Input::Repository(request) => request.read(cache_dir).await?.source(defaults),
         }
     }
+}
+
+/// A spec sent as text, without a file beside it: a requirements file over
+/// the default Python, anything else read as an environment.yml.
+fn spec_text(
+    text: &str,
+    name: &Path,
+    kind: SourceKind,
+    defaults: &ImageSettings,
+) -> Result<EnvSpec, BuildError> {
+    Ok(match kind {
+        SourceKind::Requirements => EnvSpec::from_requirements(
+            text,
+            name,
+            DEFAULT_PYTHON,
+            defaults,
+            &crate::pypi::requirements::NoFiles,
+        ),
+        _ => EnvSpec::from_yaml(text, name, Path::new("/nonexistent"), defaults),
+    }?)
 }
 
 /// What a build starts from.
@@ -376,20 +387,10 @@ impl Source {
         crate::net::credentials::refuse(text, name)?;
         refuse_unsupported(text, name)?;
         match SourceKind::detect(text) {
-            SourceKind::EnvironmentYml => Ok(Source::Spec(Box::new(EnvSpec::from_yaml(
-                text,
-                name,
-                Path::new("/nonexistent"),
-                defaults,
-            )?))),
+            kind @ (SourceKind::EnvironmentYml | SourceKind::Requirements) => Ok(Source::Spec(
+                Box::new(spec_text(text, name, kind, defaults)?),
+            )),
             SourceKind::RattlerLock => Self::lock(text, name, None),
-            SourceKind::Requirements => Ok(Source::Spec(Box::new(EnvSpec::from_requirements(
-                text,
-                name,
-                DEFAULT_PYTHON,
-                defaults,
-                &crate::pypi::requirements::NoFiles,
-            )?))),
             other => Self::partial(text, name, other),
         }
     }
