@@ -17,7 +17,7 @@ use trousse_builder::pypi::{
 };
 use url::Url;
 
-pub use crate::auth::Secret;
+pub use crate::auth::{rules::RoleRules, Secret};
 use crate::error::ApiError;
 
 /// An index URL as compared: parsed, credentials removed, with a trailing slash.
@@ -90,6 +90,57 @@ pub struct ServiceConfig {
     pub hub: Option<crate::hub::tokens::HubAuth>,
     /// BinderHub's build API, when on: the course builds land in and the base URL.
     pub binder: Option<BinderConfig>,
+    /// The teachers' page, when on: where browsers reach it and how people sign in.
+    pub page: Option<PageConfig>,
+}
+
+/// The teachers' page: its address, its sign-ins, and what identities give.
+#[derive(Debug, Clone)]
+pub struct PageConfig {
+    /// The page as browsers reach it, its path ending in `/`: e.g.
+    /// `https://trousse.example.fr/` or `https://hub.example.fr/services/trousse/`.
+    pub public_url: Url,
+    /// Sign-in with an OpenID Connect provider.
+    pub oidc: Option<OidcConfig>,
+    /// Sign-in with JupyterHub's OAuth, when trousse runs as a hub service.
+    pub hub_oauth: Option<HubOAuthConfig>,
+    /// What an OpenID Connect identity's claims give.
+    pub rules: RoleRules,
+    /// How long a session lasts.
+    pub session_lifetime: Duration,
+    /// The hub users open environments in (its public URL, ending in `/`).
+    pub hub_url: Option<Url>,
+}
+
+/// An OpenID Connect provider: an academic federation's gateway, Keycloak…
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The issuer, exactly as the provider writes it (`iss` is compared as text);
+    /// `/.well-known/openid-configuration` is found under it.
+    pub issuer: String,
+    /// trousse's client id at the provider.
+    pub client_id: String,
+    /// trousse's client secret at the provider.
+    pub client_secret: Secret,
+    /// Scopes asked besides `openid` (those that bring the claims the rules read).
+    pub scopes: Vec<String>,
+    /// The provider's name on the sign-in button.
+    pub display_name: String,
+}
+
+/// JupyterHub's OAuth, as a hub service gets it (`JUPYTERHUB_*` variables).
+#[derive(Debug, Clone)]
+pub struct HubOAuthConfig {
+    /// The service's OAuth client id (`JUPYTERHUB_CLIENT_ID`).
+    pub client_id: String,
+    /// The service's token (`JUPYTERHUB_API_TOKEN`), its client secret.
+    pub client_secret: Secret,
+    /// Where browsers are sent to authorize (`…/hub/api/oauth2/authorize`).
+    pub authorize_url: Url,
+    /// Where the code is exchanged (`{hub API}oauth2/token`).
+    pub token_url: Url,
+    /// The callback the hub registered for the service (`JUPYTERHUB_OAUTH_CALLBACK_URL`).
+    pub callback_url: Url,
 }
 
 /// Where BinderHub builds land.
@@ -160,6 +211,7 @@ impl ServiceConfig {
             allowed_indexes: vec![DEFAULT_ALLOWED_INDEX.into()],
             hub: None,
             binder: None,
+            page: None,
             mirrors: Default::default(),
             max_repo_fetches: DEFAULT_MAX_REPO_FETCHES,
             max_repo_fetches_per_course: DEFAULT_MAX_REPO_FETCHES_PER_COURSE,

@@ -226,7 +226,8 @@ pub(crate) async fn json_errors(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.contains("json"));
+        .is_some_and(|t| t.contains("json") || t.starts_with("text/html"));
+    // JSON errors, and the page's HTML error pages, pass as they are
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

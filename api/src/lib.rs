@@ -12,6 +12,7 @@ mod data_dir;
 mod domain;
 mod error;
 mod hub;
+mod page;
 mod repo_fetches;
 mod routes;
 mod store;
@@ -65,6 +66,8 @@ pub struct AppState {
     hub_tokens: hub::tokens::HubTokens,
     /// The repository fetches running.
     pub repo_fetches: repo_fetches::RepoFetches,
+    /// What the page keeps (the sign-in provider's keys).
+    page: page::PageState,
     /// This service's hold on its data directory.
     _data_dir: data_dir::lock::DataDirLock,
 }
@@ -92,6 +95,7 @@ impl AppState {
             verified: VerifiedBlobs::default(),
             submissions: Mutex::new(HashMap::new()),
             hub_tokens: hub::tokens::HubTokens::default(),
+            page: page::PageState::default(),
             _data_dir: data_dir,
         });
         state.builds.attach(&state);
@@ -192,7 +196,20 @@ impl axum::extract::FromRequestParts<Arc<AppState>> for Principal {
         parts: &mut axum::http::request::Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        state.authenticate(&parts.headers).await
+        // a token when one is given; else a page session (its CSRF token for changes)
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return state.authenticate(&parts.headers).await;
+        }
+        match state
+            .session_principal(&parts.method, &parts.headers)
+            .await?
+        {
+            Some(principal) => Ok(principal),
+            None => state.authenticate(&parts.headers).await,
+        }
     }
 }
 
@@ -213,6 +230,7 @@ impl Modify for TokenSecurity {
 #[openapi(
     info(title = "trousse", description = "Course environments as OCI images, for JupyterHub"),
     paths(
+        routes::courses::list,
         routes::environments::submit,
         routes::environments::list,
         routes::environments::get,
@@ -234,6 +252,7 @@ impl Modify for TokenSecurity {
         openapi_document,
     ),
     components(schemas(
+        routes::courses::CourseList,
         routes::environments::EnvironmentRequest,
         routes::environments::Environment,
         routes::environments::EnvironmentList,
@@ -270,7 +289,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             router = router.route(&mounted, get(routes::binder::build));
         }
     }
+    if let Some(page) = &state.config.page {
+        router = router.merge(page::router(page));
+    }
     router
+        .route("/api/v1/courses", get(routes::courses::list))
         .route(
             "/api/v1/courses/{course}/environments",
             post(routes::environments::submit).get(routes::environments::list),

@@ -39,10 +39,10 @@ def call(url, token, method="GET", body=None, content_type="application/yaml"):
         return json.loads(response.read())
 
 
-def start_serve(work, *args, env=None):
-    """`trousse serve` on a free port with its data in `work` (and `env` added to
-    its environment); returns it and its URL."""
-    port = free_port()
+def start_serve(work, *args, env=None, port=None):
+    """`trousse serve` on `port` (else a free one) with its data in `work` (and
+    `env` added to its environment); returns it and its URL."""
+    port = port or free_port()
     with open(work / "serve.log", "a") as log:
         serve = subprocess.Popen(
             [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(work / "data")]

@@ -6,4 +6,5 @@ pub mod inspect;
 pub mod lock;
 pub mod prebuild;
 pub mod serve;
+pub mod serve_page;
 pub mod token;

@@ -127,6 +127,8 @@ pub struct ServeArgs {
     /// A rattler or pixi configuration file (config.toml) whose [mirrors] are used too.
     #[arg(long, value_name = "FILE", env = "TROUSSE_MIRRORS_CONFIG")]
     pub mirrors_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub page: super::serve_page::PageArgs,
 }
 
 fn parse_secret(text: &str) -> Result<Secret, String> {
@@ -222,6 +224,8 @@ impl ServeArgs {
     /// The JupyterHub whose users' tokens are accepted, and BinderHub's API.
     fn hub(&mut self, config: &mut trousse_api::Config) -> anyhow::Result<()> {
         let hub_api_url = self.hub_api_url.take().map(with_slash);
+        let page = std::mem::take(&mut self.page);
+        config.page = page.config(hub_api_url.as_ref(), self.hub_public_url.clone())?;
         let launcher = launcher(
             hub_api_url.as_ref(),
             self.hub_public_url.take(),
@@ -246,7 +250,7 @@ impl ServeArgs {
 }
 
 /// A URL whose path ends with `/`, so that relative paths join under it.
-fn with_slash(mut url: url::Url) -> url::Url {
+pub(crate) fn with_slash(mut url: url::Url) -> url::Url {
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());
         url.set_path(&path);

@@ -9,8 +9,12 @@ use trousse_builder::error::clip;
 
 use crate::error::ApiError;
 
+pub(crate) mod rules;
+
 /// What a token allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything.
@@ -48,8 +52,8 @@ impl FromStr for Role {
     }
 }
 
-/// The caller, as its token says.
-#[derive(Debug, Clone)]
+/// The caller, as its token or its page session says.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Principal {
     /// The token's role.
     pub role: Role,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::{
-    auth::{token_hash, Principal, Role},
+    auth::{rules::principal_from, token_hash, Principal},
     error::ApiError,
 };
 
@@ -38,7 +38,7 @@ pub struct HubAuth {
 
 /// What `GET /hub/api/user` answers (the fields read).
 #[derive(Debug, Deserialize)]
-struct HubUser {
+pub(crate) struct HubUser {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -131,7 +131,7 @@ impl HubTokens {
 }
 
 /// Asks the hub who a token belongs to; `None` for a token it refuses.
-async fn ask_hub(hub: &HubAuth, token: &str) -> Result<Option<HubUser>, ApiError> {
+pub(crate) async fn ask_hub(hub: &HubAuth, token: &str) -> Result<Option<HubUser>, ApiError> {
     let url = hub
         .api_url
         .join("user")
@@ -168,7 +168,7 @@ async fn ask_hub(hub: &HubAuth, token: &str) -> Result<Option<HubUser>, ApiError
 
 /// The course rights of a hub user: teacher where a teacher group says so,
 /// student (read only) where a student group does; a service reads nothing.
-fn principal_of(hub: &HubAuth, user: &HubUser) -> Principal {
+pub(crate) fn principal_of(hub: &HubAuth, user: &HubUser) -> Principal {
     let mut teaches = Vec::new();
     let mut attends = Vec::new();
     if user.kind.as_deref().is_none_or(|k| k == "user") {
@@ -180,26 +180,16 @@ fn principal_of(hub: &HubAuth, user: &HubUser) -> Principal {
             }
         }
     }
-    teaches.sort();
-    teaches.dedup();
-    attends.retain(|c| !teaches.contains(c));
-    attends.sort();
-    attends.dedup();
     Principal {
-        role: if teaches.is_empty() {
-            Role::Student
-        } else {
-            Role::Teacher
-        },
-        courses: teaches,
-        reads: attends,
         hub_user: user.name.clone(),
+        ..principal_from(false, teaches, attends)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Role;
 
     #[test]
     fn groups_give_course_rights() {

@@ -2,6 +2,7 @@
 //! and calls the domain, the store and the builder.
 
 pub(crate) mod binder;
+pub(crate) mod courses;
 pub(crate) mod distribution;
 pub(crate) mod environments;
 pub(crate) mod events;

@@ -96,6 +96,15 @@ impl Store {
         .await?)
     }
 
+    /// Every course that has environments, by name.
+    pub(crate) async fn courses(&self) -> Result<Vec<String>, ApiError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT course FROM environments ORDER BY course LIMIT 10000",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The current course (not exam) environments built from a repository: those a push moves.
     pub async fn following_environments(&self) -> Result<Vec<EnvironmentRow>, ApiError> {
         Ok(sqlx::query_as::<_, EnvironmentRow>(

@@ -15,6 +15,7 @@ mod course_settings;
 mod environments;
 mod events;
 mod images;
+mod sessions;
 mod tokens;
 mod upgrades;
 mod windows;
@@ -23,6 +24,7 @@ mod windows;
 mod tests;
 
 pub(crate) use environments::EnvironmentRow;
+pub(crate) use sessions::{SessionRow, SignInRow};
 
 pub(crate) use crate::domain::Status;
 
