@@ -139,8 +139,9 @@ pub struct HubOAuthConfig {
     pub authorize_url: Url,
     /// Where the code is exchanged (`{hub API}oauth2/token`).
     pub token_url: Url,
-    /// The callback the hub registered for the service (`JUPYTERHUB_OAUTH_CALLBACK_URL`).
-    pub callback_url: Url,
+    /// The callback the hub registered for the service, as it wrote it
+    /// (`JUPYTERHUB_OAUTH_CALLBACK_URL`, often a path): compared as text.
+    pub callback_url: String,
 }
 
 /// Where BinderHub builds land.

@@ -289,10 +289,39 @@ pub fn router(state: Arc<AppState>) -> Router {
             router = router.route(&mounted, get(routes::binder::build));
         }
     }
+    let api = api_routes();
     if let Some(page) = &state.config.page {
+        // a hub service's page calls the API under its own prefix too
+        let prefix = page.public_url.path().trim_end_matches('/');
+        if !prefix.is_empty() {
+            router = router.nest(prefix, api_routes());
+        }
         router = router.merge(page::router(page));
     }
     router
+        .merge(api)
+        .route("/health", get(routes::operations::health))
+        .route("/metrics", get(routes::operations::metrics))
+        .route("/v2/", get(routes::distribution::version))
+        .route(
+            "/v2/{*path}",
+            get(routes::distribution::dispatch).head(routes::distribution::dispatch),
+        )
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            routes::operations::PanicAnswer {
+                panics: state.metrics.panics.clone(),
+            },
+        ))
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// The API's routes (`/api/v1/…`).
+fn api_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/api/v1/courses", get(routes::courses::list))
         .route(
             "/api/v1/courses/{course}/environments",
@@ -321,23 +350,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(routes::events::follow),
         )
         .route("/api/v1/openapi.json", get(openapi_document))
-        .route("/health", get(routes::operations::health))
-        .route("/metrics", get(routes::operations::metrics))
-        .route("/v2/", get(routes::distribution::version))
-        .route(
-            "/v2/{*path}",
-            get(routes::distribution::dispatch).head(routes::distribution::dispatch),
-        )
-        .fallback(no_route)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(error::json_errors))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            routes::operations::PanicAnswer {
-                panics: state.metrics.panics.clone(),
-            },
-        ))
-        .layer(axum::middleware::from_fn(log_request))
-        .with_state(state)
 }
 
 /// Unknown routes: a 404 with the JSON error every route answers with.

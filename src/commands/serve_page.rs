@@ -128,6 +128,14 @@ impl PageArgs {
                 })
         };
         let api = hub_api_url.ok_or_else(|| usage("--hub-oauth needs --hub-api-url"))?;
+        let callback = var("JUPYTERHUB_OAUTH_CALLBACK_URL")?;
+        let expected = format!("{}oauth_callback", page_url.path());
+        if !callback.ends_with(&expected) {
+            return Err(usage(format!(
+                "JUPYTERHUB_OAUTH_CALLBACK_URL is {callback}: trousse answers at {expected} \
+                 (the hub's default for a service at --page-url {page_url})"
+            )));
+        }
         let base = std::env::var("JUPYTERHUB_BASE_URL").unwrap_or_else(|_| "/".into());
         let join = |base: &url::Url, path: &str| {
             base.join(path)
@@ -141,7 +149,7 @@ impl PageArgs {
                 &format!("{}/hub/api/oauth2/authorize", base.trim_end_matches('/')),
             )?,
             token_url: join(api, "oauth2/token")?,
-            callback_url: join(page_url, &var("JUPYTERHUB_OAUTH_CALLBACK_URL")?)?,
+            callback_url: callback,
         }))
     }
 }

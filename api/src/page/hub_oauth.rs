@@ -11,7 +11,7 @@ use axum::{
 };
 use oauth2::{
     basic::BasicClient, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, TokenResponse, TokenUrl,
+    PkceCodeChallenge, PkceCodeVerifier, TokenResponse, TokenUrl,
 };
 
 use super::{flow, oidc::Callback, PageContext};
@@ -35,12 +35,14 @@ fn settings(ctx: &PageContext) -> Result<&HubOAuthConfig, ApiError> {
 pub(crate) async fn start(State(state): State<Arc<AppState>>, ctx: PageContext) -> Response {
     let begun = async {
         let hub = settings(&ctx)?;
+        // the hub compares `redirect_uri` with what it registered, as text (often a
+        // path, which the crate's absolute `RedirectUrl` cannot hold): sent as it is
         let client = BasicClient::new(ClientId::new(hub.client_id.clone()))
-            .set_auth_uri(AuthUrl::from_url(hub.authorize_url.clone()))
-            .set_redirect_uri(RedirectUrl::from_url(hub.callback_url.clone()));
+            .set_auth_uri(AuthUrl::from_url(hub.authorize_url.clone()));
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, csrf) = client
             .authorize_url(CsrfToken::new_random)
+            .add_extra_param("redirect_uri", hub.callback_url.clone())
             .set_pkce_challenge(challenge)
             .url();
         let row = SignInRow {
@@ -104,11 +106,11 @@ async fn exchange(
     let client = BasicClient::new(ClientId::new(hub.client_id.clone()))
         .set_client_secret(ClientSecret::new(hub.client_secret.expose().to_string()))
         .set_auth_type(AuthType::RequestBody)
-        .set_token_uri(TokenUrl::from_url(hub.token_url.clone()))
-        .set_redirect_uri(RedirectUrl::from_url(hub.callback_url.clone()));
+        .set_token_uri(TokenUrl::from_url(hub.token_url.clone()));
     let http = flow::http_client()?;
     let token = client
         .exchange_code(AuthorizationCode::new(code))
+        .add_extra_param("redirect_uri", hub.callback_url.clone())
         .set_pkce_verifier(PkceCodeVerifier::new(verifier))
         .request_async(&http)
         .await
