@@ -1,0 +1,110 @@
+"""The page in a real browser (Debian's Chromium, driven by Selenium through
+Debian's chromedriver: nothing downloaded), used with the keyboard alone,
+and checked by axe-core 4.9 (selenium-axe-python) on every page in both
+languages: no serious or critical violation. With TROUSSE_SCREENSHOTS=DIR
+it also saves the pages' screenshots there (docs/screenshots/)."""
+
+import os
+import shutil
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import set_user
+
+pytestmark = pytest.mark.skipif(
+    not shutil.which("chromedriver"), reason="Debian's chromium-driver is not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    yield driver
+    driver.quit()
+
+
+def accessible(driver, name):
+    """axe-core finds no serious or critical violation on the page shown."""
+    from selenium_axe_python import Axe
+
+    axe = Axe(driver)
+    axe.inject()
+    results = axe.run()
+    bad = [v for v in results["violations"] if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{name}: {Axe.report(bad)}"
+    shots = os.environ.get("TROUSSE_SCREENSHOTS")
+    if shots:
+        driver.save_screenshot(os.path.join(shots, f"{name}.png"))
+
+
+def keys(driver, *pressed):
+    ActionChains(driver).send_keys(*pressed).perform()
+
+
+def tab_to(driver, wanted, most=40):
+    """Presses Tab until the focused element's text (or value) contains `wanted`."""
+    for _ in range(most):
+        keys(driver, Keys.TAB)
+        focused = driver.switch_to.active_element
+        if wanted in (focused.text or focused.get_attribute("value") or ""):
+            return focused
+    raise AssertionError(f"Tab never reached {wanted!r}")
+
+
+def sign_in_with_keyboard(driver, page, sub, lang):
+    driver.delete_all_cookies()
+    driver.get(f"{page}?lang={lang}")
+    accessible(driver, f"sign-in-{lang}")
+    tab_to(driver, "your institution")
+    keys(driver, Keys.ENTER)
+    # the provider's form: its subject field has the focus
+    WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.NAME, "sub"))
+    keys(driver, sub, Keys.ENTER)
+    WebDriverWait(driver, 20).until(lambda d: d.current_url.startswith(page))
+    assert driver.find_element(By.TAG_NAME, "h1").text in ("Your courses", "Vos cours"), (
+        driver.page_source
+    )
+
+
+def test_a_teacher_uses_the_page_with_the_keyboard_in_both_languages(service, browser):
+    set_user(service.provider, "alice", name="Alice Martin", groups=["math1-teachers"])
+    for lang, heading in (("en", "Your courses"), ("fr", "Vos cours")):
+        sign_in_with_keyboard(browser, service.page, "alice", lang)
+        assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang
+        assert browser.find_element(By.TAG_NAME, "h1").text == heading
+        accessible(browser, f"teacher-courses-{lang}")
+        tab_to(browser, "math1")
+        keys(browser, Keys.ENTER)
+        assert browser.find_element(By.TAG_NAME, "h1").text == "math1"
+        table = browser.find_element(By.TAG_NAME, "table").text
+        assert "week1" in table and "final" in table
+        accessible(browser, f"teacher-course-{lang}")
+        tab_to(browser, "Sign out" if lang == "en" else "Se déconnecter")
+        keys(browser, Keys.ENTER)
+        assert browser.find_elements(By.PARTIAL_LINK_TEXT, "your institution")
+
+
+def test_a_student_sees_the_course_read_only_without_the_exam(service, browser):
+    set_user(service.provider, "bob", name="Bob", groups=["math1-students"])
+    sign_in_with_keyboard(browser, service.page, "bob", "en")
+    tab_to(browser, "math1")
+    keys(browser, Keys.ENTER)
+    table = browser.find_element(By.TAG_NAME, "table").text
+    assert "week1" in table and "final" not in table
+    assert "read only" in browser.find_element(By.ID, "main").text
+    accessible(browser, "student-course-en")
