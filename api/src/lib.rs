@@ -7,6 +7,7 @@
 
 mod auth;
 mod builds;
+mod catalog;
 pub mod config;
 mod data_dir;
 mod domain;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub repo_fetches: repo_fetches::RepoFetches,
     /// What the page keeps (the sign-in provider's keys).
     page: page::PageState,
+    /// The allowed channels' packages, for search.
+    catalog: catalog::PackageIndex,
     /// This service's hold on its data directory.
     _data_dir: data_dir::lock::DataDirLock,
 }
@@ -96,9 +99,13 @@ impl AppState {
             submissions: Mutex::new(HashMap::new()),
             hub_tokens: hub::tokens::HubTokens::default(),
             page: page::PageState::default(),
+            catalog: catalog::PackageIndex::default(),
             _data_dir: data_dir,
         });
         state.builds.attach(&state);
+        if state.config.page.is_some() {
+            catalog::keep_fresh(&state);
+        }
         for build_id in state.store.unfinished_builds().await? {
             tracing::info!(build = %build_id, "starting again an unfinished build");
             state.builds.submit(build_id);
@@ -231,6 +238,8 @@ impl Modify for TokenSecurity {
     info(title = "trousse", description = "Course environments as OCI images, for JupyterHub"),
     paths(
         routes::courses::list,
+        routes::packages::search,
+        routes::environments::preview::preview,
         routes::environments::submit,
         routes::environments::list,
         routes::environments::get,
@@ -253,6 +262,12 @@ impl Modify for TokenSecurity {
     ),
     components(schemas(
         routes::courses::CourseList,
+        routes::packages::PackageList,
+        routes::environments::preview::Preview,
+        routes::environments::preview::PreviewPackage,
+        routes::environments::preview::Changes,
+        routes::environments::preview::Changed,
+        routes::packages::PackageView,
         routes::environments::EnvironmentRequest,
         routes::environments::Environment,
         routes::environments::EnvironmentList,
@@ -323,6 +338,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 fn api_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/courses", get(routes::courses::list))
+        .route("/api/v1/packages", get(routes::packages::search))
+        .route(
+            "/api/v1/courses/{course}/preview",
+            post(routes::environments::preview::preview),
+        )
         .route(
             "/api/v1/courses/{course}/environments",
             post(routes::environments::submit).get(routes::environments::list),

@@ -108,3 +108,63 @@ def test_a_student_sees_the_course_read_only_without_the_exam(service, browser):
     assert "week1" in table and "final" not in table
     assert "read only" in browser.find_element(By.ID, "main").text
     accessible(browser, "student-course-en")
+
+
+def tab_to_id(driver, element_id, most=60):
+    """Presses Tab until the element with this id has the focus."""
+    for _ in range(most):
+        keys(driver, Keys.TAB)
+        if driver.switch_to.active_element.get_attribute("id") == element_id:
+            return
+    raise AssertionError(f"Tab never reached #{element_id}")
+
+
+def test_a_teacher_searches_reviews_builds_and_makes_an_exam(service, browser):
+    import time
+
+    set_user(service.provider, "alice", name="Alice Martin", groups=["math1-teachers"])
+    sign_in_with_keyboard(browser, service.page, "alice", "en")
+    browser.get(f"{service.page}courses/math1")
+    tab_to(browser, "New environment")
+    keys(browser, Keys.ENTER)
+    tab_to_id(browser, "name")
+    keys(browser, "week2")
+    tab_to_id(browser, "search")
+    keys(browser, "gre")
+    WebDriverWait(browser, 20).until(lambda d: "Add greet" in d.find_element(By.ID, "found").text)
+    accessible(browser, "new-environment-en")
+    tab_to(browser, "Add greet")
+    keys(browser, Keys.ENTER)
+    assert browser.find_element(By.ID, "packages").get_attribute("value").split() == ["greet"]
+    tab_to(browser, "Review the solved environment")
+    keys(browser, Keys.ENTER)
+    WebDriverWait(browser, 60).until(
+        lambda d: "/new" not in d.current_url and d.find_elements(By.TAG_NAME, "h1")
+    )
+    assert "Solved environment" in browser.find_element(By.TAG_NAME, "h1").text, (
+        browser.find_element(By.ID, "main").text
+    )
+    packages = browser.find_element(By.TAG_NAME, "table").text
+    assert "greet" in packages, packages
+    assert "Changes since week1" in browser.find_element(By.ID, "main").text
+    accessible(browser, "preview-en")
+    tab_to(browser, "Build it")
+    clicked = time.monotonic()
+    keys(browser, Keys.ENTER)
+    WebDriverWait(browser, 120).until(lambda d: d.find_element(By.ID, "status").text == "ready")
+    print(f"build clicked to ready shown: {time.monotonic() - clicked:.2f} s (cached packages)")
+    assert browser.find_element(By.ID, "log").text, "the log shows the build"
+    accessible(browser, "build-en")
+    tab_to_id(browser, "exam-name")
+    ActionChains(browser).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).perform()
+    keys(browser, "week2-final")
+    tab_to_id(browser, "opens")
+    keys(browser, "2099-01-01T09:00:00Z")
+    tab_to(browser, "Create the exam")
+    keys(browser, Keys.ENTER)
+    WebDriverWait(browser, 60).until(lambda d: "/exam" not in d.current_url)
+    heading = browser.find_element(By.TAG_NAME, "h1").text
+    assert heading.startswith("week2-final"), browser.find_element(By.ID, "main").text
+    browser.get(f"{service.page}courses/math1")
+    table = browser.find_element(By.TAG_NAME, "table").text
+    assert "week2-final" in table and "week2" in table

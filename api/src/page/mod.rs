@@ -5,6 +5,7 @@
 //!
 //! [`Principal`]: crate::auth::Principal
 
+mod authoring;
 mod flow;
 mod hub_oauth;
 mod oidc;
@@ -40,6 +41,14 @@ pub(crate) fn router(page: &PageConfig) -> Router<Arc<AppState>> {
     Router::new()
         .route(&prefix, get(views::home))
         .route(&at("courses/{course}"), get(views::course))
+        .route(
+            &at("courses/{course}/new"),
+            get(authoring::new).post(authoring::new),
+        )
+        .route(&at("courses/{course}/preview"), post(authoring::preview))
+        .route(&at("courses/{course}/build"), post(authoring::build))
+        .route(&at("environments/{id}"), get(authoring::environment))
+        .route(&at("environments/{id}/exam"), post(authoring::exam))
         .route(&at("sign-in/oidc"), get(oidc::start))
         .route(&at("sign-in/oidc/callback"), get(oidc::finish))
         .route(&at("sign-in/hub"), get(hub_oauth::start))

@@ -45,6 +45,12 @@ fn templates() -> &'static Environment<'static> {
             ("courses.html", include_str!("templates/courses.html")),
             ("course.html", include_str!("templates/course.html")),
             ("error.html", include_str!("templates/error.html")),
+            ("new.html", include_str!("templates/new.html")),
+            ("preview.html", include_str!("templates/preview.html")),
+            (
+                "environment.html",
+                include_str!("templates/environment.html"),
+            ),
         ] {
             if let Err(e) = env.add_template(name, text) {
                 tracing::error!(template = name, error = %e, "a page template does not compile");
@@ -145,7 +151,7 @@ mod tests {
     fn every_template_renders() {
         let t = words()["en"].clone();
         let env = minijinja::context! {
-            name => "week1", status => "ready", current => true, exam => true, sealed => false,
+            id => "e1", course => "math1", error => (), name => "week1", status => "ready", current => true, exam => true, sealed => false,
             packages => 12, bytes => 123_456_789u64, image => "h/c/week1@sha256:ab",
             window => minijinja::context! { opens => "2099-01-01T00:00:00Z", closes => () },
         };
@@ -162,9 +168,30 @@ mod tests {
             ),
             (
                 "course.html",
-                minijinja::context! { course => "math1", manages => true, environments => vec![env], hub_url => "https://hub/" },
+                minijinja::context! { course => "math1", manages => true, environments => vec![env.clone()], hub_url => "https://hub/" },
             ),
             ("error.html", minijinja::context! { message => "no" }),
+            (
+                "new.html",
+                minijinja::context! { course => "math1", form => minijinja::context! { name => "w" }, error => "bad" },
+            ),
+            (
+                "preview.html",
+                minijinja::context! {
+                    course => "math1",
+                    form => minijinja::context! { name => "w", packages => "numpy" },
+                    preview => minijinja::context! {
+                        name => "w", download_bytes => 1000u64,
+                        packages => vec![minijinja::context! { name => "numpy", version => "2.0", kind => "conda", size => 10u64 }],
+                        changes => minijinja::context! { since => "w", added => vec!["numpy"], removed => Vec::<String>::new(),
+                            changed => vec![minijinja::context! { name => "python", from => "3.11", to => "3.12" }] },
+                    },
+                },
+            ),
+            (
+                "environment.html",
+                minijinja::context! { env => env.clone(), manages => true, hub_url => (), status_words => "{}" },
+            ),
         ] {
             let page = templates()
                 .get_template(name)

@@ -10,3 +10,4 @@ pub(crate) mod exam_windows;
 pub(crate) mod git_tokens;
 pub(crate) mod hooks;
 pub(crate) mod operations;
+pub(crate) mod packages;

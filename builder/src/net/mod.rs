@@ -1,6 +1,7 @@
 //! How trousse reaches channels and indexes: channel URLs, credentials kept
 //! out of inputs, mirrors, and the one HTTP client and gateway of a build.
 
+pub mod catalog;
 pub mod channel_url;
 pub mod credentials;
 pub mod mirrors;

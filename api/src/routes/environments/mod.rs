@@ -1,6 +1,7 @@
 //! `/api/v1/.../environments`: submit a spec or a lock for a course, read environments.
 
 mod decide;
+pub(crate) mod preview;
 mod submission;
 
 use std::sync::Arc;
@@ -21,7 +22,6 @@ use submission::Submission;
 use crate::{
     auth::Principal,
     domain::submission::check_name,
-    domain::window::Window,
     error::{ApiError, ErrorBody},
     routes::exam_windows::WindowView,
     store::{EnvironmentRow, Status},
@@ -58,7 +58,11 @@ pub(crate) struct EnvironmentRequest {
 
 impl EnvironmentRequest {
     /// The request a body gives: JSON, or a bare spec as YAML.
-    fn from_body(headers: &HeaderMap, query: SubmitQuery, body: &[u8]) -> Result<Self, ApiError> {
+    pub(crate) fn from_body(
+        headers: &HeaderMap,
+        query: SubmitQuery,
+        body: &[u8],
+    ) -> Result<Self, ApiError> {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -321,8 +325,28 @@ pub(crate) async fn submit(
             ApiError::bad_request("invalid_body", e.body_text())
         }
     })?;
-    let (submission, window) = Submission::parse(&state, &course, &headers, query, body).await?;
-    carry_out(&state, &course, submission, window).await
+    let request = EnvironmentRequest::from_body(&headers, query, &body)?;
+    let (env, status) = submit_request(&state, &principal, &course, request).await?;
+    state.answer(env, status).await
+}
+
+/// A request for an environment of a course, carried out for `principal`
+/// (the API's and the page's submissions): the environment, and whether a
+/// build was started or joined (202) or nothing was needed (200).
+pub(crate) async fn submit_request(
+    state: &AppState,
+    principal: &Principal,
+    course: &str,
+    request: EnvironmentRequest,
+) -> Result<(EnvironmentRow, StatusCode), ApiError> {
+    principal.require_write(course)?;
+    check_name("course", course)?;
+    let (submission, window) = Submission::from_request(state, course, request).await?;
+    let (env, status) = decide(state, course, submission).await?;
+    if let Some(window) = window {
+        state.store.set_window(course, &env.name, window).await?;
+    }
+    Ok((env, status))
 }
 
 /// Asks the environment named by a repository's push to follow it (the webhook).
@@ -334,21 +358,6 @@ pub(crate) async fn follow_push(
     reference: &str,
 ) -> Result<Response, ApiError> {
     let (env, status) = repository_submission(state, course, name, url, reference).await?;
-    state.answer(env, status).await
-}
-
-/// Decides what a checked submission needs (nothing, a reused image, a
-/// build), stores it with an exam's window and answers with the environment.
-async fn carry_out(
-    state: &AppState,
-    course: &str,
-    submission: Submission,
-    window: Option<Window>,
-) -> Result<Response, ApiError> {
-    let (env, status) = decide(state, course, submission).await?;
-    if let Some(window) = window {
-        state.store.set_window(course, &env.name, window).await?;
-    }
     state.answer(env, status).await
 }
 

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use axum::{body::Bytes, http::HeaderMap};
 use trousse_builder::{
     guard::work_limit::WorkLimit,
     progress::silent,
@@ -13,7 +12,7 @@ use trousse_builder::{
     Source, SourceKind,
 };
 
-use super::{EnvironmentRequest, SubmitQuery, SUBMITTED_SPEC};
+use super::{EnvironmentRequest, SUBMITTED_SPEC};
 use crate::{
     domain::submission::{check_name, request_hash, Submitted},
     domain::window::Window,
@@ -59,14 +58,12 @@ fn check_environment(
 }
 
 impl Submission {
-    pub(super) async fn parse(
+    /// A request read and checked, with an exam's window.
+    pub(super) async fn from_request(
         state: &AppState,
         course: &str,
-        headers: &HeaderMap,
-        query: SubmitQuery,
-        body: Bytes,
+        mut request: EnvironmentRequest,
     ) -> Result<(Self, Option<Window>), ApiError> {
-        let mut request = EnvironmentRequest::from_body(headers, query, &body)?;
         let window = Window::parse(
             request.opens.take().as_deref(),
             request.closes.take().as_deref(),
