@@ -240,6 +240,9 @@ impl Modify for TokenSecurity {
         routes::courses::list,
         routes::packages::search,
         routes::environments::preview::preview,
+        routes::environments::lifecycle::versions,
+        routes::environments::lifecycle::make_current,
+        routes::environments::lifecycle::archive,
         routes::environments::submit,
         routes::environments::list,
         routes::environments::get,
@@ -264,6 +267,9 @@ impl Modify for TokenSecurity {
         routes::courses::CourseList,
         routes::packages::PackageList,
         routes::environments::preview::Preview,
+        routes::environments::lifecycle::RollBack,
+        routes::environments::lifecycle::VersionList,
+        store::Version,
         routes::environments::preview::PreviewPackage,
         routes::environments::preview::Changes,
         routes::environments::preview::Changed,
@@ -339,6 +345,18 @@ fn api_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/courses", get(routes::courses::list))
         .route("/api/v1/packages", get(routes::packages::search))
+        .route(
+            "/api/v1/environments/{id}/versions",
+            get(routes::environments::lifecycle::versions),
+        )
+        .route(
+            "/api/v1/environments/{id}/current",
+            post(routes::environments::lifecycle::make_current),
+        )
+        .route(
+            "/api/v1/environments/{id}/archive",
+            post(routes::environments::lifecycle::archive),
+        )
         .route(
             "/api/v1/courses/{course}/preview",
             post(routes::environments::preview::preview),

@@ -110,7 +110,9 @@ def service(tmp_path_factory, provider):
             "opens": "2099-01-01T09:00:00Z",
         }
         call(url, admin, "POST", json.dumps(exam).encode(), "application/json")
-        yield SimpleNamespace(page=page, admin=admin, provider=provider, work=work)
+        yield SimpleNamespace(
+            page=page, admin=admin, provider=provider, work=work, channel=channel_url
+        )
     finally:
         for process in (serve, channel):
             process.terminate()

@@ -18,7 +18,11 @@ use super::{session, PageContext};
 use crate::{
     auth::Principal,
     error::ApiError,
-    routes::environments::{preview::preview_request, submit_request, EnvironmentRequest},
+    routes::environments::{
+        lifecycle::{archive_environment, roll_back},
+        preview::preview_request,
+        submit_request, EnvironmentRequest,
+    },
     AppState,
 };
 
@@ -249,6 +253,58 @@ pub(crate) async fn exam(
     }
 }
 
+/// A form that makes an environment (or one of its versions) current, or archives it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct VersionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    digest: Option<String>,
+}
+
+/// Rolls an environment back (to a version, or to itself) and shows it.
+pub(crate) async fn make_current(
+    State(state): State<Arc<AppState>>,
+    ctx: PageContext,
+    Path(id): Path<String>,
+    Form(form): Form<VersionForm>,
+) -> Response {
+    let done = async {
+        checked(&ctx, &form.csrf)?;
+        let user = ctx
+            .user
+            .as_ref()
+            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
+        let digest = form.digest.as_deref().filter(|d| !d.is_empty());
+        roll_back(&state, &user.row.principal, &id, digest).await
+    };
+    match done.await {
+        Ok(env) => see_other(&format!("{}environments/{}", ctx.prefix, env.id)),
+        Err(e) => ctx.error(e),
+    }
+}
+
+/// Archives an environment and shows it.
+pub(crate) async fn archive(
+    State(state): State<Arc<AppState>>,
+    ctx: PageContext,
+    Path(id): Path<String>,
+    Form(form): Form<VersionForm>,
+) -> Response {
+    let done = async {
+        checked(&ctx, &form.csrf)?;
+        let user = ctx
+            .user
+            .as_ref()
+            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
+        archive_environment(&state, &user.row.principal, &id).await
+    };
+    match done.await {
+        Ok(env) => see_other(&format!("{}environments/{}", ctx.prefix, env.id)),
+        Err(e) => ctx.error(e),
+    }
+}
+
 /// One environment: its status, image and build log, live while it builds.
 pub(crate) async fn environment(
     State(state): State<Arc<AppState>>,
@@ -285,7 +341,11 @@ pub(crate) async fn environment(
             .collect();
         let status_words = serde_json::to_string(&status_words).unwrap_or_default();
         let hub_url = ctx.page.hub_url.as_ref().map(|u| u.to_string());
-        Ok::<_, ApiError>(context! { env, manages, hub_url, status_words })
+        let versions = match manages && !env.exam {
+            true => state.store.versions(&env.id).await?,
+            false => Vec::new(),
+        };
+        Ok::<_, ApiError>(context! { env, manages, hub_url, status_words, versions })
     };
     match shown.await {
         Ok(extra) => ctx.render(StatusCode::OK, "environment.html", extra),

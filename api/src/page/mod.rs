@@ -49,6 +49,11 @@ pub(crate) fn router(page: &PageConfig) -> Router<Arc<AppState>> {
         .route(&at("courses/{course}/build"), post(authoring::build))
         .route(&at("environments/{id}"), get(authoring::environment))
         .route(&at("environments/{id}/exam"), post(authoring::exam))
+        .route(
+            &at("environments/{id}/current"),
+            post(authoring::make_current),
+        )
+        .route(&at("environments/{id}/archive"), post(authoring::archive))
         .route(&at("sign-in/oidc"), get(oidc::start))
         .route(&at("sign-in/oidc/callback"), get(oidc::finish))
         .route(&at("sign-in/hub"), get(hub_oauth::start))

@@ -151,7 +151,7 @@ mod tests {
     fn every_template_renders() {
         let t = words()["en"].clone();
         let env = minijinja::context! {
-            id => "e1", course => "math1", error => (), name => "week1", status => "ready", current => true, exam => true, sealed => false,
+            id => "e1", course => "math1", error => (), name => "week1", digest => "sha256:ab", status => "ready", current => true, exam => true, sealed => false,
             packages => 12, bytes => 123_456_789u64, image => "h/c/week1@sha256:ab",
             window => minijinja::context! { opens => "2099-01-01T00:00:00Z", closes => () },
         };
@@ -190,7 +190,8 @@ mod tests {
             ),
             (
                 "environment.html",
-                minijinja::context! { env => env.clone(), manages => true, hub_url => (), status_words => "{}" },
+                minijinja::context! { env => env.clone(), manages => true, hub_url => (), status_words => "{}",
+                versions => vec![minijinja::context! { digest => "sha256:0123456789abcdef", packages => 3 }] },
             ),
         ] {
             let page = templates()

@@ -146,7 +146,7 @@ impl Store {
                 .await?;
         if let Some(digest) = digest {
             for env in &envs {
-                record_digest(&mut tx, &env.id, digest, &env.lock_hash).await?;
+                record_digest(&mut tx, env, digest).await?;
             }
         }
         tx.commit().await?;

@@ -4,6 +4,22 @@ use super::{now, record_digest, Status, Store};
 use crate::domain::decision::Known;
 use crate::error::ApiError;
 
+/// A version an environment had: what a roll-back restores.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Version {
+    /// The image's digest.
+    pub(crate) digest: String,
+    /// The lock it was built from.
+    #[serde(skip)]
+    pub(crate) lock: String,
+    /// The lock's hash.
+    pub(crate) lock_hash: String,
+    /// Its packages.
+    pub(crate) packages: i64,
+    /// When it was built (seconds since the epoch).
+    pub(crate) created_at: i64,
+}
+
 /// An environment as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EnvironmentRow {
@@ -139,6 +155,71 @@ impl Store {
         .await?)
     }
 
+    /// The versions of an environment that can be restored, newest first.
+    pub(crate) async fn versions(&self, environment_id: &str) -> Result<Vec<Version>, ApiError> {
+        Ok(sqlx::query_as(
+            "SELECT digest, lock, lock_hash, COALESCE(packages, 0) AS packages, created_at
+             FROM environment_digests
+             WHERE environment_id = ? AND lock IS NOT NULL ORDER BY created_at DESC, digest",
+        )
+        .bind(environment_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Points a course environment back at one of its earlier versions (ready, as built then).
+    pub(crate) async fn restore_version(
+        &self,
+        env: &EnvironmentRow,
+        version: &Version,
+    ) -> Result<(), ApiError> {
+        sqlx::query(
+            "UPDATE environments SET digest = ?, lock = ?, lock_hash = ?, packages = ?, status = ?,
+               error = NULL, bytes = NULL, request_hash = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&version.digest)
+        .bind(&version.lock)
+        .bind(&version.lock_hash)
+        .bind(version.packages)
+        .bind(Status::Ready)
+        .bind(format!("restored:{}", version.digest))
+        .bind(now())
+        .bind(&env.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes an environment the current one of its name (the one current before stops being so),
+    /// or, `current` false, the current one of none (archived).
+    pub(crate) async fn set_current(
+        &self,
+        env: &EnvironmentRow,
+        current: bool,
+    ) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        if current {
+            sqlx::query(
+                "UPDATE environments SET current = 0, updated_at = ?
+                 WHERE course = ? AND name = ? AND id <> ? AND current = 1",
+            )
+            .bind(now())
+            .bind(&env.course)
+            .bind(&env.name)
+            .bind(&env.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE environments SET current = ?, updated_at = ? WHERE id = ?")
+            .bind(current)
+            .bind(now())
+            .bind(&env.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Saves a new environment; `replaces` stops being current in the same transaction.
     pub async fn insert_environment(
         &self,
@@ -179,7 +260,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(digest) = &env.digest {
-            record_digest(&mut tx, &env.id, digest, &env.lock_hash).await?;
+            record_digest(&mut tx, env, digest).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -209,7 +290,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(digest) = &env.digest {
-            record_digest(&mut tx, &env.id, digest, &env.lock_hash).await?;
+            record_digest(&mut tx, env, digest).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -53,6 +53,16 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a tag: the image is no longer pulled by it.
+    pub(crate) async fn remove_tag(&self, repository: &str, tag: &str) -> Result<(), ApiError> {
+        sqlx::query("DELETE FROM tags WHERE repository = ? AND tag = ?")
+            .bind(repository)
+            .bind(tag)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The tags of a repository, sorted.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, ApiError> {
         Ok(

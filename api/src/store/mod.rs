@@ -23,7 +23,7 @@ mod windows;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use environments::EnvironmentRow;
+pub(crate) use environments::{EnvironmentRow, Version};
 pub(crate) use sessions::{SessionRow, SignInRow};
 
 pub(crate) use crate::domain::Status;
@@ -150,18 +150,20 @@ impl Store {
 
 async fn record_digest(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    environment_id: &str,
+    env: &EnvironmentRow,
     digest: &str,
-    lock_hash: &str,
 ) -> Result<(), ApiError> {
     sqlx::query(
-        "INSERT OR IGNORE INTO environment_digests (environment_id, digest, lock_hash, created_at)
-         VALUES (?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO environment_digests
+           (environment_id, digest, lock_hash, created_at, lock, packages)
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
-    .bind(environment_id)
+    .bind(&env.id)
     .bind(digest)
-    .bind(lock_hash)
+    .bind(&env.lock_hash)
     .bind(now())
+    .bind(&env.lock)
+    .bind(env.packages)
     .execute(&mut **tx)
     .await?;
     Ok(())

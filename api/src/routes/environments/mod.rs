@@ -1,6 +1,7 @@
 //! `/api/v1/.../environments`: submit a spec or a lock for a course, read environments.
 
 mod decide;
+pub(crate) mod lifecycle;
 pub(crate) mod preview;
 mod submission;
 
