@@ -92,6 +92,30 @@ pub struct ServiceConfig {
     pub binder: Option<BinderConfig>,
     /// The teachers' page, when on: where browsers reach it and how people sign in.
     pub page: Option<PageConfig>,
+    /// Learning-analytics traces, when an LRS is configured.
+    pub xapi: Option<XapiConfig>,
+}
+
+/// Where learning-analytics traces go: an xAPI Learning Record Store.
+#[derive(Debug, Clone)]
+pub struct XapiConfig {
+    /// The LRS's xAPI endpoint, e.g. `https://lrs.example.fr/xAPI/` (ends in `/`).
+    pub endpoint: Url,
+    /// `USER:PASSWORD` for HTTP Basic authentication at the LRS.
+    pub auth: Option<Secret>,
+    /// The statements' `context.platform`.
+    pub platform: String,
+    /// The base of the IRIs of accounts and activities (the page's URL).
+    pub home_page: Url,
+}
+
+impl XapiConfig {
+    /// Where statements are posted.
+    pub fn statements_url(&self) -> Url {
+        self.endpoint
+            .join("statements")
+            .unwrap_or_else(|_| self.endpoint.clone())
+    }
 }
 
 /// The teachers' page: its address, its sign-ins, and what identities give.
@@ -213,6 +237,7 @@ impl ServiceConfig {
             hub: None,
             binder: None,
             page: None,
+            xapi: None,
             mirrors: Default::default(),
             max_repo_fetches: DEFAULT_MAX_REPO_FETCHES,
             max_repo_fetches_per_course: DEFAULT_MAX_REPO_FETCHES_PER_COURSE,

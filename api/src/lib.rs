@@ -17,6 +17,7 @@ mod page;
 mod repo_fetches;
 mod routes;
 mod store;
+mod traces;
 
 use std::{
     collections::HashMap,
@@ -106,6 +107,7 @@ impl AppState {
         if state.config.page.is_some() {
             catalog::keep_fresh(&state);
         }
+        traces::keep_sending(&state);
         for build_id in state.store.unfinished_builds().await? {
             tracing::info!(build = %build_id, "starting again an unfinished build");
             state.builds.submit(build_id);
@@ -124,6 +126,7 @@ impl AppState {
                 courses: record.courses,
                 reads: Vec::new(),
                 hub_user: None,
+                subject: None,
             });
         }
         // not one of trousse's: a JupyterHub user's token, when a hub is configured
@@ -243,6 +246,7 @@ impl Modify for TokenSecurity {
         routes::environments::lifecycle::versions,
         routes::environments::lifecycle::make_current,
         routes::environments::lifecycle::archive,
+        routes::environments::lifecycle::launched,
         routes::environments::submit,
         routes::environments::list,
         routes::environments::get,
@@ -269,6 +273,7 @@ impl Modify for TokenSecurity {
         routes::environments::preview::Preview,
         routes::environments::lifecycle::RollBack,
         routes::environments::lifecycle::VersionList,
+        routes::environments::lifecycle::Launch,
         store::Version,
         routes::environments::preview::PreviewPackage,
         routes::environments::preview::Changes,
@@ -352,6 +357,10 @@ fn api_routes() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/environments/{id}/current",
             post(routes::environments::lifecycle::make_current),
+        )
+        .route(
+            "/api/v1/environments/{id}/launches",
+            post(routes::environments::lifecycle::launched),
         )
         .route(
             "/api/v1/environments/{id}/archive",

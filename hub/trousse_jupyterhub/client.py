@@ -44,6 +44,20 @@ class TrousseClient:
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
         return self._environments_in(response.code, response.body, url)
 
+    async def report_launch(self, environment_id: str, user: str) -> None:
+        """Tells trousse that `user`'s server started from an environment (for its traces)."""
+        url = f"{self.url}/api/v1/environments/{quote(environment_id, safe='')}/launches"
+        request = HTTPRequest(
+            url,
+            method="POST",
+            headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
+            body=json.dumps({"user": user}),
+            request_timeout=self.timeout,
+        )
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        if response.code not in (200, 204):
+            raise RuntimeError(f"trousse answered {response.code} for {url}")
+
     async def environments_of(self, courses) -> list[dict]:
         """The environments of several courses, in course order."""
         found = []

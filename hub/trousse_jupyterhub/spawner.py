@@ -122,6 +122,7 @@ class TrousseSpawnerMixin(Configurable):
     async def start(self):
         # each spawn has its own events
         self._trousse_queue, self._trousse_waited = asyncio.Queue(), asyncio.Event()
+        environment = None
         try:
             # read once: what the spawn asks for, and (DockerSpawner) the images its
             # start check compares with, which the last page load read
@@ -135,7 +136,18 @@ class TrousseSpawnerMixin(Configurable):
             self._trousse_exam_policy(environment or {})
         finally:
             self._trousse_waited.set()
-        return await super().start()
+        started = await super().start()
+        if environment is not None:
+            await self._trousse_report_launch(environment)
+        return started
+
+    async def _trousse_report_launch(self, environment: dict) -> None:
+        """Tells trousse the server started (its learning-analytics traces); a
+        failure is logged, never the spawn's."""
+        try:
+            await self.trousse.client().report_launch(environment["id"], self.user.name)
+        except Exception as error:  # noqa: BLE001 - the spawn must not fail on a trace
+            self.log.warning("trousse did not record the launch: %s", error)
 
     async def _trousse_wait(self, environment: dict) -> None:
         """Returns once the environment is ready; raises if its build failed."""

@@ -129,6 +129,8 @@ pub struct ServeArgs {
     pub mirrors_config: Option<PathBuf>,
     #[command(flatten)]
     pub page: super::serve_page::PageArgs,
+    #[command(flatten)]
+    pub traces: super::serve_page::TraceArgs,
 }
 
 fn parse_secret(text: &str) -> Result<Secret, String> {
@@ -226,6 +228,12 @@ impl ServeArgs {
         let hub_api_url = self.hub_api_url.take().map(with_slash);
         let page = std::mem::take(&mut self.page);
         config.page = page.config(hub_api_url.as_ref(), self.hub_public_url.clone())?;
+        let home_page = match &config.page {
+            Some(page) => page.public_url.clone(),
+            None => url::Url::parse(&format!("http://{}/", config.public_host))
+                .map_err(|e| BuildError::Usage(format!("--public-host: {e}")))?,
+        };
+        config.xapi = std::mem::take(&mut self.traces).config(home_page)?;
         let launcher = launcher(
             hub_api_url.as_ref(),
             self.hub_public_url.take(),

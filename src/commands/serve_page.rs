@@ -164,3 +164,46 @@ fn checked_issuer(issuer: &str) -> anyhow::Result<String> {
         ))),
     }
 }
+
+/// The learning-analytics traces' flags.
+#[derive(clap::Args, Debug, Default)]
+pub struct TraceArgs {
+    /// Send learning-analytics traces (xAPI statements) to this Learning Record Store
+    /// endpoint, e.g. https://lrs.example.fr/xAPI/ [default: no traces].
+    #[arg(long, value_name = "URL", env = "TROUSSE_XAPI_ENDPOINT")]
+    pub xapi_endpoint: Option<url::Url>,
+    /// USER:PASSWORD for the LRS (HTTP Basic), from the environment only.
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "TROUSSE_XAPI_AUTH",
+        hide_env_values = true
+    )]
+    pub xapi_auth: Option<String>,
+    /// The statements' `context.platform`.
+    #[arg(long, value_name = "NAME", default_value = "trousse")]
+    pub xapi_platform: String,
+}
+
+impl TraceArgs {
+    /// The traces' settings; IRIs are under `home_page` (the page's URL, else the service's).
+    pub fn config(
+        self,
+        home_page: url::Url,
+    ) -> anyhow::Result<Option<trousse_api::config::XapiConfig>> {
+        let Some(endpoint) = self.xapi_endpoint else {
+            return Ok(None);
+        };
+        if !matches!(endpoint.scheme(), "http" | "https") {
+            return Err(usage(format!(
+                "--xapi-endpoint {endpoint} is not an http(s) URL"
+            )));
+        }
+        Ok(Some(trousse_api::config::XapiConfig {
+            endpoint: super::serve::with_slash(endpoint),
+            auth: self.xapi_auth.map(Secret::new),
+            platform: self.xapi_platform,
+            home_page,
+        }))
+    }
+}

@@ -63,6 +63,9 @@ pub struct Principal {
     pub reads: Vec<String>,
     /// The JupyterHub user a hub token stands for.
     pub hub_user: Option<String>,
+    /// Who it is, when known (a page session's subject, a hub user): named in traces.
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 impl Principal {

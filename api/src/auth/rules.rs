@@ -144,6 +144,7 @@ pub(crate) fn principal_from(
         courses: teaches,
         reads: attends,
         hub_user: None,
+        subject: None,
     }
 }
 

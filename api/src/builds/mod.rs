@@ -198,6 +198,7 @@ async fn finish(
                 .await?;
             for env in &envs {
                 state.publish_tags(env, &report.digest).await?;
+                state.trace(None, crate::traces::Verb::Built, env).await;
             }
             state.metrics.record_build("ready");
             BuildEvent::Done {
@@ -211,10 +212,13 @@ async fn finish(
         }
         Err(error) => {
             let message = error.to_string();
-            state
+            let envs = state
                 .store
                 .finish_build(build_id, Err(&message), seconds)
                 .await?;
+            for env in &envs {
+                state.trace(None, crate::traces::Verb::Failed, env).await;
+            }
             state.metrics.record_build("failed");
             BuildEvent::failed(message)
         }

@@ -164,6 +164,7 @@ mod tests {
             courses: courses.iter().map(|c| c.to_string()).collect(),
             reads: reads.iter().map(|c| c.to_string()).collect(),
             hub_user: None,
+            subject: None,
         }
     }
 

@@ -182,6 +182,7 @@ pub(crate) fn principal_of(hub: &HubAuth, user: &HubUser) -> Principal {
     }
     Principal {
         hub_user: user.name.clone(),
+        subject: user.name.clone(),
         ..principal_from(false, teaches, attends)
     }
 }

@@ -121,6 +121,10 @@ impl AppState {
     ) -> Result<HeaderValue, ApiError> {
         let page = self.page_config()?;
         let value = random_hex()?;
+        let principal = Principal {
+            subject: Some(subject.clone()),
+            ..principal
+        };
         let row = SessionRow {
             csrf: random_hex()?,
             subject,

@@ -17,6 +17,7 @@ mod events;
 mod images;
 mod sessions;
 mod tokens;
+mod traces;
 mod upgrades;
 mod windows;
 

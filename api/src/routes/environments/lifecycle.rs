@@ -16,6 +16,7 @@ use crate::{
     auth::Principal,
     error::{ApiError, ErrorBody},
     store::{now, EnvironmentRow, Status, Version},
+    traces::Verb,
     AppState,
 };
 
@@ -177,6 +178,7 @@ pub(crate) async fn roll_back(
     if let Some(digest) = &env.digest {
         state.publish_tags(&env, digest).await?;
     }
+    state.trace(Some(principal), Verb::MadeCurrent, &env).await;
     Ok(env)
 }
 
@@ -192,9 +194,58 @@ pub(crate) async fn archive_environment(
         let repository = crate::domain::repository(&env.course, &env.name);
         state.store.remove_tag(&repository, "latest").await?;
     }
+    state.trace(Some(principal), Verb::Archived, &env).await;
     state
         .store
         .environment(&env.id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no environment {id}")))
+}
+
+/// A launch, as the hub reports it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Launch {
+    /// The hub user whose server started from the environment.
+    pub(crate) user: String,
+}
+
+/// Report that a hub user's server started from an environment (a trace, when traces are on).
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{id}/launches",
+    params(("id" = String, Path, description = "The environment's id")),
+    request_body = Launch,
+    responses(
+        (status = 204, description = "Recorded (queued for the LRS when traces are on)"),
+        (status = 403, description = "Not the hub, nor that user", body = ErrorBody),
+        (status = 404, description = "No such environment", body = ErrorBody),
+    ),
+    security(("token" = [])),
+    tag = "environments"
+)]
+pub(crate) async fn launched(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    UrlPath(id): UrlPath<String>,
+    Json(launch): Json<Launch>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let for_itself = principal.hub_user.as_deref() == Some(launch.user.as_str());
+    if !(for_itself
+        || matches!(
+            principal.role,
+            crate::auth::Role::Hub | crate::auth::Role::Admin
+        ))
+    {
+        return Err(ApiError::Forbidden(
+            "a launch is reported by the hub (its token), or by the user who launched".into(),
+        ));
+    }
+    let env = state.readable_environment(&principal, &id).await?;
+    let user = Principal {
+        subject: Some(trousse_builder::error::clip(&launch.user, 200).into_owned()),
+        ..crate::auth::rules::principal_from(false, Vec::new(), Vec::new())
+    };
+    state.trace(Some(&user), Verb::Launched, &env).await;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

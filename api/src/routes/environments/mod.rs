@@ -347,6 +347,9 @@ pub(crate) async fn submit_request(
     if let Some(window) = window {
         state.store.set_window(course, &env.name, window).await?;
     }
+    state
+        .trace(Some(principal), crate::traces::Verb::Created, &env)
+        .await;
     Ok((env, status))
 }
 

@@ -1,0 +1,93 @@
+//! The `xapi_queue` table (statements waiting for the LRS) and the marks of
+//! exam windows already traced.
+
+use super::{now, Store};
+use crate::error::ApiError;
+
+/// The most statements kept waiting: beyond, the oldest are dropped (an LRS
+/// down for weeks must not fill the disk).
+const MAX_QUEUED: i64 = 100_000;
+
+impl Store {
+    /// Queues a statement, due now.
+    pub(crate) async fn queue_statement(&self, statement: &str) -> Result<(), ApiError> {
+        sqlx::query("INSERT INTO xapi_queue (statement, next_at, created_at) VALUES (?, ?, ?)")
+            .bind(statement)
+            .bind(now())
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM xapi_queue WHERE id <= (SELECT MAX(id) FROM xapi_queue) - ?")
+            .bind(MAX_QUEUED)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` statements due now: (id, statement, attempts), oldest first.
+    pub(crate) async fn due_statements(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, i64)>, ApiError> {
+        Ok(sqlx::query_as(
+            "SELECT id, statement, attempts FROM xapi_queue WHERE next_at <= ? ORDER BY id LIMIT ?",
+        )
+        .bind(now())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Forgets statements the LRS took.
+    pub(crate) async fn sent_statements(&self, ids: &[i64]) -> Result<(), ApiError> {
+        for id in ids {
+            sqlx::query("DELETE FROM xapi_queue WHERE id = ?")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Tries these statements again in `delay` seconds.
+    pub(crate) async fn retry_statements(&self, ids: &[i64], delay: i64) -> Result<(), ApiError> {
+        for id in ids {
+            sqlx::query("UPDATE xapi_queue SET attempts = attempts + 1, next_at = ? WHERE id = ?")
+                .bind(now() + delay)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Exam windows that opened or closed (`mark`) in the last hour and were not marked:
+    /// (course, name, time); marks them.
+    pub(crate) async fn take_window_marks(
+        &self,
+        mark: &str,
+    ) -> Result<Vec<(String, String, i64)>, ApiError> {
+        let column = if mark == "opened" { "opens" } else { "closes" };
+        let due: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+            "SELECT w.course, w.name, w.{column} FROM exam_windows w
+             WHERE w.{column} IS NOT NULL AND w.{column} <= ? AND w.{column} > ? - 3600
+               AND NOT EXISTS (SELECT 1 FROM xapi_exam_marks m
+                 WHERE m.course = w.course AND m.name = w.name AND m.mark = ? AND m.at = w.{column})"
+        ))
+        .bind(now())
+        .bind(now())
+        .bind(mark)
+        .fetch_all(&self.pool)
+        .await?;
+        for (course, name, at) in &due {
+            sqlx::query("INSERT OR IGNORE INTO xapi_exam_marks (course, name, mark, at) VALUES (?, ?, ?, ?)")
+                .bind(course)
+                .bind(name)
+                .bind(mark)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(due)
+    }
+}
