@@ -9,7 +9,7 @@ use std::{
 
 use trousse_builder::net::catalog::{fetch_catalog, CatalogEntry};
 
-use crate::AppState;
+use crate::config::{RequestPolicy, ServiceConfig};
 
 /// How often the catalogs are read again.
 const REFRESH_EVERY: Duration = Duration::from_secs(3600);
@@ -72,9 +72,8 @@ impl PackageIndex {
     }
 
     /// Reads the allowed channels' catalogs again; keeps the old one for a channel that fails.
-    pub(crate) async fn refresh(&self, state: &AppState) {
-        let mut subdirs: Vec<String> = state
-            .config
+    pub(crate) async fn refresh(&self, config: &ServiceConfig, policy: &RequestPolicy) {
+        let mut subdirs: Vec<String> = config
             .defaults
             .platforms
             .iter()
@@ -87,11 +86,11 @@ impl PackageIndex {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let mut entries = Vec::new();
-        for channel in state.policy.channels().iter().filter(|c| !c.is_local()) {
+        for channel in policy.channels().iter().filter(|c| !c.is_local()) {
             let Ok(url) = url::Url::parse(&channel.to_string()) else {
                 continue;
             };
-            match fetch_catalog(&url, &subdirs, &state.config.mirrors, MAX_INDEX_BYTES).await {
+            match fetch_catalog(&url, &subdirs, &config.mirrors, MAX_INDEX_BYTES).await {
                 Ok(found) => entries.extend(found),
                 Err(e) => {
                     tracing::warn!(channel = %url, error = %e, "the package search keeps this channel's last catalog");
@@ -113,13 +112,18 @@ impl PackageIndex {
 }
 
 /// Reads the catalogs now and then every hour, while the service runs.
-pub(crate) fn keep_fresh(state: &Arc<AppState>) {
-    let weak = Arc::downgrade(state);
+pub(crate) fn keep_fresh(
+    index: &Arc<PackageIndex>,
+    config: &ServiceConfig,
+    policy: &RequestPolicy,
+) {
+    let weak = Arc::downgrade(index);
+    let (config, policy) = (config.clone(), policy.clone());
     tokio::spawn(async move {
         loop {
-            let Some(state) = weak.upgrade() else { return };
-            state.catalog.refresh(&state).await;
-            drop(state);
+            let Some(index) = weak.upgrade() else { return };
+            index.refresh(&config, &policy).await;
+            drop(index);
             tokio::time::sleep(REFRESH_EVERY).await;
         }
     });

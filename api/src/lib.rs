@@ -13,6 +13,7 @@ mod data_dir;
 mod domain;
 mod error;
 mod hub;
+mod names;
 mod page;
 mod repo_fetches;
 mod routes;
@@ -71,7 +72,9 @@ pub struct AppState {
     /// What the page keeps (the sign-in provider's keys).
     page: page::PageState,
     /// The allowed channels' packages, for search.
-    catalog: catalog::PackageIndex,
+    catalog: Arc<catalog::PackageIndex>,
+    /// Learning-analytics traces.
+    traces: Arc<traces::Traces>,
     /// This service's hold on its data directory.
     _data_dir: data_dir::lock::DataDirLock,
 }
@@ -86,6 +89,7 @@ impl AppState {
         data_dir::upgrade::store_build_settings(&store, &config).await?;
         data_dir::upgrade::scrub_credentials(&store, &config).await?;
         let _ = std::fs::remove_dir_all(config.work_dir());
+        let traces = traces::Traces::start(config.xapi.clone(), store.clone());
         let state = Arc::new(Self {
             repo_fetches: repo_fetches::RepoFetches::new(
                 config.max_repo_fetches,
@@ -100,14 +104,14 @@ impl AppState {
             submissions: Mutex::new(HashMap::new()),
             hub_tokens: hub::tokens::HubTokens::default(),
             page: page::PageState::default(),
-            catalog: catalog::PackageIndex::default(),
+            catalog: Arc::default(),
+            traces,
             _data_dir: data_dir,
         });
         state.builds.attach(&state);
         if state.config.page.is_some() {
-            catalog::keep_fresh(&state);
+            catalog::keep_fresh(&state.catalog, &state.config, &state.policy);
         }
-        traces::keep_sending(&state);
         for build_id in state.store.unfinished_builds().await? {
             tracing::info!(build = %build_id, "starting again an unfinished build");
             state.builds.submit(build_id);

@@ -38,10 +38,19 @@ def browser():
     driver.quit()
 
 
+WEIGHT = """
+const page = performance.getEntriesByType("navigation")[0];
+const loaded = performance.getEntriesByType("resource");
+return [page.encodedBodySize, loaded.length, loaded.reduce((sum, r) => sum + r.encodedBodySize, 0)];
+"""
+
+
 def accessible(driver, name):
-    """axe-core finds no serious or critical violation on the page shown."""
+    """axe-core finds no serious or critical violation on the page shown; prints its weight."""
     from selenium_axe_python import Axe
 
+    html, requests, loaded = driver.execute_script(WEIGHT)
+    print(f"page {name}: {html + loaded} bytes in {1 + requests} requests (HTML {html})")
     axe = Axe(driver)
     axe.inject()
     results = axe.run()
@@ -165,6 +174,15 @@ def test_a_teacher_searches_reviews_builds_and_makes_an_exam(service, browser):
     WebDriverWait(browser, 60).until(lambda d: "/exam" not in d.current_url)
     heading = browser.find_element(By.TAG_NAME, "h1").text
     assert heading.startswith("week2-final"), browser.find_element(By.ID, "main").text
+    exam_page = browser.current_url
     browser.get(f"{service.page}courses/math1")
     table = browser.find_element(By.TAG_NAME, "table").text
     assert "week2-final" in table and "week2" in table
+    # the same pages in French
+    for url, name in (
+        (f"{service.page}courses/math1/new?lang=fr", "new-environment-fr"),
+        (f"{exam_page}?lang=fr", "exam-fr"),
+    ):
+        browser.get(url)
+        accessible(browser, name)
+    browser.get(f"{service.page}?lang=en")

@@ -151,9 +151,7 @@ pub(crate) fn principal_from(
 /// A course name from a claim, lowercased; `None` unless it is a valid name.
 fn course_name(text: String) -> Option<String> {
     let name = text.to_ascii_lowercase();
-    crate::domain::submission::check_name("course", &name)
-        .is_ok()
-        .then_some(name)
+    crate::names::is_name(&name).then_some(name)
 }
 
 /// The values of a claim (`a.b` reaches into objects) as text: a string, each

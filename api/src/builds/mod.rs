@@ -198,7 +198,10 @@ async fn finish(
                 .await?;
             for env in &envs {
                 state.publish_tags(env, &report.digest).await?;
-                state.trace(None, crate::traces::Verb::Built, env).await;
+                state
+                    .traces
+                    .record(None, crate::traces::Verb::Built, env)
+                    .await;
             }
             state.metrics.record_build("ready");
             BuildEvent::Done {
@@ -217,7 +220,10 @@ async fn finish(
                 .finish_build(build_id, Err(&message), seconds)
                 .await?;
             for env in &envs {
-                state.trace(None, crate::traces::Verb::Failed, env).await;
+                state
+                    .traces
+                    .record(None, crate::traces::Verb::Failed, env)
+                    .await;
             }
             state.metrics.record_build("failed");
             BuildEvent::failed(message)

@@ -56,13 +56,7 @@ pub(crate) fn request_hash(kind: &str, exam: bool, text: &str) -> String {
 
 /// Names of courses and environments: one OCI repository path component each.
 pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    let ok = crate::names::is_name(name);
     if ok {
         Ok(())
     } else {

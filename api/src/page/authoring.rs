@@ -162,9 +162,7 @@ pub(crate) async fn preview(
     Form(form): Form<EnvironmentForm>,
 ) -> Response {
     let solved = async {
-        checked(&ctx, &form.csrf)?;
-        let principal = teacher(&ctx, &course)?;
-        let request = form.request(&state.config.allowed_channels);
+        let (principal, request) = asked(&state, &ctx, &course, &form)?;
         preview_request(&state, principal, &course, request).await
     };
     match solved.await {
@@ -195,15 +193,10 @@ pub(crate) async fn build(
     Form(form): Form<EnvironmentForm>,
 ) -> Response {
     let built = async {
-        checked(&ctx, &form.csrf)?;
-        let principal = teacher(&ctx, &course)?;
-        let request = form.request(&state.config.allowed_channels);
+        let (principal, request) = asked(&state, &ctx, &course, &form)?;
         submit_request(&state, principal, &course, request).await
     };
-    match built.await {
-        Ok((env, _)) => see_other(&format!("{}environments/{}", ctx.prefix, env.id)),
-        Err(e) => ctx.error(e),
-    }
+    shown(&ctx, built.await.map(|(env, _)| env))
 }
 
 /// The exam form, as posted.
@@ -247,10 +240,7 @@ pub(crate) async fn exam(
         };
         submit_request(&state, principal, &env.course, request).await
     };
-    match made.await {
-        Ok((env, _)) => see_other(&format!("{}environments/{}", ctx.prefix, env.id)),
-        Err(e) => ctx.error(e),
-    }
+    shown(&ctx, made.await.map(|(env, _)| env))
 }
 
 /// A form that makes an environment (or one of its versions) current, or archives it.
@@ -278,10 +268,7 @@ pub(crate) async fn make_current(
         let digest = form.digest.as_deref().filter(|d| !d.is_empty());
         roll_back(&state, &user.row.principal, &id, digest).await
     };
-    match done.await {
-        Ok(env) => see_other(&format!("{}environments/{}", ctx.prefix, env.id)),
-        Err(e) => ctx.error(e),
-    }
+    shown(&ctx, done.await)
 }
 
 /// Archives an environment and shows it.
@@ -299,10 +286,7 @@ pub(crate) async fn archive(
             .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
         archive_environment(&state, &user.row.principal, &id).await
     };
-    match done.await {
-        Ok(env) => see_other(&format!("{}environments/{}", ctx.prefix, env.id)),
-        Err(e) => ctx.error(e),
-    }
+    shown(&ctx, done.await)
 }
 
 /// One environment: its status, image and build log, live while it builds.
@@ -349,6 +333,26 @@ pub(crate) async fn environment(
     };
     match shown.await {
         Ok(extra) => ctx.render(StatusCode::OK, "environment.html", extra),
+        Err(e) => ctx.error(e),
+    }
+}
+
+/// The form's teacher and the API request it means, once its CSRF token is checked.
+fn asked<'a>(
+    state: &AppState,
+    ctx: &'a PageContext,
+    course: &str,
+    form: &EnvironmentForm,
+) -> Result<(&'a Principal, EnvironmentRequest), ApiError> {
+    checked(ctx, &form.csrf)?;
+    let principal = teacher(ctx, course)?;
+    Ok((principal, form.request(&state.config.allowed_channels)))
+}
+
+/// To the environment's page once an action on it is done; else the error's page.
+fn shown(ctx: &PageContext, done: Result<crate::store::EnvironmentRow, ApiError>) -> Response {
+    match done {
+        Ok(env) => see_other(&format!("{}environments/{}", ctx.prefix, env.id)),
         Err(e) => ctx.error(e),
     }
 }

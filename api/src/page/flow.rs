@@ -142,7 +142,7 @@ pub(crate) async fn begin(
 
 /// The sign-in a callback ends: its `state` must be the one this browser's
 /// cookie holds, known, unexpired, unused, and of this provider.
-pub(crate) async fn take(
+async fn take(
     state: &AppState,
     headers: &HeaderMap,
     answered: Option<&str>,
@@ -170,8 +170,30 @@ pub(crate) async fn take(
     Ok(row)
 }
 
+/// A provider's answer at the callback, checked: the sign-in it ends (see
+/// [`take`]) and the code to exchange; the provider's own refusal as an error.
+pub(crate) async fn answered(
+    state: &AppState,
+    headers: &HeaderMap,
+    answer: &super::oidc::Callback,
+    provider: &str,
+) -> Result<(SignInRow, String), ApiError> {
+    if let Some(error) = &answer.error {
+        return Err(refused_by_provider(
+            error,
+            answer.error_description.as_deref(),
+        ));
+    }
+    let row = take(state, headers, answer.state.as_deref(), provider).await?;
+    let code = answer
+        .code
+        .clone()
+        .ok_or_else(|| ApiError::Unauthorized("the provider sent no code back".into()))?;
+    Ok((row, code))
+}
+
 /// The provider said no (the person refused, or the client is not allowed).
-pub(crate) fn refused_by_provider(error: &str, description: Option<&str>) -> ApiError {
+fn refused_by_provider(error: &str, description: Option<&str>) -> ApiError {
     ApiError::Unauthorized(format!(
         "the sign-in provider refused: {}{}",
         clip(error, 100),

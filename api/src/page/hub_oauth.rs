@@ -65,17 +65,7 @@ pub(crate) async fn finish(
     Query(answer): Query<Callback>,
 ) -> Response {
     let ended = async {
-        if let Some(error) = &answer.error {
-            return Err(flow::refused_by_provider(
-                error,
-                answer.error_description.as_deref(),
-            ));
-        }
-        let row = flow::take(&state, &headers, answer.state.as_deref(), "hub").await?;
-        let code = answer
-            .code
-            .clone()
-            .ok_or_else(|| ApiError::Unauthorized("the hub sent no code back".into()))?;
+        let (row, code) = flow::answered(&state, &headers, &answer, "hub").await?;
         let token = exchange(settings(&ctx)?, code, row.verifier.clone()).await?;
         let hub =
             state.config.hub.as_ref().ok_or_else(|| {

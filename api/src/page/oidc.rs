@@ -124,17 +124,7 @@ pub(crate) async fn finish(
     Query(answer): Query<Callback>,
 ) -> Response {
     let ended = async {
-        if let Some(error) = &answer.error {
-            return Err(flow::refused_by_provider(
-                error,
-                answer.error_description.as_deref(),
-            ));
-        }
-        let row = flow::take(&state, &headers, answer.state.as_deref(), "oidc").await?;
-        let code = answer
-            .code
-            .clone()
-            .ok_or_else(|| ApiError::Unauthorized("the provider sent no code back".into()))?;
+        let (row, code) = flow::answered(&state, &headers, &answer, "oidc").await?;
         let (subject, name, claims) = identity(&state, &ctx, code, row.verifier, row.nonce).await?;
         let principal = ctx.page.rules.principal(&claims);
         tracing::info!(subject, role = principal.role.name(), "signed in");

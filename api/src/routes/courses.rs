@@ -54,6 +54,7 @@ pub(crate) async fn courses_of(
 #[utoipa::path(
     get,
     path = "/api/v1/courses",
+    operation_id = "list_courses",
     responses(
         (status = 200, description = "The caller's courses", body = CourseList),
         (status = 401, description = "No valid token or session", body = ErrorBody),

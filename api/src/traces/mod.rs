@@ -8,34 +8,45 @@
 mod sender;
 mod statement;
 
-pub(crate) use sender::keep_sending;
 pub(crate) use statement::Verb;
 
-use crate::{auth::Principal, store::EnvironmentRow, AppState};
+use std::sync::Arc;
 
-impl AppState {
+use crate::{auth::Principal, config::XapiConfig, store::EnvironmentRow, store::Store};
+
+/// Where traces go (none: traces are off), and the queue they wait in.
+#[derive(Debug)]
+pub(crate) struct Traces {
+    config: Option<XapiConfig>,
+    store: Store,
+}
+
+impl Traces {
+    /// Traces to `config`'s LRS (none: off), queued in `store`; the sender started.
+    pub(crate) fn start(config: Option<XapiConfig>, store: Store) -> Arc<Self> {
+        let traces = Arc::new(Self { config, store });
+        sender::keep_sending(&traces);
+        traces
+    }
+
     /// Queues the statement that `who` (`None`: trousse itself) did `verb` to `env`;
     /// nothing when traces are off. A failure is logged, never returned.
-    pub(crate) async fn trace(&self, who: Option<&Principal>, verb: Verb, env: &EnvironmentRow) {
-        let Some(xapi) = &self.config.xapi else {
-            return;
-        };
-        let statement = statement::statement(xapi, who, verb, &env.course, &env.name, &env.id);
-        if let Err(e) = self.store.queue_statement(&statement.to_string()).await {
-            tracing::warn!(error = %e, verb = verb.name(), "a trace was not queued");
-        }
+    pub(crate) async fn record(&self, who: Option<&Principal>, verb: Verb, env: &EnvironmentRow) {
+        self.queue(who, verb, &env.course, &env.name, &env.id).await;
     }
 
     /// Queues a statement about an exam by course and name (its window opening or closing).
-    pub(crate) async fn trace_exam(&self, verb: Verb, course: &str, name: &str) {
-        let Some(xapi) = &self.config.xapi else {
+    async fn record_exam(&self, verb: Verb, course: &str, name: &str) {
+        if let Ok(Some(env)) = self.store.current_environment(course, name).await {
+            self.queue(None, verb, course, name, &env.id).await;
+        }
+    }
+
+    async fn queue(&self, who: Option<&Principal>, verb: Verb, course: &str, name: &str, id: &str) {
+        let Some(xapi) = &self.config else {
             return;
         };
-        let id = match self.store.current_environment(course, name).await {
-            Ok(Some(env)) => env.id,
-            _ => return,
-        };
-        let statement = statement::statement(xapi, None, verb, course, name, &id);
+        let statement = statement::statement(xapi, who, verb, course, name, id);
         if let Err(e) = self.store.queue_statement(&statement.to_string()).await {
             tracing::warn!(error = %e, verb = verb.name(), "a trace was not queued");
         }

@@ -5,7 +5,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{config::XapiConfig, AppState};
+use super::Traces;
+use crate::config::XapiConfig;
 
 /// Statements sent in one request.
 const BATCH: i64 = 50;
@@ -13,11 +14,11 @@ const BATCH: i64 = 50;
 const MAX_DELAY: u64 = 30;
 
 /// Sends statements, and traces exam windows opening and closing, while the service runs.
-pub(crate) fn keep_sending(state: &Arc<AppState>) {
-    let Some(xapi) = state.config.xapi.clone() else {
+pub(super) fn keep_sending(traces: &Arc<Traces>) {
+    let Some(xapi) = traces.config.clone() else {
         return;
     };
-    let weak = Arc::downgrade(state);
+    let weak = Arc::downgrade(traces);
     tokio::spawn(async move {
         let client = match reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
@@ -41,7 +42,7 @@ pub(crate) fn keep_sending(state: &Arc<AppState>) {
 }
 
 /// Traces the exam windows that opened or closed since the last look.
-async fn mark_windows(state: &AppState) {
+async fn mark_windows(state: &Traces) {
     for (mark, verb) in [
         ("opened", super::Verb::ExamOpened),
         ("closed", super::Verb::ExamClosed),
@@ -49,7 +50,7 @@ async fn mark_windows(state: &AppState) {
         match state.store.take_window_marks(mark).await {
             Ok(due) => {
                 for (course, name, _) in due {
-                    state.trace_exam(verb, &course, &name).await;
+                    state.record_exam(verb, &course, &name).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "exam windows were not read for traces"),
@@ -61,7 +62,7 @@ async fn mark_windows(state: &AppState) {
 /// invalid (400) is sent again one statement at a time, and a statement it
 /// refuses alone is dropped (logged): it would never be taken.
 /// Whether the LRS took what was due (or nothing was).
-async fn send_due(state: &AppState, client: &reqwest::Client, xapi: &XapiConfig) -> bool {
+async fn send_due(state: &Traces, client: &reqwest::Client, xapi: &XapiConfig) -> bool {
     let due = match state.store.due_statements(BATCH).await {
         Ok(due) if !due.is_empty() => due,
         Ok(_) => return true,
@@ -123,7 +124,7 @@ async fn post(client: &reqwest::Client, xapi: &XapiConfig, due: &[&(i64, String,
 
 /// Forgets what was taken or refused for good; keeps the rest (counting the
 /// try). Whether the LRS answered.
-async fn settle(state: &AppState, due: &[&(i64, String, i64)], answer: Answer) -> bool {
+async fn settle(state: &Traces, due: &[&(i64, String, i64)], answer: Answer) -> bool {
     let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
     let (result, answered) = match answer {
         Answer::Taken => (state.store.sent_statements(&ids).await, true),

@@ -120,14 +120,8 @@ async fn managed(
     Ok(env)
 }
 
-/// Makes `id` current again, at `digest` when given (a course environment's earlier version).
-pub(crate) async fn roll_back(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-    digest: Option<&str>,
-) -> Result<EnvironmentRow, ApiError> {
-    let env = managed(state, principal, id).await?;
+/// Refuses to change an environment that is building, or an exam whose window opened.
+async fn may_change(state: &AppState, env: &EnvironmentRow) -> Result<(), ApiError> {
     if matches!(env.status, Status::Queued | Status::Building) {
         return Err(ApiError::Conflict(format!(
             "{} is building: wait for its build to end, then roll back",
@@ -144,6 +138,18 @@ pub(crate) async fn roll_back(
             }
         }
     }
+    Ok(())
+}
+
+/// Makes `id` current again, at `digest` when given (a course environment's earlier version).
+pub(crate) async fn roll_back(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    digest: Option<&str>,
+) -> Result<EnvironmentRow, ApiError> {
+    let env = managed(state, principal, id).await?;
+    may_change(state, &env).await?;
     match digest {
         Some(digest) if env.exam => {
             return Err(ApiError::bad_request(
@@ -178,7 +184,10 @@ pub(crate) async fn roll_back(
     if let Some(digest) = &env.digest {
         state.publish_tags(&env, digest).await?;
     }
-    state.trace(Some(principal), Verb::MadeCurrent, &env).await;
+    state
+        .traces
+        .record(Some(principal), Verb::MadeCurrent, &env)
+        .await;
     Ok(env)
 }
 
@@ -194,7 +203,10 @@ pub(crate) async fn archive_environment(
         let repository = crate::domain::repository(&env.course, &env.name);
         state.store.remove_tag(&repository, "latest").await?;
     }
-    state.trace(Some(principal), Verb::Archived, &env).await;
+    state
+        .traces
+        .record(Some(principal), Verb::Archived, &env)
+        .await;
     state
         .store
         .environment(&env.id)
@@ -246,6 +258,6 @@ pub(crate) async fn launched(
         subject: Some(trousse_builder::error::clip(&launch.user, 200).into_owned()),
         ..crate::auth::rules::principal_from(false, Vec::new(), Vec::new())
     };
-    state.trace(Some(&user), Verb::Launched, &env).await;
+    state.traces.record(Some(&user), Verb::Launched, &env).await;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -348,7 +348,8 @@ pub(crate) async fn submit_request(
         state.store.set_window(course, &env.name, window).await?;
     }
     state
-        .trace(Some(principal), crate::traces::Verb::Created, &env)
+        .traces
+        .record(Some(principal), crate::traces::Verb::Created, &env)
         .await;
     Ok((env, status))
 }
