@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -61,6 +62,13 @@ def accessible(driver, name):
         driver.save_screenshot(os.path.join(shots, f"{name}.png"))
 
 
+def wait_heading(driver, *texts, seconds=20):
+    """Waits for a page whose heading is one of `texts` (a navigation ends)."""
+    WebDriverWait(driver, seconds, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: [h.text for h in d.find_elements(By.TAG_NAME, "h1")] in [[t] for t in texts]
+    )
+
+
 def keys(driver, *pressed):
     ActionChains(driver).send_keys(*pressed).perform()
 
@@ -84,10 +92,7 @@ def sign_in_with_keyboard(driver, page, sub, lang):
     # the provider's form: its subject field has the focus
     WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.NAME, "sub"))
     keys(driver, sub, Keys.ENTER)
-    WebDriverWait(driver, 20).until(lambda d: d.current_url.startswith(page))
-    assert driver.find_element(By.TAG_NAME, "h1").text in ("Your courses", "Vos cours"), (
-        driver.page_source
-    )
+    wait_heading(driver, "Your courses", "Vos cours")
 
 
 def test_a_teacher_uses_the_page_with_the_keyboard_in_both_languages(service, browser):
@@ -99,13 +104,15 @@ def test_a_teacher_uses_the_page_with_the_keyboard_in_both_languages(service, br
         accessible(browser, f"teacher-courses-{lang}")
         tab_to(browser, "math1")
         keys(browser, Keys.ENTER)
-        assert browser.find_element(By.TAG_NAME, "h1").text == "math1"
+        wait_heading(browser, "math1")
         table = browser.find_element(By.TAG_NAME, "table").text
         assert "week1" in table and "final" in table
         accessible(browser, f"teacher-course-{lang}")
         tab_to(browser, "Sign out" if lang == "en" else "Se déconnecter")
         keys(browser, Keys.ENTER)
-        assert browser.find_elements(By.PARTIAL_LINK_TEXT, "your institution")
+        WebDriverWait(browser, 20).until(
+            lambda d: d.find_elements(By.PARTIAL_LINK_TEXT, "your institution")
+        )
 
 
 def test_a_student_sees_the_course_read_only_without_the_exam(service, browser):
@@ -113,6 +120,7 @@ def test_a_student_sees_the_course_read_only_without_the_exam(service, browser):
     sign_in_with_keyboard(browser, service.page, "bob", "en")
     tab_to(browser, "math1")
     keys(browser, Keys.ENTER)
+    wait_heading(browser, "math1")
     table = browser.find_element(By.TAG_NAME, "table").text
     assert "week1" in table and "final" not in table
     assert "read only" in browser.find_element(By.ID, "main").text
@@ -136,6 +144,7 @@ def test_a_teacher_searches_reviews_builds_and_makes_an_exam(service, browser):
     browser.get(f"{service.page}courses/math1")
     tab_to(browser, "New environment")
     keys(browser, Keys.ENTER)
+    wait_heading(browser, "New environment — math1")
     tab_to_id(browser, "name")
     keys(browser, "week2")
     tab_to_id(browser, "search")
@@ -148,7 +157,7 @@ def test_a_teacher_searches_reviews_builds_and_makes_an_exam(service, browser):
     tab_to(browser, "Review the solved environment")
     keys(browser, Keys.ENTER)
     WebDriverWait(browser, 60).until(
-        lambda d: "/new" not in d.current_url and d.find_elements(By.TAG_NAME, "h1")
+        lambda d: d.current_url.endswith("/preview") and d.find_elements(By.TAG_NAME, "h1")
     )
     assert "Solved environment" in browser.find_element(By.TAG_NAME, "h1").text, (
         browser.find_element(By.ID, "main").text
@@ -171,9 +180,7 @@ def test_a_teacher_searches_reviews_builds_and_makes_an_exam(service, browser):
     keys(browser, "2099-01-01T09:00:00Z")
     tab_to(browser, "Create the exam")
     keys(browser, Keys.ENTER)
-    WebDriverWait(browser, 60).until(lambda d: "/exam" not in d.current_url)
-    heading = browser.find_element(By.TAG_NAME, "h1").text
-    assert heading.startswith("week2-final"), browser.find_element(By.ID, "main").text
+    wait_heading(browser, "week2-final exam", seconds=60)
     exam_page = browser.current_url
     browser.get(f"{service.page}courses/math1")
     table = browser.find_element(By.TAG_NAME, "table").text

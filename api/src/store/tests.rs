@@ -240,3 +240,44 @@ async fn an_image_published_to_a_repository_serves_its_blobs_and_tags() {
         None
     );
 }
+
+#[tokio::test]
+async fn sessions_expire_and_sign_ins_are_taken_once() {
+    let (_dir, store) = fresh().await;
+    let row = SessionRow {
+        csrf: "c".into(),
+        subject: "alice".into(),
+        name: "Alice".into(),
+        principal: crate::auth::rules::principal_from(false, vec!["math1".into()], vec![]),
+    };
+    store.add_session("live", &row, now() + 60).await.unwrap();
+    store.add_session("old", &row, now() - 1).await.unwrap();
+    let live = store.session("live").await.unwrap().unwrap();
+    assert_eq!(live.principal.courses, ["math1"]);
+    assert!(
+        store.session("old").await.unwrap().is_none(),
+        "an expired session is no session"
+    );
+    store.remove_session("live").await.unwrap();
+    assert!(store.session("live").await.unwrap().is_none());
+    let sign_in = SignInRow {
+        provider: "oidc".into(),
+        nonce: "n".into(),
+        verifier: "v".into(),
+        return_to: "/".into(),
+    };
+    store.add_sign_in("s1", &sign_in, now() + 60).await.unwrap();
+    store.add_sign_in("s2", &sign_in, now() - 1).await.unwrap();
+    assert_eq!(
+        store.take_sign_in("s1").await.unwrap().unwrap().verifier,
+        "v"
+    );
+    assert!(
+        store.take_sign_in("s1").await.unwrap().is_none(),
+        "a state is used once"
+    );
+    assert!(
+        store.take_sign_in("s2").await.unwrap().is_none(),
+        "an expired sign-in is refused"
+    );
+}
