@@ -192,4 +192,31 @@ def test_a_teacher_searches_reviews_builds_and_makes_an_exam(service, browser):
     ):
         browser.get(url)
         accessible(browser, name)
+    # week2 changed (in French): reviewed, built, then rolled back to its first version
+    browser.get(f"{service.page}courses/math1/new?lang=fr")
+    tab_to_id(browser, "name")
+    keys(browser, "week2")
+    tab_to_id(browser, "packages")
+    keys(browser, "greeting-data")
+    tab_to(browser, "Voir l'environnement résolu")
+    keys(browser, Keys.ENTER)
+    wait_heading(
+        browser, "Environnement résolu : week2 — math1", "Environnement résolu: week2 — math1"
+    )
+    assert "greet" in browser.find_element(By.ID, "main").text  # removed since week2's first
+    accessible(browser, "preview-fr")
+    tab_to(browser, "Le construire")
+    keys(browser, Keys.ENTER)
+    WebDriverWait(browser, 120, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.find_element(By.ID, "status").text == "prêt"
+    )
+    browser.refresh()  # the versions list is the page's, not the live log's
+    versions = browser.find_elements(By.CSS_SELECTOR, ".versions li")
+    assert len(versions) == 2 and "actuel" in versions[0].text, [v.text for v in versions]
+    tab_to(browser, "Revenir à cette version")
+    keys(browser, Keys.ENTER)
+    WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: "actuel" in d.find_elements(By.CSS_SELECTOR, ".versions li")[1].text
+    )
+    accessible(browser, "rolled-back-fr")
     browser.get(f"{service.page}?lang=en")

@@ -43,6 +43,27 @@ def test_a_teacher_signs_in_and_sees_the_courses_they_teach_and_take(service):
     assert course.status_code == 200
     assert "week1" in course.text and "final" in course.text and "Vous enseignez" in course.text
     assert 'lang="fr"' in course.text
+    # she takes phys2: she may not act on it, by the API or by the page's forms
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', home.text).group(1)
+    for url, kwargs in (
+        (
+            f"{service.page}api/v1/courses/phys2/environments",
+            {
+                "data": "name: x\ndependencies: [greet]\n",
+                "headers": {"Content-Type": "application/yaml", "X-CSRF-Token": csrf},
+            },
+        ),
+        (
+            f"{service.page}courses/phys2/build",
+            {"data": {"csrf": csrf, "name": "x", "packages": "greet"}},
+        ),
+        (
+            f"{service.page}courses/phys2/preview",
+            {"data": {"csrf": csrf, "name": "x", "packages": "greet"}},
+        ),
+    ):
+        refused = alice.post(url, timeout=30, **kwargs)
+        assert refused.status_code == 403, (url, refused.status_code)
 
 
 def test_a_student_reads_their_course_without_the_exam_and_is_refused_the_rest(service):
