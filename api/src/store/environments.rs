@@ -160,7 +160,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT digest, lock, lock_hash, COALESCE(packages, 0) AS packages, created_at
              FROM environment_digests
-             WHERE environment_id = ? AND lock IS NOT NULL ORDER BY created_at DESC, digest",
+             WHERE environment_id = ? AND lock IS NOT NULL ORDER BY created_at DESC, rowid DESC",
         )
         .bind(environment_id)
         .fetch_all(&self.pool)
