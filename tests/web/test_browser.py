@@ -164,6 +164,8 @@ def test_a_teacher_searches_reviews_builds_and_makes_an_exam(service, browser):
     )
     packages = browser.find_element(By.TAG_NAME, "table").text
     assert "greet" in packages, packages
+    # week1 fetched greet and greeting-data: their installed sizes are known
+    assert "Installed size" in browser.find_element(By.ID, "main").text
     assert "Changes since week1" in browser.find_element(By.ID, "main").text
     accessible(browser, "preview-en")
     tab_to(browser, "Build it")
@@ -172,6 +174,14 @@ def test_a_teacher_searches_reviews_builds_and_makes_an_exam(service, browser):
     WebDriverWait(browser, 120).until(lambda d: d.find_element(By.ID, "status").text == "ready")
     print(f"build clicked to ready shown: {time.monotonic() - clicked:.2f} s (cached packages)")
     assert browser.find_element(By.ID, "log").text, "the log shows the build"
+    # shown again once built (its log replayed), with its one version and the exam form
+    WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: (
+            d.find_elements(By.CSS_SELECTOR, ".versions li")
+            and d.find_elements(By.ID, "exam-name")
+            and "ready" in d.find_element(By.ID, "log").text
+        )
+    )
     accessible(browser, "build-en")
     tab_to_id(browser, "exam-name")
     ActionChains(browser).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).perform()
@@ -210,7 +220,10 @@ def test_a_teacher_searches_reviews_builds_and_makes_an_exam(service, browser):
     WebDriverWait(browser, 120, ignored_exceptions=(WebDriverException,)).until(
         lambda d: d.find_element(By.ID, "status").text == "prêt"
     )
-    browser.refresh()  # the versions list is the page's, not the live log's
+    # the page shown while building is shown again once built, with its versions
+    WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".versions li")) == 2
+    )
     versions = browser.find_elements(By.CSS_SELECTOR, ".versions li")
     assert len(versions) == 2 and "actuel" in versions[0].text, [v.text for v in versions]
     tab_to(browser, "Revenir à cette version")

@@ -181,8 +181,11 @@ mod tests {
                     course => "math1",
                     form => minijinja::context! { name => "w", packages => "numpy" },
                     preview => minijinja::context! {
-                        name => "w", download_bytes => 1000u64,
-                        packages => vec![minijinja::context! { name => "numpy", version => "2.0", kind => "conda", size => 10u64 }],
+                        name => "w", download_bytes => 1000u64, installed_bytes => 40u64, installed_known => 1,
+                        packages => vec![
+                            minijinja::context! { name => "numpy", version => "2.0", kind => "conda", size => 10u64, installed => 40u64 },
+                            minijinja::context! { name => "rich", version => "13", kind => "pypi", size => (), installed => () },
+                        ],
                         changes => minijinja::context! { since => "w", added => vec!["numpy"], removed => Vec::<String>::new(),
                             changed => vec![minijinja::context! { name => "python", from => "3.11", to => "3.12" }] },
                     },

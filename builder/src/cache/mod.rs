@@ -46,6 +46,30 @@ impl CacheDir {
         Ok(Self { root })
     }
 
+    /// The bytes a package installs, from its `info/paths.json`, when it is in
+    /// the cache (a build fetched it); `None` otherwise.
+    pub fn installed_size(&self, record: &rattler_conda_types::PackageRecord) -> Option<u64> {
+        let dir = format!(
+            "{}-{}-{}",
+            record.name.as_normalized(),
+            record.version,
+            record.build
+        );
+        let file = self
+            .packages()
+            .join(&record.subdir)
+            .join(dir)
+            .join("info")
+            .join("paths.json");
+        // a package's own file, bounded before it is read
+        if std::fs::metadata(&file).ok()?.len() > 64 << 20 {
+            return None;
+        }
+        let paths: rattler_conda_types::package::PathsJson =
+            serde_json::from_str(&std::fs::read_to_string(&file).ok()?).ok()?;
+        Some(paths.paths.iter().filter_map(|p| p.size_in_bytes).sum())
+    }
+
     /// `$TROUSSE_CACHE_DIR`, else the platform cache directory (`~/.cache/trousse`).
     pub fn default_location() -> PathBuf {
         std::env::var_os(CACHE_DIR_ENV)

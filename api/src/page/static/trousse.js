@@ -83,6 +83,8 @@ if (log) {
     if (d.error) { const error = document.getElementById("error"); error.textContent = d.error; error.hidden = false; }
     line(d.status);
     source.close();
+    // a page shown while building is shown again once built: its versions and actions
+    if (["queued", "building"].includes(log.dataset.initial)) setTimeout(() => location.reload(), 1500);
   });
   source.onerror = () => { if (source.readyState === EventSource.CLOSED) return; };
 }

@@ -32,6 +32,8 @@ pub(crate) struct PreviewPackage {
     pub(crate) kind: &'static str,
     /// The download size in bytes, as the channel gives it (conda packages).
     pub(crate) size: Option<u64>,
+    /// The bytes it installs, when the package is in the service's cache.
+    pub(crate) installed: Option<u64>,
 }
 
 /// A package whose version changed.
@@ -68,6 +70,10 @@ pub(crate) struct Preview {
     pub(crate) packages: Vec<PreviewPackage>,
     /// The sum of the conda packages' download sizes.
     pub(crate) download_bytes: u64,
+    /// The sum of the installed sizes known (packages in the service's cache).
+    pub(crate) installed_bytes: u64,
+    /// How many packages that sum counts.
+    pub(crate) installed_known: usize,
     /// What changed since the course's current environment, if it has one.
     pub(crate) changes: Option<Changes>,
 }
@@ -114,19 +120,28 @@ pub(crate) async fn preview_request(
     check_name("course", course)?;
     let (submission, _) = Submission::from_request(state, course, request).await?;
     let (lock, _) = submission.lock(state).await?;
-    let packages = packages_of(&lock);
+    let cache = trousse_builder::cache::CacheDir::new(state.config.cache_dir()).ok();
+    let packages = packages_of(&lock, cache.as_ref());
     let download_bytes = packages.iter().filter_map(|p| p.size).sum();
+    let installed_bytes = packages.iter().filter_map(|p| p.installed).sum();
+    let installed_known = packages.iter().filter(|p| p.installed.is_some()).count();
     let changes = changes_since(state, course, &submission.name, &packages).await?;
     Ok(Preview {
         name: submission.name,
         packages,
         download_bytes,
+        installed_bytes,
+        installed_known,
         changes,
     })
 }
 
-/// The packages of a lock's first platform, conda then PyPI, by name.
-fn packages_of(lock: &Lock) -> Vec<PreviewPackage> {
+/// The packages of a lock's first platform, conda then PyPI, by name (with
+/// their installed sizes when `cache` holds them).
+fn packages_of(
+    lock: &Lock,
+    cache: Option<&trousse_builder::cache::CacheDir>,
+) -> Vec<PreviewPackage> {
     let Some(platform) = lock.platforms.first() else {
         return Vec::new();
     };
@@ -135,12 +150,14 @@ fn packages_of(lock: &Lock) -> Vec<PreviewPackage> {
         version: r.package_record.version.to_string(),
         kind: "conda",
         size: r.package_record.size,
+        installed: cache.and_then(|c| c.installed_size(&r.package_record)),
     });
     let pypi = platform.pypi.iter().map(|w| PreviewPackage {
         name: w.name.to_string(),
         version: w.version.to_string(),
         kind: "pypi",
         size: None,
+        installed: None,
     });
     conda.chain(pypi).collect()
 }
@@ -168,7 +185,7 @@ async fn changes_since(
     let Ok(lock) = Lock::from_text(&before.lock, Path::new("environment.lock")) else {
         return Ok(None);
     };
-    Ok(Some(compare(before.name, &packages_of(&lock), now)))
+    Ok(Some(compare(before.name, &packages_of(&lock, None), now)))
 }
 
 /// What changed from `before` to `now`.
@@ -212,6 +229,7 @@ mod tests {
             version: version.into(),
             kind: "conda",
             size: Some(1),
+            installed: None,
         }
     }
 
