@@ -49,7 +49,7 @@ impl PackageIndex {
             .iter()
             .take_while(|e| e.name.starts_with(&query))
             .collect();
-        prefixed.sort_by_key(|e| (e.name.len(), e.name.clone()));
+        prefixed.sort_by(|a, b| (a.name.len(), &a.name).cmp(&(b.name.len(), &b.name)));
         let mut found: Vec<CatalogEntry> = prefixed.into_iter().take(limit).cloned().collect();
         if found.len() < limit {
             found.extend(

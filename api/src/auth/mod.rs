@@ -124,12 +124,17 @@ impl Principal {
     }
 }
 
-/// A new random token (shown once) and the hash that is stored.
-pub(crate) fn new_token() -> Result<(String, String), ApiError> {
+/// 256 random bits as hex (tokens, page sessions, CSRF tokens); `what` names them in an error.
+pub(crate) fn random_hex(what: &str) -> Result<String, ApiError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
-        .map_err(|e| ApiError::Internal(format!("no randomness for a token: {e}")))?;
-    let token = format!("trs_{}", hex::encode(bytes));
+        .map_err(|e| ApiError::Internal(format!("no randomness for {what}: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
+/// A new random token (shown once) and the hash that is stored.
+pub(crate) fn new_token() -> Result<(String, String), ApiError> {
+    let token = format!("trs_{}", random_hex("a token")?);
     let hash = token_hash(&token);
     Ok((token, hash))
 }

@@ -7,14 +7,14 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
     extract::{Path, State},
-    http::{header, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
+    http::StatusCode,
+    response::Response,
     Form,
 };
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::{session, PageContext};
+use super::PageContext;
 use crate::{
     auth::Principal,
     error::ApiError,
@@ -119,31 +119,16 @@ fn spec_of(conda: &str, pypi: &str, channels: &[String]) -> String {
     yaml
 }
 
-/// The signed-in teacher of `course`, or the reason to refuse.
-fn teacher<'a>(ctx: &'a PageContext, course: &str) -> Result<&'a Principal, ApiError> {
-    let user = ctx.user.as_ref().ok_or_else(|| {
-        ApiError::Unauthorized("sign in to change the environments of your courses".into())
-    })?;
-    user.row.principal.require_write(course)?;
-    Ok(&user.row.principal)
-}
-
-/// Refuses a form whose CSRF token is not the session's.
-fn checked(ctx: &PageContext, csrf: &str) -> Result<(), ApiError> {
-    let user = ctx
-        .user
-        .as_ref()
-        .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
-    session::check_csrf(&user.row, Some(csrf))
-}
-
 /// The new-environment form (empty, or filled in again to change it).
 pub(crate) async fn new(
     ctx: PageContext,
     Path(course): Path<String>,
     form: Result<Form<EnvironmentForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    if let Err(e) = teacher(&ctx, &course) {
+    let allowed = ctx
+        .principal("to change the environments of your courses")
+        .and_then(|p| p.require_write(&course));
+    if let Err(e) = allowed {
         return ctx.error(e);
     }
     let form = form.map(|f| f.0).unwrap_or_default();
@@ -220,13 +205,9 @@ pub(crate) async fn exam(
     Form(form): Form<ExamForm>,
 ) -> Response {
     let made = async {
-        checked(&ctx, &form.csrf)?;
-        let user = ctx
-            .user
-            .as_ref()
-            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
-        let env = state.readable_environment(&user.row.principal, &id).await?;
-        let principal = teacher(&ctx, &env.course)?;
+        let principal = ctx.form_principal(&form.csrf)?;
+        let env = state.readable_environment(principal, &id).await?;
+        principal.require_write(&env.course)?;
         let given = |t: &str| Some(t.trim().to_string()).filter(|t| !t.is_empty());
         let request = EnvironmentRequest {
             name: given(&form.name),
@@ -260,13 +241,9 @@ pub(crate) async fn make_current(
     Form(form): Form<VersionForm>,
 ) -> Response {
     let done = async {
-        checked(&ctx, &form.csrf)?;
-        let user = ctx
-            .user
-            .as_ref()
-            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
+        let principal = ctx.form_principal(&form.csrf)?;
         let digest = form.digest.as_deref().filter(|d| !d.is_empty());
-        roll_back(&state, &user.row.principal, &id, digest).await
+        roll_back(&state, principal, &id, digest).await
     };
     shown(&ctx, done.await)
 }
@@ -279,12 +256,8 @@ pub(crate) async fn archive(
     Form(form): Form<VersionForm>,
 ) -> Response {
     let done = async {
-        checked(&ctx, &form.csrf)?;
-        let user = ctx
-            .user
-            .as_ref()
-            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
-        archive_environment(&state, &user.row.principal, &id).await
+        let principal = ctx.form_principal(&form.csrf)?;
+        archive_environment(&state, principal, &id).await
     };
     shown(&ctx, done.await)
 }
@@ -296,11 +269,7 @@ pub(crate) async fn environment(
     Path(id): Path<String>,
 ) -> Response {
     let shown = async {
-        let user = ctx
-            .user
-            .as_ref()
-            .ok_or_else(|| ApiError::Unauthorized("sign in to see this environment".into()))?;
-        let principal = &user.row.principal;
+        let principal = ctx.principal("to see this environment")?;
         let row = state.readable_environment(principal, &id).await?;
         let manages = principal.manages(&row.course);
         let env = state.view_for(principal, row).await?;
@@ -344,26 +313,17 @@ fn asked<'a>(
     course: &str,
     form: &EnvironmentForm,
 ) -> Result<(&'a Principal, EnvironmentRequest), ApiError> {
-    checked(ctx, &form.csrf)?;
-    let principal = teacher(ctx, course)?;
+    let principal = ctx.form_principal(&form.csrf)?;
+    principal.require_write(course)?;
     Ok((principal, form.request(&state.config.allowed_channels)))
 }
 
 /// To the environment's page once an action on it is done; else the error's page.
 fn shown(ctx: &PageContext, done: Result<crate::store::EnvironmentRow, ApiError>) -> Response {
     match done {
-        Ok(env) => see_other(&format!("{}environments/{}", ctx.prefix, env.id)),
+        Ok(env) => super::see_other(&format!("{}environments/{}", ctx.prefix, env.id)),
         Err(e) => ctx.error(e),
     }
-}
-
-/// A 303 to `location`.
-fn see_other(location: &str) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
 }
 
 #[cfg(test)]

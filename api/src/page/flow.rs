@@ -101,16 +101,9 @@ async fn bounded_body(mut response: reqwest::Response) -> Result<Vec<u8>, Provid
     Ok(body)
 }
 
-/// An error and its causes, on one line.
+/// An error and its causes, on one line, clipped.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    clip(&text, 400).into_owned()
+    clip(&trousse_builder::error::error_chain(error), 400).into_owned()
 }
 
 /// Records a sign-in under `state` and sends the browser to `url`, with the
@@ -130,12 +123,7 @@ pub(crate) async fn begin(
     response.headers_mut().insert(header::LOCATION, location);
     response.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(
-            SIGN_IN_COOKIE,
-            sign_in_state,
-            ctx.page.public_url.path(),
-            SIGN_IN_SECONDS,
-        ),
+        set_cookie(SIGN_IN_COOKIE, sign_in_state, &ctx.prefix, SIGN_IN_SECONDS),
     );
     Ok(response)
 }
@@ -210,15 +198,12 @@ pub(crate) fn signed_in(ctx: &PageContext, session: HeaderValue, return_to: &str
     } else {
         &ctx.prefix
     };
-    let mut response = StatusCode::SEE_OTHER.into_response();
+    let mut response = super::see_other(target);
     let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(target) {
-        headers.insert(header::LOCATION, location);
-    }
     headers.append(header::SET_COOKIE, session);
     headers.append(
         header::SET_COOKIE,
-        set_cookie(SIGN_IN_COOKIE, "", ctx.page.public_url.path(), 0),
+        set_cookie(SIGN_IN_COOKIE, "", &ctx.prefix, 0),
     );
     response
 }

@@ -18,13 +18,13 @@ use std::sync::Arc;
 use axum::{
     extract::FromRequestParts,
     http::{header, request::Parts, StatusCode},
-    response::Response,
+    response::{IntoResponse, Response},
     routing::{get, post},
     Router,
 };
 use minijinja::context;
 
-use crate::{config::PageConfig, error::ApiError, AppState};
+use crate::{auth::Principal, config::PageConfig, error::ApiError, AppState};
 use session::SignedIn;
 
 /// What the page keeps while the service runs.
@@ -129,6 +129,24 @@ impl PageContext {
         response
     }
 
+    /// The rights of whoever is signed in; `why` says what signing in is for.
+    pub(crate) fn principal(&self, why: &str) -> Result<&Principal, ApiError> {
+        self.user
+            .as_ref()
+            .map(|u| &u.row.principal)
+            .ok_or_else(|| ApiError::Unauthorized(format!("sign in {why}")))
+    }
+
+    /// The rights of whoever posted a form, once its CSRF token is the session's.
+    pub(crate) fn form_principal(&self, csrf: &str) -> Result<&Principal, ApiError> {
+        let user = self
+            .user
+            .as_ref()
+            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
+        session::check_csrf(&user.row, Some(csrf))?;
+        Ok(&user.row.principal)
+    }
+
     /// An error, as a page that says what went wrong (the status is the API's).
     pub(crate) fn error(&self, error: ApiError) -> Response {
         let (status, _) = error.status_and_code();
@@ -142,4 +160,13 @@ impl PageContext {
         };
         self.render(status, "error.html", context! { message })
     }
+}
+
+/// A 303 to `location` (a page of the page's own).
+pub(crate) fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }

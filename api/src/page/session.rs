@@ -6,7 +6,7 @@
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 
 use crate::{
-    auth::{token_hash, Principal},
+    auth::{random_hex, token_hash, Principal},
     error::ApiError,
     store::SessionRow,
     AppState,
@@ -26,14 +26,6 @@ pub(crate) struct SignedIn {
     pub(crate) row: SessionRow,
     /// The hash of its cookie (to end it).
     pub(crate) hash: String,
-}
-
-/// A random value, as hex: session ids, CSRF tokens.
-pub(crate) fn random_hex() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| ApiError::Internal(format!("no randomness for a session: {e}")))?;
-    Ok(hex::encode(bytes))
 }
 
 /// The value of one cookie a request carries.
@@ -120,13 +112,13 @@ impl AppState {
         principal: Principal,
     ) -> Result<HeaderValue, ApiError> {
         let page = self.page_config()?;
-        let value = random_hex()?;
+        let value = random_hex("a session")?;
         let principal = Principal {
             subject: Some(subject.clone()),
             ..principal
         };
         let row = SessionRow {
-            csrf: random_hex()?,
+            csrf: random_hex("a CSRF token")?,
             subject,
             name,
             principal,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::{Path, State},
-    http::{header, HeaderValue, StatusCode},
+    http::{header, StatusCode},
     response::{IntoResponse, Response},
     Form,
 };
@@ -46,10 +46,7 @@ pub(crate) async fn course(
     Path(course): Path<String>,
 ) -> Response {
     let shown = async {
-        let user = ctx.user.as_ref().ok_or_else(|| {
-            ApiError::Unauthorized("sign in to see the environments of your courses".into())
-        })?;
-        let principal = &user.row.principal;
+        let principal = ctx.principal("to see the environments of your courses")?;
         principal.require_read(&course)?;
         let manages = principal.manages(&course);
         let mut environments = Vec::new();
@@ -86,12 +83,8 @@ pub(crate) async fn sign_out(
             session::check_csrf(&user.row, form.csrf.as_deref())?;
             state.store.remove_session(&user.hash).await?;
         }
-        let mut response = StatusCode::SEE_OTHER.into_response();
-        let headers = response.headers_mut();
-        if let Ok(home) = HeaderValue::from_str(&ctx.prefix) {
-            headers.insert(header::LOCATION, home);
-        }
-        headers.insert(
+        let mut response = super::see_other(&ctx.prefix);
+        response.headers_mut().insert(
             header::SET_COOKIE,
             session::set_cookie(session::SESSION_COOKIE, "", &ctx.prefix, 0),
         );

@@ -9,11 +9,10 @@ use crate::error::ApiError;
 const MAX_QUEUED: i64 = 100_000;
 
 impl Store {
-    /// Queues a statement, due now.
+    /// Queues a statement.
     pub(crate) async fn queue_statement(&self, statement: &str) -> Result<(), ApiError> {
-        sqlx::query("INSERT INTO xapi_queue (statement, next_at, created_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO xapi_queue (statement, created_at) VALUES (?, ?)")
             .bind(statement)
-            .bind(now())
             .bind(now())
             .execute(&self.pool)
             .await?;
@@ -24,36 +23,23 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` statements due now: (id, statement, attempts), oldest first.
-    pub(crate) async fn due_statements(
+    /// The oldest `limit` statements waiting: (id, statement).
+    pub(crate) async fn queued_statements(
         &self,
         limit: i64,
-    ) -> Result<Vec<(i64, String, i64)>, ApiError> {
-        Ok(sqlx::query_as(
-            "SELECT id, statement, attempts FROM xapi_queue WHERE next_at <= ? ORDER BY id LIMIT ?",
+    ) -> Result<Vec<(i64, String)>, ApiError> {
+        Ok(
+            sqlx::query_as("SELECT id, statement FROM xapi_queue ORDER BY id LIMIT ?")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
         )
-        .bind(now())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
-    /// Forgets statements the LRS took.
+    /// Forgets statements the LRS took (or refused for good).
     pub(crate) async fn sent_statements(&self, ids: &[i64]) -> Result<(), ApiError> {
         for id in ids {
             sqlx::query("DELETE FROM xapi_queue WHERE id = ?")
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Tries these statements again in `delay` seconds.
-    pub(crate) async fn retry_statements(&self, ids: &[i64], delay: i64) -> Result<(), ApiError> {
-        for id in ids {
-            sqlx::query("UPDATE xapi_queue SET attempts = attempts + 1, next_at = ? WHERE id = ?")
-                .bind(now() + delay)
                 .bind(id)
                 .execute(&self.pool)
                 .await?;

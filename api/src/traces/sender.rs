@@ -63,7 +63,7 @@ async fn mark_windows(state: &Traces) {
 /// refuses alone is dropped (logged): it would never be taken.
 /// Whether the LRS took what was due (or nothing was).
 async fn send_due(state: &Traces, client: &reqwest::Client, xapi: &XapiConfig) -> bool {
-    let due = match state.store.due_statements(BATCH).await {
+    let due = match state.store.queued_statements(BATCH).await {
         Ok(due) if !due.is_empty() => due,
         Ok(_) => return true,
         Err(e) => {
@@ -71,7 +71,7 @@ async fn send_due(state: &Traces, client: &reqwest::Client, xapi: &XapiConfig) -
             return true;
         }
     };
-    let batches: Vec<Vec<&(i64, String, i64)>> =
+    let batches: Vec<Vec<&(i64, String)>> =
         match post(client, xapi, &due.iter().collect::<Vec<_>>()).await {
             Answer::Invalid if due.len() > 1 => due.iter().map(|d| vec![d]).collect(),
             answer => return settle(state, &due.iter().collect::<Vec<_>>(), answer).await,
@@ -95,7 +95,7 @@ enum Answer {
 }
 
 /// Posts statements to the LRS.
-async fn post(client: &reqwest::Client, xapi: &XapiConfig, due: &[&(i64, String, i64)]) -> Answer {
+async fn post(client: &reqwest::Client, xapi: &XapiConfig, due: &[&(i64, String)]) -> Answer {
     let body = format!(
         "[{}]",
         due.iter()
@@ -122,30 +122,26 @@ async fn post(client: &reqwest::Client, xapi: &XapiConfig, due: &[&(i64, String,
     }
 }
 
-/// Forgets what was taken or refused for good; keeps the rest (counting the
-/// try). Whether the LRS answered.
-async fn settle(state: &Traces, due: &[&(i64, String, i64)], answer: Answer) -> bool {
+/// Forgets what was taken or refused for good; keeps the rest. Whether the LRS answered.
+async fn settle(state: &Traces, due: &[&(i64, String)], answer: Answer) -> bool {
     let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
-    let (result, answered) = match answer {
-        Answer::Taken => (state.store.sent_statements(&ids).await, true),
-        Answer::Invalid => {
-            tracing::error!(
-                statements = ids.len(),
-                "the LRS refuses a trace as invalid: dropped"
-            );
-            (state.store.sent_statements(&ids).await, true)
-        }
+    match answer {
+        Answer::Taken => {}
+        Answer::Invalid => tracing::error!(
+            statements = ids.len(),
+            "the LRS refuses a trace as invalid: dropped"
+        ),
         Answer::Later(reason) => {
             tracing::warn!(
                 reason,
                 statements = ids.len(),
                 "the LRS did not take traces: they wait"
             );
-            (state.store.retry_statements(&ids, 0).await, false)
+            return false;
         }
-    };
-    if let Err(e) = result {
+    }
+    if let Err(e) = state.store.sent_statements(&ids).await {
         tracing::warn!(error = %e, "the trace queue was not updated");
     }
-    answered
+    true
 }
