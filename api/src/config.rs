@@ -42,6 +42,8 @@ fn normalized(url: &Url) -> Url {
 pub struct ServiceConfig {
     /// Where the database, the image store and the build cache live.
     pub data_dir: PathBuf,
+    /// The database: SQLite in `data_dir` unless a PostgreSQL URL was given.
+    pub database: crate::store::Database,
     /// The `HOST[:PORT]` image references name (the pull endpoint as clients reach it).
     pub public_host: String,
     /// Builds that may run at once.
@@ -215,6 +217,7 @@ impl ServiceConfig {
     /// Settings with the documented defaults for a data directory.
     pub fn new(data_dir: PathBuf, public_host: String) -> Self {
         Self {
+            database: crate::store::Database::Sqlite(data_dir.clone()),
             data_dir,
             public_host,
             max_builds: DEFAULT_MAX_BUILDS,

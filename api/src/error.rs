@@ -74,6 +74,9 @@ pub enum ApiError {
     /// The data directory's disk is full (507).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// The database cannot be reached now; nothing was changed (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// A channel or registry the service depends on failed (502).
     #[error("{0}")]
     Upstream(String),
@@ -108,6 +111,7 @@ impl ApiError {
                 (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
             }
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -158,9 +162,30 @@ impl From<sqlx::Error> for ApiError {
                 "the service's disk is full: nothing was changed; free space in its data directory"
                     .into(),
             )
+        } else if store_unreachable(&e) {
+            ApiError::Unavailable(format!(
+                "the database cannot be reached ({e}): nothing was changed; try again shortly"
+            ))
         } else {
             ApiError::Internal(format!("the store failed: {e}"))
         }
+    }
+}
+
+/// Whether a store error means the database is down or unreachable (not a
+/// fault of the request or of the data): PostgreSQL's connection errors
+/// (class 08), shutdowns (57P01–57P03), too many connections (53300).
+fn store_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 

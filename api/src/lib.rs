@@ -49,6 +49,7 @@ use crate::{
 pub use auth::Role;
 pub use config::ServiceConfig as Config;
 pub use hub::{launch::HubLauncher, tokens::HubAuth};
+pub use store::Database;
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -85,7 +86,7 @@ impl AppState {
         let policy =
             RequestPolicy::new(&config).map_err(|m| ApiError::bad_request("invalid_config", m))?;
         let data_dir = data_dir::lock::DataDirLock::take(&config.data_dir)?;
-        let store = Store::open(&config.data_dir).await?;
+        let store = Store::open(&config.database).await?;
         data_dir::upgrade::store_build_settings(&store, &config).await?;
         data_dir::upgrade::scrub_credentials(&store, &config).await?;
         let _ = std::fs::remove_dir_all(config.work_dir());
@@ -467,7 +468,7 @@ async fn shutdown_signal() {
 
 /// Creates a token with a role (and courses, for teachers); returns it: it is shown once.
 pub async fn create_token(
-    data_dir: &std::path::Path,
+    database: &Database,
     role: Role,
     courses: &[String],
     description: Option<&str>,
@@ -478,7 +479,7 @@ pub async fn create_token(
             "a teacher token needs at least one --course",
         ));
     }
-    let store = Store::open(data_dir).await?;
+    let store = Store::open(database).await?;
     let (token, hash) = auth::new_token()?;
     store.add_token(&hash, role, courses, description).await?;
     Ok(token)

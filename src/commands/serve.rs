@@ -24,6 +24,11 @@ pub struct ServeArgs {
     /// Where the database, the images and the build cache live.
     #[arg(long, env = "TROUSSE_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// The database shared by replicas and workers (postgres://USER@HOST/NAME)
+    /// [default: SQLite in the data directory]. Prefer the variable: a password
+    /// on the command line is seen by every user of the machine.
+    #[arg(long, env = "TROUSSE_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
     /// HOST[:PORT] that image references name [default: the listen address].
     #[arg(long)]
     pub public_host: Option<String>,
@@ -174,6 +179,9 @@ impl ServeArgs {
                 .take()
                 .unwrap_or_else(|| address.to_string()),
         );
+        config.database =
+            trousse_api::Database::new(self.database.as_deref(), config.data_dir.clone())
+                .map_err(|e| BuildError::Usage(e.to_string()))?;
         self.limits(&mut config)?;
         self.repositories(&mut config);
         self.hub(&mut config)?;

@@ -22,6 +22,9 @@ pub enum TokenCommand {
         /// The service's data directory.
         #[arg(long, env = "TROUSSE_DATA_DIR")]
         data_dir: PathBuf,
+        /// The service's PostgreSQL database, when it has one.
+        #[arg(long, env = "TROUSSE_DATABASE_URL", hide_env_values = true)]
+        database: Option<String>,
     },
 }
 
@@ -32,6 +35,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
         courses,
         description,
         data_dir,
+        database,
     } = command;
     let role: Role = role
         .parse()
@@ -42,15 +46,17 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
         );
     }
     // a typo must not make a second, empty service directory
-    if !data_dir.is_dir() {
+    if database.is_none() && !data_dir.is_dir() {
         return Err(BuildError::Usage(format!(
             "{} is not a directory: give the --data-dir of the service (create it first for a new one)",
             data_dir.display()
         ))
         .into());
     }
+    let database = trousse_api::Database::new(database.as_deref(), data_dir)
+        .map_err(|e| BuildError::Usage(e.to_string()))?;
     let token =
-        trousse_api::create_token(&data_dir, role, &courses, description.as_deref()).await?;
+        trousse_api::create_token(&database, role, &courses, description.as_deref()).await?;
     println!("{token}");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Synthetic conda packages and channels, written with rattler's own archive
 //! writer and indexer, for trousse's tests, example and benchmarks.
 
+pub mod postgres;
 pub mod realistic;
 pub mod wheels;
 

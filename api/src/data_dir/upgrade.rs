@@ -117,7 +117,9 @@ mod tests {
     #[tokio::test]
     async fn older_builds_get_their_settings_and_a_current_key() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
+        let store = Store::open(&crate::store::Database::Sqlite(dir.path().into()))
+            .await
+            .unwrap();
         let config = ServiceConfig::new(dir.path().to_path_buf(), "localhost".into());
         let env = EnvironmentRow {
             id: "e1".into(),

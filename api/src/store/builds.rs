@@ -22,7 +22,7 @@ impl Store {
     /// An unfinished build with this key, to share.
     pub async fn unfinished_build(&self, build_key: &str) -> Result<Option<String>, ApiError> {
         Ok(sqlx::query_scalar(
-            "SELECT id FROM builds WHERE build_key = ? AND status IN ('queued', 'building') LIMIT 1",
+            "SELECT id FROM builds WHERE build_key = $1 AND status IN ('queued', 'building') LIMIT 1",
         )
         .bind(build_key)
         .fetch_optional(&self.pool)
@@ -39,7 +39,7 @@ impl Store {
     ) -> Result<(), ApiError> {
         sqlx::query(
             "INSERT INTO builds (id, environment_id, build_key, settings, status, attempts, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 'queued', 0, ?, ?)",
+             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6)",
         )
         .bind(id)
         .bind(environment_id)
@@ -55,7 +55,7 @@ impl Store {
     /// A build by id.
     pub async fn build(&self, id: &str) -> Result<Option<BuildRow>, ApiError> {
         Ok(sqlx::query_as::<_, BuildRow>(
-            "SELECT id, environment_id, status, attempts, settings FROM builds WHERE id = ?",
+            "SELECT id, environment_id, status, attempts, settings FROM builds WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -86,15 +86,15 @@ impl Store {
     pub async fn start_build(&self, id: &str) -> Result<i64, ApiError> {
         let mut tx = self.pool.begin().await?;
         let attempts: i64 = sqlx::query_scalar(
-            "UPDATE builds SET status = 'building', attempts = attempts + 1, updated_at = ?
-             WHERE id = ? RETURNING attempts",
+            "UPDATE builds SET status = 'building', attempts = attempts + 1, updated_at = $1
+             WHERE id = $2 RETURNING attempts",
         )
         .bind(now())
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE environments SET status = 'building', updated_at = ? WHERE build_id = ?",
+            "UPDATE environments SET status = 'building', updated_at = $1 WHERE build_id = $2",
         )
         .bind(now())
         .bind(id)
@@ -117,7 +117,7 @@ impl Store {
             Err(error) => (Status::Failed, None, None, Some(error)),
         };
         sqlx::query(
-            "UPDATE builds SET status = ?, digest = ?, error = ?, seconds = ?, updated_at = ? WHERE id = ?",
+            "UPDATE builds SET status = $1, digest = $2, error = $3, seconds = $4, updated_at = $5 WHERE id = $6",
         )
         .bind(status)
         .bind(digest)
@@ -128,8 +128,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE environments SET status = ?, digest = ?, bytes = ?, error = ?, updated_at = ?
-             WHERE build_id = ?",
+            "UPDATE environments SET status = $1, digest = $2, bytes = $3, error = $4, updated_at = $5
+             WHERE build_id = $6",
         )
         .bind(status)
         .bind(digest)
@@ -140,7 +140,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let envs =
-            sqlx::query_as::<_, EnvironmentRow>("SELECT * FROM environments WHERE build_id = ?")
+            sqlx::query_as::<_, EnvironmentRow>("SELECT * FROM environments WHERE build_id = $1")
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;

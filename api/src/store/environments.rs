@@ -30,8 +30,10 @@ pub struct EnvironmentRow {
     /// Its name within the course.
     pub name: String,
     /// Whether it is an exam environment (frozen once ready).
+    #[sqlx(try_from = "super::Flag")]
     pub exam: bool,
     /// Whether it is what the course's name means now.
+    #[sqlx(try_from = "super::Flag")]
     pub current: bool,
     /// The hash of the request that made it.
     pub request_hash: String,
@@ -80,7 +82,7 @@ impl Store {
     /// An environment by id.
     pub async fn environment(&self, id: &str) -> Result<Option<EnvironmentRow>, ApiError> {
         Ok(
-            sqlx::query_as::<_, EnvironmentRow>("SELECT * FROM environments WHERE id = ?")
+            sqlx::query_as::<_, EnvironmentRow>("SELECT * FROM environments WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -94,7 +96,7 @@ impl Store {
         name: &str,
     ) -> Result<Option<EnvironmentRow>, ApiError> {
         Ok(sqlx::query_as::<_, EnvironmentRow>(
-            "SELECT * FROM environments WHERE course = ? AND name = ? AND current = 1",
+            "SELECT * FROM environments WHERE course = $1 AND name = $2 AND current = 1",
         )
         .bind(course)
         .bind(name)
@@ -105,7 +107,7 @@ impl Store {
     /// The environments of a course, newest first.
     pub async fn course_environments(&self, course: &str) -> Result<Vec<EnvironmentRow>, ApiError> {
         Ok(sqlx::query_as::<_, EnvironmentRow>(
-            "SELECT * FROM environments WHERE course = ? ORDER BY created_at DESC, id",
+            "SELECT * FROM environments WHERE course = $1 ORDER BY created_at DESC, id",
         )
         .bind(course)
         .fetch_all(&self.pool)
@@ -138,7 +140,7 @@ impl Store {
     ) -> Result<Option<EnvironmentRow>, ApiError> {
         Ok(sqlx::query_as::<_, EnvironmentRow>(
             "SELECT e.* FROM environments e JOIN builds b ON b.id = e.build_id
-             WHERE b.build_key = ? AND b.status = 'ready' AND e.status = 'ready' LIMIT 1",
+             WHERE b.build_key = $1 AND b.status = 'ready' AND e.status = 'ready' LIMIT 1",
         )
         .bind(build_key)
         .fetch_optional(&self.pool)
@@ -148,7 +150,7 @@ impl Store {
     /// The digests an environment has had, oldest first.
     pub async fn digests(&self, environment_id: &str) -> Result<Vec<String>, ApiError> {
         Ok(sqlx::query_scalar(
-            "SELECT digest FROM environment_digests WHERE environment_id = ? ORDER BY created_at, digest",
+            "SELECT digest FROM environment_digests WHERE environment_id = $1 ORDER BY created_at, digest",
         )
         .bind(environment_id)
         .fetch_all(&self.pool)
@@ -160,7 +162,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT digest, lock, lock_hash, COALESCE(packages, 0) AS packages, created_at
              FROM environment_digests
-             WHERE environment_id = ? AND lock IS NOT NULL ORDER BY created_at DESC, rowid DESC",
+             WHERE environment_id = $1 AND lock IS NOT NULL ORDER BY created_at DESC, seq DESC",
         )
         .bind(environment_id)
         .fetch_all(&self.pool)
@@ -174,8 +176,8 @@ impl Store {
         version: &Version,
     ) -> Result<(), ApiError> {
         sqlx::query(
-            "UPDATE environments SET digest = ?, lock = ?, lock_hash = ?, packages = ?, status = ?,
-               error = NULL, bytes = NULL, request_hash = ?, updated_at = ? WHERE id = ?",
+            "UPDATE environments SET digest = $1, lock = $2, lock_hash = $3, packages = $4, status = $5,
+               error = NULL, bytes = NULL, request_hash = $6, updated_at = $7 WHERE id = $8",
         )
         .bind(&version.digest)
         .bind(&version.lock)
@@ -200,8 +202,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         if current {
             sqlx::query(
-                "UPDATE environments SET current = 0, updated_at = ?
-                 WHERE course = ? AND name = ? AND id <> ? AND current = 1",
+                "UPDATE environments SET current = 0, updated_at = $1
+                 WHERE course = $2 AND name = $3 AND id <> $4 AND current = 1",
             )
             .bind(now())
             .bind(&env.course)
@@ -210,8 +212,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE environments SET current = ?, updated_at = ? WHERE id = ?")
-            .bind(current)
+        sqlx::query("UPDATE environments SET current = $1, updated_at = $2 WHERE id = $3")
+            .bind(i64::from(current))
             .bind(now())
             .bind(&env.id)
             .execute(&mut *tx)
@@ -228,7 +230,7 @@ impl Store {
     ) -> Result<(), ApiError> {
         let mut tx = self.pool.begin().await?;
         if let Some(old) = replaces {
-            sqlx::query("UPDATE environments SET current = 0, updated_at = ? WHERE id = ?")
+            sqlx::query("UPDATE environments SET current = 0, updated_at = $1 WHERE id = $2")
                 .bind(now())
                 .bind(old)
                 .execute(&mut *tx)
@@ -237,13 +239,13 @@ impl Store {
         sqlx::query(
             "INSERT INTO environments (id, course, name, exam, current, request_hash, spec, source,
                lock, lock_hash, packages, status, error, digest, bytes, build_id, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(&env.id)
         .bind(&env.course)
         .bind(&env.name)
-        .bind(env.exam)
-        .bind(env.current)
+        .bind(i64::from(env.exam))
+        .bind(i64::from(env.current))
         .bind(&env.request_hash)
         .bind(&env.spec)
         .bind(&env.source)
@@ -270,9 +272,9 @@ impl Store {
     pub async fn update_environment(&self, env: &EnvironmentRow) -> Result<(), ApiError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE environments SET request_hash = ?, spec = ?, source = ?, lock = ?, lock_hash = ?,
-               packages = ?, status = ?, error = ?, digest = ?, bytes = ?, build_id = ?, updated_at = ?
-             WHERE id = ?",
+            "UPDATE environments SET request_hash = $1, spec = $2, source = $3, lock = $4, lock_hash = $5,
+               packages = $6, status = $7, error = $8, digest = $9, bytes = $10, build_id = $11, updated_at = $12
+             WHERE id = $13",
         )
         .bind(&env.request_hash)
         .bind(&env.spec)

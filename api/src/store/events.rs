@@ -6,19 +6,22 @@ use crate::error::ApiError;
 impl Store {
     /// Appends an event to a build's log.
     pub async fn add_event(&self, build_id: &str, seq: i64, data: &str) -> Result<(), ApiError> {
-        sqlx::query("INSERT OR REPLACE INTO build_events (build_id, seq, data) VALUES (?, ?, ?)")
-            .bind(build_id)
-            .bind(seq)
-            .bind(data)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO build_events (build_id, seq, data) VALUES ($1, $2, $3)
+             ON CONFLICT (build_id, seq) DO UPDATE SET data = excluded.data",
+        )
+        .bind(build_id)
+        .bind(seq)
+        .bind(data)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// A build's events after `after`, in order.
     pub async fn events(&self, build_id: &str, after: i64) -> Result<Vec<(i64, String)>, ApiError> {
         Ok(sqlx::query_as(
-            "SELECT seq, data FROM build_events WHERE build_id = ? AND seq > ? ORDER BY seq",
+            "SELECT seq, data FROM build_events WHERE build_id = $1 AND seq > $2 ORDER BY seq",
         )
         .bind(build_id)
         .bind(after)
@@ -29,7 +32,7 @@ impl Store {
     /// The last event number of a build (0 when none).
     pub async fn last_event(&self, build_id: &str) -> Result<i64, ApiError> {
         Ok(sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT MAX(seq) FROM build_events WHERE build_id = ?",
+            "SELECT MAX(seq) FROM build_events WHERE build_id = $1",
         )
         .bind(build_id)
         .fetch_one(&self.pool)

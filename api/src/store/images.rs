@@ -13,7 +13,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for (blob, media_type) in blobs {
             sqlx::query(
-                "INSERT OR IGNORE INTO image_blobs (image_digest, digest, media_type) VALUES (?, ?, ?)",
+                "INSERT INTO image_blobs (image_digest, digest, media_type) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
             )
             .bind(digest)
             .bind(blob)
@@ -34,20 +35,24 @@ impl Store {
     ) -> Result<(), ApiError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT OR IGNORE INTO repository_blobs (repository, digest, media_type)
-             SELECT ?, digest, media_type FROM image_blobs WHERE image_digest = ?",
+            "INSERT INTO repository_blobs (repository, digest, media_type)
+             SELECT $1, digest, media_type FROM image_blobs WHERE image_digest = $2
+             ON CONFLICT DO NOTHING",
         )
         .bind(repository)
         .bind(digest)
         .execute(&mut *tx)
         .await?;
         for tag in tags {
-            sqlx::query("INSERT OR REPLACE INTO tags (repository, tag, digest) VALUES (?, ?, ?)")
-                .bind(repository)
-                .bind(tag)
-                .bind(digest)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO tags (repository, tag, digest) VALUES ($1, $2, $3)
+                 ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest",
+            )
+            .bind(repository)
+            .bind(tag)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -55,7 +60,7 @@ impl Store {
 
     /// Removes a tag: the image is no longer pulled by it.
     pub(crate) async fn remove_tag(&self, repository: &str, tag: &str) -> Result<(), ApiError> {
-        sqlx::query("DELETE FROM tags WHERE repository = ? AND tag = ?")
+        sqlx::query("DELETE FROM tags WHERE repository = $1 AND tag = $2")
             .bind(repository)
             .bind(tag)
             .execute(&self.pool)
@@ -66,7 +71,7 @@ impl Store {
     /// The tags of a repository, sorted.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, ApiError> {
         Ok(
-            sqlx::query_scalar("SELECT tag FROM tags WHERE repository = ? ORDER BY tag")
+            sqlx::query_scalar("SELECT tag FROM tags WHERE repository = $1 ORDER BY tag")
                 .bind(repository)
                 .fetch_all(&self.pool)
                 .await?,
@@ -76,7 +81,7 @@ impl Store {
     /// Whether the service serves anything from a repository.
     pub async fn repository_exists(&self, repository: &str) -> Result<bool, ApiError> {
         Ok(sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM repository_blobs WHERE repository = ?",
+            "SELECT COUNT(*) FROM repository_blobs WHERE repository = $1",
         )
         .bind(repository)
         .fetch_one(&self.pool)
@@ -87,7 +92,7 @@ impl Store {
     /// The digest a tag points to.
     pub async fn tag(&self, repository: &str, tag: &str) -> Result<Option<String>, ApiError> {
         Ok(
-            sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND tag = ?")
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repository = $1 AND tag = $2")
                 .bind(repository)
                 .bind(tag)
                 .fetch_optional(&self.pool)
@@ -102,7 +107,7 @@ impl Store {
         digest: &str,
     ) -> Result<Option<Option<String>>, ApiError> {
         Ok(sqlx::query_scalar(
-            "SELECT media_type FROM repository_blobs WHERE repository = ? AND digest = ?",
+            "SELECT media_type FROM repository_blobs WHERE repository = $1 AND digest = $2",
         )
         .bind(repository)
         .bind(digest)

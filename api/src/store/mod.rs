@@ -1,17 +1,24 @@
-//! The service's state in SQLite: environments, builds and their events, the
-//! tags and blobs the pull endpoint serves, and token hashes.
+//! The service's state: environments, builds and their events, the tags and
+//! blobs the pull endpoint serves, token hashes, sessions. SQLite in the data
+//! directory by default, PostgreSQL when several services share it; the same
+//! query text runs on both (sqlx's Any driver; `$N` placeholders, `ON
+//! CONFLICT`, flags as 0/1), each with its own migrations.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    SqlitePool,
+    any::{AnyPoolOptions, AnyTypeInfo, AnyTypeInfoKind},
+    AnyPool, Executor,
 };
 
 use crate::error::ApiError;
 
 mod builds;
 mod course_settings;
+mod database;
 mod environments;
 mod events;
 mod images;
@@ -24,46 +31,84 @@ mod windows;
 #[cfg(test)]
 mod tests;
 
+pub use database::Database;
 pub(crate) use environments::{EnvironmentRow, Version};
 pub(crate) use sessions::{SessionRow, SignInRow};
 
 pub(crate) use crate::domain::Status;
 
 /// A status is stored as its name.
-impl sqlx::Type<sqlx::Sqlite> for Status {
-    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
-        <str as sqlx::Type<sqlx::Sqlite>>::type_info()
+impl sqlx::Type<sqlx::Any> for Status {
+    fn type_info() -> AnyTypeInfo {
+        <str as sqlx::Type<sqlx::Any>>::type_info()
     }
 
-    fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
-        <str as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <str as sqlx::Type<sqlx::Any>>::compatible(ty)
     }
 }
 
-impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for Status {
+impl<'q> sqlx::Encode<'q, sqlx::Any> for Status {
     fn encode_by_ref(
         &self,
-        buf: &mut <sqlx::Sqlite as sqlx::Database>::ArgumentBuffer<'q>,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
     ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <&str as sqlx::Encode<'q, sqlx::Sqlite>>::encode_by_ref(&self.name(), buf)
+        <String as sqlx::Encode<'q, sqlx::Any>>::encode(self.name().to_string(), buf)
     }
 }
 
-impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for Status {
-    fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let name = <&str as sqlx::Decode<'r, sqlx::Sqlite>>::decode(value)?;
+impl<'r> sqlx::Decode<'r, sqlx::Any> for Status {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let name = <&str as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
         Status::from_name(name).ok_or_else(|| format!("unknown status '{name}'").into())
     }
 }
 
-/// The SQLite database of a data directory.
+/// A yes/no column, stored as 0 or 1 in both stores (one query text for both).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flag(bool);
+
+impl From<Flag> for bool {
+    fn from(flag: Flag) -> bool {
+        flag.0
+    }
+}
+
+impl sqlx::Type<sqlx::Any> for Flag {
+    fn type_info() -> AnyTypeInfo {
+        <i64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        matches!(
+            ty.kind(),
+            AnyTypeInfoKind::SmallInt | AnyTypeInfoKind::Integer | AnyTypeInfoKind::BigInt
+        )
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for Flag {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(Flag(
+            <i64 as sqlx::Decode<'r, sqlx::Any>>::decode(value)? != 0,
+        ))
+    }
+}
+
+/// The service's rows: SQLite in the data directory, or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// The database file.
-    path: std::path::PathBuf,
-    /// Its device and inode when it was opened.
-    identity: (u64, u64),
+    pool: AnyPool,
+    kind: Kind,
+}
+
+/// Which database a store is, and what its health check reads.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// A SQLite file, with its device and inode when it was opened.
+    Sqlite { path: PathBuf, identity: (u64, u64) },
+    /// A PostgreSQL server.
+    Postgres,
 }
 
 /// The device and inode of a file.
@@ -80,84 +125,162 @@ pub(crate) fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// What each SQLite connection sets: write-ahead log, waits rather than fails on a lock.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;";
+
 impl Store {
-    /// Opens (creating and migrating) the database in `data_dir`.
-    pub async fn open(data_dir: &Path) -> Result<Self, ApiError> {
+    /// Opens (creating and migrating) the database.
+    pub async fn open(database: &Database) -> Result<Self, ApiError> {
+        sqlx::any::install_default_drivers();
+        match database {
+            Database::Sqlite(data_dir) => Self::open_sqlite(data_dir).await,
+            Database::Postgres(url) => Self::open_postgres(database, url.expose()).await,
+        }
+    }
+
+    async fn open_sqlite(data_dir: &Path) -> Result<Self, ApiError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             ApiError::Internal(format!("cannot create {}: {e}", data_dir.display()))
         })?;
         let path = data_dir.join("trousse.db");
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(|e| ApiError::Internal(format!("bad database path: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            percent_encoding::utf8_percent_encode(
+                &path.to_string_lossy(),
+                percent_encoding::NON_ALPHANUMERIC
+            )
+            .to_string()
+            .replace("%2F", "/")
+        );
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await?;
-        let migrator = sqlx::migrate!("./migrations");
-        if migrator.run(&pool).await.is_err() {
-            // another process (a `token create` beside a first `serve`) migrated at the same
-            // time: what it applied is now recorded, so a second run finds nothing left to do
-            migrator
-                .run(&pool)
-                .await
-                .map_err(|e| ApiError::Internal(format!("migrating {}: {e}", path.display())))?;
-        }
+        migrate(
+            &pool,
+            sqlx::migrate!("./migrations/sqlite"),
+            &path.display().to_string(),
+        )
+        .await?;
         let identity = file_identity(&path)
             .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
         Ok(Self {
             pool,
-            path,
-            identity,
+            kind: Kind::Sqlite { path, identity },
         })
+    }
+
+    async fn open_postgres(database: &Database, url: &str) -> Result<Self, ApiError> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|e| {
+                ApiError::Unavailable(format!(
+                    "cannot reach the database {database}: {}",
+                    database.scrub(&e.to_string())
+                ))
+            })?;
+        migrate(
+            &pool,
+            sqlx::migrate!("./migrations/postgres"),
+            &database.to_string(),
+        )
+        .await?;
+        Ok(Self {
+            pool,
+            kind: Kind::Postgres,
+        })
+    }
+
+    /// Whether this store is PostgreSQL (several services may share it).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.kind, Kind::Postgres)
     }
 
     /// The connection pool, for tests that write rows as older versions did.
     #[cfg(test)]
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// Checks that the database file is still the one opened and that it takes writes.
+    /// Checks that the database takes writes (and, for SQLite, that its file is still the one opened).
     pub async fn ping(&self) -> Result<(), ApiError> {
-        match file_identity(&self.path) {
-            Ok(identity) if identity == self.identity => {}
-            Ok(_) => {
-                return Err(ApiError::Internal(format!(
-                    "{} was replaced since the service opened it: restart the service",
-                    self.path.display()
-                )))
+        match &self.kind {
+            Kind::Sqlite { path, identity } => {
+                check_identity(path, *identity)?;
+                // a write lock, taken and let go: fails on a read-only file or directory
+                let mut connection = self.pool.acquire().await?;
+                connection.execute("BEGIN IMMEDIATE").await?;
+                connection.execute("ROLLBACK").await?;
             }
-            Err(e) => {
-                return Err(ApiError::Internal(format!(
-                    "{} is gone ({e}): the service writes into a deleted file; restore it from a backup and restart",
-                    self.path.display()
-                )))
+            Kind::Postgres => {
+                // a standby (or a primary gone read-only) takes no writes
+                let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
+                    .fetch_one(&self.pool)
+                    .await?;
+                if read_only == "on" {
+                    return Err(ApiError::Unavailable(
+                        "the database takes no writes (a standby, or read-only)".into(),
+                    ));
+                }
             }
         }
-        // a write lock, taken and let go: fails on a read-only file or directory
-        let mut connection = self.pool.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *connection)
-            .await?;
-        sqlx::query("ROLLBACK").execute(&mut *connection).await?;
         Ok(())
     }
 }
 
+/// Runs a store's migrations; a second try covers another process that migrated at the same time.
+async fn migrate(
+    pool: &AnyPool,
+    migrator: sqlx::migrate::Migrator,
+    name: &str,
+) -> Result<(), ApiError> {
+    if migrator.run(pool).await.is_err() {
+        // another process (a `token create` beside a first `serve`) migrated at the same
+        // time: what it applied is now recorded, so a second run finds nothing left to do
+        migrator
+            .run(pool)
+            .await
+            .map_err(|e| ApiError::Internal(format!("migrating {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Fails when the SQLite file opened was replaced or removed since.
+fn check_identity(path: &Path, opened: (u64, u64)) -> Result<(), ApiError> {
+    match file_identity(path) {
+        Ok(identity) if identity == opened => Ok(()),
+        Ok(_) => Err(ApiError::Internal(format!(
+            "{} was replaced since the service opened it: restart the service",
+            path.display()
+        ))),
+        Err(e) => Err(ApiError::Internal(format!(
+            "{} is gone ({e}): the service writes into a deleted file; restore it from a backup and restart",
+            path.display()
+        ))),
+    }
+}
+
 async fn record_digest(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     env: &EnvironmentRow,
     digest: &str,
 ) -> Result<(), ApiError> {
     sqlx::query(
-        "INSERT OR IGNORE INTO environment_digests
-           (environment_id, digest, lock_hash, created_at, lock, packages)
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO environment_digests
+           (environment_id, digest, lock_hash, created_at, lock, packages, seq)
+         VALUES ($1, $2, $3, $4, $5, $6,
+           (SELECT COALESCE(MAX(seq), 0) + 1 FROM environment_digests))
+         ON CONFLICT DO NOTHING",
     )
     .bind(&env.id)
     .bind(digest)

@@ -40,13 +40,13 @@ impl Store {
     ) -> Result<(), ApiError> {
         let principal = serde_json::to_string(&row.principal)
             .map_err(|e| ApiError::Internal(format!("a session's rights: {e}")))?;
-        sqlx::query("DELETE FROM page_sessions WHERE expires_at < ?")
+        sqlx::query("DELETE FROM page_sessions WHERE expires_at < $1")
             .bind(now())
             .execute(&self.pool)
             .await?;
         sqlx::query(
             "INSERT INTO page_sessions (hash, csrf, subject, name, principal, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(hash)
         .bind(&row.csrf)
@@ -64,7 +64,7 @@ impl Store {
     pub(crate) async fn session(&self, hash: &str) -> Result<Option<SessionRow>, ApiError> {
         let row: Option<(String, String, String, String)> = sqlx::query_as(
             "SELECT csrf, subject, name, principal FROM page_sessions \
-             WHERE hash = ? AND expires_at > ?",
+             WHERE hash = $1 AND expires_at > $2",
         )
         .bind(hash)
         .bind(now())
@@ -82,7 +82,7 @@ impl Store {
 
     /// Ends a session.
     pub(crate) async fn remove_session(&self, hash: &str) -> Result<(), ApiError> {
-        sqlx::query("DELETE FROM page_sessions WHERE hash = ?")
+        sqlx::query("DELETE FROM page_sessions WHERE hash = $1")
             .bind(hash)
             .execute(&self.pool)
             .await?;
@@ -96,13 +96,13 @@ impl Store {
         row: &SignInRow,
         expires_at: i64,
     ) -> Result<(), ApiError> {
-        sqlx::query("DELETE FROM page_sign_ins WHERE expires_at < ?")
+        sqlx::query("DELETE FROM page_sign_ins WHERE expires_at < $1")
             .bind(now())
             .execute(&self.pool)
             .await?;
         sqlx::query(
             "INSERT INTO page_sign_ins (state, provider, nonce, verifier, return_to, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(state)
         .bind(&row.provider)
@@ -118,7 +118,7 @@ impl Store {
     /// Takes the unexpired sign-in with this `state`: it can be ended once only.
     pub(crate) async fn take_sign_in(&self, state: &str) -> Result<Option<SignInRow>, ApiError> {
         let row: Option<(String, String, String, String)> = sqlx::query_as(
-            "DELETE FROM page_sign_ins WHERE state = ? AND expires_at > ? \
+            "DELETE FROM page_sign_ins WHERE state = $1 AND expires_at > $2 \
              RETURNING provider, nonce, verifier, return_to",
         )
         .bind(state)

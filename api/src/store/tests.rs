@@ -3,11 +3,57 @@
 use super::*;
 use crate::{auth::Role, domain::window::Window};
 
-async fn fresh() -> (tempfile::TempDir, Store) {
+/// A store in a new data directory (kept while the test runs).
+async fn sqlite() -> (Option<tempfile::TempDir>, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
-    (dir, store)
+    let store = Store::open(&Database::Sqlite(dir.path().into()))
+        .await
+        .unwrap();
+    (Some(dir), store)
 }
+
+/// A store in a new database of the tests' PostgreSQL server.
+async fn postgres() -> (Option<tempfile::TempDir>, Store) {
+    let url = tokio::task::spawn_blocking(|| {
+        trousse_testkit::postgres::Postgres::shared().new_database("store")
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let database = Database::new(Some(&url), "/nonexistent".into()).unwrap();
+    (None, Store::open(&database).await.unwrap())
+}
+
+/// Each test below, once on each store.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                let (_dir, store) = super::sqlite().await;
+                super::$name(store).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let (_dir, store) = super::postgres().await;
+                super::$name(store).await;
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    environments_replace_the_current_one_and_keep_every_digest,
+    builds_are_queued_started_and_finished_with_their_environments,
+    events_are_read_in_order_after_a_sequence_number,
+    tokens_keep_their_role_and_courses,
+    exam_windows_are_set_replaced_and_deleted,
+    a_course_keeps_its_git_token_and_webhook_secret,
+    an_image_published_to_a_repository_serves_its_blobs_and_tags,
+    sessions_expire_and_sign_ins_are_taken_once,
+);
 
 fn environment(id: &str, name: &str, build_id: &str) -> EnvironmentRow {
     EnvironmentRow {
@@ -32,9 +78,7 @@ fn environment(id: &str, name: &str, build_id: &str) -> EnvironmentRow {
     }
 }
 
-#[tokio::test]
-async fn environments_replace_the_current_one_and_keep_every_digest() {
-    let (_dir, store) = fresh().await;
+async fn environments_replace_the_current_one_and_keep_every_digest(store: Store) {
     let mut first = environment("e1", "lab", "b1");
     first.digest = Some("sha256:aa".into());
     store.insert_environment(&first, None).await.unwrap();
@@ -65,9 +109,7 @@ async fn environments_replace_the_current_one_and_keep_every_digest() {
     assert!(store.following_environments().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn builds_are_queued_started_and_finished_with_their_environments() {
-    let (_dir, store) = fresh().await;
+async fn builds_are_queued_started_and_finished_with_their_environments(store: Store) {
     store
         .insert_environment(&environment("e1", "lab", "b1"), None)
         .await
@@ -124,9 +166,7 @@ async fn builds_are_queued_started_and_finished_with_their_environments() {
     );
 }
 
-#[tokio::test]
-async fn events_are_read_in_order_after_a_sequence_number() {
-    let (_dir, store) = fresh().await;
+async fn events_are_read_in_order_after_a_sequence_number(store: Store) {
     store
         .insert_environment(&environment("e1", "lab", "b1"), None)
         .await
@@ -147,9 +187,7 @@ async fn events_are_read_in_order_after_a_sequence_number() {
     assert_eq!(store.last_event("b1").await.unwrap(), 3);
 }
 
-#[tokio::test]
-async fn tokens_keep_their_role_and_courses() {
-    let (_dir, store) = fresh().await;
+async fn tokens_keep_their_role_and_courses(store: Store) {
     let courses = vec!["physics".to_string()];
     store
         .add_token("hash-1", Role::Teacher, &courses, Some("Ada"))
@@ -161,9 +199,7 @@ async fn tokens_keep_their_role_and_courses() {
     assert!(store.token("hash-2").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn exam_windows_are_set_replaced_and_deleted() {
-    let (_dir, store) = fresh().await;
+async fn exam_windows_are_set_replaced_and_deleted(store: Store) {
     let window = Window {
         opens: Some(1000),
         closes: None,
@@ -180,9 +216,7 @@ async fn exam_windows_are_set_replaced_and_deleted() {
     assert_eq!(store.window("physics", "exam").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_course_keeps_its_git_token_and_webhook_secret() {
-    let (_dir, store) = fresh().await;
+async fn a_course_keeps_its_git_token_and_webhook_secret(store: Store) {
     assert_eq!(store.git_token("physics").await.unwrap(), None);
     store.set_git_token("physics", "t1").await.unwrap();
     store.set_git_token("physics", "t2").await.unwrap();
@@ -202,9 +236,7 @@ async fn a_course_keeps_its_git_token_and_webhook_secret() {
     assert_eq!(store.webhook_secret("chemistry").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn an_image_published_to_a_repository_serves_its_blobs_and_tags() {
-    let (_dir, store) = fresh().await;
+async fn an_image_published_to_a_repository_serves_its_blobs_and_tags(store: Store) {
     let blobs = vec![
         (
             "sha256:m".to_string(),
@@ -241,9 +273,7 @@ async fn an_image_published_to_a_repository_serves_its_blobs_and_tags() {
     );
 }
 
-#[tokio::test]
-async fn sessions_expire_and_sign_ins_are_taken_once() {
-    let (_dir, store) = fresh().await;
+async fn sessions_expire_and_sign_ins_are_taken_once(store: Store) {
     let row = SessionRow {
         csrf: "c".into(),
         subject: "alice".into(),

@@ -22,7 +22,7 @@ impl Store {
         description: Option<&str>,
     ) -> Result<(), ApiError> {
         sqlx::query(
-            "INSERT INTO tokens (hash, role, courses, description, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO tokens (hash, role, courses, description, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(hash)
         .bind(role.name())
@@ -37,7 +37,7 @@ impl Store {
     /// The token with this hash.
     pub async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, ApiError> {
         let row: Option<(String, String)> =
-            sqlx::query_as("SELECT role, courses FROM tokens WHERE hash = ?")
+            sqlx::query_as("SELECT role, courses FROM tokens WHERE hash = $1")
                 .bind(hash)
                 .fetch_optional(&self.pool)
                 .await?;

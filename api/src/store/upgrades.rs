@@ -23,7 +23,7 @@ impl Store {
         build_key: &str,
         settings: &str,
     ) -> Result<(), ApiError> {
-        sqlx::query("UPDATE builds SET build_key = ?, settings = ? WHERE id = ?")
+        sqlx::query("UPDATE builds SET build_key = $1, settings = $2 WHERE id = $3")
             .bind(build_key)
             .bind(settings)
             .bind(id)
@@ -38,36 +38,34 @@ impl Store {
         &self,
         scrub: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<String>, ApiError> {
-        const CELLS: [(&str, &str); 7] = [
-            ("environments", "spec"),
-            ("environments", "lock"),
-            ("environments", "source"),
-            ("environments", "error"),
-            ("builds", "error"),
-            ("builds", "settings"),
-            ("build_events", "data"),
+        // (table, its key as one text, column): the key finds the row again in either store
+        const CELLS: [(&str, &str, &str); 7] = [
+            ("environments", "id", "spec"),
+            ("environments", "id", "lock"),
+            ("environments", "id", "source"),
+            ("environments", "id", "error"),
+            ("builds", "id", "error"),
+            ("builds", "id", "settings"),
+            ("build_events", "build_id || ':' || seq", "data"),
         ];
         let mut locks = Vec::new();
-        for (table, column) in CELLS {
-            let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
-                "SELECT rowid, {column} FROM {table} WHERE {column} LIKE '%://%@%'"
+        for (table, key, column) in CELLS {
+            let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+                "SELECT {key}, {column} FROM {table} WHERE {column} LIKE '%://%@%'"
             ))
             .fetch_all(&self.pool)
             .await?;
-            for (rowid, text) in rows {
+            for (row, text) in rows {
                 let Some(clean) = scrub(&text) else { continue };
-                sqlx::query(&format!("UPDATE {table} SET {column} = ? WHERE rowid = ?"))
-                    .bind(&clean)
-                    .bind(rowid)
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query(&format!(
+                    "UPDATE {table} SET {column} = $1 WHERE {key} = $2"
+                ))
+                .bind(&clean)
+                .bind(&row)
+                .execute(&self.pool)
+                .await?;
                 if (table, column) == ("environments", "lock") {
-                    let id: String =
-                        sqlx::query_scalar("SELECT id FROM environments WHERE rowid = ?")
-                            .bind(rowid)
-                            .fetch_one(&self.pool)
-                            .await?;
-                    locks.push(id);
+                    locks.push(row);
                 }
             }
         }
@@ -76,7 +74,7 @@ impl Store {
 
     /// Sets an environment's lock hash (after its lock was scrubbed).
     pub async fn set_lock_hash(&self, id: &str, lock_hash: &str) -> Result<(), ApiError> {
-        sqlx::query("UPDATE environments SET lock_hash = ? WHERE id = ?")
+        sqlx::query("UPDATE environments SET lock_hash = $1 WHERE id = $2")
             .bind(lock_hash)
             .bind(id)
             .execute(&self.pool)

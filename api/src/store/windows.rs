@@ -12,7 +12,7 @@ impl Store {
         window: crate::domain::window::Window,
     ) -> Result<(), ApiError> {
         sqlx::query(
-            "INSERT INTO exam_windows (course, name, opens, closes, updated_at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO exam_windows (course, name, opens, closes, updated_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (course, name) DO UPDATE SET opens = excluded.opens,
              closes = excluded.closes, updated_at = excluded.updated_at",
         )
@@ -28,7 +28,7 @@ impl Store {
 
     /// Removes the time window of a course's exam; whether it had one.
     pub async fn delete_window(&self, course: &str, name: &str) -> Result<bool, ApiError> {
-        let done = sqlx::query("DELETE FROM exam_windows WHERE course = ? AND name = ?")
+        let done = sqlx::query("DELETE FROM exam_windows WHERE course = $1 AND name = $2")
             .bind(course)
             .bind(name)
             .execute(&self.pool)
@@ -42,12 +42,13 @@ impl Store {
         course: &str,
         name: &str,
     ) -> Result<Option<crate::domain::window::Window>, ApiError> {
-        let row: Option<(Option<i64>, Option<i64>)> =
-            sqlx::query_as("SELECT opens, closes FROM exam_windows WHERE course = ? AND name = ?")
-                .bind(course)
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT opens, closes FROM exam_windows WHERE course = $1 AND name = $2",
+        )
+        .bind(course)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|(opens, closes)| crate::domain::window::Window { opens, closes }))
     }
 }
