@@ -12,7 +12,7 @@ use trousse_builder::BuildError;
 
 use commands::{
     build::BuildArgs, cache::CacheCommand, inspect::InspectArgs, lock::LockArgs,
-    prebuild::PrebuildArgs, serve::ServeArgs, token::TokenCommand,
+    prebuild::PrebuildArgs, serve::ServeArgs, store::StoreCommand, token::TokenCommand,
 };
 
 #[derive(Parser)]
@@ -36,10 +36,18 @@ enum Command {
     Prebuild(PrebuildArgs),
     /// Serve the HTTP API a JupyterHub queries, and the images through /v2/.
     Serve(Box<ServeArgs>),
+    /// Run builds queued in a shared PostgreSQL database (the same flags as serve;
+    /// --listen answers /health and /metrics only).
+    Worker(Box<ServeArgs>),
     /// Manage the service's API tokens.
     Token {
         #[command(subcommand)]
         action: TokenCommand,
+    },
+    /// Manage the service's database (copy a SQLite deployment to PostgreSQL).
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
     },
     /// Manage the local cache.
     Cache {
@@ -90,7 +98,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Build(args) => commands::build::run(args).await,
         Command::Prebuild(args) => commands::prebuild::run(args).await,
         Command::Serve(args) => commands::serve::run(*args).await,
+        Command::Worker(args) => commands::serve::run_worker(*args).await,
         Command::Token { action } => commands::token::run(action).await,
+        Command::Store { action } => commands::store::run(action).await,
         Command::Cache { action } => commands::cache::run(action),
         Command::Inspect(args) => commands::inspect::run(args).await,
     }

@@ -48,6 +48,10 @@ pub struct ServiceConfig {
     pub public_host: String,
     /// Builds that may run at once.
     pub max_builds: usize,
+    /// Whether this service runs builds (false: it only queues them, for workers).
+    pub run_builds: bool,
+    /// How long a claimed build stays this service's without a renewal.
+    pub build_lease: Duration,
     /// How long one build may take.
     pub build_timeout: Duration,
     /// How long solving one submission (conda and PyPI) may take.
@@ -210,6 +214,8 @@ pub const DEFAULT_REPO_TIMEOUT_SECONDS: u64 = 300;
 pub const DEFAULT_ALLOWED_CHANNEL: &str = "conda-forge";
 /// The PyPI index requirements may use, unless others are allowed.
 pub const DEFAULT_ALLOWED_INDEX: &str = "https://pypi.org/simple/";
+/// How long a claimed build stays its claimer's without a renewal, in seconds.
+pub const DEFAULT_BUILD_LEASE_SECONDS: u64 = 30;
 /// Where the public PyPI index keeps its files.
 const PYPI_FILES_HOST: &str = "files.pythonhosted.org";
 
@@ -221,6 +227,8 @@ impl ServiceConfig {
             data_dir,
             public_host,
             max_builds: DEFAULT_MAX_BUILDS,
+            run_builds: true,
+            build_lease: Duration::from_secs(DEFAULT_BUILD_LEASE_SECONDS),
             build_timeout: Duration::from_secs(DEFAULT_BUILD_TIMEOUT_SECONDS),
             solve_timeout: Duration::from_secs(DEFAULT_SOLVE_TIMEOUT_SECONDS),
             max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,

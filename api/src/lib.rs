@@ -48,8 +48,9 @@ use crate::{
 
 pub use auth::Role;
 pub use config::ServiceConfig as Config;
+pub use data_dir::copy::{copy_data_dir, CopyReport, ImageDestination};
 pub use hub::{launch::HubLauncher, tokens::HubAuth};
-pub use store::Database;
+pub use store::{CopiedRows, Database};
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -86,6 +87,7 @@ impl AppState {
         let policy =
             RequestPolicy::new(&config).map_err(|m| ApiError::bad_request("invalid_config", m))?;
         let data_dir = data_dir::lock::DataDirLock::take(&config.data_dir)?;
+        let data_dir_instance = &data_dir.instance().to_string();
         let store = Store::open(&config.database).await?;
         data_dir::upgrade::store_build_settings(&store, &config).await?;
         data_dir::upgrade::scrub_credentials(&store, &config).await?;
@@ -96,7 +98,11 @@ impl AppState {
                 config.max_repo_fetches,
                 config.max_repo_fetches_per_course,
             ),
-            builds: BuildQueue::new(config.max_builds),
+            builds: BuildQueue::new(
+                config.max_builds,
+                data_dir.instance().to_string(),
+                config.build_lease,
+            ),
             config,
             policy,
             store,
@@ -109,13 +115,16 @@ impl AppState {
             traces,
             _data_dir: data_dir,
         });
-        state.builds.attach(&state);
         if state.config.page.is_some() {
             catalog::keep_fresh(&state.catalog, &state.config, &state.policy);
         }
-        for build_id in state.store.unfinished_builds().await? {
-            tracing::info!(build = %build_id, "starting again an unfinished build");
-            state.builds.submit(build_id);
+        // what this service was building when it stopped is taken again at once
+        let released = state.store.release_leases(data_dir_instance).await?;
+        if released > 0 {
+            tracing::info!(builds = released, "taking again the builds left unfinished");
+        }
+        if state.config.run_builds {
+            state.builds.start(&state);
         }
         Ok(state)
     }
@@ -443,6 +452,23 @@ pub async fn serve(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(%address, "serving");
     axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| ApiError::Internal(format!("serving: {e}")))
+}
+
+/// Serves a worker's `/health` and `/metrics` until SIGINT or SIGTERM; its builds run meanwhile.
+pub async fn serve_worker(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+) -> Result<(), ApiError> {
+    let router = Router::new()
+        .route("/health", get(routes::operations::health))
+        .route("/metrics", get(routes::operations::metrics))
+        .fallback(no_route)
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .with_state(state);
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| ApiError::Internal(format!("serving: {e}")))

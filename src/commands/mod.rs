@@ -7,4 +7,5 @@ pub mod lock;
 pub mod prebuild;
 pub mod serve;
 pub mod serve_page;
+pub mod store;
 pub mod token;

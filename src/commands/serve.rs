@@ -4,8 +4,8 @@ use std::{path::PathBuf, str::FromStr};
 
 use anyhow::Context;
 use trousse_api::config::{
-    Secret, DEFAULT_ALLOWED_CHANNEL, DEFAULT_BUILD_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_BUILDS, DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_REPO_FETCHES,
+    Secret, DEFAULT_ALLOWED_CHANNEL, DEFAULT_BUILD_LEASE_SECONDS, DEFAULT_BUILD_TIMEOUT_SECONDS,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUILDS, DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_REPO_FETCHES,
     DEFAULT_MAX_REPO_FETCHES_PER_COURSE, DEFAULT_MAX_SPEC_PACKAGES, DEFAULT_REPO_MAX_BYTES,
     DEFAULT_REPO_MAX_DEPTH, DEFAULT_REPO_MAX_FILES, DEFAULT_REPO_TIMEOUT_SECONDS,
     DEFAULT_SOLVE_TIMEOUT_SECONDS,
@@ -35,6 +35,13 @@ pub struct ServeArgs {
     /// Builds that may run at once.
     #[arg(long, default_value_t = DEFAULT_MAX_BUILDS)]
     pub max_builds: usize,
+    /// Queue builds only: `trousse worker` processes sharing the --database run them.
+    #[arg(long)]
+    pub no_builds: bool,
+    /// How long, in seconds, a build stays its service's without a renewal
+    /// (renewed every third of it): a dead worker's build is taken after this.
+    #[arg(long, default_value_t = DEFAULT_BUILD_LEASE_SECONDS)]
+    pub build_lease: u64,
     /// The longest a build may take, in seconds.
     #[arg(long, default_value_t = DEFAULT_BUILD_TIMEOUT_SECONDS)]
     pub build_timeout: u64,
@@ -206,6 +213,8 @@ impl ServeArgs {
     /// What one request may cost: builds, time, bodies, sizes.
     fn limits(&self, config: &mut trousse_api::Config) -> anyhow::Result<()> {
         config.max_builds = self.max_builds;
+        config.run_builds = !self.no_builds;
+        config.build_lease = std::time::Duration::from_secs(self.build_lease);
         config.build_timeout = std::time::Duration::from_secs(self.build_timeout);
         config.solve_timeout = std::time::Duration::from_secs(self.solve_timeout);
         config.max_image_bytes = self.max_image_size;
@@ -305,5 +314,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = trousse_api::AppState::start(args.config(address)?).await?;
     eprintln!("trousse serving on http://{address}");
     trousse_api::serve(listener, state).await?;
+    Ok(())
+}
+
+/// Runs `trousse worker`: builds from the shared queue; `--listen` answers
+/// `/health` and `/metrics` only.
+pub async fn run_worker(mut args: ServeArgs) -> anyhow::Result<()> {
+    if args.database.is_none() {
+        return Err(BuildError::Usage(
+            "a worker takes builds from a shared database: give --database postgres://… \
+             (or TROUSSE_DATABASE_URL), the one the services queue them in"
+                .into(),
+        )
+        .into());
+    }
+    if args.no_builds {
+        return Err(BuildError::Usage("a worker with --no-builds would do nothing".into()).into());
+    }
+    if args.push_to.is_none() {
+        return Err(BuildError::Usage(
+            "a worker pushes what it builds to the registry the services name images in: \
+             give --push-to HOST/PREFIX (its data directory is its own, no service serves from it)"
+                .into(),
+        )
+        .into());
+    }
+    args.page = Default::default();
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let state = trousse_api::AppState::start(args.config(address)?).await?;
+    eprintln!("trousse worker building; health and metrics on http://{address}");
+    trousse_api::serve_worker(listener, state).await?;
     Ok(())
 }

@@ -132,17 +132,13 @@ impl Postgres {
 
     /// Runs SQL with psql on the `postgres` database.
     pub fn sql(&self, sql: &str) -> Result<String> {
+        self.sql_on(&self.url("postgres"), sql)
+    }
+
+    /// Runs SQL with psql on a database given by its URL; returns the rows, one per line.
+    pub fn sql_on(&self, url: &str, sql: &str) -> Result<String> {
         let output = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-tA",
-                "-v",
-                "ON_ERROR_STOP=1",
-            ])
-            .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
+            .args(["-tA", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
             .output()
             .context("running psql (apt-get install postgresql-client)")?;
         if !output.status.success() {

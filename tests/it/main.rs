@@ -20,5 +20,6 @@ mod real_data;
 mod realistic_channel;
 mod registry;
 mod registry_token_auth;
+mod scale;
 mod security;
 mod service;

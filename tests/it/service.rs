@@ -11,12 +11,27 @@ use serde_json::{json, Value};
 
 #[test]
 fn an_environment_is_built_followed_and_pulled_from_the_service() {
+    built_followed_and_pulled(&[]);
+}
+
+/// The same with the service's rows in PostgreSQL (one service, its own `/v2/`).
+#[test]
+fn an_environment_is_built_followed_and_pulled_with_postgres() {
+    let url = trousse_testkit::postgres::Postgres::shared()
+        .new_database("service")
+        .unwrap();
+    built_followed_and_pulled(&[("TROUSSE_DATABASE_URL", &url)]);
+}
+
+fn built_followed_and_pulled(envs: &[(&str, &str)]) {
     require("skopeo");
     require("docker");
     let ws = Workspace::with_example_channel();
     runtime().block_on(async move {
         let channel = ChannelServer::start(&ws.channel());
-        let service = Service::start(&ws.path("data"), &channel, &[]);
+        let service = Service::start_with_env(&ws.path("data"), &channel, &[], envs);
+        let in_sqlite = ws.path("data").join("trousse.db").exists();
+        assert_eq!(in_sqlite, envs.is_empty(), "the rows are where the flags say");
         let admin = service.token("admin", &[]);
 
         let spec = spec_yaml(

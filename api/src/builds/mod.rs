@@ -1,5 +1,7 @@
-//! Builds in the background: a bounded number at once, each one's events kept
-//! in the store and broadcast to whoever follows them live.
+//! Builds in the background: a bounded number at once, claimed from the store
+//! under a lease (so that replicas and workers share one queue and a build
+//! whose service died is taken by another), each one's events kept in the
+//! store and broadcast to whoever follows them live in this process.
 
 pub(crate) mod event;
 
@@ -8,10 +10,10 @@ use std::{
     path::Path,
     str::FromStr,
     sync::{Arc, Mutex, Weak},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, Notify};
 use trousse_builder::{
     progress::Event, source::repo::stored_content, BuildOptions, BuildReport, ImageSettings, Lock,
     Resolved, SettingsRecord,
@@ -21,59 +23,54 @@ use trousse_registry_client::{open_image, ImageRef};
 use crate::{
     builds::event::BuildEvent,
     error::ApiError,
-    store::{EnvironmentRow, Status},
+    store::{Claim, EnvironmentRow, Status},
     AppState,
 };
 
 /// One event of a build: its number and its JSON.
 pub(crate) type NumberedEvent = (i64, String);
 
-/// The builds waiting for a slot or running.
+/// How often an idle claimer looks for builds another service queued, or
+/// whose claimer stopped renewing its lease.
+const POLL: Duration = Duration::from_secs(1);
+
+/// How often a build is started before it is failed for good: a build that
+/// kills whatever runs it must not take every worker in turn forever.
+const MAX_ATTEMPTS: i64 = 3;
+
+/// The builds this service runs: claimers that take queued builds from the
+/// store (this service's own, or any replica's when the store is shared), each
+/// under a lease renewed while it builds, its events broadcast to followers here.
 pub struct BuildQueue {
-    slots: Semaphore,
+    slots: usize,
+    owner: String,
+    lease: Duration,
+    wake: Arc<Notify>,
     live: Mutex<HashMap<String, broadcast::Sender<NumberedEvent>>>,
-    state: Mutex<Weak<AppState>>,
 }
 
 impl BuildQueue {
-    /// A queue running at most `max_builds` builds at once.
-    pub fn new(max_builds: usize) -> Self {
+    /// A queue of `max_builds` claimers holding leases as `owner`.
+    pub fn new(max_builds: usize, owner: String, lease: Duration) -> Self {
         Self {
-            slots: Semaphore::new(max_builds.max(1)),
+            slots: max_builds.max(1),
+            owner,
+            lease: lease.max(Duration::from_secs(3)),
+            wake: Arc::new(Notify::new()),
             live: Mutex::new(HashMap::new()),
-            state: Mutex::new(Weak::new()),
         }
     }
 
-    /// Connects the queue to the service it builds for.
-    pub fn attach(&self, state: &Arc<AppState>) {
-        if let Ok(mut s) = self.state.lock() {
-            *s = Arc::downgrade(state);
+    /// Starts the claimers (a service with builds, or a worker).
+    pub fn start(&self, state: &Arc<AppState>) {
+        for _ in 0..self.slots {
+            tokio::spawn(claimer(Arc::downgrade(state), self.wake.clone()));
         }
     }
 
-    /// Starts a stored build in the background.
-    pub fn submit(&self, build_id: String) {
-        let Some(state) = self.state.lock().ok().and_then(|s| s.upgrade()) else {
-            return;
-        };
-        let sender = broadcast::channel(1024).0;
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(build_id.clone(), sender.clone());
-        }
-        state.metrics.queue_length.inc();
-        tokio::spawn(async move {
-            let queue = &state.builds;
-            let permit = queue.slots.acquire().await;
-            state.metrics.queue_length.dec();
-            if let Err(e) = run(&state, &build_id, sender).await {
-                tracing::error!(build = %build_id, "build bookkeeping failed: {e}");
-            }
-            drop(permit);
-            if let Ok(mut live) = queue.live.lock() {
-                live.remove(&build_id);
-            }
-        });
+    /// Tells an idle claimer that a build was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Follows a running build's events, if it runs in this process.
@@ -83,6 +80,72 @@ impl BuildQueue {
             .ok()?
             .get(build_id)
             .map(broadcast::Sender::subscribe)
+    }
+
+    fn lease_seconds(&self) -> i64 {
+        self.lease.as_secs() as i64
+    }
+}
+
+/// Takes builds from the store and runs them, one at a time, while the service lives.
+async fn claimer(state: Weak<AppState>, wake: Arc<Notify>) {
+    loop {
+        let Some(state) = state.upgrade() else { return };
+        let queue = &state.builds;
+        match state
+            .store
+            .claim_build(&queue.owner, queue.lease_seconds())
+            .await
+        {
+            Ok(Some(claim)) => {
+                run_claimed(&state, claim).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot take builds from the store: {e}"),
+        }
+        if let Ok(waiting) = state.store.queue_length().await {
+            state.metrics.queue_length.set(waiting);
+        }
+        drop(state);
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Runs a claimed build, broadcasting its events to followers in this process.
+async fn run_claimed(state: &Arc<AppState>, claim: Claim) {
+    let queue = &state.builds;
+    let sender = broadcast::channel(1024).0;
+    if let Ok(mut live) = queue.live.lock() {
+        live.insert(claim.id.clone(), sender.clone());
+    }
+    let build_id = claim.id.clone();
+    if let Err(e) = run(state, claim, sender).await {
+        tracing::error!(build = %build_id, "build bookkeeping failed: {e}");
+    }
+    if let Ok(mut live) = queue.live.lock() {
+        live.remove(&build_id);
+    }
+}
+
+/// Renews a build's lease until it is lost (another service took the build).
+async fn keep_lease(state: &Arc<AppState>, build_id: &str) {
+    let queue = &state.builds;
+    loop {
+        tokio::time::sleep(queue.lease / 3).await;
+        match state
+            .store
+            .renew_lease(build_id, &queue.owner, queue.lease_seconds())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            // the store is down: keep building; the build's end is refused if the lease ran out
+            Err(e) => tracing::warn!(build = %build_id, "cannot renew the build's lease: {e}"),
+        }
     }
 }
 
@@ -138,24 +201,31 @@ impl EventLog {
 
 async fn run(
     state: &Arc<AppState>,
-    build_id: &str,
+    claim: Claim,
     live: broadcast::Sender<NumberedEvent>,
 ) -> Result<(), ApiError> {
+    let build_id = claim.id.as_str();
     let Some(build) = state.store.build(build_id).await? else {
         return Ok(());
     };
     let Some(env) = state.store.environment(&build.environment_id).await? else {
         return Ok(());
     };
-    let attempt = state.store.start_build(build_id).await?;
     let log = EventLog::open(state, build_id, live).await?;
     log.emit(BuildEvent::Status {
         status: Status::Building,
-        attempt,
+        attempt: claim.attempts,
     });
+    if claim.attempts > MAX_ATTEMPTS {
+        let stopped = ApiError::Internal(format!(
+            "the build was started {MAX_ATTEMPTS} times and never finished: whatever ran it \
+             stopped each time (killed, or out of memory); see the services' logs"
+        ));
+        return finish(state, build_id, log, Err(stopped), 0.0).await;
+    }
     state.metrics.builds_started.inc();
     let started = Instant::now();
-    let outcome = tokio::time::timeout(
+    let building = tokio::time::timeout(
         state.config.build_timeout,
         guarded(
             state,
@@ -167,14 +237,20 @@ async fn run(
                 log.reporter(),
             ),
         ),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err(ApiError::Internal(format!(
-            "the build took longer than {} s",
-            state.config.build_timeout.as_secs()
-        )))
-    });
+    );
+    let outcome = tokio::select! {
+        outcome = building => outcome.unwrap_or_else(|_| {
+            Err(ApiError::Internal(format!(
+                "the build took longer than {} s",
+                state.config.build_timeout.as_secs()
+            )))
+        }),
+        () = keep_lease(state, build_id) => {
+            tracing::warn!(build = %build_id, "the build's lease was lost: another service builds it now");
+            let _ = std::fs::remove_dir_all(state.config.work_dir().join(build_id));
+            return Ok(());
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     state.metrics.build_seconds.observe(seconds);
     let _ = std::fs::remove_dir_all(state.config.work_dir().join(build_id));
@@ -192,10 +268,18 @@ async fn finish(
 ) -> Result<(), ApiError> {
     let last = match outcome {
         Ok(report) => {
-            let envs = state
+            let Some(envs) = state
                 .store
-                .finish_build(build_id, Ok((&report.digest, report.bytes as i64)), seconds)
-                .await?;
+                .finish_build(
+                    build_id,
+                    &state.builds.owner,
+                    Ok((&report.digest, report.bytes as i64)),
+                    seconds,
+                )
+                .await?
+            else {
+                return lease_lost(build_id);
+            };
             for env in &envs {
                 state.publish_tags(env, &report.digest).await?;
                 state
@@ -215,10 +299,13 @@ async fn finish(
         }
         Err(error) => {
             let message = error.to_string();
-            let envs = state
+            let Some(envs) = state
                 .store
-                .finish_build(build_id, Err(&message), seconds)
-                .await?;
+                .finish_build(build_id, &state.builds.owner, Err(&message), seconds)
+                .await?
+            else {
+                return lease_lost(build_id);
+            };
             for env in &envs {
                 state
                     .traces
@@ -230,6 +317,12 @@ async fn finish(
         }
     };
     log.close(last).await;
+    Ok(())
+}
+
+/// A build that ended here after another service took it over: its end is the other's to write.
+fn lease_lost(build_id: &str) -> Result<(), ApiError> {
+    tracing::warn!(build = %build_id, "the build ended after its lease was lost: its outcome is not recorded");
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 #[derive(Debug)]
 pub(crate) struct DataDirLock {
     _file: File,
+    instance: String,
 }
 
 impl DataDirLock {
@@ -42,6 +43,48 @@ impl DataDirLock {
         }
         file.set_len(0).map_err(failed)?;
         writeln!(file, "{}", std::process::id()).map_err(failed)?;
-        Ok(Self { _file: file })
+        let instance = instance_id(data_dir)?;
+        Ok(Self {
+            _file: file,
+            instance,
+        })
     }
+
+    /// The data directory's own id (`DATA/instance-id`, made once): whose
+    /// leases on builds are this service's, across its restarts.
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+}
+
+/// Reads `DATA/instance-id`, writing a new random one first when there is none.
+fn instance_id(data_dir: &Path) -> Result<String, ApiError> {
+    let path = data_dir.join("instance-id");
+    let failed = |e: std::io::Error| ApiError::Internal(format!("{}: {e}", path.display()));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim();
+        if !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Ok(id.to_string());
+        }
+    }
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(32)
+        .collect();
+    let id = format!(
+        "{}-{}",
+        if host.is_empty() { "trousse" } else { &host },
+        &crate::auth::random_hex("an instance id")?[..12]
+    );
+    // written whole or not at all: a crash between leaves no half id
+    let temporary = data_dir.join("instance-id.new");
+    std::fs::write(&temporary, format!("{id}\n")).map_err(failed)?;
+    std::fs::rename(&temporary, &path).map_err(failed)?;
+    Ok(id)
 }

@@ -108,6 +108,57 @@ pub(crate) async fn build_events(
                     }),
             )
             .boxed(),
-        _ => past_stream.boxed(),
+        _ if finished => past_stream.boxed(),
+        // queued, or running in another replica or worker: its events are read from the store
+        _ => past_stream
+            .chain(stored_events(
+                state.store.clone(),
+                build_id.to_string(),
+                seen,
+            ))
+            .boxed(),
     })
+}
+
+/// How often a follower reads the store for the events of a build that runs elsewhere.
+const STORE_POLL: Duration = Duration::from_millis(250);
+
+/// How long a finished build's follower waits for its last event (written just after its row).
+const LAST_EVENT_GRACE: Duration = Duration::from_secs(5);
+
+/// The events of a build after `seen`, read from the store as they are written, until its last.
+fn stored_events(
+    store: crate::store::Store,
+    build_id: String,
+    seen: i64,
+) -> impl Stream<Item = NumberedEvent> {
+    let start = (store, build_id, seen, None::<std::time::Instant>, false);
+    stream::unfold(
+        start,
+        |(store, build_id, seen, idle_since, ended)| async move {
+            if ended {
+                return None;
+            }
+            tokio::time::sleep(STORE_POLL).await;
+            // the store down a moment reads as nothing new: the client keeps its place
+            let events = store.events(&build_id, seen).await.unwrap_or_default();
+            if let Some((last, _)) = events.last() {
+                let ended = events.iter().any(|(_, data)| is_last(data));
+                let seen = *last;
+                return Some((events, (store, build_id, seen, None, ended)));
+            }
+            let finished = store
+                .build(&build_id)
+                .await
+                .ok()
+                .map(|b| b.is_none_or(|b| b.status.is_final()));
+            let idle_since = match finished {
+                Some(true) => Some(idle_since.unwrap_or_else(std::time::Instant::now)),
+                _ => None,
+            };
+            let gave_up = idle_since.is_some_and(|t| t.elapsed() > LAST_EVENT_GRACE);
+            Some((Vec::new(), (store, build_id, seen, idle_since, gave_up)))
+        },
+    )
+    .flat_map(stream::iter)
 }

@@ -1,7 +1,16 @@
 //! The `builds` table: one row per build, queued, running or finished.
 
-use super::{now, record_digest, EnvironmentRow, Status, Store};
+use super::{environments::NewBuild, now, record_digest, EnvironmentRow, Status, Store};
 use crate::error::ApiError;
+
+/// A build claimed by a service: its id, and which start this is (1 for the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The build's id.
+    pub id: String,
+    /// How often it was started, this time included.
+    pub attempts: i64,
+}
 
 /// A build as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -37,18 +46,14 @@ impl Store {
         build_key: &str,
         settings: &str,
     ) -> Result<(), ApiError> {
-        sqlx::query(
-            "INSERT INTO builds (id, environment_id, build_key, settings, status, attempts, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6)",
-        )
-        .bind(id)
-        .bind(environment_id)
-        .bind(build_key)
-        .bind(settings)
-        .bind(now())
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        let build = NewBuild {
+            id,
+            key: build_key,
+            settings,
+        };
+        insert_build_row(&mut tx, environment_id, &build).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -59,15 +64,6 @@ impl Store {
         )
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// Builds that were queued or running when the service stopped.
-    pub async fn unfinished_builds(&self) -> Result<Vec<String>, ApiError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM builds WHERE status IN ('queued', 'building') ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
         .await?)
     }
 
@@ -82,42 +78,88 @@ impl Store {
         )
     }
 
-    /// Marks a build (and the environments waiting on it) as started once more.
-    pub async fn start_build(&self, id: &str) -> Result<i64, ApiError> {
+    /// Takes the oldest build that waits, or whose claimer's lease ran out, for
+    /// `owner` until `lease` seconds from now; marks it (and the environments
+    /// waiting on it) as building. Several services claim from one PostgreSQL
+    /// without waiting on each other (`SKIP LOCKED`).
+    pub async fn claim_build(&self, owner: &str, lease: i64) -> Result<Option<Claim>, ApiError> {
+        let skip_locked = if self.is_shared() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
         let mut tx = self.pool.begin().await?;
-        let attempts: i64 = sqlx::query_scalar(
-            "UPDATE builds SET status = 'building', attempts = attempts + 1, updated_at = $1
-             WHERE id = $2 RETURNING attempts",
-        )
+        let claimed: Option<(String, i64)> = sqlx::query_as(&format!(
+            "UPDATE builds SET status = 'building', attempts = attempts + 1, lease_owner = $1,
+               lease_expires = $2, updated_at = $3
+             WHERE id = (SELECT id FROM builds
+               WHERE status = 'queued'
+                  OR (status = 'building' AND (lease_expires IS NULL OR lease_expires < $3))
+               ORDER BY created_at, id LIMIT 1{skip_locked})
+             RETURNING id, attempts"
+        ))
+        .bind(owner)
+        .bind(now() + lease)
         .bind(now())
-        .bind(id)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some((id, attempts)) = claimed else {
+            return Ok(None);
+        };
         sqlx::query(
             "UPDATE environments SET status = 'building', updated_at = $1 WHERE build_id = $2",
         )
         .bind(now())
-        .bind(id)
+        .bind(&id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(attempts)
+        Ok(Some(Claim { id, attempts }))
     }
 
-    /// Ends a build and the environments waiting on it.
+    /// Extends `owner`'s lease on a build; false when the lease was lost (another took the build).
+    pub async fn renew_lease(&self, id: &str, owner: &str, lease: i64) -> Result<bool, ApiError> {
+        let done = sqlx::query(
+            "UPDATE builds SET lease_expires = $1
+             WHERE id = $2 AND lease_owner = $3 AND status = 'building'",
+        )
+        .bind(now() + lease)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Lets go of the builds `owner` held when it stopped: they can be claimed at once.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, ApiError> {
+        let done = sqlx::query(
+            "UPDATE builds SET lease_expires = NULL WHERE lease_owner = $1 AND status = 'building'",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Ends a build `owner` holds and the environments waiting on it; `None`
+    /// (nothing written) when its lease was lost to another claimer.
     pub async fn finish_build(
         &self,
         id: &str,
+        owner: &str,
         outcome: Result<(&str, i64), &str>,
         seconds: f64,
-    ) -> Result<Vec<EnvironmentRow>, ApiError> {
+    ) -> Result<Option<Vec<EnvironmentRow>>, ApiError> {
         let mut tx = self.pool.begin().await?;
         let (status, digest, bytes, error) = match outcome {
             Ok((digest, bytes)) => (Status::Ready, Some(digest), Some(bytes), None),
             Err(error) => (Status::Failed, None, None, Some(error)),
         };
-        sqlx::query(
-            "UPDATE builds SET status = $1, digest = $2, error = $3, seconds = $4, updated_at = $5 WHERE id = $6",
+        let done = sqlx::query(
+            "UPDATE builds SET status = $1, digest = $2, error = $3, seconds = $4, updated_at = $5,
+               lease_expires = NULL
+             WHERE id = $6 AND lease_owner = $7 AND status = 'building'",
         )
         .bind(status)
         .bind(digest)
@@ -125,8 +167,12 @@ impl Store {
         .bind(seconds)
         .bind(now())
         .bind(id)
+        .bind(owner)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
         sqlx::query(
             "UPDATE environments SET status = $1, digest = $2, bytes = $3, error = $4, updated_at = $5
              WHERE build_id = $6",
@@ -150,6 +196,27 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(envs)
+        Ok(Some(envs))
     }
+}
+
+/// Queues a build in a transaction.
+pub(super) async fn insert_build_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    environment_id: &str,
+    build: &NewBuild<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO builds (id, environment_id, build_key, settings, status, attempts, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6)",
+    )
+    .bind(build.id)
+    .bind(environment_id)
+    .bind(build.key)
+    .bind(build.settings)
+    .bind(now())
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

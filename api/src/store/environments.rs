@@ -228,73 +228,142 @@ impl Store {
         env: &EnvironmentRow,
         replaces: Option<&str>,
     ) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(old) = replaces {
-            sqlx::query("UPDATE environments SET current = 0, updated_at = $1 WHERE id = $2")
-                .bind(now())
-                .bind(old)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO environments (id, course, name, exam, current, request_hash, spec, source,
-               lock, lock_hash, packages, status, error, digest, bytes, build_id, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-        )
-        .bind(&env.id)
-        .bind(&env.course)
-        .bind(&env.name)
-        .bind(i64::from(env.exam))
-        .bind(i64::from(env.current))
-        .bind(&env.request_hash)
-        .bind(&env.spec)
-        .bind(&env.source)
-        .bind(&env.lock)
-        .bind(&env.lock_hash)
-        .bind(env.packages)
-        .bind(env.status)
-        .bind(&env.error)
-        .bind(&env.digest)
-        .bind(env.bytes)
-        .bind(&env.build_id)
-        .bind(env.created_at)
-        .bind(env.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(digest) = &env.digest {
-            record_digest(&mut tx, env, digest).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.save_environment(env, RowWrite::Insert { replaces }, None)
+            .await
     }
 
     /// Points an existing environment at a new request, lock and build (a course update).
     pub async fn update_environment(&self, env: &EnvironmentRow) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE environments SET request_hash = $1, spec = $2, source = $3, lock = $4, lock_hash = $5,
-               packages = $6, status = $7, error = $8, digest = $9, bytes = $10, build_id = $11, updated_at = $12
-             WHERE id = $13",
-        )
-        .bind(&env.request_hash)
-        .bind(&env.spec)
-        .bind(&env.source)
-        .bind(&env.lock)
-        .bind(&env.lock_hash)
-        .bind(env.packages)
-        .bind(env.status)
-        .bind(&env.error)
-        .bind(&env.digest)
-        .bind(env.bytes)
-        .bind(&env.build_id)
-        .bind(now())
-        .bind(&env.id)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(digest) = &env.digest {
-            record_digest(&mut tx, env, digest).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.save_environment(env, RowWrite::Update, None).await
     }
+
+    /// Writes an environment's row and the new build it waits on, if any, in
+    /// one transaction. When another submission (on any replica) made the
+    /// environment's current row or an unfinished build of the same key first,
+    /// nothing is written and the answer is a conflict: decide again.
+    pub(crate) async fn save_environment(
+        &self,
+        env: &EnvironmentRow,
+        row: RowWrite<'_>,
+        build: Option<NewBuild<'_>>,
+    ) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let written = async {
+            match row {
+                RowWrite::Insert { replaces } => insert_row(&mut tx, env, replaces).await?,
+                RowWrite::Update => update_row(&mut tx, env).await?,
+            }
+            if let Some(build) = build {
+                super::builds::insert_build_row(&mut tx, &env.id, &build).await?;
+            }
+            if let Some(digest) = &env.digest {
+                record_digest(&mut tx, env, digest).await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        match written {
+            Ok(()) => Ok(tx.commit().await?),
+            Err(e)
+                if e.as_database_error()
+                    .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation) =>
+            {
+                Err(ApiError::Conflict(format!(
+                    "the environment '{}' of course '{}' was changed by another request at the same time: send it again",
+                    env.name, env.course
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// How a row is written: new (replacing the current one of its name), or over itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RowWrite<'a> {
+    /// A new row; `replaces` stops being current.
+    Insert {
+        /// The row current until now.
+        replaces: Option<&'a str>,
+    },
+    /// The same row, changed.
+    Update,
+}
+
+/// A build to queue with the row that waits on it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewBuild<'a> {
+    /// Its id.
+    pub(crate) id: &'a str,
+    /// Its build key (one unfinished build per key).
+    pub(crate) key: &'a str,
+    /// The image settings it builds (`SettingsRecord` JSON).
+    pub(crate) settings: &'a str,
+}
+
+async fn insert_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    env: &EnvironmentRow,
+    replaces: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    if let Some(old) = replaces {
+        sqlx::query("UPDATE environments SET current = 0, updated_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(old)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query(
+        "INSERT INTO environments (id, course, name, exam, current, request_hash, spec, source,
+           lock, lock_hash, packages, status, error, digest, bytes, build_id, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    )
+    .bind(&env.id)
+    .bind(&env.course)
+    .bind(&env.name)
+    .bind(i64::from(env.exam))
+    .bind(i64::from(env.current))
+    .bind(&env.request_hash)
+    .bind(&env.spec)
+    .bind(&env.source)
+    .bind(&env.lock)
+    .bind(&env.lock_hash)
+    .bind(env.packages)
+    .bind(env.status)
+    .bind(&env.error)
+    .bind(&env.digest)
+    .bind(env.bytes)
+    .bind(&env.build_id)
+    .bind(env.created_at)
+    .bind(env.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn update_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    env: &EnvironmentRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE environments SET request_hash = $1, spec = $2, source = $3, lock = $4, lock_hash = $5,
+           packages = $6, status = $7, error = $8, digest = $9, bytes = $10, build_id = $11, updated_at = $12
+         WHERE id = $13",
+    )
+    .bind(&env.request_hash)
+    .bind(&env.spec)
+    .bind(&env.source)
+    .bind(&env.lock)
+    .bind(&env.lock_hash)
+    .bind(env.packages)
+    .bind(env.status)
+    .bind(&env.error)
+    .bind(&env.digest)
+    .bind(env.bytes)
+    .bind(&env.build_id)
+    .bind(now())
+    .bind(&env.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

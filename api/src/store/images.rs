@@ -68,6 +68,15 @@ impl Store {
         Ok(())
     }
 
+    /// Every tag of every repository: (repository, tag, digest).
+    pub(crate) async fn all_tags(&self) -> Result<Vec<(String, String, String)>, ApiError> {
+        Ok(
+            sqlx::query_as("SELECT repository, tag, digest FROM tags ORDER BY repository, tag")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// The tags of a repository, sorted.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, ApiError> {
         Ok(

@@ -17,6 +17,7 @@ use sqlx::{
 use crate::error::ApiError;
 
 mod builds;
+mod copy;
 mod course_settings;
 mod database;
 mod environments;
@@ -31,8 +32,10 @@ mod windows;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use builds::Claim;
+pub use copy::CopiedRows;
 pub use database::Database;
-pub(crate) use environments::{EnvironmentRow, Version};
+pub(crate) use environments::{EnvironmentRow, NewBuild, RowWrite, Version};
 pub(crate) use sessions::{SessionRow, SignInRow};
 
 pub(crate) use crate::domain::Status;
@@ -274,7 +277,7 @@ async fn record_digest(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     env: &EnvironmentRow,
     digest: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO environment_digests
            (environment_id, digest, lock_hash, created_at, lock, packages, seq)

@@ -1,7 +1,7 @@
 //! Each table's queries against a fresh database (a new data directory).
 
 use super::*;
-use crate::{auth::Role, domain::window::Window};
+use crate::{auth::Role, domain::window::Window, error::ApiError};
 
 /// A store in a new data directory (kept while the test runs).
 async fn sqlite() -> (Option<tempfile::TempDir>, Store) {
@@ -45,6 +45,9 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    a_lease_that_runs_out_lets_another_take_the_build,
+    one_unfinished_build_per_key_whoever_writes_it,
+    concurrent_claims_take_each_build_once,
     environments_replace_the_current_one_and_keep_every_digest,
     builds_are_queued_started_and_finished_with_their_environments,
     events_are_read_in_order_after_a_sequence_number,
@@ -119,21 +122,22 @@ async fn builds_are_queued_started_and_finished_with_their_environments(store: S
         store.unfinished_build("key-1").await.unwrap().as_deref(),
         Some("b1")
     );
-    assert_eq!(store.unfinished_builds().await.unwrap(), ["b1"]);
     assert_eq!(store.queue_length().await.unwrap(), 1);
-    assert_eq!(store.start_build("b1").await.unwrap(), 1);
-    assert_eq!(
-        store.start_build("b1").await.unwrap(),
-        2,
-        "attempts are counted"
-    );
+    let claim = store.claim_build("me", 30).await.unwrap().unwrap();
+    assert_eq!((claim.id.as_str(), claim.attempts), ("b1", 1));
+    assert_eq!(store.claim_build("me", 30).await.unwrap(), None);
+    // the service restarted: what it held is taken again, and counted
+    assert_eq!(store.release_leases("me").await.unwrap(), 1);
+    let again = store.claim_build("me", 30).await.unwrap().unwrap();
+    assert_eq!(again.attempts, 2, "attempts are counted");
     assert_eq!(
         store.environment("e1").await.unwrap().unwrap().status,
         Status::Building
     );
     let finished = store
-        .finish_build("b1", Ok(("sha256:cc", 42)), 1.5)
+        .finish_build("b1", "me", Ok(("sha256:cc", 42)), 1.5)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0].bytes, Some(42));
@@ -150,9 +154,11 @@ async fn builds_are_queued_started_and_finished_with_their_environments(store: S
         .await
         .unwrap();
     store.insert_build("b2", "e2", "key-2", "{}").await.unwrap();
+    store.claim_build("me", 30).await.unwrap().unwrap();
     let failed = store
-        .finish_build("b2", Err("no space"), 0.1)
+        .finish_build("b2", "me", Err("no space"), 0.1)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(failed[0].error.as_deref(), Some("no space"));
     assert_eq!(failed[0].status, Status::Failed);
@@ -164,6 +170,114 @@ async fn builds_are_queued_started_and_finished_with_their_environments(store: S
             .map(|e| e.id),
         None
     );
+}
+
+async fn a_lease_that_runs_out_lets_another_take_the_build(store: Store) {
+    for (env, build, key) in [("e1", "b1", "k1"), ("e2", "b2", "k2")] {
+        let row = environment(env, env, build);
+        let new = NewBuild {
+            id: build,
+            key,
+            settings: "{}",
+        };
+        store
+            .save_environment(&row, RowWrite::Insert { replaces: None }, Some(new))
+            .await
+            .unwrap();
+    }
+    // a lease already run out: as if its holder had died
+    let first = store.claim_build("dead", -1).await.unwrap().unwrap();
+    assert_eq!(first.id, "b1");
+    // the oldest claimable build first: the one whose lease ran out
+    let taken = store.claim_build("alive", 30).await.unwrap().unwrap();
+    assert_eq!((taken.id.as_str(), taken.attempts), ("b1", 2));
+    let next = store.claim_build("alive", 30).await.unwrap().unwrap();
+    assert_eq!((next.id.as_str(), next.attempts), ("b2", 1));
+    assert_eq!(store.claim_build("other", 30).await.unwrap(), None);
+    // the dead one can neither renew nor write the end of what it lost
+    assert!(!store.renew_lease("b1", "dead", 30).await.unwrap());
+    assert!(store.renew_lease("b1", "alive", 30).await.unwrap());
+    assert!(store
+        .finish_build("b1", "dead", Ok(("sha256:00", 1)), 1.0)
+        .await
+        .unwrap()
+        .is_none());
+    let ended = store
+        .finish_build("b1", "alive", Ok(("sha256:11", 1)), 1.0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended[0].digest.as_deref(), Some("sha256:11"));
+}
+
+async fn one_unfinished_build_per_key_whoever_writes_it(store: Store) {
+    let new = |id| NewBuild {
+        id,
+        key: "same-key",
+        settings: "{}",
+    };
+    let first = environment("e1", "lab", "b1");
+    store
+        .save_environment(&first, RowWrite::Insert { replaces: None }, Some(new("b1")))
+        .await
+        .unwrap();
+    // another replica decided the same build for another environment at the same time
+    let second = environment("e2", "other", "b2");
+    let refused = store
+        .save_environment(
+            &second,
+            RowWrite::Insert { replaces: None },
+            Some(new("b2")),
+        )
+        .await;
+    assert!(matches!(refused, Err(ApiError::Conflict(_))), "{refused:?}");
+    assert!(
+        store.environment("e2").await.unwrap().is_none(),
+        "nothing half-written"
+    );
+    // and the same environment's current row, written twice
+    let twin = environment("e3", "lab", "b1");
+    let refused = store
+        .save_environment(&twin, RowWrite::Insert { replaces: None }, None)
+        .await;
+    assert!(matches!(refused, Err(ApiError::Conflict(_))), "{refused:?}");
+}
+
+async fn concurrent_claims_take_each_build_once(store: Store) {
+    for i in 0..12 {
+        let (env, build, key) = (format!("e{i}"), format!("b{i}"), format!("k{i}"));
+        let new = NewBuild {
+            id: &build,
+            key: &key,
+            settings: "{}",
+        };
+        store
+            .save_environment(
+                &environment(&env, &env, &build),
+                RowWrite::Insert { replaces: None },
+                Some(new),
+            )
+            .await
+            .unwrap();
+    }
+    let claimers = (0..6).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(claim) = store.claim_build(&format!("w{w}"), 30).await.unwrap() {
+                mine.push(claim.id);
+            }
+            mine
+        })
+    });
+    let mut all: Vec<String> = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    all.sort();
+    let mut expected: Vec<String> = (0..12).map(|i| format!("b{i}")).collect();
+    expected.sort();
+    assert_eq!(all, expected, "each build claimed exactly once");
 }
 
 async fn events_are_read_in_order_after_a_sequence_number(store: Store) {

@@ -17,6 +17,8 @@ pub struct Service {
     extra: Vec<String>,
     envs: Vec<(String, String)>,
     child: Option<Child>,
+    /// `serve`, or `worker`.
+    command: &'static str,
 }
 
 impl Service {
@@ -46,9 +48,46 @@ impl Service {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             child: None,
+            command: "serve",
         };
         service.launch();
         service
+    }
+
+    /// Starts a `trousse worker` (the same flags as a service; `/health` on its port).
+    pub fn start_worker(
+        data_dir: &Path,
+        channel: &ChannelServer,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        extra.extend([
+            "--allow-channel".into(),
+            channel.url(),
+            "--no-jupyter".into(),
+        ]);
+        let mut worker = Self {
+            port: free_port(),
+            data_dir: data_dir.to_path_buf(),
+            extra,
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+            command: "worker",
+        };
+        worker.launch();
+        worker
+    }
+
+    /// SIGKILL: the process dies at once, whatever it holds.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     pub fn launch(&mut self) {
@@ -58,7 +97,7 @@ impl Service {
             .open(self.data_dir.with_extension("log"))
             .unwrap();
         let mut cmd = trousse(&[
-            "serve",
+            self.command,
             "--listen",
             &format!("127.0.0.1:{}", self.port),
             "--data-dir",
@@ -127,7 +166,9 @@ impl Service {
         for c in courses {
             args.extend(["--course", c]);
         }
-        let token = run_ok(trousse(&args)).trim().to_string();
+        let mut command = trousse(&args);
+        command.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        let token = run_ok(command).trim().to_string();
         assert!(token.starts_with("trs_"));
         token
     }

@@ -9,7 +9,7 @@ use crate::domain::COMPRESSION;
 use crate::{
     domain::decision::{self, Answer, Decision, Facts, Image, Row},
     error::ApiError,
-    store::{now, EnvironmentRow, Status},
+    store::{now, EnvironmentRow, NewBuild, RowWrite, Status},
     AppState,
 };
 
@@ -20,16 +20,41 @@ fn new_id() -> Result<String, ApiError> {
     Ok(hex::encode(bytes))
 }
 
+/// How often a submission is decided again when another replica wrote its
+/// environment or build first.
+const RACES: usize = 3;
+
 /// What a submission makes of its environment's row, stored, with the HTTP status it answers.
 pub(super) async fn decide(
     state: &AppState,
     course: &str,
     submission: Submission,
 ) -> Result<(EnvironmentRow, StatusCode), ApiError> {
-    let course = course.to_string();
-    // one submission per environment at a time: identical requests share one answer
-    let slot = state.submission_slot(&course, &submission.name);
+    // one submission per environment at a time in this process; across replicas
+    // the store's unique rows make the later writer decide again, from what the
+    // first one wrote
+    let slot = state.submission_slot(course, &submission.name);
     let _turn = slot.lock().await;
+    let mut race = 1;
+    let mut solved = None;
+    loop {
+        match decide_once(state, course, &submission, &mut solved).await {
+            Err(ApiError::Conflict(message)) if race < RACES => {
+                tracing::debug!(course, "decided again: {message}");
+                race += 1;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+async fn decide_once(
+    state: &AppState,
+    course: &str,
+    submission: &Submission,
+    solved: &mut Option<(Lock, ImageSettings)>,
+) -> Result<(EnvironmentRow, StatusCode), ApiError> {
+    let course = course.to_string();
     let current = state
         .store
         .current_environment(&course, &submission.name)
@@ -44,8 +69,12 @@ pub(super) async fn decide(
         }
     }
 
-    let (lock, settings) = submission.lock(state).await?;
-    let key = BuildKey::new(&lock.hash(), &settings, COMPRESSION);
+    // solved once: deciding again after a race reads the store again, not the channels
+    let (lock, settings) = match solved {
+        Some(solved) => solved,
+        None => solved.insert(submission.lock(state).await?),
+    };
+    let key = BuildKey::new(&lock.hash(), settings, COMPRESSION);
     let ready = state
         .store
         .ready_with_build_key(key.as_str())
@@ -70,8 +99,8 @@ pub(super) async fn decide(
         ready: ready.as_ref().map(EnvironmentRow::known),
         unfinished,
     });
-    let env = apply(&course, &submission, current, &lock, &decision)?;
-    store_decision(state, &env, &decision, &key, &settings).await?;
+    let env = apply(&course, submission, current, lock, &decision)?;
+    store_decision(state, &env, &decision, &key, settings).await?;
     if matches!(decision.image, Image::Reuse { .. }) {
         state.metrics.cache_hits.inc();
     }
@@ -142,7 +171,7 @@ fn apply(
     Ok(env)
 }
 
-/// Writes the decision: the row, then a new build or the tags of a reused image.
+/// Writes the decision: the row and its new build in one transaction, or the tags of a reused image.
 async fn store_decision(
     state: &AppState,
     env: &EnvironmentRow,
@@ -150,26 +179,26 @@ async fn store_decision(
     key: &BuildKey,
     settings: &ImageSettings,
 ) -> Result<(), ApiError> {
-    match &decision.row {
-        Row::Insert { replaces } => {
-            state
-                .store
-                .insert_environment(env, replaces.as_deref())
-                .await?
-        }
-        Row::Update => state.store.update_environment(env).await?,
-    }
-    match (&decision.image, &env.build_id, &env.digest) {
-        (Image::Start, Some(build_id), _) => {
-            let record = serde_json::to_string(&SettingsRecord::from(settings))
-                .map_err(|e| ApiError::Internal(format!("storing the settings: {e}")))?;
-            state
-                .store
-                .insert_build(build_id, &env.id, key.as_str(), &record)
-                .await?;
-            state.builds.submit(build_id.clone());
-        }
-        (Image::Reuse { .. }, _, Some(digest)) => state.publish_tags(env, digest).await?,
+    let row = match &decision.row {
+        Row::Insert { replaces } => RowWrite::Insert {
+            replaces: replaces.as_deref(),
+        },
+        Row::Update => RowWrite::Update,
+    };
+    let record = serde_json::to_string(&SettingsRecord::from(settings))
+        .map_err(|e| ApiError::Internal(format!("storing the settings: {e}")))?;
+    let build = match (&decision.image, &env.build_id) {
+        (Image::Start, Some(id)) => Some(NewBuild {
+            id,
+            key: key.as_str(),
+            settings: &record,
+        }),
+        _ => None,
+    };
+    state.store.save_environment(env, row, build).await?;
+    match (&decision.image, &env.digest) {
+        (Image::Start, _) => state.builds.wake(),
+        (Image::Reuse { .. }, Some(digest)) => state.publish_tags(env, digest).await?,
         _ => {}
     }
     Ok(())
