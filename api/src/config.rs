@@ -48,6 +48,8 @@ pub struct ServiceConfig {
     pub public_host: String,
     /// Builds that may run at once.
     pub max_builds: usize,
+    /// The registry token issuer, when the registry of `push_to` sends its clients here.
+    pub registry_issuer: Option<std::sync::Arc<crate::auth::registry::RegistryIssuer>>,
     /// Whether this service runs builds (false: it only queues them, for workers).
     pub run_builds: bool,
     /// How long a claimed build stays this service's without a renewal.
@@ -228,6 +230,7 @@ impl ServiceConfig {
             public_host,
             max_builds: DEFAULT_MAX_BUILDS,
             run_builds: true,
+            registry_issuer: None,
             build_lease: Duration::from_secs(DEFAULT_BUILD_LEASE_SECONDS),
             build_timeout: Duration::from_secs(DEFAULT_BUILD_TIMEOUT_SECONDS),
             solve_timeout: Duration::from_secs(DEFAULT_SOLVE_TIMEOUT_SECONDS),

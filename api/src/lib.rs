@@ -46,7 +46,7 @@ use crate::{
     store::{EnvironmentRow, Store},
 };
 
-pub use auth::Role;
+pub use auth::{registry::RegistryIssuer, Role};
 pub use config::ServiceConfig as Config;
 pub use data_dir::copy::{copy_data_dir, CopyReport, ImageDestination};
 pub use hub::{launch::HubLauncher, tokens::HubAuth};
@@ -277,6 +277,7 @@ impl Modify for TokenSecurity {
         routes::distribution::manifest_doc,
         routes::distribution::blob_doc,
         routes::distribution::tags_doc,
+        routes::registry_token::issue,
         routes::operations::health,
         routes::operations::metrics,
         openapi_document,
@@ -305,6 +306,7 @@ impl Modify for TokenSecurity {
         store::Status,
         error::ErrorBody,
         routes::operations::Health,
+        routes::registry_token::RegistryToken,
         auth::Role,
     )),
     modifiers(&TokenSecurity)
@@ -410,6 +412,7 @@ fn api_routes() -> Router<Arc<AppState>> {
             "/api/v1/environments/{id}/events",
             get(routes::events::follow),
         )
+        .route("/api/v1/registry/token", get(routes::registry_token::issue))
         .route("/api/v1/openapi.json", get(openapi_document))
 }
 

@@ -69,6 +69,19 @@ pub struct ServeArgs {
     /// Push images to this registry (HOST/PREFIX) instead of serving them.
     #[arg(long)]
     pub push_to: Option<String>,
+    /// Issue the --push-to registry's tokens (its auth.token realm is
+    /// /api/v1/registry/token), signed with this PEM private key (RSA or EC P-256).
+    #[arg(long, value_name = "FILE", requires = "registry_token_cert")]
+    pub registry_token_key: Option<PathBuf>,
+    /// The key's certificate (PEM), the one the registry's rootcertbundle holds.
+    #[arg(long, value_name = "FILE", requires = "registry_token_key")]
+    pub registry_token_cert: Option<PathBuf>,
+    /// The registry's auth.token.service: the tokens' audience.
+    #[arg(long, default_value = "trousse-registry")]
+    pub registry_service: String,
+    /// The registry's auth.token.issuer: the tokens' issuer.
+    #[arg(long, default_value = "trousse")]
+    pub registry_token_issuer: String,
     /// The base image of specs and locks that name none [default: Ubuntu 24.04, pinned].
     #[arg(long, env = trousse_builder::settings::DEFAULT_BASE_ENV)]
     pub default_base: Option<String>,
@@ -189,6 +202,7 @@ impl ServeArgs {
         config.database =
             trousse_api::Database::new(self.database.as_deref(), config.data_dir.clone())
                 .map_err(|e| BuildError::Usage(e.to_string()))?;
+        config.registry_issuer = self.registry_issuer()?;
         self.limits(&mut config)?;
         self.repositories(&mut config);
         self.hub(&mut config)?;
@@ -208,6 +222,30 @@ impl ServeArgs {
             })?;
         }
         Ok(config)
+    }
+
+    /// The registry token issuer the flags configure, if any.
+    fn registry_issuer(
+        &self,
+    ) -> anyhow::Result<Option<std::sync::Arc<trousse_api::RegistryIssuer>>> {
+        let (Some(key), Some(cert)) = (&self.registry_token_key, &self.registry_token_cert) else {
+            return Ok(None);
+        };
+        if self.push_to.is_none() {
+            return Err(BuildError::Usage(
+                "--registry-token-key issues the tokens of the --push-to registry: give --push-to"
+                    .into(),
+            )
+            .into());
+        }
+        let issuer = trousse_api::RegistryIssuer::from_files(
+            key,
+            cert,
+            self.registry_service.clone(),
+            self.registry_token_issuer.clone(),
+        )
+        .map_err(|e| BuildError::Usage(format!("--registry-token-key: {e}")))?;
+        Ok(Some(std::sync::Arc::new(issuer)))
     }
 
     /// What one request may cost: builds, time, bodies, sizes.

@@ -19,6 +19,7 @@ mod pypi;
 mod real_data;
 mod realistic_channel;
 mod registry;
+mod registry_issuer;
 mod registry_token_auth;
 mod scale;
 mod security;

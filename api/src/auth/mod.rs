@@ -9,6 +9,7 @@ use trousse_builder::error::clip;
 
 use crate::error::ApiError;
 
+pub(crate) mod registry;
 pub(crate) mod rules;
 
 /// What a token allows.

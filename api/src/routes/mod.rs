@@ -11,3 +11,4 @@ pub(crate) mod git_tokens;
 pub(crate) mod hooks;
 pub(crate) mod operations;
 pub(crate) mod packages;
+pub(crate) mod registry_token;

@@ -191,6 +191,11 @@ pub struct RegistryServer {
 impl RegistryServer {
     /// Starts a registry; with `htpasswd` set to (user, password), Basic auth is required.
     pub fn start(htpasswd: Option<(&str, &str)>) -> Self {
+        Self::start_with_auth(htpasswd, None)
+    }
+
+    /// Starts a registry whose `auth:` section is `auth` (YAML, indented under it).
+    pub fn start_with_auth(htpasswd: Option<(&str, &str)>, auth: Option<&str>) -> Self {
         require("docker-registry");
         let root = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -210,6 +215,9 @@ impl RegistryServer {
                 "auth:\n  htpasswd:\n    realm: trousse-test\n    path: {}\n",
                 root.path().join("htpasswd").display()
             ));
+        }
+        if let Some(auth) = auth {
+            config.push_str(&format!("auth:\n{auth}"));
         }
         std::fs::write(root.path().join("config.yml"), config).unwrap();
         let log = std::fs::File::create(root.path().join("registry.log")).unwrap();

@@ -33,6 +33,17 @@ impl Service {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
+        Self::start_at(free_port(), data_dir, channel, extra, envs)
+    }
+
+    /// Starts it on a port chosen beforehand (one another server was told of).
+    pub fn start_at(
+        port: u16,
+        data_dir: &Path,
+        channel: &ChannelServer,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         extra.extend(["--allow-channel".into(), channel.url()]);
         // the example channel has no single-user server: hub images are tested on their own
@@ -40,7 +51,7 @@ impl Service {
             extra.push("--no-jupyter".into());
         }
         let mut service = Self {
-            port: free_port(),
+            port,
             data_dir: data_dir.to_path_buf(),
             extra,
             envs: envs
