@@ -378,6 +378,9 @@ pub async fn run_worker(mut args: ServeArgs) -> anyhow::Result<()> {
         .into());
     }
     args.page = Default::default();
+    // a worker names no image by its own address: --push-to's registry does
+    args.public_host
+        .get_or_insert_with(|| "worker.invalid".into());
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -11,6 +11,7 @@ mod binder_api;
 mod build_image;
 mod cache;
 mod clobber;
+mod deploy;
 mod git_sources;
 mod http_channel;
 mod hub_images;
