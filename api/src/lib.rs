@@ -18,6 +18,7 @@ mod page;
 mod repo_fetches;
 mod routes;
 mod store;
+mod tokens;
 mod traces;
 
 use std::{
@@ -28,7 +29,7 @@ use std::{
 use axum::{
     extract::DefaultBodyLimit,
     http::HeaderMap,
-    routing::{get, post, put},
+    routing::{delete, get, post, put},
     Json, Router,
 };
 use utoipa::{
@@ -50,7 +51,9 @@ pub use auth::{registry::RegistryIssuer, Role};
 pub use config::ServiceConfig as Config;
 pub use data_dir::copy::{copy_data_dir, CopyReport, ImageDestination};
 pub use hub::{launch::HubLauncher, tokens::HubAuth};
+pub use store::TokenInfo;
 pub use store::{CopiedRows, Database};
+pub use tokens::{create_token, list_tokens, revoke_token, MadeToken, NewToken};
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -278,6 +281,9 @@ impl Modify for TokenSecurity {
         routes::distribution::blob_doc,
         routes::distribution::tags_doc,
         routes::registry_token::issue,
+        routes::tokens::list,
+        routes::tokens::create,
+        routes::tokens::revoke,
         routes::operations::health,
         routes::operations::metrics,
         openapi_document,
@@ -307,6 +313,10 @@ impl Modify for TokenSecurity {
         error::ErrorBody,
         routes::operations::Health,
         routes::registry_token::RegistryToken,
+        routes::tokens::TokenList,
+        routes::tokens::TokenRequest,
+        store::TokenInfo,
+        tokens::MadeToken,
         auth::Role,
     )),
     modifiers(&TokenSecurity)
@@ -413,6 +423,11 @@ fn api_routes() -> Router<Arc<AppState>> {
             get(routes::events::follow),
         )
         .route("/api/v1/registry/token", get(routes::registry_token::issue))
+        .route(
+            "/api/v1/tokens",
+            get(routes::tokens::list).post(routes::tokens::create),
+        )
+        .route("/api/v1/tokens/{id}", delete(routes::tokens::revoke))
         .route("/api/v1/openapi.json", get(openapi_document))
 }
 
@@ -493,23 +508,4 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down");
-}
-
-/// Creates a token with a role (and courses, for teachers); returns it: it is shown once.
-pub async fn create_token(
-    database: &Database,
-    role: Role,
-    courses: &[String],
-    description: Option<&str>,
-) -> Result<String, ApiError> {
-    if role == Role::Teacher && courses.is_empty() {
-        return Err(ApiError::bad_request(
-            "missing_course",
-            "a teacher token needs at least one --course",
-        ));
-    }
-    let store = Store::open(database).await?;
-    let (token, hash) = auth::new_token()?;
-    store.add_token(&hash, role, courses, description).await?;
-    Ok(token)
 }

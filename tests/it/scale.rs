@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use trousse_testkit::postgres::Postgres;
 
 use crate::common::{service::*, *};
@@ -400,5 +400,64 @@ fn a_sqlite_deployment_moves_to_postgres_with_its_images() {
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(stderr.contains("copy into an empty database"), "{stderr}");
         assert_eq!(deployment.count("SELECT COUNT(*) FROM environments"), 2);
+    });
+}
+
+#[test]
+fn a_revoked_token_is_refused_at_once_on_every_replica() {
+    let ws = Workspace::with_example_channel();
+    let deployment = Deployment::start();
+    runtime().block_on(async {
+        let channel = ChannelServer::start(&ws.channel());
+        let one = deployment.replica(&ws, &channel, "replica-1");
+        let two = deployment.replica(&ws, &channel, "replica-2");
+        let admin = one.token("admin", &[]);
+        let (status, made) = send(
+            client()
+                .post(one.url("/api/v1/tokens"))
+                .bearer_auth(&admin)
+                .json(&json!({"role": "teacher", "courses": ["intro"], "description": "Ada", "expires_in_days": 30})),
+        )
+        .await;
+        assert_eq!(status, 201, "{made}");
+        let (token, id) = (made["token"].as_str().unwrap(), made["id"].as_str().unwrap());
+        let courses = |replica: &Service| {
+            send(client().get(replica.url("/api/v1/courses")).bearer_auth(token))
+        };
+        assert_eq!(courses(&two).await.0, 200, "made on one, known to the other");
+        let (_, listed) = send(client().get(two.url("/api/v1/tokens")).bearer_auth(&admin)).await;
+        let entry = listed["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap()
+            .clone();
+        assert_eq!((&entry["role"], &entry["description"]), (&json!("teacher"), &json!("Ada")));
+        assert!(entry["expires_at"].as_i64().unwrap() > 0);
+        assert!(!listed.to_string().contains(token), "a list never shows a token");
+        // a teacher manages no tokens
+        let (status, _) = send(client().get(two.url("/api/v1/tokens")).bearer_auth(token)).await;
+        assert_eq!(status, 403);
+
+        let (status, _) = send(
+            client()
+                .delete(one.url(&format!("/api/v1/tokens/{id}")))
+                .bearer_auth(&admin),
+        )
+        .await;
+        assert_eq!(status, 204);
+        for replica in [&two, &one] {
+            let (status, body) = courses(replica).await;
+            assert_eq!(status, 401, "refused at once: {body}");
+        }
+        // the CLI lists and revokes on the same database
+        let listed = run_ok(trousse(&["token", "list", "--json", "--data-dir", "/nonexistent"]).env("TROUSSE_DATABASE_URL", &deployment.url));
+        let listed: Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(listed["tokens"].as_array().unwrap().len(), 1, "the admin's only");
+        let admin_id = listed["tokens"][0]["id"].as_str().unwrap().to_string();
+        run_ok(trousse(&["token", "revoke", &admin_id, "--data-dir", "/nonexistent"]).env("TROUSSE_DATABASE_URL", &deployment.url));
+        let (status, _) = send(client().get(two.url("/api/v1/courses")).bearer_auth(&admin)).await;
+        assert_eq!(status, 401);
     });
 }

@@ -547,6 +547,9 @@ fn the_openapi_document_validates_and_lists_every_route() {
             ("/api/v1/environments/{id}/archive", "post"),
             ("/api/v1/environments/{id}/launches", "post"),
             ("/api/v1/registry/token", "get"),
+            ("/api/v1/tokens", "get"),
+            ("/api/v1/tokens", "post"),
+            ("/api/v1/tokens/{id}", "delete"),
             ("/health", "get"),
             ("/metrics", "get"),
             ("/v2/", "get"),
@@ -559,7 +562,7 @@ fn the_openapi_document_validates_and_lists_every_route() {
                 "{method} {path} is not documented"
             );
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 23);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 25);
         require("python3");
         let file = ws.path("openapi.json");
         std::fs::write(&file, &text).unwrap();

@@ -12,3 +12,4 @@ pub(crate) mod hooks;
 pub(crate) mod operations;
 pub(crate) mod packages;
 pub(crate) mod registry_token;
+pub(crate) mod tokens;

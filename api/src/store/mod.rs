@@ -37,6 +37,8 @@ pub use copy::CopiedRows;
 pub use database::Database;
 pub(crate) use environments::{EnvironmentRow, NewBuild, RowWrite, Version};
 pub(crate) use sessions::{SessionRow, SignInRow};
+pub use tokens::TokenInfo;
+pub(crate) use tokens::TOKEN_ID_DIGITS;
 
 pub(crate) use crate::domain::Status;
 

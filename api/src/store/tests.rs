@@ -304,13 +304,28 @@ async fn events_are_read_in_order_after_a_sequence_number(store: Store) {
 async fn tokens_keep_their_role_and_courses(store: Store) {
     let courses = vec!["physics".to_string()];
     store
-        .add_token("hash-1", Role::Teacher, &courses, Some("Ada"))
+        .add_token("hash-1", Role::Teacher, &courses, Some("Ada"), None)
         .await
         .unwrap();
     let token = store.token("hash-1").await.unwrap().unwrap();
     assert_eq!(token.role, Role::Teacher);
     assert_eq!(token.courses, courses);
     assert!(store.token("hash-2").await.unwrap().is_none());
+    // an expired token is refused; a revoked one is gone
+    store
+        .add_token("0123456789abcdef", Role::Hub, &[], None, Some(now() - 1))
+        .await
+        .unwrap();
+    assert!(store.token("0123456789abcdef").await.unwrap().is_none());
+    let listed = store.tokens().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed
+        .iter()
+        .any(|t| t.id == "0123456789ab" && t.expires_at.is_some()));
+    assert!(store.revoke_token("0123456789ab").await.unwrap());
+    assert!(!store.revoke_token("0123456789ab").await.unwrap());
+    assert!(store.revoke_token("xyz").await.is_err());
+    assert_eq!(store.tokens().await.unwrap().len(), 1);
 }
 
 async fn exam_windows_are_set_replaced_and_deleted(store: Store) {

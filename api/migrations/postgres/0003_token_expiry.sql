@@ -1,0 +1,2 @@
+-- Tokens may expire (seconds since the epoch; NULL: never).
+ALTER TABLE tokens ADD COLUMN expires_at BIGINT;
