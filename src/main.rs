@@ -22,8 +22,50 @@ use commands::{
     about = "Build reproducible, per-package-layered OCI images of conda environments"
 )]
 struct Cli {
+    /// Logs as text lines, or as one JSON object per line (with each
+    /// request's id) for a log collector.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "TROUSSE_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for a person.
+    Text,
+    /// One JSON object per line, span fields (request and build ids) included.
+    Json,
+}
+
+/// Logs to stderr, at `RUST_LOG`'s levels (rattler's own warnings, about a
+/// cache entry it repairs, are not the user's business).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,rattler=error,rattler_cache=error,rattler_package_streaming=error",
+        )
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -59,20 +101,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // rattler's own warnings (a cache entry it repairs) are not the user's business
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new(
-                        "warn,rattler=error,rattler_cache=error,rattler_package_streaming=error",
-                    )
-                }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     let json_errors = match &cli.command {
         Command::Build(b) => b.json,
         Command::Inspect(i) => i.json,

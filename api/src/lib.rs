@@ -16,8 +16,10 @@ mod hub;
 mod names;
 mod page;
 mod repo_fetches;
+mod request_id;
 mod routes;
 mod store;
+pub mod tls;
 mod tokens;
 mod traces;
 
@@ -368,6 +370,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             },
         ))
         .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn(request_id::with_request_id))
         .with_state(state)
 }
 
@@ -492,7 +495,7 @@ pub async fn serve_worker(
         .map_err(|e| ApiError::Internal(format!("serving: {e}")))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {

@@ -66,6 +66,12 @@ pub struct ServeArgs {
     /// Pulls from /v2/ need a token (Basic auth, the token as password).
     #[arg(long)]
     pub require_pull_token: bool,
+    /// Serve HTTPS with this PEM certificate chain (read again on SIGHUP).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Push images to this registry (HOST/PREFIX) instead of serving them.
     #[arg(long)]
     pub push_to: Option<String>,
@@ -349,9 +355,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    let tls = match (args.tls_cert.clone(), args.tls_key.clone()) {
+        (Some(cert), Some(key)) => {
+            let files = trousse_api::tls::TlsFiles { cert, key };
+            trousse_api::tls::check(&files)
+                .map_err(|e| BuildError::Usage(format!("--tls-cert/--tls-key: {e}")))?;
+            Some(files)
+        }
+        _ => None,
+    };
     let state = trousse_api::AppState::start(args.config(address)?).await?;
-    eprintln!("trousse serving on http://{address}");
-    trousse_api::serve(listener, state).await?;
+    match tls {
+        Some(files) => {
+            eprintln!("trousse serving on https://{address}");
+            trousse_api::tls::serve_tls(listener.into_std()?, state, files).await?;
+        }
+        None => {
+            eprintln!("trousse serving on http://{address}");
+            trousse_api::serve(listener, state).await?;
+        }
+    }
     Ok(())
 }
 

@@ -25,3 +25,4 @@ mod registry_token_auth;
 mod scale;
 mod security;
 mod service;
+mod tls;

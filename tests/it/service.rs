@@ -673,3 +673,52 @@ fn the_service_builds_conda_forge_specs_through_a_mirror() {
         assert!(!lock.contains(&channel.url()), "{lock}");
     });
 }
+
+#[test]
+fn json_logs_carry_each_request_id_into_its_build() {
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let service = Service::start(&ws.path("data"), &channel, &["--log-format", "json"]);
+        let admin = service.token("admin", &[]);
+        let spec = spec_yaml(&channel, "logged", &["greet"], "");
+        let response = client()
+            .post(service.url("/api/v1/courses/intro/environments"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/yaml")
+            .header("x-request-id", "teacher-req-42")
+            .body(spec)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-request-id"], "teacher-req-42");
+        let env: Value = response.json().await.unwrap();
+        wait_until(&service, &admin, env["id"].as_str().unwrap(), &["ready"]).await;
+        // a request without an id gets one of the service's
+        let other = client().get(service.url("/health")).send().await.unwrap();
+        let made = other.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(made.len(), 16);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let log = std::fs::read_to_string(ws.path("data").with_extension("log")).unwrap();
+        let lines: Vec<Value> = log
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let carrying = |message: &str| {
+            lines.iter().any(|l| {
+                l["fields"]["message"] == message
+                    && l["spans"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|s| s["request_id"] == "teacher-req-42"))
+            })
+        };
+        assert!(carrying("request"), "the request's line: {log}");
+        assert!(carrying("building"), "the build's lines carry it: {log}");
+        assert!(carrying("build ended"), "{log}");
+        assert!(log.contains(&made), "the service's own id is logged too");
+    });
+}

@@ -123,7 +123,18 @@ async fn run_claimed(state: &Arc<AppState>, claim: Claim) {
         live.insert(claim.id.clone(), sender.clone());
     }
     let build_id = claim.id.clone();
-    if let Err(e) = run(state, claim, sender).await {
+    let span = tracing::info_span!(
+        "build",
+        build = %build_id,
+        request_id = claim.request_id.as_deref().unwrap_or("-")
+    );
+    span.in_scope(|| tracing::info!(attempt = claim.attempts, "building"));
+    let outcome = {
+        use tracing::Instrument;
+        run(state, claim, sender).instrument(span.clone()).await
+    };
+    span.in_scope(|| tracing::info!("build ended"));
+    if let Err(e) = outcome {
         tracing::error!(build = %build_id, "build bookkeeping failed: {e}");
     }
     if let Ok(mut live) = queue.live.lock() {

@@ -10,6 +10,8 @@ pub struct Claim {
     pub id: String,
     /// How often it was started, this time included.
     pub attempts: i64,
+    /// The request that queued it.
+    pub request_id: Option<String>,
 }
 
 /// A build as stored.
@@ -51,6 +53,7 @@ impl Store {
             id,
             key: build_key,
             settings,
+            request_id: None,
         };
         insert_build_row(&mut tx, environment_id, &build).await?;
         tx.commit().await?;
@@ -89,21 +92,21 @@ impl Store {
             ""
         };
         let mut tx = self.pool.begin().await?;
-        let claimed: Option<(String, i64)> = sqlx::query_as(&format!(
+        let claimed: Option<(String, i64, Option<String>)> = sqlx::query_as(&format!(
             "UPDATE builds SET status = 'building', attempts = attempts + 1, lease_owner = $1,
                lease_expires = $2, updated_at = $3
              WHERE id = (SELECT id FROM builds
                WHERE status = 'queued'
                   OR (status = 'building' AND (lease_expires IS NULL OR lease_expires < $3))
                ORDER BY created_at, id LIMIT 1{skip_locked})
-             RETURNING id, attempts"
+             RETURNING id, attempts, request_id"
         ))
         .bind(owner)
         .bind(now() + lease)
         .bind(now())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((id, attempts)) = claimed else {
+        let Some((id, attempts, request_id)) = claimed else {
             return Ok(None);
         };
         sqlx::query(
@@ -114,7 +117,11 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(Claim { id, attempts }))
+        Ok(Some(Claim {
+            id,
+            attempts,
+            request_id,
+        }))
     }
 
     /// Extends `owner`'s lease on a build; false when the lease was lost (another took the build).
@@ -207,8 +214,9 @@ pub(super) async fn insert_build_row(
     build: &NewBuild<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO builds (id, environment_id, build_key, settings, status, attempts, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6)",
+        "INSERT INTO builds (id, environment_id, build_key, settings, status, attempts, created_at,
+           updated_at, request_id)
+         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7)",
     )
     .bind(build.id)
     .bind(environment_id)
@@ -216,6 +224,7 @@ pub(super) async fn insert_build_row(
     .bind(build.settings)
     .bind(now())
     .bind(now())
+    .bind(build.request_id)
     .execute(&mut **tx)
     .await?;
     Ok(())

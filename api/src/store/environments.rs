@@ -299,6 +299,8 @@ pub(crate) struct NewBuild<'a> {
     pub(crate) key: &'a str,
     /// The image settings it builds (`SettingsRecord` JSON).
     pub(crate) settings: &'a str,
+    /// The request that queued it, for its logs.
+    pub(crate) request_id: Option<&'a str>,
 }
 
 async fn insert_row(

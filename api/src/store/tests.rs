@@ -179,6 +179,7 @@ async fn a_lease_that_runs_out_lets_another_take_the_build(store: Store) {
             id: build,
             key,
             settings: "{}",
+            request_id: Some("req-1"),
         };
         store
             .save_environment(&row, RowWrite::Insert { replaces: None }, Some(new))
@@ -191,6 +192,11 @@ async fn a_lease_that_runs_out_lets_another_take_the_build(store: Store) {
     // the oldest claimable build first: the one whose lease ran out
     let taken = store.claim_build("alive", 30).await.unwrap().unwrap();
     assert_eq!((taken.id.as_str(), taken.attempts), ("b1", 2));
+    assert_eq!(
+        taken.request_id.as_deref(),
+        Some("req-1"),
+        "its logs name its request"
+    );
     let next = store.claim_build("alive", 30).await.unwrap().unwrap();
     assert_eq!((next.id.as_str(), next.attempts), ("b2", 1));
     assert_eq!(store.claim_build("other", 30).await.unwrap(), None);
@@ -215,6 +221,7 @@ async fn one_unfinished_build_per_key_whoever_writes_it(store: Store) {
         id,
         key: "same-key",
         settings: "{}",
+        request_id: Some("req-1"),
     };
     let first = environment("e1", "lab", "b1");
     store
@@ -250,6 +257,7 @@ async fn concurrent_claims_take_each_build_once(store: Store) {
             id: &build,
             key: &key,
             settings: "{}",
+            request_id: Some("req-1"),
         };
         store
             .save_environment(

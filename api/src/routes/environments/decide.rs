@@ -187,11 +187,13 @@ async fn store_decision(
     };
     let record = serde_json::to_string(&SettingsRecord::from(settings))
         .map_err(|e| ApiError::Internal(format!("storing the settings: {e}")))?;
+    let request_id = crate::request_id::current();
     let build = match (&decision.image, &env.build_id) {
         (Image::Start, Some(id)) => Some(NewBuild {
             id,
             key: key.as_str(),
             settings: &record,
+            request_id: request_id.as_deref(),
         }),
         _ => None,
     };
