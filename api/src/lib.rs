@@ -266,6 +266,7 @@ impl Modify for TokenSecurity {
         routes::environments::lifecycle::make_current,
         routes::environments::lifecycle::archive,
         routes::environments::lifecycle::launched,
+        routes::environments::cancel::cancel,
         routes::environments::submit,
         routes::environments::list,
         routes::environments::get,
@@ -390,6 +391,10 @@ fn api_routes() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/environments/{id}/launches",
             post(routes::environments::lifecycle::launched),
+        )
+        .route(
+            "/api/v1/environments/{id}/cancel",
+            post(routes::environments::cancel::cancel),
         )
         .route(
             "/api/v1/environments/{id}/archive",

@@ -461,3 +461,74 @@ fn a_revoked_token_is_refused_at_once_on_every_replica() {
         assert_eq!(status, 401);
     });
 }
+
+#[test]
+fn a_running_build_is_cancelled_on_its_worker() {
+    require("skopeo");
+    let ws = Workspace::with_example_channel();
+    let mut rng = trousse_testkit::Rng::new(13);
+    ws.add_packages(&[trousse_testkit::PackageSpec::new("big-data", "1.0")
+        .noarch("generic")
+        .file("share/big-data/blob.bin", rng.bytes(96 << 20), 0o644)]);
+    let deployment = Deployment::start();
+    runtime().block_on(async {
+        let channel = ChannelServer::start(&ws.channel());
+        let replica = deployment.replica(&ws, &channel, "replica");
+        let _worker = deployment.worker(&ws, &channel, "worker");
+        let teacher = replica.token("teacher", &["physics"]);
+        let spec = spec_yaml(&channel, "big", &["big-data", "greet"], "");
+        let (status, created) = submit_yaml(&replica, &teacher, "physics", &spec).await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        wait_until(&replica, &teacher, &id, &["building"]).await;
+        let asked = Instant::now();
+        let (status, cancelled) = send(
+            client()
+                .post(replica.url(&format!("/api/v1/environments/{id}/cancel")))
+                .bearer_auth(&teacher),
+        )
+        .await;
+        assert_eq!(
+            (status, &cancelled["status"]),
+            (200, &json!("failed")),
+            "{cancelled}"
+        );
+        // the worker stops at its next lease renewal and writes the last event
+        let events = follow_events(&replica, &teacher, &id).await;
+        println!(
+            "a running build cancelled: its stream ended {:.1} s later",
+            asked.elapsed().as_secs_f64()
+        );
+        let (_, kind, done) = events.last().unwrap();
+        assert_eq!(
+            (kind.as_str(), &done["status"]),
+            ("done", &json!("failed")),
+            "{events:?}"
+        );
+        assert!(
+            done["error"].as_str().unwrap().starts_with("cancelled"),
+            "{done}"
+        );
+        assert_eq!(
+            deployment.count("SELECT COUNT(*) FROM builds WHERE status = 'failed'"),
+            1
+        );
+        let image = format!("docker://{}/physics/big:latest", deployment.prefix);
+        let inspect = std::process::Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", &image])
+            .output()
+            .unwrap();
+        assert!(!inspect.status.success(), "nothing was pushed");
+        // and the worker takes the next build
+        let small = spec_yaml(&channel, "small", &["greet"], "");
+        let (_, next) = submit_yaml(&replica, &teacher, "physics", &small).await;
+        let next = wait_until(
+            &replica,
+            &teacher,
+            next["id"].as_str().unwrap(),
+            &["ready", "failed"],
+        )
+        .await;
+        assert_eq!(next["status"], "ready", "{next}");
+    });
+}

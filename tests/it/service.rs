@@ -550,6 +550,7 @@ fn the_openapi_document_validates_and_lists_every_route() {
             ("/api/v1/tokens", "get"),
             ("/api/v1/tokens", "post"),
             ("/api/v1/tokens/{id}", "delete"),
+            ("/api/v1/environments/{id}/cancel", "post"),
             ("/health", "get"),
             ("/metrics", "get"),
             ("/v2/", "get"),
@@ -562,7 +563,7 @@ fn the_openapi_document_validates_and_lists_every_route() {
                 "{method} {path} is not documented"
             );
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 25);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 26);
         require("python3");
         let file = ws.path("openapi.json");
         std::fs::write(&file, &text).unwrap();
@@ -720,5 +721,44 @@ fn json_logs_carry_each_request_id_into_its_build() {
         assert!(carrying("building"), "the build's lines carry it: {log}");
         assert!(carrying("build ended"), "{log}");
         assert!(log.contains(&made), "the service's own id is logged too");
+    });
+}
+
+#[test]
+fn a_queued_build_is_cancelled_with_its_last_event() {
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        // it only queues: nothing builds, so the build waits to be cancelled
+        let service = Service::start(&ws.path("data"), &channel, &["--no-builds"]);
+        let teacher = service.token("teacher", &["intro"]);
+        let stranger = service.token("teacher", &["other"]);
+        let spec = spec_yaml(&channel, "waiting", &["greet"], "");
+        let (status, env) = submit_yaml(&service, &teacher, "intro", &spec).await;
+        assert_eq!((status, &env["status"]), (202, &json!("queued")), "{env}");
+        let id = env["id"].as_str().unwrap();
+        let cancel = |token: &str| {
+            send(
+                client()
+                    .post(service.url(&format!("/api/v1/environments/{id}/cancel")))
+                    .bearer_auth(token),
+            )
+        };
+        assert_eq!(cancel(&stranger).await.0, 403);
+        let (status, cancelled) = cancel(&teacher).await;
+        assert_eq!(status, 200, "{cancelled}");
+        assert_eq!(cancelled["status"], "failed");
+        assert!(
+            cancelled["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("cancelled"),
+            "{cancelled}"
+        );
+        let events = follow_events(&service, &teacher, id).await;
+        let (_, kind, done) = events.last().unwrap();
+        assert_eq!((kind.as_str(), &done["status"]), ("done", &json!("failed")));
+        let (status, again) = cancel(&teacher).await;
+        assert_eq!(status, 409, "{again}");
     });
 }

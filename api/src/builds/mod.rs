@@ -257,9 +257,8 @@ async fn run(
             )))
         }),
         () = keep_lease(state, build_id) => {
-            tracing::warn!(build = %build_id, "the build's lease was lost: another service builds it now");
             let _ = std::fs::remove_dir_all(state.config.work_dir().join(build_id));
-            return Ok(());
+            return lost(state, build_id, log).await;
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -289,7 +288,7 @@ async fn finish(
                 )
                 .await?
             else {
-                return lease_lost(build_id);
+                return lost(state, build_id, log).await;
             };
             for env in &envs {
                 state.publish_tags(env, &report.digest).await?;
@@ -315,7 +314,7 @@ async fn finish(
                 .finish_build(build_id, &state.builds.owner, Err(&message), seconds)
                 .await?
             else {
-                return lease_lost(build_id);
+                return lost(state, build_id, log).await;
             };
             for env in &envs {
                 state
@@ -331,9 +330,21 @@ async fn finish(
     Ok(())
 }
 
-/// A build that ended here after another service took it over: its end is the other's to write.
-fn lease_lost(build_id: &str) -> Result<(), ApiError> {
-    tracing::warn!(build = %build_id, "the build ended after its lease was lost: its outcome is not recorded");
+/// A build whose lease went: cancelled (its last event is written here, the
+/// only writer of its events), or taken over by another service (whose events
+/// go on from here).
+async fn lost(state: &Arc<AppState>, build_id: &str, log: EventLog) -> Result<(), ApiError> {
+    let build = state.store.build(build_id).await?;
+    match build {
+        Some(build) if build.status == Status::Failed => {
+            tracing::info!(build = %build_id, "the build was cancelled: stopped");
+            let reason = build.error.unwrap_or_else(|| "cancelled".into());
+            log.close(BuildEvent::failed(reason)).await;
+        }
+        _ => {
+            tracing::warn!(build = %build_id, "the build's lease was lost: another service builds it now")
+        }
+    }
     Ok(())
 }
 

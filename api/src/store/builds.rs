@@ -27,6 +27,17 @@ pub struct BuildRow {
     pub attempts: i64,
     /// The image settings it builds (`SettingsRecord` JSON).
     pub settings: Option<String>,
+    /// Why it failed (or was cancelled).
+    pub error: Option<String>,
+}
+
+/// What a cancellation stopped.
+#[derive(Debug, Clone)]
+pub(crate) struct Cancelled {
+    /// The environments that waited on the build, now failed.
+    pub(crate) environments: Vec<EnvironmentRow>,
+    /// Whether a service was building it (it writes the build's last event).
+    pub(crate) was_running: bool,
 }
 
 impl Store {
@@ -63,7 +74,7 @@ impl Store {
     /// A build by id.
     pub async fn build(&self, id: &str) -> Result<Option<BuildRow>, ApiError> {
         Ok(sqlx::query_as::<_, BuildRow>(
-            "SELECT id, environment_id, status, attempts, settings FROM builds WHERE id = $1",
+            "SELECT id, environment_id, status, attempts, settings, error FROM builds WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -121,6 +132,68 @@ impl Store {
             id,
             attempts,
             request_id,
+        }))
+    }
+
+    /// The environments that wait on a build (every course that shares it).
+    pub(crate) async fn waiting_on(&self, build_id: &str) -> Result<Vec<EnvironmentRow>, ApiError> {
+        Ok(
+            sqlx::query_as::<_, EnvironmentRow>("SELECT * FROM environments WHERE build_id = $1")
+                .bind(build_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Fails an unfinished build with `reason`, and the environments that wait
+    /// on it; `None` when it had ended already. A service building it learns
+    /// it at its next lease renewal, stops, and writes the last event.
+    pub(crate) async fn cancel_build(
+        &self,
+        build_id: &str,
+        reason: &str,
+    ) -> Result<Option<Cancelled>, ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<Status> = sqlx::query_scalar("SELECT status FROM builds WHERE id = $1")
+            .bind(build_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(status @ (Status::Queued | Status::Building)) = status else {
+            return Ok(None);
+        };
+        // written only if no claimer changed it since it was read
+        let done = sqlx::query(
+            "UPDATE builds SET status = 'failed', error = $1, lease_expires = NULL, updated_at = $2
+             WHERE id = $3 AND status = $4",
+        )
+        .bind(reason)
+        .bind(now())
+        .bind(build_id)
+        .bind(status)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(ApiError::Conflict(
+                "the build changed while it was cancelled: try again".into(),
+            ));
+        }
+        sqlx::query(
+            "UPDATE environments SET status = 'failed', error = $1, updated_at = $2 WHERE build_id = $3",
+        )
+        .bind(reason)
+        .bind(now())
+        .bind(build_id)
+        .execute(&mut *tx)
+        .await?;
+        let environments =
+            sqlx::query_as::<_, EnvironmentRow>("SELECT * FROM environments WHERE build_id = $1")
+                .bind(build_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Some(Cancelled {
+            environments,
+            was_running: status == Status::Building,
         }))
     }
 

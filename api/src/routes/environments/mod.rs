@@ -1,5 +1,6 @@
 //! `/api/v1/.../environments`: submit a spec or a lock for a course, read environments.
 
+pub(crate) mod cancel;
 mod decide;
 pub(crate) mod lifecycle;
 pub(crate) mod preview;
