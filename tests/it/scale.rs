@@ -178,11 +178,7 @@ fn two_replicas_and_two_workers_build_each_environment_once() {
 #[test]
 fn a_worker_killed_mid_build_leaves_it_to_another() {
     let ws = Workspace::with_example_channel();
-    // a package large enough that the build is still running when its worker dies
-    let mut rng = trousse_testkit::Rng::new(11);
-    ws.add_packages(&[trousse_testkit::PackageSpec::new("big-data", "1.0")
-        .noarch("generic")
-        .file("share/big-data/blob.bin", rng.bytes(96 << 20), 0o644)]);
+    ws.add_big_package(11);
     let deployment = Deployment::start();
     runtime().block_on(async {
         let channel = ChannelServer::start(&ws.channel());
@@ -466,10 +462,7 @@ fn a_revoked_token_is_refused_at_once_on_every_replica() {
 fn a_running_build_is_cancelled_on_its_worker() {
     require("skopeo");
     let ws = Workspace::with_example_channel();
-    let mut rng = trousse_testkit::Rng::new(13);
-    ws.add_packages(&[trousse_testkit::PackageSpec::new("big-data", "1.0")
-        .noarch("generic")
-        .file("share/big-data/blob.bin", rng.bytes(96 << 20), 0o644)]);
+    ws.add_big_package(13);
     let deployment = Deployment::start();
     runtime().block_on(async {
         let channel = ChannelServer::start(&ws.channel());

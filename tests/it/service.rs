@@ -200,11 +200,7 @@ fn fifty_identical_requests_start_exactly_one_build() {
 #[test]
 fn a_service_killed_mid_build_finishes_it_after_a_restart() {
     let ws = Workspace::with_example_channel();
-    // a package large enough that the build is still running when the service dies
-    let mut rng = trousse_testkit::Rng::new(7);
-    ws.add_packages(&[trousse_testkit::PackageSpec::new("big-data", "1.0")
-        .noarch("generic")
-        .file("share/big-data/blob.bin", rng.bytes(96 << 20), 0o644)]);
+    ws.add_big_package(7);
     runtime().block_on(async move {
         let channel = ChannelServer::start(&ws.channel());
         let mut service = Service::start(&ws.path("data"), &channel, &[]);

@@ -89,6 +89,19 @@ impl Workspace {
         path
     }
 
+    /// Adds `big-data`, 96 MiB of incompressible bytes: a build of it runs long
+    /// enough to be interrupted (killed, cancelled) while it runs.
+    pub fn add_big_package(&self, seed: u64) {
+        let mut rng = trousse_testkit::Rng::new(seed);
+        self.add_packages(
+            &[PackageSpec::new("big-data", "1.0").noarch("generic").file(
+                "share/big-data/blob.bin",
+                rng.bytes(96 << 20),
+                0o644,
+            )],
+        );
+    }
+
     /// Adds packages to the channel and indexes it again.
     pub fn add_packages(&self, packages: &[PackageSpec]) {
         for p in packages {

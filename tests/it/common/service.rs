@@ -44,6 +44,27 @@ impl Service {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
+        Self::launched("serve", port, data_dir, channel, extra, envs)
+    }
+
+    /// Starts a `trousse worker` (the same flags as a service; `/health` on its port).
+    pub fn start_worker(
+        data_dir: &Path,
+        channel: &ChannelServer,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
+        Self::launched("worker", free_port(), data_dir, channel, extra, envs)
+    }
+
+    fn launched(
+        command: &'static str,
+        port: u16,
+        data_dir: &Path,
+        channel: &ChannelServer,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         extra.extend(["--allow-channel".into(), channel.url()]);
         // the example channel has no single-user server: hub images are tested on their own
@@ -59,38 +80,10 @@ impl Service {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             child: None,
-            command: "serve",
+            command,
         };
         service.launch();
         service
-    }
-
-    /// Starts a `trousse worker` (the same flags as a service; `/health` on its port).
-    pub fn start_worker(
-        data_dir: &Path,
-        channel: &ChannelServer,
-        extra: &[&str],
-        envs: &[(&str, &str)],
-    ) -> Self {
-        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        extra.extend([
-            "--allow-channel".into(),
-            channel.url(),
-            "--no-jupyter".into(),
-        ]);
-        let mut worker = Self {
-            port: free_port(),
-            data_dir: data_dir.to_path_buf(),
-            extra,
-            envs: envs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            child: None,
-            command: "worker",
-        };
-        worker.launch();
-        worker
     }
 
     /// SIGKILL: the process dies at once, whatever it holds.
