@@ -90,6 +90,10 @@ pub struct ServiceConfig {
     pub max_repo_fetches: usize,
     /// Repositories fetched and read at once for one course.
     pub max_repo_fetches_per_course: usize,
+    /// The most environments (names offered) one course may have.
+    pub max_course_environments: i64,
+    /// The most image bytes one course's current environments may hold together.
+    pub max_course_bytes: u64,
     /// The secret push webhooks are checked with; no webhook without it.
     pub webhook_secret: Option<Secret>,
     /// The PyPI indexes (simple API URLs) requirements may use; the first is the default.
@@ -208,6 +212,10 @@ pub const DEFAULT_REPO_MAX_FILES: u64 = 20_000;
 pub const DEFAULT_MAX_REPO_FETCHES: usize = 4;
 /// Repositories fetched at once for one course, unless configured.
 pub const DEFAULT_MAX_REPO_FETCHES_PER_COURSE: usize = 2;
+/// The most environments one course may offer.
+pub const DEFAULT_MAX_COURSE_ENVIRONMENTS: i64 = 100;
+/// The most image bytes (compressed layers) one course's environments may hold: 100 GiB.
+pub const DEFAULT_MAX_COURSE_BYTES: u64 = 100 << 30;
 /// How deep a repository's directories may nest, unless configured.
 pub const DEFAULT_REPO_MAX_DEPTH: usize = trousse_builder::source::repo::DEFAULT_MAX_DEPTH;
 /// The longest fetching one repository may take, in seconds, unless configured.
@@ -255,6 +263,8 @@ impl ServiceConfig {
             mirrors: Default::default(),
             max_repo_fetches: DEFAULT_MAX_REPO_FETCHES,
             max_repo_fetches_per_course: DEFAULT_MAX_REPO_FETCHES_PER_COURSE,
+            max_course_environments: DEFAULT_MAX_COURSE_ENVIRONMENTS,
+            max_course_bytes: DEFAULT_MAX_COURSE_BYTES,
             repo_limits: RepoLimits {
                 max_bytes: DEFAULT_REPO_MAX_BYTES,
                 max_files: DEFAULT_REPO_MAX_FILES,

@@ -65,6 +65,9 @@ pub enum ApiError {
     /// The body's content type is not one the route reads (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A course's quota would be exceeded (403, `quota_exceeded`).
+    #[error("{0}")]
+    Quota(String),
     /// The state conflicts with the request (409), e.g. a data directory in use.
     #[error("{0}")]
     Conflict(String),
@@ -114,6 +117,7 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Quota(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

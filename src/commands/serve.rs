@@ -10,6 +10,7 @@ use trousse_api::config::{
     DEFAULT_REPO_MAX_DEPTH, DEFAULT_REPO_MAX_FILES, DEFAULT_REPO_TIMEOUT_SECONDS,
     DEFAULT_SOLVE_TIMEOUT_SECONDS,
 };
+use trousse_api::config::{DEFAULT_MAX_COURSE_BYTES, DEFAULT_MAX_COURSE_ENVIRONMENTS};
 use trousse_builder::{source::repo::RepoLimits, BuildError};
 use trousse_registry_client::ImageRef;
 
@@ -109,6 +110,12 @@ pub struct ServeArgs {
     /// Repositories one course may have fetched at once.
     #[arg(long, default_value_t = DEFAULT_MAX_REPO_FETCHES_PER_COURSE)]
     pub max_repo_fetches_per_course: usize,
+    /// The most environments one course may offer (its quota).
+    #[arg(long, default_value_t = DEFAULT_MAX_COURSE_ENVIRONMENTS)]
+    pub max_course_environments: i64,
+    /// The most image bytes one course's environments may hold together, e.g. 100GiB.
+    #[arg(long, default_value_t = DEFAULT_MAX_COURSE_BYTES, value_parser = parse_size)]
+    pub max_course_size: u64,
     /// The longest fetching one repository may take, in seconds.
     #[arg(long, default_value_t = DEFAULT_REPO_TIMEOUT_SECONDS)]
     pub repo_timeout: u64,
@@ -276,6 +283,8 @@ impl ServeArgs {
         config.webhook_secret = self.webhook_secret.take();
         config.max_repo_fetches = self.max_repo_fetches;
         config.max_repo_fetches_per_course = self.max_repo_fetches_per_course;
+        config.max_course_environments = self.max_course_environments;
+        config.max_course_bytes = self.max_course_size;
         config.repo_limits = RepoLimits {
             max_bytes: self.repo_max_bytes,
             max_files: self.repo_max_files,

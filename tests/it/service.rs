@@ -758,3 +758,67 @@ fn a_queued_build_is_cancelled_with_its_last_event() {
         assert_eq!(status, 409, "{again}");
     });
 }
+
+#[test]
+fn a_course_at_its_quota_is_refused_new_environments_and_builds() {
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let counted = Service::start(
+            &ws.path("counted"),
+            &channel,
+            &["--max-course-environments", "2"],
+        );
+        let teacher = counted.token("teacher", &["intro"]);
+        let spec = |name: &str| spec_yaml(&channel, name, &["greet"], "");
+        let mut ids = Vec::new();
+        for name in ["a", "b"] {
+            let (status, env) = submit_yaml(&counted, &teacher, "intro", &spec(name)).await;
+            assert!(status == 202 || status == 200, "{env}");
+            ids.push(env["id"].as_str().unwrap().to_string());
+            wait_until(&counted, &teacher, &ids[ids.len() - 1], &["ready"]).await;
+        }
+        let (status, refused) = submit_yaml(&counted, &teacher, "intro", &spec("c")).await;
+        assert_eq!(
+            (status, &refused["error"]),
+            (403, &json!("quota_exceeded")),
+            "{refused}"
+        );
+        assert!(
+            refused["message"].as_str().unwrap().contains("archive"),
+            "{refused}"
+        );
+        // what exists is still answered, and archiving one makes room
+        let (status, _) = submit_yaml(&counted, &teacher, "intro", &spec("a")).await;
+        assert_eq!(status, 200);
+        let (status, _) = send(
+            client()
+                .post(counted.url(&format!("/api/v1/environments/{}/archive", ids[1])))
+                .bearer_auth(&teacher),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, env) = submit_yaml(&counted, &teacher, "intro", &spec("c")).await;
+        assert!(status == 202 || status == 200, "{env}");
+
+        // a course whose images hold its bytes starts no new build
+        let sized = Service::start(&ws.path("sized"), &channel, &["--max-course-size", "1KiB"]);
+        let teacher = sized.token("teacher", &["data"]);
+        let (_, first) = submit_yaml(&sized, &teacher, "data", &spec("first")).await;
+        wait_until(&sized, &teacher, first["id"].as_str().unwrap(), &["ready"]).await;
+        // the same packages again reuse the image (no new bytes); others would build
+        let (status, _) = submit_yaml(&sized, &teacher, "data", &spec("same")).await;
+        assert_eq!(status, 200);
+        let other = spec_yaml(&channel, "second", &["greet", "pyhello"], "");
+        let (status, refused) = submit_yaml(&sized, &teacher, "data", &other).await;
+        assert_eq!(
+            (status, &refused["error"]),
+            (403, &json!("quota_exceeded")),
+            "{refused}"
+        );
+        assert!(
+            refused["message"].as_str().unwrap().contains("1.0 KiB"),
+            "{refused}"
+        );
+    });
+}

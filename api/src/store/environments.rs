@@ -114,6 +114,17 @@ impl Store {
         .await?)
     }
 
+    /// What a course uses: its current environments, and their image bytes together.
+    pub(crate) async fn course_usage(&self, course: &str) -> Result<(i64, i64), ApiError> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM environments
+             WHERE course = $1 AND current = 1",
+        )
+        .bind(course)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Every course that has environments, by name.
     pub(crate) async fn courses(&self) -> Result<Vec<String>, ApiError> {
         Ok(sqlx::query_scalar(

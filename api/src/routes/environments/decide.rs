@@ -99,12 +99,40 @@ async fn decide_once(
         ready: ready.as_ref().map(EnvironmentRow::known),
         unfinished,
     });
+    within_quota(state, &course, &decision).await?;
     let env = apply(&course, submission, current, lock, &decision)?;
     store_decision(state, &env, &decision, &key, settings).await?;
     if matches!(decision.image, Image::Reuse { .. }) {
         state.metrics.cache_hits.inc();
     }
     Ok((env, status_of(decision.answer())))
+}
+
+/// Refuses a new name beyond the course's number of environments, and a new
+/// build once its environments hold its bytes; what exists is still answered.
+async fn within_quota(state: &AppState, course: &str, decision: &Decision) -> Result<(), ApiError> {
+    let new_name = matches!(decision.row, Row::Insert { replaces: None });
+    let new_build = matches!(decision.image, Image::Start);
+    if !new_name && !new_build {
+        return Ok(());
+    }
+    let (environments, bytes) = state.store.course_usage(course).await?;
+    let config = &state.config;
+    if new_name && environments >= config.max_course_environments {
+        return Err(ApiError::Quota(format!(
+            "course '{course}' offers {environments} environments, its quota: archive one \
+             (POST /api/v1/environments/ID/archive) or ask an administrator for more"
+        )));
+    }
+    if new_build && bytes as u64 >= config.max_course_bytes {
+        return Err(ApiError::Quota(format!(
+            "the environments of course '{course}' hold {}, its quota of {}: archive one or \
+             ask an administrator for more",
+            bytesize::ByteSize(bytes as u64),
+            bytesize::ByteSize(config.max_course_bytes)
+        )));
+    }
+    Ok(())
 }
 
 /// The HTTP status of an answer: 200 when done, 202 when a build was started or joined.
