@@ -90,6 +90,8 @@ pub struct ServiceConfig {
     pub max_repo_fetches: usize,
     /// Repositories fetched and read at once for one course.
     pub max_repo_fetches_per_course: usize,
+    /// The most submissions and previews one caller may send a minute (all replicas together).
+    pub max_submissions_per_minute: i64,
     /// The most environments (names offered) one course may have.
     pub max_course_environments: i64,
     /// The most image bytes one course's current environments may hold together.
@@ -212,6 +214,8 @@ pub const DEFAULT_REPO_MAX_FILES: u64 = 20_000;
 pub const DEFAULT_MAX_REPO_FETCHES: usize = 4;
 /// Repositories fetched at once for one course, unless configured.
 pub const DEFAULT_MAX_REPO_FETCHES_PER_COURSE: usize = 2;
+/// The most submissions (and previews) one caller may send a minute.
+pub const DEFAULT_MAX_SUBMISSIONS_PER_MINUTE: i64 = 30;
 /// The most environments one course may offer.
 pub const DEFAULT_MAX_COURSE_ENVIRONMENTS: i64 = 100;
 /// The most image bytes (compressed layers) one course's environments may hold: 100 GiB.
@@ -264,6 +268,7 @@ impl ServiceConfig {
             max_repo_fetches: DEFAULT_MAX_REPO_FETCHES,
             max_repo_fetches_per_course: DEFAULT_MAX_REPO_FETCHES_PER_COURSE,
             max_course_environments: DEFAULT_MAX_COURSE_ENVIRONMENTS,
+            max_submissions_per_minute: DEFAULT_MAX_SUBMISSIONS_PER_MINUTE,
             max_course_bytes: DEFAULT_MAX_COURSE_BYTES,
             repo_limits: RepoLimits {
                 max_bytes: DEFAULT_REPO_MAX_BYTES,

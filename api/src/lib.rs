@@ -139,13 +139,15 @@ impl AppState {
         let token = presented_token(headers)?.ok_or_else(|| {
             ApiError::Unauthorized("this needs a token: Authorization: Bearer TOKEN".into())
         })?;
-        if let Some(record) = self.store.token(&token_hash(&token)).await? {
+        let hash = token_hash(&token);
+        if let Some(record) = self.store.token(&hash).await? {
             return Ok(Principal {
                 role: record.role,
                 courses: record.courses,
                 reads: Vec::new(),
                 hub_user: None,
                 subject: None,
+                token_id: Some(hash[..store::TOKEN_ID_DIGITS].to_string()),
             });
         }
         // not one of trousse's: a JupyterHub user's token, when a hub is configured
@@ -189,6 +191,23 @@ impl AppState {
             return Ok(None);
         };
         Ok(domain::window::sealed(caller, course, &window, store::now()).then_some(window))
+    }
+
+    /// Counts a solve (a new submission or a preview) of `principal`; a `429`
+    /// beyond its rate, which every replica on the store counts together.
+    /// Administrators and the hub (the platform's own callers) are not counted.
+    pub(crate) async fn charge_submission(&self, principal: &Principal) -> Result<(), ApiError> {
+        if matches!(principal.role, Role::Admin | Role::Hub) {
+            return Ok(());
+        }
+        let limit = self.config.max_submissions_per_minute;
+        let (count, seconds) = self.store.count_call(&principal.rate_key()).await?;
+        if count > limit {
+            return Err(ApiError::Busy(format!(
+                "at most {limit} submissions a minute from one caller: try again in {seconds} s"
+            )));
+        }
+        Ok(())
     }
 
     /// The lock that orders submissions for one environment.

@@ -10,7 +10,9 @@ use trousse_api::config::{
     DEFAULT_REPO_MAX_DEPTH, DEFAULT_REPO_MAX_FILES, DEFAULT_REPO_TIMEOUT_SECONDS,
     DEFAULT_SOLVE_TIMEOUT_SECONDS,
 };
-use trousse_api::config::{DEFAULT_MAX_COURSE_BYTES, DEFAULT_MAX_COURSE_ENVIRONMENTS};
+use trousse_api::config::{
+    DEFAULT_MAX_COURSE_BYTES, DEFAULT_MAX_COURSE_ENVIRONMENTS, DEFAULT_MAX_SUBMISSIONS_PER_MINUTE,
+};
 use trousse_builder::{source::repo::RepoLimits, BuildError};
 use trousse_registry_client::ImageRef;
 
@@ -110,6 +112,10 @@ pub struct ServeArgs {
     /// Repositories one course may have fetched at once.
     #[arg(long, default_value_t = DEFAULT_MAX_REPO_FETCHES_PER_COURSE)]
     pub max_repo_fetches_per_course: usize,
+    /// The most submissions and previews one caller (token, hub user, person)
+    /// may send a minute, counted across every replica on the database.
+    #[arg(long, default_value_t = DEFAULT_MAX_SUBMISSIONS_PER_MINUTE)]
+    pub max_submissions_per_minute: i64,
     /// The most environments one course may offer (its quota).
     #[arg(long, default_value_t = DEFAULT_MAX_COURSE_ENVIRONMENTS)]
     pub max_course_environments: i64,
@@ -284,6 +290,7 @@ impl ServeArgs {
         config.max_repo_fetches = self.max_repo_fetches;
         config.max_repo_fetches_per_course = self.max_repo_fetches_per_course;
         config.max_course_environments = self.max_course_environments;
+        config.max_submissions_per_minute = self.max_submissions_per_minute;
         config.max_course_bytes = self.max_course_size;
         config.repo_limits = RepoLimits {
             max_bytes: self.repo_max_bytes,

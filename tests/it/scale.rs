@@ -525,3 +525,66 @@ fn a_running_build_is_cancelled_on_its_worker() {
         assert_eq!(next["status"], "ready", "{next}");
     });
 }
+
+#[test]
+fn a_callers_rate_is_counted_across_replicas() {
+    let ws = Workspace::with_example_channel();
+    let deployment = Deployment::start();
+    runtime().block_on(async {
+        let channel = ChannelServer::start(&ws.channel());
+        let limited = |name: &str| {
+            Service::start_with_env(
+                &ws.path(name),
+                &channel,
+                &[
+                    "--no-builds",
+                    "--push-to",
+                    &deployment.prefix,
+                    "--max-submissions-per-minute",
+                    "3",
+                ],
+                &deployment.env(),
+            )
+        };
+        let replicas = [limited("replica-1"), limited("replica-2")];
+        let ada = replicas[0].token("teacher", &["intro"]);
+        let bob = replicas[0].token("teacher", &["intro"]);
+        let admin = replicas[0].token("admin", &[]);
+        let spec = spec_yaml(&channel, "week1", &["greet"], "");
+        let preview = |replica: &Service, token: &str| {
+            send(
+                client()
+                    .post(replica.url("/api/v1/courses/intro/preview"))
+                    .bearer_auth(token)
+                    .header("content-type", "application/yaml")
+                    .body(spec.clone()),
+            )
+        };
+        // the count is per minute: start early in one
+        while chrono_second() > 40 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        for n in 0..3 {
+            let (status, body) = preview(&replicas[n % 2], &ada).await;
+            assert_eq!(status, 200, "call {n}: {body}");
+        }
+        let (status, body) = preview(&replicas[1], &ada).await;
+        assert_eq!((status, &body["error"]), (429, &json!("busy")), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("try again in"),
+            "{body}"
+        );
+        // another caller, and the platform's own, are not held back by it
+        assert_eq!(preview(&replicas[1], &bob).await.0, 200);
+        assert_eq!(preview(&replicas[0], &admin).await.0, 200);
+    });
+}
+
+/// The second of the current minute.
+fn chrono_second() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60
+}

@@ -67,9 +67,22 @@ pub struct Principal {
     /// Who it is, when known (a page session's subject, a hub user): named in traces.
     #[serde(default)]
     pub subject: Option<String>,
+    /// The id of the trousse token it presented (what its rate limits count).
+    #[serde(skip)]
+    pub token_id: Option<String>,
 }
 
 impl Principal {
+    /// Who the caller is for rate limits: a hub user, a signed-in person, a token.
+    pub(crate) fn rate_key(&self) -> String {
+        match (&self.hub_user, &self.subject, &self.token_id) {
+            (Some(user), _, _) => format!("hub:{user}"),
+            (_, Some(subject), _) => format!("person:{subject}"),
+            (_, _, Some(token)) => format!("token:{token}"),
+            _ => format!("role:{}", self.role.name()),
+        }
+    }
+
     /// Whether the caller may read environments of `course`.
     pub fn can_read(&self, course: &str) -> bool {
         match self.role {

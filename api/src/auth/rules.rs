@@ -145,6 +145,7 @@ pub(crate) fn principal_from(
         reads: attends,
         hub_user: None,
         subject: None,
+        token_id: None,
     }
 }
 

@@ -165,6 +165,7 @@ mod tests {
             reads: reads.iter().map(|c| c.to_string()).collect(),
             hub_user: None,
             subject: None,
+            token_id: None,
         }
     }
 

@@ -183,6 +183,7 @@ pub(crate) fn principal_of(hub: &HubAuth, user: &HubUser) -> Principal {
     Principal {
         hub_user: user.name.clone(),
         subject: user.name.clone(),
+        token_id: None,
         ..principal_from(false, teaches, attends)
     }
 }

@@ -115,6 +115,7 @@ impl AppState {
         let value = random_hex("a session")?;
         let principal = Principal {
             subject: Some(subject.clone()),
+            token_id: None,
             ..principal
         };
         let row = SessionRow {

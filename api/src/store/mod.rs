@@ -23,6 +23,7 @@ mod database;
 mod environments;
 mod events;
 mod images;
+mod rates;
 mod sessions;
 mod tokens;
 mod traces;

@@ -45,6 +45,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    calls_are_counted_per_caller_and_minute,
     a_lease_that_runs_out_lets_another_take_the_build,
     one_unfinished_build_per_key_whoever_writes_it,
     concurrent_claims_take_each_build_once,
@@ -286,6 +287,25 @@ async fn concurrent_claims_take_each_build_once(store: Store) {
     let mut expected: Vec<String> = (0..12).map(|i| format!("b{i}")).collect();
     expected.sort();
     assert_eq!(all, expected, "each build claimed exactly once");
+}
+
+async fn calls_are_counted_per_caller_and_minute(store: Store) {
+    let (first, left) = store.count_call("token:a").await.unwrap();
+    assert_eq!(first, 1);
+    assert!((1..=60).contains(&left));
+    let counts = futures::future::join_all((0..5).map(|_| store.count_call("token:a"))).await;
+    let mut counts: Vec<i64> = counts.into_iter().map(|c| c.unwrap().0).collect();
+    counts.sort();
+    // unless the minute turned meanwhile, every concurrent call got its own number
+    assert!(
+        counts == [2, 3, 4, 5, 6] || counts.contains(&1),
+        "{counts:?}"
+    );
+    assert_eq!(
+        store.count_call("token:b").await.unwrap().0,
+        1,
+        "per caller"
+    );
 }
 
 async fn events_are_read_in_order_after_a_sequence_number(store: Store) {

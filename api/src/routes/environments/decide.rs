@@ -7,6 +7,7 @@ use trousse_builder::{BuildKey, ImageSettings, Lock, SettingsRecord};
 use super::submission::Submission;
 use crate::domain::COMPRESSION;
 use crate::{
+    auth::Principal,
     domain::decision::{self, Answer, Decision, Facts, Image, Row},
     error::ApiError,
     store::{now, EnvironmentRow, NewBuild, RowWrite, Status},
@@ -29,6 +30,7 @@ pub(super) async fn decide(
     state: &AppState,
     course: &str,
     submission: Submission,
+    caller: Option<&Principal>,
 ) -> Result<(EnvironmentRow, StatusCode), ApiError> {
     // one submission per environment at a time in this process; across replicas
     // the store's unique rows make the later writer decide again, from what the
@@ -38,7 +40,7 @@ pub(super) async fn decide(
     let mut race = 1;
     let mut solved = None;
     loop {
-        match decide_once(state, course, &submission, &mut solved).await {
+        match decide_once(state, course, &submission, &mut solved, caller).await {
             Err(ApiError::Conflict(message)) if race < RACES => {
                 tracing::debug!(course, "decided again: {message}");
                 race += 1;
@@ -53,6 +55,7 @@ async fn decide_once(
     course: &str,
     submission: &Submission,
     solved: &mut Option<(Lock, ImageSettings)>,
+    caller: Option<&Principal>,
 ) -> Result<(EnvironmentRow, StatusCode), ApiError> {
     let course = course.to_string();
     let current = state
@@ -72,7 +75,13 @@ async fn decide_once(
     // solved once: deciding again after a race reads the store again, not the channels
     let (lock, settings) = match solved {
         Some(solved) => solved,
-        None => solved.insert(submission.lock(state).await?),
+        None => {
+            // what costs is solving: that is what a caller's rate counts
+            if let Some(caller) = caller {
+                state.charge_submission(caller).await?;
+            }
+            solved.insert(submission.lock(state).await?)
+        }
     };
     let key = BuildKey::new(&lock.hash(), settings, COMPRESSION);
     let ready = state

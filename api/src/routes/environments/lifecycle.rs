@@ -256,6 +256,7 @@ pub(crate) async fn launched(
     let env = state.readable_environment(&principal, &id).await?;
     let user = Principal {
         subject: Some(trousse_builder::error::clip(&launch.user, 200).into_owned()),
+        token_id: None,
         ..crate::auth::rules::principal_from(false, Vec::new(), Vec::new())
     };
     state.traces.record(Some(&user), Verb::Launched, &env).await;

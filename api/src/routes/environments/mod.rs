@@ -344,7 +344,7 @@ pub(crate) async fn submit_request(
     principal.require_write(course)?;
     check_name("course", course)?;
     let (submission, window) = Submission::from_request(state, course, request).await?;
-    let (env, status) = decide(state, course, submission).await?;
+    let (env, status) = decide(state, course, submission, Some(principal)).await?;
     if let Some(window) = window {
         state.store.set_window(course, &env.name, window).await?;
     }
@@ -391,7 +391,7 @@ async fn repository_submission(
     let reference = Some(reference.to_string());
     let submission =
         Submission::of_repo(state, course, Some(name.into()), false, url, reference).await?;
-    decide(state, course, submission).await
+    decide(state, course, submission, None).await
 }
 
 /// List the environments of a course, newest first.

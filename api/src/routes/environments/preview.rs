@@ -118,6 +118,7 @@ pub(crate) async fn preview_request(
 ) -> Result<Preview, ApiError> {
     principal.require_write(course)?;
     check_name("course", course)?;
+    state.charge_submission(principal).await?;
     let (submission, _) = Submission::from_request(state, course, request).await?;
     let (lock, _) = submission.lock(state).await?;
     let cache = trousse_builder::cache::CacheDir::new(state.config.cache_dir()).ok();
