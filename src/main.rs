@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 use trousse_builder::BuildError;
 
 use commands::{
-    build::BuildArgs, cache::CacheCommand, inspect::InspectArgs, lock::LockArgs,
-    prebuild::PrebuildArgs, serve::ServeArgs, store::StoreCommand, token::TokenCommand,
+    build::BuildArgs, cache::CacheCommand, images::ImagesCommand, inspect::InspectArgs,
+    lock::LockArgs, prebuild::PrebuildArgs, serve::ServeArgs, store::StoreCommand,
+    token::TokenCommand,
 };
 
 #[derive(Parser)]
@@ -91,6 +92,11 @@ enum Command {
         #[command(subcommand)]
         action: StoreCommand,
     },
+    /// Collect the service's image store (a dry run unless --delete).
+    Images {
+        #[command(subcommand)]
+        action: ImagesCommand,
+    },
     /// Manage the local cache.
     Cache {
         #[command(subcommand)]
@@ -131,6 +137,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Worker(args) => commands::serve::run_worker(*args).await,
         Command::Token { action } => commands::token::run(action).await,
         Command::Store { action } => commands::store::run(action).await,
+        Command::Images { action } => commands::images::run(action).await,
         Command::Cache { action } => commands::cache::run(action),
         Command::Inspect(args) => commands::inspect::run(args).await,
     }

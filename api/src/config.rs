@@ -92,6 +92,10 @@ pub struct ServiceConfig {
     pub max_repo_fetches_per_course: usize,
     /// The most submissions and previews one caller may send a minute (all replicas together).
     pub max_submissions_per_minute: i64,
+    /// How often the image store is collected (zero: never).
+    pub gc_interval: Duration,
+    /// Versions of a course environment the collection keeps.
+    pub keep_versions: i64,
     /// The most environments (names offered) one course may have.
     pub max_course_environments: i64,
     /// The most image bytes one course's current environments may hold together.
@@ -216,6 +220,8 @@ pub const DEFAULT_MAX_REPO_FETCHES: usize = 4;
 pub const DEFAULT_MAX_REPO_FETCHES_PER_COURSE: usize = 2;
 /// The most submissions (and previews) one caller may send a minute.
 pub const DEFAULT_MAX_SUBMISSIONS_PER_MINUTE: i64 = 30;
+/// Versions of a course environment the image store keeps (roll-backs).
+pub const DEFAULT_KEEP_VERSIONS: i64 = 10;
 /// The most environments one course may offer.
 pub const DEFAULT_MAX_COURSE_ENVIRONMENTS: i64 = 100;
 /// The most image bytes (compressed layers) one course's environments may hold: 100 GiB.
@@ -268,6 +274,8 @@ impl ServiceConfig {
             max_repo_fetches: DEFAULT_MAX_REPO_FETCHES,
             max_repo_fetches_per_course: DEFAULT_MAX_REPO_FETCHES_PER_COURSE,
             max_course_environments: DEFAULT_MAX_COURSE_ENVIRONMENTS,
+            gc_interval: Duration::from_secs(24 * 3600),
+            keep_versions: DEFAULT_KEEP_VERSIONS,
             max_submissions_per_minute: DEFAULT_MAX_SUBMISSIONS_PER_MINUTE,
             max_course_bytes: DEFAULT_MAX_COURSE_BYTES,
             repo_limits: RepoLimits {

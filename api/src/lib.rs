@@ -8,6 +8,8 @@
 mod auth;
 mod builds;
 mod catalog;
+pub mod collect;
+pub use collect::collect_images;
 pub mod config;
 mod data_dir;
 mod domain;
@@ -130,6 +132,14 @@ impl AppState {
         }
         if state.config.run_builds {
             state.builds.start(&state);
+        }
+        if state.config.push_to.is_none() {
+            collect::every(
+                state.store.clone(),
+                state.config.data_dir.clone(),
+                state.config.gc_interval,
+                state.config.keep_versions,
+            );
         }
         Ok(state)
     }

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod images;
 pub mod inspect;
 pub mod lock;
 pub mod prebuild;

@@ -116,6 +116,12 @@ pub struct ServeArgs {
     /// may send a minute, counted across every replica on the database.
     #[arg(long, default_value_t = DEFAULT_MAX_SUBMISSIONS_PER_MINUTE)]
     pub max_submissions_per_minute: i64,
+    /// Hours between collections of the image store (0: never; `trousse images gc` by hand).
+    #[arg(long, default_value_t = 24)]
+    pub gc_interval_hours: u64,
+    /// Versions of a course environment kept for roll-backs (exams keep all).
+    #[arg(long, default_value_t = trousse_api::config::DEFAULT_KEEP_VERSIONS)]
+    pub keep_versions: i64,
     /// The most environments one course may offer (its quota).
     #[arg(long, default_value_t = DEFAULT_MAX_COURSE_ENVIRONMENTS)]
     pub max_course_environments: i64,
@@ -290,6 +296,8 @@ impl ServeArgs {
         config.max_repo_fetches = self.max_repo_fetches;
         config.max_repo_fetches_per_course = self.max_repo_fetches_per_course;
         config.max_course_environments = self.max_course_environments;
+        config.gc_interval = std::time::Duration::from_secs(self.gc_interval_hours * 3600);
+        config.keep_versions = self.keep_versions;
         config.max_submissions_per_minute = self.max_submissions_per_minute;
         config.max_course_bytes = self.max_course_size;
         config.repo_limits = RepoLimits {

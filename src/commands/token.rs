@@ -17,7 +17,13 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn database(self) -> anyhow::Result<trousse_api::Database> {
+    /// The data directory given.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// The database these flags name.
+    pub fn database(self) -> anyhow::Result<trousse_api::Database> {
         // a typo must not make a second, empty service directory
         if self.database.is_none() && !self.data_dir.is_dir() {
             return Err(BuildError::Usage(format!(

@@ -822,3 +822,96 @@ fn a_course_at_its_quota_is_refused_new_environments_and_builds() {
         );
     });
 }
+
+#[test]
+fn images_gc_removes_what_nothing_refers_to_and_every_environment_still_pulls() {
+    require("skopeo");
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let data = ws.path("data");
+        let service = Service::start(&data, &channel, &[]);
+        let teacher = service.token("teacher", &["intro"]);
+        let mut id = String::new();
+        for packages in [
+            &["greet"][..],
+            &["greet", "pyhello"],
+            &["greet", "hello-prefix"],
+        ] {
+            let (_, env) = submit_yaml(
+                &service,
+                &teacher,
+                "intro",
+                &spec_yaml(&channel, "lab", packages, ""),
+            )
+            .await;
+            id = env["id"].as_str().unwrap().to_string();
+            wait_until(&service, &teacher, &id, &["ready"]).await;
+        }
+        let versions = |service: &Service| {
+            let url = service.url(&format!("/api/v1/environments/{id}/versions"));
+            let teacher = teacher.clone();
+            async move {
+                let (_, list) = send(client().get(url).bearer_auth(&teacher)).await;
+                list["versions"].as_array().unwrap().len()
+            }
+        };
+        assert_eq!(versions(&service).await, 3);
+        // a blob file no image holds, old; and one just written (a build in flight)
+        let blobs = data.join("images/blobs/sha256");
+        let (old, young) = (blobs.join("0".repeat(64)), blobs.join("1".repeat(64)));
+        std::fs::write(&old, b"left by a build that died").unwrap();
+        std::fs::write(&young, b"a build's, not recorded yet").unwrap();
+        run_ok(Command::new("touch").args(["-d", "2 hours ago"]).arg(&old));
+        let gc = |delete: bool| {
+            let mut args = vec![
+                "images",
+                "gc",
+                "--keep-versions",
+                "1",
+                "--json",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ];
+            if delete {
+                args.push("--delete");
+            }
+            serde_json::from_str::<Value>(&run_ok(trousse(&args))).unwrap()
+        };
+        let dry = gc(false);
+        assert_eq!(
+            (dry["versions"].as_u64(), dry["dry_run"].as_bool()),
+            (Some(2), Some(true)),
+            "{dry}"
+        );
+        assert!(dry["blobs"].as_u64().unwrap() >= 1, "{dry}");
+        assert!(old.exists(), "a dry run removes nothing");
+        assert_eq!(versions(&service).await, 3);
+
+        let done = gc(true);
+        assert_eq!(done["versions"], dry["versions"], "{done}");
+        assert_eq!(
+            done["blobs"], dry["blobs"],
+            "the dry run said what would go: {done}"
+        );
+        assert!(!old.exists() && young.exists(), "the young file is kept");
+        assert_eq!(versions(&service).await, 1);
+        // what remains pulls whole
+        run_ok(Command::new("skopeo").args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/intro/lab:latest", service.host()),
+            &format!("oci:{}:lab", ws.path("pulled").display()),
+        ]));
+        let again = gc(true);
+        assert_eq!(
+            (
+                again["versions"].as_u64(),
+                again["images"].as_u64(),
+                again["blobs"].as_u64()
+            ),
+            (Some(0), Some(0), Some(0)),
+            "{again}"
+        );
+    });
+}

@@ -17,6 +17,7 @@ use sqlx::{
 use crate::error::ApiError;
 
 mod builds;
+mod collect;
 mod copy;
 mod course_settings;
 mod database;
