@@ -296,6 +296,7 @@ impl Modify for TokenSecurity {
         routes::environments::lifecycle::archive,
         routes::environments::lifecycle::launched,
         routes::environments::cancel::cancel,
+        routes::environments::delete::delete,
         routes::environments::submit,
         routes::environments::list,
         routes::environments::get,
@@ -437,7 +438,10 @@ fn api_routes() -> Router<Arc<AppState>> {
             "/api/v1/courses/{course}/environments",
             post(routes::environments::submit).get(routes::environments::list),
         )
-        .route("/api/v1/environments/{id}", get(routes::environments::get))
+        .route(
+            "/api/v1/environments/{id}",
+            get(routes::environments::get).delete(routes::environments::delete::delete),
+        )
         .route("/api/v1/hooks/git", post(routes::hooks::push))
         .route(
             "/api/v1/courses/{course}/hooks/git",

@@ -547,6 +547,7 @@ fn the_openapi_document_validates_and_lists_every_route() {
             ("/api/v1/tokens", "post"),
             ("/api/v1/tokens/{id}", "delete"),
             ("/api/v1/environments/{id}/cancel", "post"),
+            ("/api/v1/environments/{id}", "delete"),
             ("/health", "get"),
             ("/metrics", "get"),
             ("/v2/", "get"),
@@ -913,5 +914,66 @@ fn images_gc_removes_what_nothing_refers_to_and_every_environment_still_pulls() 
             (Some(0), Some(0), Some(0)),
             "{again}"
         );
+    });
+}
+
+#[test]
+fn an_environment_is_deleted_for_good_but_not_an_open_exam() {
+    let ws = Workspace::with_example_channel();
+    runtime().block_on(async move {
+        let channel = ChannelServer::start(&ws.channel());
+        let service = Service::start(&ws.path("data"), &channel, &[]);
+        let teacher = service.token("teacher", &["intro"]);
+        let (_, env) = submit_yaml(
+            &service,
+            &teacher,
+            "intro",
+            &spec_yaml(&channel, "old", &["greet"], ""),
+        )
+        .await;
+        let id = env["id"].as_str().unwrap().to_string();
+        wait_until(&service, &teacher, &id, &["ready"]).await;
+        let delete = |id: String| {
+            send(
+                client()
+                    .delete(service.url(&format!("/api/v1/environments/{id}")))
+                    .bearer_auth(&teacher),
+            )
+        };
+        assert_eq!(delete(id.clone()).await.0, 204);
+        let (status, _) = send(
+            client()
+                .get(service.url(&format!("/api/v1/environments/{id}")))
+                .bearer_auth(&teacher),
+        )
+        .await;
+        assert_eq!(status, 404);
+        let (status, _) = send(client().get(service.url("/v2/intro/old/manifests/latest"))).await;
+        assert_eq!(status, 404, "its tag went with it");
+        assert_eq!(delete(id.clone()).await.0, 404);
+        // an exam without a window is open: it stays
+        let spec = spec_yaml(&channel, "final", &["greet"], "");
+        let (status, exam) = send(
+            client()
+                .post(service.url("/api/v1/courses/intro/environments"))
+                .bearer_auth(&teacher)
+                .json(&json!({"spec": spec, "exam": true})),
+        )
+        .await;
+        assert_eq!(status, 202, "{exam}");
+        let exam_id = exam["id"].as_str().unwrap().to_string();
+        wait_until(&service, &teacher, &exam_id, &["ready"]).await;
+        let (status, refused) = delete(exam_id.clone()).await;
+        assert_eq!(status, 409, "{refused}");
+        // once its window has closed, it may go
+        let (status, _) = send(
+            client()
+                .put(service.url("/api/v1/courses/intro/exams/final/window"))
+                .bearer_auth(&teacher)
+                .json(&json!({"opens": "2000-01-01T00:00:00Z", "closes": "2000-01-02T00:00:00Z"})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(delete(exam_id).await.0, 204);
     });
 }

@@ -114,6 +114,31 @@ impl Store {
         .await?)
     }
 
+    /// Deletes an environment, its versions, and the builds and events only it
+    /// had; a build it asked for first that others share is left to them.
+    pub(crate) async fn delete_environment(&self, id: &str) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE builds SET environment_id = (SELECT e.id FROM environments e
+                 WHERE e.build_id = builds.id AND e.id <> $1 ORDER BY e.id LIMIT 1)
+             WHERE environment_id = $1 AND EXISTS (SELECT 1 FROM environments e
+                 WHERE e.build_id = builds.id AND e.id <> $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        for sql in [
+            "DELETE FROM build_events WHERE build_id IN (SELECT id FROM builds WHERE environment_id = $1)",
+            "DELETE FROM builds WHERE environment_id = $1",
+            "DELETE FROM environment_digests WHERE environment_id = $1",
+            "DELETE FROM environments WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// What a course uses: its current environments, and their image bytes together.
     pub(crate) async fn course_usage(&self, course: &str) -> Result<(i64, i64), ApiError> {
         Ok(sqlx::query_as(

@@ -45,6 +45,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    a_deleted_environment_leaves_a_shared_build_to_the_others,
     calls_are_counted_per_caller_and_minute,
     a_lease_that_runs_out_lets_another_take_the_build,
     one_unfinished_build_per_key_whoever_writes_it,
@@ -306,6 +307,36 @@ async fn calls_are_counted_per_caller_and_minute(store: Store) {
         1,
         "per caller"
     );
+}
+
+async fn a_deleted_environment_leaves_a_shared_build_to_the_others(store: Store) {
+    let first = environment("e1", "lab", "b1");
+    let new = NewBuild {
+        id: "b1",
+        key: "k1",
+        settings: "{}",
+        request_id: None,
+    };
+    store
+        .save_environment(&first, RowWrite::Insert { replaces: None }, Some(new))
+        .await
+        .unwrap();
+    // another course's environment joined the same build
+    let mut joined = environment("e2", "lab", "b1");
+    joined.course = "chemistry".into();
+    store.insert_environment(&joined, None).await.unwrap();
+    store.add_event("b1", 1, "event").await.unwrap();
+    store.delete_environment("e1").await.unwrap();
+    assert!(store.environment("e1").await.unwrap().is_none());
+    let build = store.build("b1").await.unwrap().unwrap();
+    assert_eq!(build.environment_id, "e2", "the build is the other's now");
+    assert_eq!(store.events("b1", 0).await.unwrap().len(), 1);
+    store.delete_environment("e2").await.unwrap();
+    assert!(
+        store.build("b1").await.unwrap().is_none(),
+        "and goes with the last"
+    );
+    assert!(store.events("b1", 0).await.unwrap().is_empty());
 }
 
 async fn events_are_read_in_order_after_a_sequence_number(store: Store) {

@@ -2,6 +2,7 @@
 
 pub(crate) mod cancel;
 mod decide;
+pub(crate) mod delete;
 pub(crate) mod lifecycle;
 pub(crate) mod preview;
 mod submission;
