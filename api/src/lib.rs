@@ -407,9 +407,23 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The API's routes (`/api/v1/…`).
 fn api_routes() -> Router<Arc<AppState>> {
-    Router::new()
+    environment_routes()
+        .merge(course_routes())
         .route("/api/v1/courses", get(routes::courses::list))
         .route("/api/v1/packages", get(routes::packages::search))
+        .route("/api/v1/hooks/git", post(routes::hooks::push))
+        .route("/api/v1/registry/token", get(routes::registry_token::issue))
+        .route(
+            "/api/v1/tokens",
+            get(routes::tokens::list).post(routes::tokens::create),
+        )
+        .route("/api/v1/tokens/{id}", delete(routes::tokens::revoke))
+        .route("/api/v1/openapi.json", get(openapi_document))
+}
+
+/// What is done to one environment (`/api/v1/environments/{id}…`).
+fn environment_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route(
             "/api/v1/environments/{id}/versions",
             get(routes::environments::lifecycle::versions),
@@ -431,6 +445,19 @@ fn api_routes() -> Router<Arc<AppState>> {
             post(routes::environments::lifecycle::archive),
         )
         .route(
+            "/api/v1/environments/{id}/events",
+            get(routes::events::follow),
+        )
+        .route(
+            "/api/v1/environments/{id}",
+            get(routes::environments::get).delete(routes::environments::delete::delete),
+        )
+}
+
+/// A course's routes (`/api/v1/courses/{course}/…`).
+fn course_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
             "/api/v1/courses/{course}/preview",
             post(routes::environments::preview::preview),
         )
@@ -438,11 +465,6 @@ fn api_routes() -> Router<Arc<AppState>> {
             "/api/v1/courses/{course}/environments",
             post(routes::environments::submit).get(routes::environments::list),
         )
-        .route(
-            "/api/v1/environments/{id}",
-            get(routes::environments::get).delete(routes::environments::delete::delete),
-        )
-        .route("/api/v1/hooks/git", post(routes::hooks::push))
         .route(
             "/api/v1/courses/{course}/hooks/git",
             post(routes::hooks::course_push),
@@ -459,17 +481,6 @@ fn api_routes() -> Router<Arc<AppState>> {
             "/api/v1/courses/{course}/exams/{name}/window",
             put(routes::exam_windows::set).delete(routes::exam_windows::delete),
         )
-        .route(
-            "/api/v1/environments/{id}/events",
-            get(routes::events::follow),
-        )
-        .route("/api/v1/registry/token", get(routes::registry_token::issue))
-        .route(
-            "/api/v1/tokens",
-            get(routes::tokens::list).post(routes::tokens::create),
-        )
-        .route("/api/v1/tokens/{id}", delete(routes::tokens::revoke))
-        .route("/api/v1/openapi.json", get(openapi_document))
 }
 
 /// Unknown routes: a 404 with the JSON error every route answers with.

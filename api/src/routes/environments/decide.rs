@@ -84,25 +84,7 @@ async fn decide_once(
         }
     };
     let key = BuildKey::new(&lock.hash(), settings, COMPRESSION);
-    let ready = state
-        .store
-        .ready_with_build_key(key.as_str())
-        .await?
-        .filter(|b| {
-            // a registry holds the image in the repository it was pushed to only
-            state.config.push_to.is_none() || (b.course == course && b.name == submission.name)
-        });
-    let unfinished = match state.store.unfinished_build(key.as_str()).await? {
-        Some(id) => {
-            let status = state
-                .store
-                .build(&id)
-                .await?
-                .map_or(Status::Queued, |b| b.status);
-            Some((id, status))
-        }
-        None => None,
-    };
+    let (ready, unfinished) = images_of(state, &key, &course, &submission.name).await?;
     let decision = decision::decide(Facts {
         current: current.as_ref().map(EnvironmentRow::known),
         ready: ready.as_ref().map(EnvironmentRow::known),
@@ -115,6 +97,36 @@ async fn decide_once(
         state.metrics.cache_hits.inc();
     }
     Ok((env, status_of(decision.answer())))
+}
+
+/// What exists of a build key: a ready environment whose image can be reused
+/// here, and an unfinished build to join (with its status).
+async fn images_of(
+    state: &AppState,
+    key: &BuildKey,
+    course: &str,
+    name: &str,
+) -> Result<(Option<EnvironmentRow>, Option<(String, Status)>), ApiError> {
+    let ready = state
+        .store
+        .ready_with_build_key(key.as_str())
+        .await?
+        .filter(|b| {
+            // a registry holds the image in the repository it was pushed to only
+            state.config.push_to.is_none() || (b.course == course && b.name == name)
+        });
+    let unfinished = match state.store.unfinished_build(key.as_str()).await? {
+        Some(id) => {
+            let status = state
+                .store
+                .build(&id)
+                .await?
+                .map_or(Status::Queued, |b| b.status);
+            Some((id, status))
+        }
+        None => None,
+    };
+    Ok((ready, unfinished))
 }
 
 /// Refuses a new name beyond the course's number of environments, and a new
