@@ -52,7 +52,16 @@ pub async fn collect(
     if how.delete {
         store.forget_versions(&versions).await?;
     }
-    let images = store.unreferenced_images().await?;
+    let blobs = BlobStore::new(data_dir.join("images"));
+    // an image recorded a moment ago may be a build's whose environment is not
+    // marked ready yet: only images whose manifest is older than min_age go
+    let mut images = store.unreferenced_images().await?;
+    images.retain(|digest| {
+        digest
+            .parse()
+            .map(|d| !is_young(&blobs.path(&d), how.min_age))
+            .unwrap_or(false)
+    });
     collected.images = images.len();
     if how.delete {
         store.forget_images(&images).await?;
@@ -62,7 +71,6 @@ pub async fn collect(
     if !how.delete {
         kept = without_images(store, kept, &images).await?;
     }
-    let blobs = BlobStore::new(data_dir.join("images"));
     let (count, bytes) = sweep(&blobs, &kept, how.min_age, how.delete)?;
     (collected.blobs, collected.bytes) = (count, bytes);
     Ok(collected)
@@ -79,6 +87,15 @@ async fn without_images(
     }
     let remaining = store.blobs_without(images).await?;
     Ok(kept.into_iter().filter(|b| remaining.contains(b)).collect())
+}
+
+/// Whether a file was written less than `min_age` ago (or cannot be told).
+fn is_young(path: &Path, min_age: Duration) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_none_or(|age| age < min_age)
 }
 
 /// Removes (or counts) the blob files not in `kept` and older than `min_age`.

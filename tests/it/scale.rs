@@ -163,7 +163,7 @@ fn two_replicas_and_two_workers_build_each_environment_once() {
         );
         assert_eq!(deployment.count("SELECT COUNT(*) FROM environments"), 20);
         assert_eq!(
-            deployment.count("SELECT COUNT(DISTINCT lease_owner) FROM builds"),
+            deployment.count("SELECT COUNT(DISTINCT split_part(lease_owner, '/', 1)) FROM builds"),
             2,
             "both workers built"
         );

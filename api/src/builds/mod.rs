@@ -63,8 +63,10 @@ impl BuildQueue {
 
     /// Starts the claimers (a service with builds, or a worker).
     pub fn start(&self, state: &Arc<AppState>) {
-        for _ in 0..self.slots {
-            tokio::spawn(claimer(Arc::downgrade(state), self.wake.clone()));
+        for slot in 0..self.slots {
+            // each claimer holds leases in its own name: two never share a build
+            let owner = format!("{}/{slot}", self.owner);
+            tokio::spawn(claimer(Arc::downgrade(state), self.wake.clone(), owner));
         }
     }
 
@@ -88,15 +90,11 @@ impl BuildQueue {
 }
 
 /// Takes builds from the store and runs them, one at a time, while the service lives.
-async fn claimer(state: Weak<AppState>, wake: Arc<Notify>) {
+async fn claimer(state: Weak<AppState>, wake: Arc<Notify>, owner: String) {
     loop {
         let Some(state) = state.upgrade() else { return };
         let queue = &state.builds;
-        match state
-            .store
-            .claim_build(&queue.owner, queue.lease_seconds())
-            .await
-        {
+        match state.store.claim_build(&owner, queue.lease_seconds()).await {
             Ok(Some(claim)) => {
                 run_claimed(&state, claim).await;
                 continue;
@@ -143,13 +141,13 @@ async fn run_claimed(state: &Arc<AppState>, claim: Claim) {
 }
 
 /// Renews a build's lease until it is lost (another service took the build).
-async fn keep_lease(state: &Arc<AppState>, build_id: &str) {
+async fn keep_lease(state: &Arc<AppState>, build_id: &str, owner: &str) {
     let queue = &state.builds;
     loop {
         tokio::time::sleep(queue.lease / 3).await;
         match state
             .store
-            .renew_lease(build_id, &queue.owner, queue.lease_seconds())
+            .renew_lease(build_id, owner, queue.lease_seconds())
             .await
         {
             Ok(true) => {}
@@ -170,9 +168,11 @@ impl EventLog {
     async fn open(
         state: &Arc<AppState>,
         build_id: &str,
+        owner: &str,
         live: broadcast::Sender<NumberedEvent>,
     ) -> Result<Self, ApiError> {
         let mut seq = state.store.last_event(build_id).await?;
+        let owner = owner.to_string();
         let (sender, mut receiver) = mpsc::unbounded_channel::<BuildEvent>();
         let store = state.store.clone();
         let build_id = build_id.to_string();
@@ -182,7 +182,7 @@ impl EventLog {
                 let Ok(text) = serde_json::to_string(&event) else {
                     continue;
                 };
-                if let Err(e) = store.add_event(&build_id, seq, &text).await {
+                if let Err(e) = store.add_event(&build_id, seq, &text, Some(&owner)).await {
                     tracing::warn!(build = %build_id, "cannot store an event: {e}");
                 }
                 let _ = live.send((seq, text));
@@ -222,7 +222,8 @@ async fn run(
     let Some(env) = state.store.environment(&build.environment_id).await? else {
         return Ok(());
     };
-    let log = EventLog::open(state, build_id, live).await?;
+    let owner = claim.owner.as_str();
+    let log = EventLog::open(state, build_id, owner, live).await?;
     log.emit(BuildEvent::Status {
         status: Status::Building,
         attempt: claim.attempts,
@@ -232,7 +233,7 @@ async fn run(
             "the build was started {MAX_ATTEMPTS} times and never finished: whatever ran it \
              stopped each time (killed, or out of memory); see the services' logs"
         ));
-        return finish(state, build_id, log, Err(stopped), 0.0).await;
+        return finish(state, build_id, owner, log, Err(stopped), 0.0).await;
     }
     state.metrics.builds_started.inc();
     let started = Instant::now();
@@ -256,7 +257,7 @@ async fn run(
                 state.config.build_timeout.as_secs()
             )))
         }),
-        () = keep_lease(state, build_id) => {
+        () = keep_lease(state, build_id, owner) => {
             let _ = std::fs::remove_dir_all(state.config.work_dir().join(build_id));
             return lost(state, build_id, log).await;
         }
@@ -264,7 +265,7 @@ async fn run(
     let seconds = started.elapsed().as_secs_f64();
     state.metrics.build_seconds.observe(seconds);
     let _ = std::fs::remove_dir_all(state.config.work_dir().join(build_id));
-    finish(state, build_id, log, outcome, seconds).await
+    finish(state, build_id, owner, log, outcome, seconds).await
 }
 
 /// Records a build's outcome: its row, the tags of its environments, the
@@ -272,6 +273,7 @@ async fn run(
 async fn finish(
     state: &Arc<AppState>,
     build_id: &str,
+    owner: &str,
     log: EventLog,
     outcome: Result<BuildReport, ApiError>,
     seconds: f64,
@@ -282,7 +284,7 @@ async fn finish(
                 .store
                 .finish_build(
                     build_id,
-                    &state.builds.owner,
+                    owner,
                     Ok((&report.digest, report.bytes as i64)),
                     seconds,
                 )
@@ -311,7 +313,7 @@ async fn finish(
             let message = error.to_string();
             let Some(envs) = state
                 .store
-                .finish_build(build_id, &state.builds.owner, Err(&message), seconds)
+                .finish_build(build_id, owner, Err(&message), seconds)
                 .await?
             else {
                 return lost(state, build_id, log).await;

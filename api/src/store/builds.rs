@@ -12,6 +12,8 @@ pub struct Claim {
     pub attempts: i64,
     /// The request that queued it.
     pub request_id: Option<String>,
+    /// Who holds it (`INSTANCE/SLOT`): renewals, events and its end must come from it.
+    pub owner: String,
 }
 
 /// A build as stored.
@@ -132,17 +134,8 @@ impl Store {
             id,
             attempts,
             request_id,
+            owner: owner.to_string(),
         }))
-    }
-
-    /// The environments that wait on a build (every course that shares it).
-    pub(crate) async fn waiting_on(&self, build_id: &str) -> Result<Vec<EnvironmentRow>, ApiError> {
-        Ok(
-            sqlx::query_as::<_, EnvironmentRow>("SELECT * FROM environments WHERE build_id = $1")
-                .bind(build_id)
-                .fetch_all(&self.pool)
-                .await?,
-        )
     }
 
     /// Fails an unfinished build with `reason`, and the environments that wait
@@ -152,6 +145,7 @@ impl Store {
         &self,
         build_id: &str,
         reason: &str,
+        may_cancel: impl Fn(&str) -> bool,
     ) -> Result<Option<Cancelled>, ApiError> {
         let mut tx = self.pool.begin().await?;
         let status: Option<Status> = sqlx::query_scalar("SELECT status FROM builds WHERE id = $1")
@@ -161,6 +155,18 @@ impl Store {
         let Some(status @ (Status::Queued | Status::Building)) = status else {
             return Ok(None);
         };
+        // in the transaction: an environment of another course joining meanwhile is seen
+        let courses: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT course FROM environments WHERE build_id = $1")
+                .bind(build_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if let Some(course) = courses.iter().find(|c| !may_cancel(c)) {
+            return Err(ApiError::Forbidden(format!(
+                "this build is shared with an environment of course '{course}': only someone \
+                 who manages every course waiting on it cancels it"
+            )));
+        }
         // written only if no claimer changed it since it was read
         let done = sqlx::query(
             "UPDATE builds SET status = 'failed', error = $1, lease_expires = NULL, updated_at = $2
@@ -211,12 +217,15 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Lets go of the builds `owner` held when it stopped: they can be claimed at once.
-    pub async fn release_leases(&self, owner: &str) -> Result<u64, ApiError> {
+    /// Lets go of the builds an instance's claimers (`INSTANCE/SLOT`) held when
+    /// it stopped: they can be claimed at once.
+    pub async fn release_leases(&self, instance: &str) -> Result<u64, ApiError> {
         let done = sqlx::query(
-            "UPDATE builds SET lease_expires = NULL WHERE lease_owner = $1 AND status = 'building'",
+            "UPDATE builds SET lease_expires = NULL
+             WHERE (lease_owner = $1 OR lease_owner LIKE $2) AND status = 'building'",
         )
-        .bind(owner)
+        .bind(instance)
+        .bind(format!("{instance}/%"))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

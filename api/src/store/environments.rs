@@ -114,10 +114,50 @@ impl Store {
         .await?)
     }
 
+    /// Refuses (a conflict: decide again) a row that joins a build which ended
+    /// since it was read: its end updated the rows waiting then, not this one.
+    /// PostgreSQL holds the build's row until the transaction ends.
+    async fn still_unfinished(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        env: &EnvironmentRow,
+    ) -> Result<(), ApiError> {
+        let (Some(joined), Status::Queued | Status::Building) = (&env.build_id, env.status) else {
+            return Ok(());
+        };
+        let hold = if self.is_shared() { " FOR SHARE" } else { "" };
+        let status: Option<Status> =
+            sqlx::query_scalar(&format!("SELECT status FROM builds WHERE id = $1{hold}"))
+                .bind(joined)
+                .fetch_optional(&mut **tx)
+                .await?;
+        match status {
+            // a build written after its row (the tests) is not one that ended
+            None | Some(Status::Queued | Status::Building) => Ok(()),
+            _ => Err(ApiError::Conflict(format!(
+                "the build {} of course '{}' joined has just ended: decide again",
+                env.name, env.course
+            ))),
+        }
+    }
+
     /// Deletes an environment, its versions, and the builds and events only it
     /// had; a build it asked for first that others share is left to them.
     pub(crate) async fn delete_environment(&self, id: &str) -> Result<(), ApiError> {
         let mut tx = self.pool.begin().await?;
+        // held (and checked) first: a submission queueing a build meanwhile wins, and this waits
+        let idle = sqlx::query(
+            "UPDATE environments SET updated_at = updated_at
+             WHERE id = $1 AND status NOT IN ('queued', 'building')",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if idle.rows_affected() != 1 {
+            return Err(ApiError::Conflict(
+                "the environment is building (or gone): cancel its build first".into(),
+            ));
+        }
         sqlx::query(
             "UPDATE builds SET environment_id = (SELECT e.id FROM environments e
                  WHERE e.build_id = builds.id AND e.id <> $1 ORDER BY e.id LIMIT 1)
@@ -284,6 +324,9 @@ impl Store {
         build: Option<NewBuild<'_>>,
     ) -> Result<(), ApiError> {
         let mut tx = self.pool.begin().await?;
+        if build.is_none() {
+            self.still_unfinished(&mut tx, env).await?;
+        }
         let written = async {
             match row {
                 RowWrite::Insert { replaces } => insert_row(&mut tx, env, replaces).await?,

@@ -4,15 +4,26 @@ use super::Store;
 use crate::error::ApiError;
 
 impl Store {
-    /// Appends an event to a build's log.
-    pub async fn add_event(&self, build_id: &str, seq: i64, data: &str) -> Result<(), ApiError> {
+    /// Appends an event to a build's log: only while `owner` (when given)
+    /// still holds the build, so a claimer that lost it to another writes
+    /// nothing more; a number already written is kept.
+    pub async fn add_event(
+        &self,
+        build_id: &str,
+        seq: i64,
+        data: &str,
+        owner: Option<&str>,
+    ) -> Result<(), ApiError> {
         sqlx::query(
-            "INSERT INTO build_events (build_id, seq, data) VALUES ($1, $2, $3)
-             ON CONFLICT (build_id, seq) DO UPDATE SET data = excluded.data",
+            "INSERT INTO build_events (build_id, seq, data)
+             SELECT $1, $2, $3 WHERE $4 IS NULL
+                OR EXISTS (SELECT 1 FROM builds WHERE id = $1 AND lease_owner = $4)
+             ON CONFLICT (build_id, seq) DO NOTHING",
         )
         .bind(build_id)
         .bind(seq)
         .bind(data)
+        .bind(owner)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -45,6 +45,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    late_joiners_and_late_writers_are_refused,
     a_deleted_environment_leaves_a_shared_build_to_the_others,
     calls_are_counted_per_caller_and_minute,
     a_lease_that_runs_out_lets_another_take_the_build,
@@ -310,7 +311,8 @@ async fn calls_are_counted_per_caller_and_minute(store: Store) {
 }
 
 async fn a_deleted_environment_leaves_a_shared_build_to_the_others(store: Store) {
-    let first = environment("e1", "lab", "b1");
+    let mut first = environment("e1", "lab", "b1");
+    first.status = Status::Ready;
     let new = NewBuild {
         id: "b1",
         key: "k1",
@@ -324,8 +326,9 @@ async fn a_deleted_environment_leaves_a_shared_build_to_the_others(store: Store)
     // another course's environment joined the same build
     let mut joined = environment("e2", "lab", "b1");
     joined.course = "chemistry".into();
+    joined.status = Status::Ready;
     store.insert_environment(&joined, None).await.unwrap();
-    store.add_event("b1", 1, "event").await.unwrap();
+    store.add_event("b1", 1, "event", None).await.unwrap();
     store.delete_environment("e1").await.unwrap();
     assert!(store.environment("e1").await.unwrap().is_none());
     let build = store.build("b1").await.unwrap().unwrap();
@@ -339,6 +342,46 @@ async fn a_deleted_environment_leaves_a_shared_build_to_the_others(store: Store)
     assert!(store.events("b1", 0).await.unwrap().is_empty());
 }
 
+async fn late_joiners_and_late_writers_are_refused(store: Store) {
+    let first = environment("e1", "lab", "b1");
+    let new = NewBuild {
+        id: "b1",
+        key: "k1",
+        settings: "{}",
+        request_id: None,
+    };
+    store
+        .save_environment(&first, RowWrite::Insert { replaces: None }, Some(new))
+        .await
+        .unwrap();
+    let claim = store.claim_build("host/0", 30).await.unwrap().unwrap();
+    // a claimer that lost the build writes no event; its holder does
+    store
+        .add_event("b1", 1, "stale", Some("host/1"))
+        .await
+        .unwrap();
+    store
+        .add_event("b1", 1, "held", Some(&claim.owner))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.events("b1", 0).await.unwrap(),
+        [(1, "held".to_string())]
+    );
+    store
+        .finish_build("b1", &claim.owner, Ok(("sha256:aa", 1)), 1.0)
+        .await
+        .unwrap()
+        .unwrap();
+    // a row decided to join b1 before it ended: written now, nothing would update it
+    let mut late = environment("e2", "other", "b1");
+    late.status = Status::Queued;
+    let refused = store
+        .save_environment(&late, RowWrite::Insert { replaces: None }, None)
+        .await;
+    assert!(matches!(refused, Err(ApiError::Conflict(_))), "{refused:?}");
+}
+
 async fn events_are_read_in_order_after_a_sequence_number(store: Store) {
     store
         .insert_environment(&environment("e1", "lab", "b1"), None)
@@ -348,7 +391,7 @@ async fn events_are_read_in_order_after_a_sequence_number(store: Store) {
     assert_eq!(store.last_event("b1").await.unwrap(), 0);
     for seq in 1..=3 {
         store
-            .add_event("b1", seq, &format!("event {seq}"))
+            .add_event("b1", seq, &format!("event {seq}"), None)
             .await
             .unwrap();
     }
