@@ -310,7 +310,8 @@ impl Store {
 
     /// Points an existing environment at a new request, lock and build (a course update).
     pub async fn update_environment(&self, env: &EnvironmentRow) -> Result<(), ApiError> {
-        self.save_environment(env, RowWrite::Update, None).await
+        self.save_environment(env, RowWrite::Update { was: None }, None)
+            .await
     }
 
     /// Writes an environment's row and the new build it waits on, if any, in
@@ -328,9 +329,15 @@ impl Store {
             self.still_unfinished(&mut tx, env).await?;
         }
         let written = async {
-            match row {
-                RowWrite::Insert { replaces } => insert_row(&mut tx, env, replaces).await?,
-                RowWrite::Update => update_row(&mut tx, env).await?,
+            let changed = match row {
+                RowWrite::Insert { replaces } => {
+                    insert_row(&mut tx, env, replaces).await?;
+                    true
+                }
+                RowWrite::Update { was } => update_row(&mut tx, env, was).await?,
+            };
+            if !changed {
+                return Ok(false);
             }
             if let Some(build) = build {
                 super::builds::insert_build_row(&mut tx, &env.id, &build).await?;
@@ -338,11 +345,16 @@ impl Store {
             if let Some(digest) = &env.digest {
                 record_digest(&mut tx, env, digest).await?;
             }
-            Ok::<_, sqlx::Error>(())
+            Ok::<_, sqlx::Error>(true)
         }
         .await;
         match written {
-            Ok(()) => Ok(tx.commit().await?),
+            Ok(true) => Ok(tx.commit().await?),
+            // the row changed since it was read (its build ended, another replica wrote)
+            Ok(false) => Err(ApiError::Conflict(format!(
+                "the environment '{}' of course '{}' changed while this request was decided: send it again",
+                env.name, env.course
+            ))),
             Err(e)
                 if e.as_database_error()
                     .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation) =>
@@ -365,8 +377,12 @@ pub(crate) enum RowWrite<'a> {
         /// The row current until now.
         replaces: Option<&'a str>,
     },
-    /// The same row, changed.
-    Update,
+    /// The same row, changed — only if it still has the request hash and
+    /// status it was read with, when given.
+    Update {
+        /// (request hash, status) as read.
+        was: Option<(&'a str, Status)>,
+    },
 }
 
 /// A build to queue with the row that waits on it.
@@ -425,26 +441,34 @@ async fn insert_row(
 async fn update_row(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     env: &EnvironmentRow,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    was: Option<(&str, Status)>,
+) -> Result<bool, sqlx::Error> {
+    let unchanged = if was.is_some() {
+        " AND request_hash = $14 AND status = $15"
+    } else {
+        ""
+    };
+    let sql = format!(
         "UPDATE environments SET request_hash = $1, spec = $2, source = $3, lock = $4, lock_hash = $5,
            packages = $6, status = $7, error = $8, digest = $9, bytes = $10, build_id = $11, updated_at = $12
-         WHERE id = $13",
-    )
-    .bind(&env.request_hash)
-    .bind(&env.spec)
-    .bind(&env.source)
-    .bind(&env.lock)
-    .bind(&env.lock_hash)
-    .bind(env.packages)
-    .bind(env.status)
-    .bind(&env.error)
-    .bind(&env.digest)
-    .bind(env.bytes)
-    .bind(&env.build_id)
-    .bind(now())
-    .bind(&env.id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+         WHERE id = $13{unchanged}"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(&env.request_hash)
+        .bind(&env.spec)
+        .bind(&env.source)
+        .bind(&env.lock)
+        .bind(&env.lock_hash)
+        .bind(env.packages)
+        .bind(env.status)
+        .bind(&env.error)
+        .bind(&env.digest)
+        .bind(env.bytes)
+        .bind(&env.build_id)
+        .bind(now())
+        .bind(&env.id);
+    if let Some((request_hash, status)) = was {
+        query = query.bind(request_hash).bind(status);
+    }
+    Ok(query.execute(&mut **tx).await?.rows_affected() == 1)
 }

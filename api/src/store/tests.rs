@@ -103,6 +103,19 @@ async fn environments_replace_the_current_one_and_keep_every_digest(store: Store
     let mut updated = second.clone();
     updated.status = Status::Ready;
     updated.digest = Some("sha256:bb".into());
+    // a row read before another writer changed it is not written over
+    let stale = RowWrite::Update {
+        was: Some(("another request", Status::Queued)),
+    };
+    let refused = store.save_environment(&updated, stale, None).await;
+    assert!(matches!(refused, Err(ApiError::Conflict(_))), "{refused:?}");
+    let read_as = RowWrite::Update {
+        was: Some((second.request_hash.as_str(), Status::Queued)),
+    };
+    store
+        .save_environment(&updated, read_as, None)
+        .await
+        .unwrap();
     store.update_environment(&updated).await.unwrap();
     let read = store.environment("e2").await.unwrap().unwrap();
     assert_eq!(

@@ -91,8 +91,10 @@ async fn decide_once(
         unfinished,
     });
     within_quota(state, &course, &decision).await?;
+    let was = current.as_ref().map(|c| (c.request_hash.clone(), c.status));
     let env = apply(&course, submission, current, lock, &decision)?;
-    store_decision(state, &env, &decision, &key, settings).await?;
+    let was = was.as_ref().map(|(hash, status)| (hash.as_str(), *status));
+    store_decision(state, &env, &decision, was, &key, settings).await?;
     if matches!(decision.image, Image::Reuse { .. }) {
         state.metrics.cache_hits.inc();
     }
@@ -225,6 +227,7 @@ async fn store_decision(
     state: &AppState,
     env: &EnvironmentRow,
     decision: &Decision,
+    was: Option<(&str, Status)>,
     key: &BuildKey,
     settings: &ImageSettings,
 ) -> Result<(), ApiError> {
@@ -232,7 +235,7 @@ async fn store_decision(
         Row::Insert { replaces } => RowWrite::Insert {
             replaces: replaces.as_deref(),
         },
-        Row::Update => RowWrite::Update,
+        Row::Update => RowWrite::Update { was },
     };
     let record = serde_json::to_string(&SettingsRecord::from(settings))
         .map_err(|e| ApiError::Internal(format!("storing the settings: {e}")))?;
