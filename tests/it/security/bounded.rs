@@ -102,11 +102,19 @@ fn inputs_made_to_be_slow_or_large_are_refused_quickly() {
         assert_eq!(status, 413, "{error}");
         let (status, error) = json_answer(
             client()
-                .delete(service.url("/api/v1/environments/x"))
+                .patch(service.url("/api/v1/environments/x"))
                 .bearer_auth(&teacher),
         )
         .await;
         assert_eq!(status, 405, "{error}");
+        // DELETE is a route now: an unknown environment is a JSON 404
+        let (status, error) = json_answer(
+            client()
+                .delete(service.url("/api/v1/environments/x"))
+                .bearer_auth(&teacher),
+        )
+        .await;
+        assert_eq!((status, &error["error"]), (404, &serde_json::json!("not_found")), "{error}");
         assert!(service.healthy());
     });
 
