@@ -115,8 +115,17 @@ c.JupyterHub.authenticator_class = "dummy"
 
 
 def hub_ports():
-    """Free ports for a hub: its own, its proxy's and the proxy's API."""
-    return free_port(), free_port(), free_port()
+    """Three distinct free ports for a hub: its own, its proxy's and the
+    proxy's API (held at once while chosen: one after the other, the kernel
+    may hand the same just-freed port out twice)."""
+    sockets = [socket.socket() for _ in range(3)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return tuple(s.getsockname()[1] for s in sockets)
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def start_hub(work, config, hub_ip="127.0.0.1", env=None, ports=None):
