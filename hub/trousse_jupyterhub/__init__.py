@@ -11,6 +11,7 @@ from .client import TrousseClient
 from .config import Trousse, TrousseNotConfigured
 from .courses import CourseMapping
 from .hub import allowed_images, options_form, profile_list
+from .lti import LtiCourses
 from .spawner import EnvironmentFailed, ExamClosed, TrousseSpawnerMixin
 
 __version__ = "0.2.0"
@@ -20,6 +21,7 @@ __all__ = [
     "CourseMapping",
     "EnvironmentFailed",
     "ExamClosed",
+    "LtiCourses",
     "Trousse",
     "TrousseClient",
     "TrousseNotConfigured",
