@@ -102,9 +102,6 @@ async fn claimer(state: Weak<AppState>, wake: Arc<Notify>, owner: String) {
             Ok(None) => {}
             Err(e) => tracing::warn!("cannot take builds from the store: {e}"),
         }
-        if let Ok(waiting) = state.store.queue_length().await {
-            state.metrics.queue_length.set(waiting);
-        }
         drop(state);
         tokio::select! {
             _ = wake.notified() => {}
@@ -278,27 +275,30 @@ async fn finish(
     outcome: Result<BuildReport, ApiError>,
     seconds: f64,
 ) -> Result<(), ApiError> {
+    let failure = outcome.as_ref().err().map(ToString::to_string);
+    let stored = match (&outcome, &failure) {
+        (Ok(report), _) => Ok((report.digest.as_str(), report.bytes as i64)),
+        (Err(_), failure) => Err(failure.as_deref().unwrap_or_default()),
+    };
+    let Some(envs) = state
+        .store
+        .finish_build(build_id, owner, stored, seconds)
+        .await?
+    else {
+        return lost(state, build_id, log).await;
+    };
+    let verb = match &outcome {
+        Ok(_) => crate::traces::Verb::Built,
+        Err(_) => crate::traces::Verb::Failed,
+    };
+    for env in &envs {
+        if let Ok(report) = &outcome {
+            state.publish_tags(env, &report.digest).await?;
+        }
+        state.traces.record(None, verb, env).await;
+    }
     let last = match outcome {
         Ok(report) => {
-            let Some(envs) = state
-                .store
-                .finish_build(
-                    build_id,
-                    owner,
-                    Ok((&report.digest, report.bytes as i64)),
-                    seconds,
-                )
-                .await?
-            else {
-                return lost(state, build_id, log).await;
-            };
-            for env in &envs {
-                state.publish_tags(env, &report.digest).await?;
-                state
-                    .traces
-                    .record(None, crate::traces::Verb::Built, env)
-                    .await;
-            }
             state.metrics.record_build("ready");
             BuildEvent::Done {
                 status: Status::Ready,
@@ -309,23 +309,9 @@ async fn finish(
                 error: None,
             }
         }
-        Err(error) => {
-            let message = error.to_string();
-            let Some(envs) = state
-                .store
-                .finish_build(build_id, owner, Err(&message), seconds)
-                .await?
-            else {
-                return lost(state, build_id, log).await;
-            };
-            for env in &envs {
-                state
-                    .traces
-                    .record(None, crate::traces::Verb::Failed, env)
-                    .await;
-            }
+        Err(_) => {
             state.metrics.record_build("failed");
-            BuildEvent::failed(message)
+            BuildEvent::failed(failure.unwrap_or_default())
         }
     };
     log.close(last).await;

@@ -133,6 +133,10 @@ impl tower_http::catch_panic::ResponseForPanic for PanicAnswer {
 /// Metrics in the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")), tag = "operations")]
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    // the queue is the store's (every replica's): read when scraped
+    if let Ok(waiting) = state.store.queue_length().await {
+        state.metrics.queue_length.set(waiting);
+    }
     let mut text = String::new();
     match encode(&mut text, &state.metrics.registry) {
         Ok(()) => (

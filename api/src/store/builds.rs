@@ -156,17 +156,7 @@ impl Store {
             return Ok(None);
         };
         // in the transaction: an environment of another course joining meanwhile is seen
-        let courses: Vec<String> =
-            sqlx::query_scalar("SELECT DISTINCT course FROM environments WHERE build_id = $1")
-                .bind(build_id)
-                .fetch_all(&mut *tx)
-                .await?;
-        if let Some(course) = courses.iter().find(|c| !may_cancel(c)) {
-            return Err(ApiError::Forbidden(format!(
-                "this build is shared with an environment of course '{course}': only someone \
-                 who manages every course waiting on it cancels it"
-            )));
-        }
+        refuse_other_courses(&mut tx, build_id, may_cancel).await?;
         // written only if no claimer changed it since it was read
         let done = sqlx::query(
             "UPDATE builds SET status = 'failed', error = $1, lease_expires = NULL, updated_at = $2
@@ -286,6 +276,26 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Some(envs))
+    }
+}
+
+/// Refuses a cancellation when a course `may_cancel` refuses waits on the build.
+async fn refuse_other_courses(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    build_id: &str,
+    may_cancel: impl Fn(&str) -> bool,
+) -> Result<(), ApiError> {
+    let courses: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT course FROM environments WHERE build_id = $1")
+            .bind(build_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    match courses.iter().find(|c| !may_cancel(c)) {
+        Some(course) => Err(ApiError::Forbidden(format!(
+            "this build is shared with an environment of course '{course}': only someone \
+             who manages every course waiting on it cancels it"
+        ))),
+        None => Ok(()),
     }
 }
 
