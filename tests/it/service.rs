@@ -261,8 +261,11 @@ fn each_role_may_do_what_it_is_granted_and_nothing_else() {
             "teacher in its course: {env}"
         );
         let bio_id = env["id"].as_str().unwrap().to_string();
-        let (status, _) = submit_yaml(&service, &admin, "chem", &spec).await;
-        assert!(status == 200 || status == 202, "admin anywhere");
+        let (status, chem_env) = submit_yaml(&service, &admin, "chem", &spec).await;
+        assert!(
+            status == 200 || status == 202,
+            "admin anywhere: {status} {chem_env}"
+        );
         let (_, chem) = send(
             client()
                 .get(service.url("/api/v1/courses/chem/environments"))

@@ -61,7 +61,7 @@ impl Store {
         build_key: &str,
         settings: &str,
     ) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let build = NewBuild {
             id,
             key: build_key,
@@ -104,7 +104,7 @@ impl Store {
         } else {
             ""
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let claimed: Option<(String, i64, Option<String>)> = sqlx::query_as(&format!(
             "UPDATE builds SET status = 'building', attempts = attempts + 1, lease_owner = $1,
                lease_expires = $2, updated_at = $3
@@ -147,7 +147,7 @@ impl Store {
         reason: &str,
         may_cancel: impl Fn(&str) -> bool,
     ) -> Result<Option<Cancelled>, ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let status: Option<Status> = sqlx::query_scalar("SELECT status FROM builds WHERE id = $1")
             .bind(build_id)
             .fetch_optional(&mut *tx)
@@ -230,7 +230,7 @@ impl Store {
         outcome: Result<(&str, i64), &str>,
         seconds: f64,
     ) -> Result<Option<Vec<EnvironmentRow>>, ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (status, digest, bytes, error) = match outcome {
             Ok((digest, bytes)) => (Status::Ready, Some(digest), Some(bytes), None),
             Err(error) => (Status::Failed, None, None, Some(error)),

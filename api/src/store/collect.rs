@@ -37,7 +37,7 @@ impl Store {
         &self,
         versions: &[(String, String)],
     ) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (environment, digest) in versions {
             sqlx::query(
                 "DELETE FROM environment_digests WHERE environment_id = $1 AND digest = $2",
@@ -63,7 +63,7 @@ impl Store {
 
     /// Forgets images, and the repositories' blobs no remaining image holds.
     pub(crate) async fn forget_images(&self, images: &[String]) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for image in images {
             sqlx::query("DELETE FROM image_blobs WHERE image_digest = $1")
                 .bind(image)

@@ -48,7 +48,7 @@ impl Store {
     pub async fn copy_rows_to(&self, to: &Store) -> Result<CopiedRows, ApiError> {
         to.ensure_empty().await?;
         let mut copied = CopiedRows::default();
-        let mut tx = to.pool.begin().await?;
+        let mut tx = to.begin_write().await?;
         for table in self.tables().await? {
             let kinds = to.column_kinds(&table).await?;
             let rows = sqlx::query(&format!("SELECT * FROM {table}"))

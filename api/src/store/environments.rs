@@ -144,7 +144,7 @@ impl Store {
     /// Deletes an environment, its versions, and the builds and events only it
     /// had; a build it asked for first that others share is left to them.
     pub(crate) async fn delete_environment(&self, id: &str) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // held (and checked) first: a submission queueing a build meanwhile wins, and this waits
         let idle = sqlx::query(
             "UPDATE environments SET updated_at = updated_at
@@ -275,7 +275,7 @@ impl Store {
         env: &EnvironmentRow,
         current: bool,
     ) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if current {
             sqlx::query(
                 "UPDATE environments SET current = 0, updated_at = $1
@@ -324,7 +324,7 @@ impl Store {
         row: RowWrite<'_>,
         build: Option<NewBuild<'_>>,
     ) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if build.is_none() {
             self.still_unfinished(&mut tx, env).await?;
         }

@@ -10,7 +10,7 @@ impl Store {
         digest: &str,
         blobs: &[(String, Option<String>)],
     ) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (blob, media_type) in blobs {
             sqlx::query(
                 "INSERT INTO image_blobs (image_digest, digest, media_type) VALUES ($1, $2, $3)
@@ -33,7 +33,7 @@ impl Store {
         tags: &[&str],
         digest: &str,
     ) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO repository_blobs (repository, digest, media_type)
              SELECT $1, digest, media_type FROM image_blobs WHERE image_digest = $2

@@ -208,6 +208,19 @@ impl Store {
         })
     }
 
+    /// A transaction that will write. SQLite's takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): one that reads first and writes later would fail
+    /// with "database is locked" (a stale snapshot) when another writer
+    /// committed in between, which waiting cannot cure.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.kind {
+            Kind::Sqlite { .. } => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Kind::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Whether this store is PostgreSQL (several services may share it).
     pub fn is_shared(&self) -> bool {
         matches!(self.kind, Kind::Postgres)
