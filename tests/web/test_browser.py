@@ -220,12 +220,16 @@ def test_a_teacher_searches_reviews_builds_and_makes_an_exam(service, browser):
     WebDriverWait(browser, 120, ignored_exceptions=(WebDriverException,)).until(
         lambda d: d.find_element(By.ID, "status").text == "prêt"
     )
+
     # the page shown while building is shown again once built, with its versions
+    # read in the wait: the page may be shown again between a wait and a read
+    def two_versions_newest_current(d):
+        texts = [v.text for v in d.find_elements(By.CSS_SELECTOR, ".versions li")]
+        return texts if len(texts) == 2 and "actuel" in texts[0] else False
+
     WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".versions li")) == 2
+        two_versions_newest_current
     )
-    versions = browser.find_elements(By.CSS_SELECTOR, ".versions li")
-    assert len(versions) == 2 and "actuel" in versions[0].text, [v.text for v in versions]
     tab_to(browser, "Revenir à cette version")
     keys(browser, Keys.ENTER)
     WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
