@@ -8,6 +8,7 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use trousse_builder::error::clip;
 
@@ -191,6 +192,23 @@ fn refused_by_provider(error: &str, description: Option<&str>) -> ApiError {
     ))
 }
 
+/// What a sign-in's start may ask: the course to show once signed in (where
+/// an LMS launch sends a teacher: `sign-in/hub?course=intro`).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Start {
+    /// The course's name.
+    course: Option<String>,
+}
+
+/// Where a sign-in returns: the course asked for, when it is a name trousse
+/// accepts (no other path: nothing to redirect elsewhere), else the home page.
+pub(crate) fn return_to(prefix: &str, start: &Start) -> String {
+    match start.course.as_deref() {
+        Some(course) if crate::names::is_name(course) => format!("{prefix}courses/{course}"),
+        _ => prefix.to_string(),
+    }
+}
+
 /// Signed in: to the page asked for, with the session cookie, the sign-in's removed.
 pub(crate) fn signed_in(ctx: &PageContext, session: HeaderValue, return_to: &str) -> Response {
     let target = if return_to.starts_with(&ctx.prefix) {
@@ -242,4 +260,24 @@ pub(crate) async fn user_info(
         .await
         .map_err(|e| ApiError::Upstream(format!("the provider's user info: {e}")))?;
     Ok(serde_json::from_slice(&body).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{return_to, Start};
+
+    #[test]
+    fn a_sign_in_returns_to_the_course_asked_for_and_nowhere_else() {
+        let at = |course: Option<&str>| {
+            let start = Start {
+                course: course.map(String::from),
+            };
+            return_to("/page/", &start)
+        };
+        assert_eq!(at(Some("intro")), "/page/courses/intro");
+        assert_eq!(at(None), "/page/");
+        for hostile in ["../admin", "//evil.example", "Intro", "a/b", "", "x?y=1"] {
+            assert_eq!(at(Some(hostile)), "/page/", "{hostile}");
+        }
+    }
 }

@@ -32,7 +32,11 @@ fn settings(ctx: &PageContext) -> Result<&HubOAuthConfig, ApiError> {
 }
 
 /// Starts a sign-in at the hub.
-pub(crate) async fn start(State(state): State<Arc<AppState>>, ctx: PageContext) -> Response {
+pub(crate) async fn start(
+    State(state): State<Arc<AppState>>,
+    ctx: PageContext,
+    Query(asked): Query<flow::Start>,
+) -> Response {
     let begun = async {
         let hub = settings(&ctx)?;
         // the hub compares `redirect_uri` with what it registered, as text (often a
@@ -49,7 +53,7 @@ pub(crate) async fn start(State(state): State<Arc<AppState>>, ctx: PageContext) 
             provider: "hub".into(),
             nonce: String::new(),
             verifier: verifier.secret().clone(),
-            return_to: ctx.prefix.clone(),
+            return_to: flow::return_to(&ctx.prefix, &asked),
         };
         flow::begin(&state, &ctx, csrf.secret(), &row, url.as_str()).await
     };

@@ -75,7 +75,11 @@ fn settings(ctx: &PageContext) -> Result<&OidcConfig, ApiError> {
 }
 
 /// Starts a sign-in: to the provider, with `state`, `nonce` and a PKCE challenge.
-pub(crate) async fn start(State(state): State<Arc<AppState>>, ctx: PageContext) -> Response {
+pub(crate) async fn start(
+    State(state): State<Arc<AppState>>,
+    ctx: PageContext,
+    Query(asked): Query<flow::Start>,
+) -> Response {
     let begun = async {
         let oidc = settings(&ctx)?;
         let metadata = state.page.oidc.metadata(oidc).await?;
@@ -99,7 +103,7 @@ pub(crate) async fn start(State(state): State<Arc<AppState>>, ctx: PageContext) 
             provider: "oidc".into(),
             nonce: nonce.secret().clone(),
             verifier: verifier.secret().clone(),
-            return_to: ctx.prefix.clone(),
+            return_to: flow::return_to(&ctx.prefix, &asked),
         };
         flow::begin(&state, &ctx, csrf.secret(), &row, url.as_str()).await
     };
