@@ -2,15 +2,36 @@
 ports, waiting for a URL, calls of trousse's and JupyterHub's APIs, and starting
 `trousse serve`, the example channel and a JupyterHub."""
 
+import http.cookiejar
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from pathlib import Path
 
 BIN = os.environ.get("TROUSSE_BIN")
+HERE = Path(__file__).parent
+HUB_VERSION = "5.3.0"
+
+
+_return_ok_secure = http.cookiejar.DefaultCookiePolicy.return_ok_secure
+
+
+def _localhost_is_secure(self, cookie, request):
+    """As in browsers, `localhost` is a secure context: its `Secure` cookies go over http."""
+    host = urllib.parse.urlsplit(request.get_full_url()).hostname
+    return host == "localhost" or _return_ok_secure(self, cookie, request)
+
+
+def localhost_is_secure():
+    """Makes the tests' HTTP clients (requests, urllib) send `Secure` cookies to
+    `localhost` over http, as browsers do (requests merges cookies into jars of the
+    default policy: the rule is set on the policy)."""
+    http.cookiejar.DefaultCookiePolicy.return_ok_secure = _localhost_is_secure
 
 
 def free_port():
@@ -156,3 +177,55 @@ def start_hub(work, config, hub_ip="127.0.0.1", env=None, ports=None):
         process.terminate()
         raise
     return process, api, f"http://127.0.0.1:{proxy_port}"
+
+
+def base_image():
+    """The debootstrap base, built once per run (and kept in target/ between runs)."""
+    cache = HERE.parent.parent / "target" / "hub-base" / HUB_VERSION
+    if not (cache / "index.json").exists():
+        subprocess.run([str(HERE / "make-base-image"), str(cache), HUB_VERSION], check=True)
+    return f"oci:{cache}:base"
+
+
+def docker_network(name, *options, salt=0):
+    """A Docker network of the test's own (`salt` tells apart those of one
+    test process); returns its gateway address."""
+    third = (os.getpid() + len(options) * 97 + salt * 53) % 250
+    subnet = f"172.{29 + os.getpid() % 2}.{third}.0/24"
+    subprocess.run(
+        ["docker", "network", "create", *options, "--subnet", subnet, name],
+        check=True,
+        capture_output=True,
+    )
+    return subnet.replace(".0/24", ".1")
+
+
+def submit(trousse_url, teacher, channel_url, name, packages, exam=False):
+    """A teacher's submission of an environment of the course `intro` (`exam`:
+    False, True, or an exam's fields such as its window)."""
+    spec = f"name: {name}\nchannels: ['{channel_url}']\ndependencies: [{packages}]\n"
+    fields = exam if isinstance(exam, dict) else {"exam": exam}
+    body = json.dumps({"spec": spec, **fields}).encode()
+    url = f"{trousse_url}/api/v1/courses/intro/environments"
+    return call(url, teacher, "POST", body, "application/json")
+
+
+def submit_and_wait(trousse_url, teacher, channel_url, name, packages, exam=False):
+    """A submitted environment, once built."""
+    created = submit(trousse_url, teacher, channel_url, name, packages, exam)
+    env = wait_built(trousse_url, teacher, created)
+    assert env["status"] == "ready", env
+    return env
+
+
+def remove_pulled(trousse_url):
+    """Removes the images Docker pulled from this trousse's /v2/."""
+    host = trousse_url.removeprefix("http://")
+    listed = subprocess.run(
+        ["docker", "images", "-q", host + "/*/*"],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if listed:
+        subprocess.run(["docker", "rmi", "-f", *listed], check=False, capture_output=True)

@@ -31,19 +31,23 @@ from types import SimpleNamespace
 import pytest
 from support import (
     BIN,
+    base_image,
     call,
     create_token,
+    docker_network,
     example_channel,
     free_port,
     hub_call,
     hub_ports,
+    remove_pulled,
     start_hub,
     start_serve,
+    submit,
+    submit_and_wait,
     wait_built,
     wait_for,
 )
 
-HUB_VERSION = "5.3.0"
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.skipif(
     not BIN or not shutil.which("docker") or not shutil.which("debootstrap"),
@@ -86,28 +90,9 @@ c.JupyterHub.load_roles = [
 """
 
 
-def base_image(tmp_path_factory):
-    """The debootstrap base, built once per run (and kept in target/ between runs)."""
-    cache = HERE.parent.parent / "target" / "hub-base" / HUB_VERSION
-    if not (cache / "index.json").exists():
-        subprocess.run([str(HERE / "make-base-image"), str(cache), HUB_VERSION], check=True)
-    return f"oci:{cache}:base"
-
-
 def sh(*args):
     """Runs a command of the test's network set-up."""
     subprocess.run(args, check=True, capture_output=True)
-
-
-def docker_network(name, *options):
-    """A Docker network of the test's own; returns its gateway address."""
-    subnet = f"172.{29 + os.getpid() % 2}.{(os.getpid() + len(options) * 97) % 250}.0/24"
-    subprocess.run(
-        ["docker", "network", "create", *options, "--subnet", subnet, name],
-        check=True,
-        capture_output=True,
-    )
-    return subnet.replace(".0/24", ".1")
 
 
 def exam_firewall(network, gateway, hub_port):
@@ -179,7 +164,7 @@ def git_repository(work, channel_url):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
-    base = base_image(tmp_path_factory)
+    base = base_image()
     channel, channel_url = example_channel(work)
     # a copy whose pyhello (in no other environment here, so in no cache) no longer
     # matches its repodata: an environment with it fails
@@ -257,35 +242,11 @@ def world(tmp_path_factory):
             process.terminate()
             process.wait()
         # the images the node pulled from this trousse
-        host = trousse_url.removeprefix("http://")
-        listed = subprocess.run(
-            ["docker", "images", "-q", host + "/*/*"],
-            check=False,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        if listed:
-            subprocess.run(["docker", "rmi", "-f", *listed], check=False, capture_output=True)
+        remove_pulled(trousse_url)
         for rule in firewall:
             subprocess.run(["iptables", "-D", *rule], check=False, capture_output=True)
         for name in (network, exam_network):
             subprocess.run(["docker", "network", "rm", name], check=False, capture_output=True)
-
-
-def submit(trousse_url, teacher, channel_url, name, packages, exam=False):
-    """A teacher's submission of an environment of the course `intro`."""
-    spec = f"name: {name}\nchannels: ['{channel_url}']\ndependencies: [{packages}]\n"
-    body = json.dumps({"spec": spec, "exam": exam}).encode()
-    url = f"{trousse_url}/api/v1/courses/intro/environments"
-    return call(url, teacher, "POST", body, "application/json")
-
-
-def submit_and_wait(trousse_url, teacher, channel_url, name, packages, exam=False):
-    """A submitted environment, once built."""
-    created = submit(trousse_url, teacher, channel_url, name, packages, exam)
-    env = wait_built(trousse_url, teacher, created)
-    assert env["status"] == "ready", env
-    return env
 
 
 def user_token(world, user):

@@ -2,12 +2,21 @@
 jupyterhub-ltiauthenticator hands over: LTI 1.3's id_token, LTI 1.1's
 launch parameters."""
 
+import copy
 from types import SimpleNamespace
 
 import pytest
 from traitlets.config import Config
 
-from trousse_jupyterhub.lti import CONTEXT, CUSTOM, MEMBERSHIP, ROLES, LtiCourses, course_name
+from trousse_jupyterhub.lti import (
+    CONTEXT,
+    CUSTOM,
+    MEMBERSHIP,
+    RESOURCE_LINK,
+    ROLES,
+    LtiCourses,
+    course_name,
+)
 
 
 def lti13(label="INTRO", context_id="c-42", roles=("Learner",), custom=None):
@@ -98,3 +107,87 @@ def test_course_names_are_made_from_any_label():
     assert course_name("Mécanique (L1)") == "m-canique-l1"
     assert course_name("---") is None
     assert len(course_name("a" * 100)) == 64
+
+
+def test_the_environment_comes_from_a_custom_parameter_or_the_link_title():
+    state = lti13(custom={"trousse_environment": "Week 1"})
+    state[RESOURCE_LINK] = {"id": "r", "title": "Final exam"}
+    assert LtiCourses().environment(state) == "week-1"
+    titled = LtiCourses(config=Config({"LtiCourses": {"environment_from": ["title"]}}))
+    assert titled.environment(state) == "final-exam"
+    # tried in order: the custom parameter first, the title when it is missing
+    both = ["custom:trousse_environment", "title"]
+    either = LtiCourses(config=Config({"LtiCourses": {"environment_from": both}}))
+    assert either.environment(lti13() | {RESOURCE_LINK: {"title": "Week 2"}}) == "week-2"
+    assert LtiCourses().environment(lti13()) is None
+    # LTI 1.1
+    assert LtiCourses().environment({"custom_trousse_environment": "quiz"}) == "quiz"
+    assert titled.environment({"resource_link_title": "Lab 3"}) == "lab-3"
+    with pytest.raises(Exception, match="environment_from"):
+        LtiCourses(environment_from=["label"])
+
+
+class Landing:
+    """What the landing reads of a JupyterHub handler and its user."""
+
+    def __init__(self, user=None, named=False, running=None):
+        self.current_user = user and SimpleNamespace(
+            name=user,
+            escaped_name=user,
+            url=f"/user/{user}/",
+            spawner=SimpleNamespace(
+                active=running is not None, user_options={"environment": running}
+            ),
+        )
+        self.hub = SimpleNamespace(base_url="/hub/")
+        self.base_url = "/"
+        self.allow_named_servers = named
+        self.redirect_to_server = True
+        self.settings = {"login_url": "/hub/login"}
+        self.request = SimpleNamespace(uri="/hub/")
+
+
+def keep(hook, roles=("Learner",), environment="week1"):
+    """The hook run on ada's launch."""
+    state = lti13(roles=roles, custom={"trousse_environment": environment})
+    hook(None, Handler({}), {"name": "ada", "auth_state": state})
+
+
+def launched(hook, roles=("Learner",), environment="week1", **changes):
+    """Where ada's launch lands."""
+    keep(hook, roles, environment)
+    return hook.landing(Landing("ada", **changes))
+
+
+def test_a_student_lands_on_the_environment_s_spawn_once():
+    hook = LtiCourses()
+    assert launched(hook) == "/hub/spawn/ada?environment=intro%2Fweek1"
+    # JupyterHub's configuration deep-copies the hook and the landing: still one
+    landing = copy.deepcopy(hook.landing)
+    keep(copy.deepcopy(hook))
+    assert landing(Landing("ada")) == "/hub/spawn/ada?environment=intro%2Fweek1"
+    # the launch is used once: the next visit of the hub's root goes where it would
+    assert hook.landing(Landing("ada")) == "/hub/spawn"
+    assert hook.landing(Landing("ada", running="intro/week1")) == "/user/ada/"
+    assert hook.landing(Landing()) == "/hub/login?next=%2Fhub%2F"
+
+
+def test_a_running_server_of_another_environment_and_named_servers():
+    hook = LtiCourses()
+    # the same environment: its spawn, which JupyterHub sends on to the running server
+    assert launched(hook, running="intro/week1") == "/hub/spawn/ada?environment=intro%2Fweek1"
+    # another one: the hub's home, where the student stops it
+    assert launched(hook, running="intro/week2") == "/hub/home"
+    # with named servers, each environment is a server of its own
+    named = launched(hook, named=True, running="intro/week2")
+    assert named == "/hub/spawn/ada/intro-week1?environment=intro%2Fweek1"
+
+
+def test_a_teacher_lands_on_the_course_and_a_launch_without_environment_where_it_would():
+    hook = LtiCourses()
+    teacher = launched(hook, roles=("Instructor",))
+    assert teacher == "/services/trousse/sign-in/hub?course=intro"
+    assert launched(hook, environment="") == "/hub/spawn"
+    # a stale launch is forgotten
+    stale = LtiCourses(config=Config({"LtiCourses": {"launch_seconds": 0.0}}))
+    assert launched(stale) == "/hub/spawn"

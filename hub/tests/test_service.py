@@ -13,6 +13,7 @@ from traitlets.config import Config
 
 from trousse_jupyterhub import (
     EnvironmentFailed,
+    EnvironmentNotFound,
     ExamClosed,
     Trousse,
     TrousseClient,
@@ -117,6 +118,9 @@ class FakeSpawnerBase:
 
     async def progress(self):
         yield {"message": "Server starting"}
+
+    def options_from_query(self, query):
+        return {"spawner's": query}
 
 
 class Spawner(TrousseSpawnerMixin, FakeSpawnerBase):
@@ -236,3 +240,22 @@ def test_an_exam_is_listed_and_started_only_within_its_window(service):
         )
     assert refused.value.code == 404
     assert "not an exam" in json.loads(refused.value.read())["message"]
+
+
+def test_a_launch_names_its_environment_and_an_unknown_one_is_refused(service):
+    config = hub_config(service)
+    launched = Spawner(config, None, "course:intro-python")
+    launched.user_options = launched.options_from_query({"environment": ["intro-python/week1"]})
+    assert launched.user_options == {"environment": "intro-python/week1"}
+    asyncio.run(spawn(launched))
+    assert launched.started
+    # the spawner's own options say which environment it runs
+    assert launched.user_options["environment"] == "intro-python/week1"
+    # any other query is the spawner's to read
+    assert launched.options_from_query({"image": ["x"]}) == {"spawner's": {"image": ["x"]}}
+    for named, groups in (("intro-python/nope", "course:intro-python"), ("intro-python/week1", "")):
+        refused = Spawner(config, None, groups)
+        refused.user_options = {"environment": named}
+        with pytest.raises(EnvironmentNotFound, match=f"no environment {named} in your courses"):
+            asyncio.run(spawn(refused))
+        assert not refused.started

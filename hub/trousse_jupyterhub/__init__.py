@@ -12,7 +12,7 @@ from .config import Trousse, TrousseNotConfigured
 from .courses import CourseMapping
 from .hub import allowed_images, options_form, profile_list
 from .lti import LtiCourses
-from .spawner import EnvironmentFailed, ExamClosed, TrousseSpawnerMixin
+from .spawner import EnvironmentFailed, EnvironmentNotFound, ExamClosed, TrousseSpawnerMixin
 
 __version__ = "0.2.0"
 
@@ -20,6 +20,7 @@ __all__ = [
     "Choice",
     "CourseMapping",
     "EnvironmentFailed",
+    "EnvironmentNotFound",
     "ExamClosed",
     "LtiCourses",
     "Trousse",

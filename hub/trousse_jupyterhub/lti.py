@@ -12,24 +12,46 @@ group (given by hand, or by another authenticator's rules)::
     c.JupyterHub.authenticator_class = "ltiauthenticator.lti13.auth.LTI13Authenticator"
     c.Authenticator.manage_groups = True
     c.Authenticator.allow_all = True
-    c.Authenticator.post_auth_hook = LtiCourses(config=c)
+    launches = LtiCourses(config=c)
+    c.Authenticator.post_auth_hook = launches
+    c.JupyterHub.default_url = launches.landing
     c.LtiCourses.course_from = "label"   # or "id", or "custom:trousse_course"
+
+A launch may also name an environment of the course (the link's custom
+parameter ``trousse_environment=week1``, or its title): the hook keeps the
+launch, and ``landing`` (the hub's ``default_url``) sends the browser on
+(see ``landing.py``): a student to that environment's server, a teacher to
+the course on trousse's page.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import dataclass
 
-from traitlets import List, Unicode, validate
+from traitlets import Float, List, Unicode, validate
 from traitlets.config import Configurable
 
 from .courses import STUDENT, TEACHER, CourseMapping
+from .landing import landing_url
 
 CONTEXT = "https://purl.imsglobal.org/spec/lti/claim/context"
 ROLES = "https://purl.imsglobal.org/spec/lti/claim/roles"
 CUSTOM = "https://purl.imsglobal.org/spec/lti/claim/custom"
+RESOURCE_LINK = "https://purl.imsglobal.org/spec/lti/claim/resource_link"
 
 MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What one launch asked for: a course, the user's role in it, maybe an environment."""
+
+    course: str
+    role: str
+    environment: str | None
+    at: float
 
 
 class LtiCourses(Configurable):
@@ -68,13 +90,51 @@ class LtiCourses(Configurable):
     )
     student_prefix = Unicode("course:", config=True, help="Group prefix of a course's students.")
     teacher_prefix = Unicode("teacher:", config=True, help="Group prefix of a course's teachers.")
+    environment_from = List(
+        Unicode(),
+        ["custom:trousse_environment"],
+        config=True,
+        help="Where a launch names the course's environment, tried in order: "
+        "'custom:NAME' (a custom parameter of the LTI link) or 'title' (the "
+        "resource link's title). Empty: no launch goes straight to a server.",
+    )
+    teacher_url = Unicode(
+        "{base_url}services/trousse/sign-in/hub?course={course}",
+        config=True,
+        help="Where a teacher's launch goes ({course}: the course's name, "
+        "{base_url}: the hub's base URL): by default trousse's page as the hub's "
+        "service 'trousse', signed in by the hub.",
+    )
+    launch_seconds = Float(
+        300.0,
+        config=True,
+        help="How long a launch waits for the browser's landing (the hub's "
+        "default_url) before it is forgotten.",
+    )
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        #: the last launch of each user, until its landing
+        self._launches: dict[str, Launch] = {}
+
+    def __deepcopy__(self, memo):
+        """Itself: traitlets deep-copies configured values, and the hook and its
+        landing (``default_url``) must share the launches kept between them."""
+        return self
 
     @validate("course_from")
     def _course_from(self, proposal):
         value = proposal["value"]
-        if value in ("label", "id") or (value.startswith("custom:") and len(value) > 7):
+        if value in ("label", "id") or _custom_key(value):
             return value
         raise ValueError(f"course_from is 'label', 'id' or 'custom:NAME', not {value!r}")
+
+    @validate("environment_from")
+    def _environment_from(self, proposal):
+        for value in proposal["value"]:
+            if value != "title" and not _custom_key(value):
+                raise ValueError(f"environment_from holds 'title' or 'custom:NAME', not {value!r}")
+        return proposal["value"]
 
     def launch(self, auth_state: dict) -> tuple[str | None, str | None]:
         """The trousse course and the user's role in it (``student``/``teacher``), or Nones."""
@@ -103,20 +163,57 @@ class LtiCourses(Configurable):
             kept.append(prefix + course)
         return sorted(set(kept))
 
+    def environment(self, auth_state: dict) -> str | None:
+        """The environment a launch names (normalized as trousse names are), or None."""
+        for source in self.environment_from:
+            if source == "title":
+                link = auth_state.get(RESOURCE_LINK)
+                # LTI 1.1: resource_link_title
+                value = link.get("title") if isinstance(link, dict) else None
+                value = value or auth_state.get("resource_link_title")
+            else:
+                value = _custom(auth_state, _custom_key(source))
+            name = course_name(str(value or ""))
+            if name:
+                return name
+        return None
+
     def __call__(self, authenticator, handler, authentication):
-        """The ``post_auth_hook``: sets ``authentication["groups"]``."""
+        """The ``post_auth_hook``: sets ``authentication["groups"]`` and keeps
+        the launch for the browser's landing."""
         auth_state = authentication.get("auth_state") or {}
-        user = handler.find_user(authentication["name"]) if handler is not None else None
+        name = authentication["name"]
+        user = handler.find_user(name) if handler is not None else None
         existing = list(user.groups) if user is not None else []
         authentication["groups"] = self.groups(auth_state, existing)
+        self._keep(name, auth_state)
         return authentication
 
+    def _keep(self, name: str, auth_state: dict) -> None:
+        """Keeps the user's launch (the last one wins), and forgets stale ones."""
+        now = time.monotonic()
+        for stale in [
+            n for n, kept in self._launches.items() if now - kept.at >= self.launch_seconds
+        ]:
+            del self._launches[stale]
+        course, role = self.launch(auth_state)
+        self._launches.pop(name, None)
+        if course and role:
+            self._launches[name] = Launch(course, role, self.environment(auth_state), now)
+
+    def landing(self, handler) -> str:
+        """The hub's ``default_url``: where the browser goes after a launch
+        (once), else where JupyterHub would send it."""
+        user = handler.current_user
+        launch = self._launches.pop(user.name, None) if user is not None else None
+        if launch is not None and time.monotonic() - launch.at >= self.launch_seconds:
+            launch = None
+        return landing_url(handler, launch, self.teacher_url)
+
     def _course_value(self, auth_state: dict) -> str:
-        if self.course_from.startswith("custom:"):
-            key = self.course_from[len("custom:") :]
-            custom = auth_state.get(CUSTOM) or {}
-            # LTI 1.1 sends custom parameters as custom_NAME
-            return str(custom.get(key) or auth_state.get("custom_" + key) or "")
+        key = _custom_key(self.course_from)
+        if key:
+            return str(_custom(auth_state, key) or "")
         context = auth_state.get(CONTEXT)
         if isinstance(context, dict):
             return str(context.get(self.course_from) or "")
@@ -125,12 +222,26 @@ class LtiCourses(Configurable):
 
 
 def course_name(text: str) -> str | None:
-    """A course name trousse accepts made of an LMS's (``INTRO-PY 2026`` →
+    """A course (or environment) name trousse accepts made of an LMS's (``INTRO-PY 2026`` →
     ``intro-py-2026``), or None when nothing of it is left."""
     name = re.sub(r"[^a-z0-9._-]+", "-", text.strip().lower())
     name = re.sub(r"^[^a-z0-9]+|[^a-z0-9]+$", "", name)[:64]
     name = re.sub(r"[^a-z0-9]+$", "", name)
     return name or None
+
+
+def _custom_key(source: str) -> str | None:
+    """NAME of a ``custom:NAME`` source, else None."""
+    if source.startswith("custom:") and len(source) > len("custom:"):
+        return source[len("custom:") :]
+    return None
+
+
+def _custom(auth_state: dict, key: str):
+    """A custom parameter of the launch (LTI 1.1 sends them as ``custom_NAME``)."""
+    custom = auth_state.get(CUSTOM)
+    value = custom.get(key) if isinstance(custom, dict) else None
+    return value or auth_state.get("custom_" + key)
 
 
 def _roles(auth_state: dict) -> list[str]:

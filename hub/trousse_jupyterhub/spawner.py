@@ -22,6 +22,15 @@ class ExamClosed(RuntimeError):
     """The chosen exam is outside its time window: the spawn is refused."""
 
 
+class EnvironmentNotFound(RuntimeError):
+    """A launch named an environment that is none of the user's courses': the spawn is refused."""
+
+
+def environment_key(environment: dict) -> str:
+    """``COURSE/NAME``: how a launch names an environment."""
+    return f"{environment.get('course')}/{environment.get('name')}"
+
+
 def describe(event: dict) -> str | None:
     """A spawn-page line for a build event, or None for events not worth one."""
     kind = event.get("event")
@@ -71,6 +80,14 @@ class TrousseSpawnerMixin(Configurable):
         if hasattr(self, "extra_labels"):
             self.extra_labels = {**(self.extra_labels or {}), **self.trousse_exam_labels}
 
+    def options_from_query(self, query_data):
+        """A launch's ``?environment=COURSE/NAME`` (the LTI landing's), else the
+        spawner's own reading of the query."""
+        named = query_data.get("environment")
+        if named:
+            return {"environment": named[0]}
+        return super().options_from_query(query_data)
+
     def _trousse_wanted(self) -> str | None:
         """What the spawn asks for: DockerSpawner's image key, KubeSpawner's
         profile slug, an image (BinderHub's launch), or the only choice."""
@@ -84,18 +101,35 @@ class TrousseSpawnerMixin(Configurable):
         return wanted or getattr(self, "image", None)
 
     def _trousse_environment(self, environments: list[dict]) -> dict | None:
-        """The trousse environment the spawn asks for, among the user's courses'."""
-        wanted = self._trousse_wanted()
-        if not wanted:
-            return None
+        """The trousse environment the spawn asks for, among the user's courses'
+        (a launch's ``environment`` must be one of them)."""
+        named = (getattr(self, "user_options", None) or {}).get("environment")
+        wanted = None if named else self._trousse_wanted()
         for environment in environments:
+            if not environment.get("current", True):
+                continue
             choice = choice_of(environment)
-            if environment.get("current", True) and choice.names(wanted):
-                if hasattr(self, "_get_allowed_images"):
-                    # DockerSpawner checks its key: an image or the only choice becomes one
-                    self.user_options = {**(self.user_options or {}), "image": choice.display_name}
+            if named == environment_key(environment) or (wanted and choice.names(wanted)):
+                self._trousse_chosen(environment)
                 return environment
+        if named:
+            raise EnvironmentNotFound(
+                f"there is no environment {named} in your courses: ask its teacher "
+                "whether the link names it rightly"
+            )
         return None
+
+    def _trousse_chosen(self, environment: dict) -> None:
+        """The spawner's own options say the chosen environment: DockerSpawner's
+        image key, KubeSpawner's profile, and the launch's ``environment``."""
+        choice = choice_of(environment)
+        options = {**(self.user_options or {}), "environment": environment_key(environment)}
+        if hasattr(self, "_get_allowed_images"):
+            # DockerSpawner checks its key: an image or the only choice becomes one
+            options["image"] = choice.display_name
+        if hasattr(self, "profile_list"):
+            options["profile"] = choice.slug
+        self.user_options = options
 
     @staticmethod
     def _trousse_check_window(environment: dict) -> None:
@@ -103,7 +137,7 @@ class TrousseSpawnerMixin(Configurable):
         if window_open(environment):
             return
         window = environment.get("window") or {}
-        name = f"{environment.get('course')}/{environment.get('name')}"
+        name = environment_key(environment)
         opens, closes = window.get("opens"), window.get("closes")
         if opens and closes:
             when = f"its window is {opens} to {closes}"
@@ -163,7 +197,7 @@ class TrousseSpawnerMixin(Configurable):
                 if event.get("event") == "done":
                     status, error = event.get("status"), event.get("error")
         if status == "failed":
-            name = f"{environment.get('course')}/{environment.get('name')}"
+            name = environment_key(environment)
             raise EnvironmentFailed(f"the environment {name} failed to build: {error}")
 
     async def pull_image(self, image):

@@ -3,12 +3,10 @@ Connect provider (oidc-provider-mock) on loopback, and a provider of the
 test's own for answers a real one cannot be made to give. Pages are on
 `localhost`, where browsers treat `Secure` cookies over http as secure."""
 
-import http.cookiejar
 import json
 import os
 import shutil
 import sys
-import urllib.parse
 from types import SimpleNamespace
 
 import pytest
@@ -22,6 +20,7 @@ from support import (
     create_token,
     example_channel,
     free_port,
+    localhost_is_secure,
     start_serve,
     wait_built,
     wait_for,
@@ -42,17 +41,7 @@ role = "student"
 pytestmark = pytest.mark.skipif(not BIN, reason="TROUSSE_BIN names the trousse binary")
 
 
-_return_ok_secure = http.cookiejar.DefaultCookiePolicy.return_ok_secure
-
-
-def _localhost_is_secure(self, cookie, request):
-    """As in browsers, `localhost` is a secure context: its `Secure` cookies go over http."""
-    host = urllib.parse.urlsplit(request.get_full_url()).hostname
-    return host == "localhost" or _return_ok_secure(self, cookie, request)
-
-
-# requests merges cookies into jars of the default policy: the rule is set on the policy
-http.cookiejar.DefaultCookiePolicy.return_ok_secure = _localhost_is_secure
+localhost_is_secure()
 
 
 def browser_session():
