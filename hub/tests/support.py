@@ -5,6 +5,7 @@ ports, waiting for a URL, calls of trousse's and JupyterHub's APIs, and starting
 import http.cookiejar
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,13 @@ from pathlib import Path
 BIN = os.environ.get("TROUSSE_BIN")
 HERE = Path(__file__).parent
 HUB_VERSION = "5.3.0"
+
+
+def needs_docker():
+    """Whether what a spawn through Docker needs is missing (the reason, else None)."""
+    if BIN and shutil.which("docker") and shutil.which("debootstrap"):
+        return None
+    return "needs TROUSSE_BIN, docker and debootstrap (scripts/test installs them)"
 
 
 _return_ok_secure = http.cookiejar.DefaultCookiePolicy.return_ok_secure
@@ -135,6 +143,36 @@ c.JupyterHub.authenticator_class = "dummy"
 """
 
 
+DOCKER_SPAWNER_CONFIG = """
+import trousse_jupyterhub as trousse
+from dockerspawner import DockerSpawner
+
+class CourseSpawner(trousse.TrousseSpawnerMixin, DockerSpawner):
+    pass
+
+c.JupyterHub.spawner_class = CourseSpawner
+c.Trousse.url = {trousse_url!r}
+c.Trousse.api_token = {hub_token!r}
+# the spawn page reads the user's environments at each load; the start check uses them
+c.DockerSpawner.options_form = trousse.options_form(c)
+c.DockerSpawner.allowed_images = trousse.allowed_images(c)
+c.DockerSpawner.network_name = {network!r}
+c.DockerSpawner.use_internal_ip = True
+c.DockerSpawner.remove = True
+# the spawn is answered at once (202): its progress is followed, as the spawn page does
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+c.DockerSpawner.start_timeout = 180
+c.DockerSpawner.http_timeout = 120
+"""
+
+
+def docker_spawner_config(trousse_url, hub_token, network):
+    """A hub's DockerSpawner with trousse's mixin and callables, on `network`."""
+    return DOCKER_SPAWNER_CONFIG.format(
+        trousse_url=trousse_url, hub_token=hub_token, network=network
+    )
+
+
 def hub_ports():
     """Three distinct free ports for a hub: its own, its proxy's and the
     proxy's API (held at once while chosen: one after the other, the kernel
@@ -229,3 +267,11 @@ def remove_pulled(trousse_url):
     ).stdout.split()
     if listed:
         subprocess.run(["docker", "rmi", "-f", *listed], check=False, capture_output=True)
+
+
+def stop_all(*processes):
+    """Stops the processes a fixture started (None: never started), each waited for."""
+    for process in processes:
+        if process is not None:
+            process.terminate()
+            process.wait(60)

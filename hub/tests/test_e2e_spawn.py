@@ -15,7 +15,6 @@ import gzip
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,18 +29,20 @@ from types import SimpleNamespace
 
 import pytest
 from support import (
-    BIN,
     base_image,
     call,
     create_token,
     docker_network,
+    docker_spawner_config,
     example_channel,
     free_port,
     hub_call,
     hub_ports,
+    needs_docker,
     remove_pulled,
     start_hub,
     start_serve,
+    stop_all,
     submit,
     submit_and_wait,
     wait_built,
@@ -49,34 +50,12 @@ from support import (
 )
 
 HERE = Path(__file__).parent
-pytestmark = pytest.mark.skipif(
-    not BIN or not shutil.which("docker") or not shutil.which("debootstrap"),
-    reason="needs TROUSSE_BIN, docker and debootstrap (scripts/test installs them)",
-)
+pytestmark = pytest.mark.skipif(bool(needs_docker()), reason=str(needs_docker()))
 
 SERVICE_TOKEN = "e2e-service-token-0123456789abcdef"
 
 HUB_CONFIG = """
-import trousse_jupyterhub as trousse
-from dockerspawner import DockerSpawner
-
-class CourseSpawner(trousse.TrousseSpawnerMixin, DockerSpawner):
-    pass
-
-c.JupyterHub.spawner_class = CourseSpawner
-c.Trousse.url = {trousse_url!r}
-c.Trousse.api_token = {hub_token!r}
 c.CourseSpawner.trousse_exam_network = {exam_network!r}
-# the spawn page reads the user's environments at each load; the start check uses them
-c.DockerSpawner.options_form = trousse.options_form(c)
-c.DockerSpawner.allowed_images = trousse.allowed_images(c)
-c.DockerSpawner.network_name = {network!r}
-c.DockerSpawner.use_internal_ip = True
-c.DockerSpawner.remove = True
-# the spawn is answered at once (202): its progress is followed, as the spawn page does
-c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
-c.DockerSpawner.start_timeout = 180
-c.DockerSpawner.http_timeout = 120
 c.Authenticator.allowed_users = {{"ada", "eve"}}
 c.JupyterHub.load_groups = {{
     "course:intro": {{"users": ["ada"]}},
@@ -210,12 +189,8 @@ def world(tmp_path_factory):
         week2 = submit_and_wait(
             trousse_url, teacher, channel_url, "week2", "greet, hello-prefix, python"
         )
-        config = HUB_CONFIG.format(
-            trousse_url=trousse_url,
-            hub_token=hub_token,
-            network=network,
-            exam_network=exam_network,
-            service_token=SERVICE_TOKEN,
+        config = docker_spawner_config(trousse_url, hub_token, network) + HUB_CONFIG.format(
+            exam_network=exam_network, service_token=SERVICE_TOKEN
         )
         env_vars = dict(os.environ, PYTHONPATH=str(HERE.parent))
         hub, api, proxy = start_hub(work, config, hub_ip=exam_gateway, env=env_vars, ports=ports)
@@ -235,12 +210,7 @@ def world(tmp_path_factory):
             log=work / "hub.log",
         )
     finally:
-        if hub is not None:
-            hub.terminate()
-            hub.wait(60)
-        for process in (serve, channel, broken_channel, git_daemon):
-            process.terminate()
-            process.wait()
+        stop_all(hub, serve, channel, broken_channel, git_daemon)
         # the images the node pulled from this trousse
         remove_pulled(trousse_url)
         for rule in firewall:

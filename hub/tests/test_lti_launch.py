@@ -15,7 +15,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -29,18 +28,20 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from support import (
-    BIN,
     base_image,
     create_token,
     docker_network,
+    docker_spawner_config,
     example_channel,
     free_port,
     hub_call,
     hub_ports,
     localhost_is_secure,
+    needs_docker,
     remove_pulled,
     start_hub,
     start_serve,
+    stop_all,
     submit_and_wait,
     wait_for,
 )
@@ -48,10 +49,7 @@ from support import (
 # the hub's page and trousse's are on localhost, whose Secure cookies browsers send over http
 localhost_is_secure()
 
-pytestmark = pytest.mark.skipif(
-    not BIN or not shutil.which("docker") or not shutil.which("debootstrap"),
-    reason="needs TROUSSE_BIN, docker and debootstrap (scripts/test installs them)",
-)
+pytestmark = pytest.mark.skipif(bool(needs_docker()), reason=str(needs_docker()))
 
 ISSUER = "https://lms.example.org"
 CLIENT = "trousse-hub"
@@ -63,12 +61,6 @@ LTI = "https://purl.imsglobal.org/spec/lti/claim/"
 ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
 
 HUB_CONFIG = """
-import trousse_jupyterhub as trousse
-from dockerspawner import DockerSpawner
-
-class CourseSpawner(trousse.TrousseSpawnerMixin, DockerSpawner):
-    pass
-
 c.JupyterHub.authenticator_class = "ltiauthenticator.lti13.auth.LTI13Authenticator"
 c.LTI13Authenticator.issuer = {issuer!r}
 c.LTI13Authenticator.client_id = [{client!r}]
@@ -81,18 +73,7 @@ launches = trousse.LtiCourses(config=c)
 c.Authenticator.post_auth_hook = launches
 c.JupyterHub.default_url = launches.landing
 
-c.JupyterHub.spawner_class = CourseSpawner
-c.Trousse.url = {trousse_url!r}
-c.Trousse.api_token = {hub_token!r}
-c.DockerSpawner.options_form = trousse.options_form(c)
-c.DockerSpawner.allowed_images = trousse.allowed_images(c)
-c.DockerSpawner.network_name = {network!r}
-c.DockerSpawner.use_internal_ip = True
-c.DockerSpawner.remove = True
 c.DockerSpawner.name_template = "lti-{{username}}"
-c.DockerSpawner.start_timeout = 180
-c.DockerSpawner.http_timeout = 120
-c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
 
 c.JupyterHub.services = [
     {{"name": "trousse", "url": {trousse_url!r}, "api_token": {service!r},
@@ -221,13 +202,11 @@ def world(tmp_path_factory):
         week1 = submit_and_wait(trousse_url, teacher, channel_url, "week1", "greet")
         later = {"exam": True, "opens": "2099-01-01T09:00:00Z"}
         submit_and_wait(trousse_url, teacher, channel_url, "final", "greet", exam=later)
-        config = HUB_CONFIG.format(
+        config = docker_spawner_config(trousse_url, hub_token, network) + HUB_CONFIG.format(
             issuer=ISSUER,
             client=CLIENT,
             lms=lms.url,
             trousse_url=trousse_url,
-            hub_token=hub_token,
-            network=network,
             service=SERVICE,
             checker=CHECKER,
         )
@@ -244,12 +223,7 @@ def world(tmp_path_factory):
             log=work / "hub.log",
         )
     finally:
-        if hub is not None:
-            hub.terminate()
-            hub.wait(60)
-        for process in (serve, channel):
-            process.terminate()
-            process.wait()
+        stop_all(hub, serve, channel)
         lms.server.shutdown()
         remove_pulled(trousse_url)
         subprocess.run(["docker", "network", "rm", network], check=False, capture_output=True)
