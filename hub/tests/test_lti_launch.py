@@ -424,3 +424,78 @@ def test_bad_signatures_expired_tokens_and_replays_are_refused(world):
     assert replay.status_code == 400, replay.text
     names = {user["name"] for user in hub_call(f"{world.api}users", CHECKER)}
     assert "mallory" not in names and "late" not in names
+
+
+LTI11_CONFIG = """
+c.JupyterHub.authenticator_class = "ltiauthenticator.lti11.auth.LTI11Authenticator"
+c.LTI11Authenticator.consumers = {{"moodle-key": {secret!r}}}
+c.LTI11Authenticator.username_key = "user_id"
+c.Authenticator.manage_groups = True
+c.Authenticator.allow_all = True
+import trousse_jupyterhub as trousse
+launches = trousse.LtiCourses(config=c)
+c.Authenticator.post_auth_hook = launches
+c.JupyterHub.default_url = launches.landing
+c.JupyterHub.services = [{{"name": "checker", "api_token": {checker!r}}}]
+c.JupyterHub.load_roles = [
+    {{"name": "checker", "services": ["checker"], "scopes": ["list:users", "read:users", "read:groups"]}}
+]
+"""
+LTI11_SECRET = "moodle-shared-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def lti11_hub(tmp_path_factory):
+    """A hub for LTI 1.1 launches (older Moodle sites): no spawner is reached."""
+    work = tmp_path_factory.mktemp("lti11")
+    config = LTI11_CONFIG.format(secret=LTI11_SECRET, checker=CHECKER)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    hub, api, public = start_hub(work, config, env=env)
+    try:
+        wait_for(f"{public}/hub/api/")  # once the proxy routes to the hub
+        yield SimpleNamespace(api=api, public=public.replace("127.0.0.1", "localhost"))
+    finally:
+        stop_all(hub)
+
+
+def lti11_launch(hub, user, roles, secret=LTI11_SECRET, **params):
+    """An LTI 1.1 launch as Moodle posts it: form fields signed with OAuth 1.0a
+    (HMAC-SHA1) by the consumer's secret."""
+    from oauthlib.oauth1 import SIGNATURE_TYPE_BODY, Client
+
+    fields = {
+        "lti_message_type": "basic-lti-launch-request",
+        "lti_version": "LTI-1p0",
+        "resource_link_id": "r1",
+        "resource_link_title": "Jupyter",
+        "user_id": user,
+        "roles": roles,
+        "context_id": "7",
+        "context_label": "INTRO",
+        **params,
+    }
+    url = f"{hub.public}/hub/lti/launch"
+    client = Client("moodle-key", client_secret=secret, signature_type=SIGNATURE_TYPE_BODY)
+    _, headers, body = client.sign(
+        url,
+        http_method="POST",
+        body=fields,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    return requests.post(url, data=body, headers=headers, allow_redirects=False, timeout=60)
+
+
+def test_lti11_launches_give_the_course_and_land_where_they_point(lti11_hub):
+    answer = lti11_launch(lti11_hub, "amy", "Learner", custom_trousse_environment="week1")
+    assert answer.status_code == 302, answer.text
+    assert answer.headers["Location"] == "/hub/spawn/amy?environment=intro%2Fweek1"
+    user = hub_call(f"{lti11_hub.api}users/amy", CHECKER)
+    assert user["groups"] == ["course:intro"]
+    answer = lti11_launch(lti11_hub, "ben", "Instructor")
+    assert answer.headers["Location"] == "/services/trousse/sign-in/hub?course=intro"
+    assert hub_call(f"{lti11_hub.api}users/ben", CHECKER)["groups"] == ["teacher:intro"]
+    # signed with another secret: refused, no user
+    forged = lti11_launch(lti11_hub, "mallory", "Instructor", secret="guessed")
+    assert forged.status_code == 401, forged.text
+    names = {u["name"] for u in hub_call(f"{lti11_hub.api}users", CHECKER)}
+    assert "mallory" not in names
