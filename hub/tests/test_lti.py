@@ -127,6 +127,18 @@ def test_the_environment_comes_from_a_custom_parameter_or_the_link_title():
         LtiCourses(environment_from=["label"])
 
 
+def options(running):
+    """A server's options, as the mixin leaves them: DockerSpawner's image key
+    (``COURSE/NAME:docker``) or KubeSpawner's profile (``COURSE/NAME:kube``)."""
+    if running is None:
+        return {}
+    key, _, spawner = running.partition(":")
+    course, name = key.split("/")
+    return (
+        {"image": f"{name} — {course}"} if spawner == "docker" else {"profile": f"{course}-{name}"}
+    )
+
+
 class Landing:
     """What the landing reads of a JupyterHub handler and its user."""
 
@@ -135,16 +147,14 @@ class Landing:
             name=user,
             escaped_name=user,
             url=f"/user/{user}/",
-            spawner=SimpleNamespace(
-                active=running is not None, user_options={"environment": running}
-            ),
+            spawner=SimpleNamespace(active=running is not None, user_options=options(running)),
         )
         self.hub = SimpleNamespace(base_url="/hub/")
         self.base_url = "/"
         self.allow_named_servers = named
         self.redirect_to_server = True
         self.settings = {"login_url": "/hub/login"}
-        self.request = SimpleNamespace(uri="/hub/")
+        self.request = SimpleNamespace(uri="/hub/", path="/hub/")
 
 
 def keep(hook, roles=("Learner",), environment="week1"):
@@ -168,19 +178,27 @@ def test_a_student_lands_on_the_environment_s_spawn_once():
     assert landing(Landing("ada")) == "/hub/spawn/ada?environment=intro%2Fweek1"
     # the launch is used once: the next visit of the hub's root goes where it would
     assert hook.landing(Landing("ada")) == "/hub/spawn"
-    assert hook.landing(Landing("ada", running="intro/week1")) == "/user/ada/"
+    assert hook.landing(Landing("ada", running="intro/week1:docker")) == "/user/ada/"
     assert hook.landing(Landing()) == "/hub/login?next=%2Fhub%2F"
+    # asked by the login page itself: no login page sent to itself
+    at_login = Landing()
+    at_login.request = SimpleNamespace(uri="/hub/login?next=x", path="/hub/login")
+    assert hook.landing(at_login) == "/hub/home"
 
 
 def test_a_running_server_of_another_environment_and_named_servers():
     hook = LtiCourses()
-    # the same environment: its spawn, which JupyterHub sends on to the running server
-    assert launched(hook, running="intro/week1") == "/hub/spawn/ada?environment=intro%2Fweek1"
+    spawn = "/hub/spawn/ada?environment=intro%2Fweek1"
+    # the same environment (DockerSpawner's or KubeSpawner's): its spawn, which
+    # JupyterHub sends on to the running server
+    assert launched(hook, running="intro/week1:docker") == spawn
+    assert launched(hook, running="intro/week1:kube") == spawn
     # another one: the hub's home, where the student stops it
-    assert launched(hook, running="intro/week2") == "/hub/home"
+    assert launched(hook, running="intro/week2:docker") == "/hub/home"
+    assert launched(hook, running="intro-week1/x:kube") == "/hub/home"
     # with named servers, each environment is a server of its own
-    named = launched(hook, named=True, running="intro/week2")
-    assert named == "/hub/spawn/ada/intro-week1?environment=intro%2Fweek1"
+    named = launched(hook, named=True, running="intro/week2:docker")
+    assert named == "/hub/spawn/ada/intro~week1?environment=intro%2Fweek1"
 
 
 def test_a_teacher_lands_on_the_course_and_a_launch_without_environment_where_it_would():
@@ -191,3 +209,14 @@ def test_a_teacher_lands_on_the_course_and_a_launch_without_environment_where_it
     # a stale launch is forgotten
     stale = LtiCourses(config=Config({"LtiCourses": {"launch_seconds": 0.0}}))
     assert launched(stale) == "/hub/spawn"
+
+
+def test_settings_given_after_the_hook_is_built_count():
+    # jupyterhub_config.py may build the hook first and set c.LtiCourses after
+    config = Config()
+    hook = LtiCourses(config=config)
+    config.LtiCourses.course_from = "id"
+    config.LtiCourses.environment_from = ["title"]
+    state = lti13(context_id="C-9") | {RESOURCE_LINK: {"title": "Lab 2"}}
+    assert run(hook, state) == ["course:c-9"]
+    assert hook.landing(Landing("ada")) == "/hub/spawn/ada?environment=c-9%2Flab-2"

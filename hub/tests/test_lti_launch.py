@@ -73,7 +73,8 @@ launches = trousse.LtiCourses(config=c)
 c.Authenticator.post_auth_hook = launches
 c.JupyterHub.default_url = launches.landing
 
-c.DockerSpawner.name_template = "lti-{{username}}"
+# containers of this run's own (another run's hub may be using the same user names)
+c.DockerSpawner.name_template = "lti-{run}-{{username}}"
 
 c.JupyterHub.services = [
     {{"name": "trousse", "url": {trousse_url!r}, "api_token": {service!r},
@@ -177,7 +178,8 @@ def world(tmp_path_factory):
     lms = Lms()
     base = base_image()
     channel, channel_url = example_channel(work)
-    network = f"trousse-lti-{uuid.uuid4().hex[:8]}"
+    run = uuid.uuid4().hex[:8]
+    network = f"trousse-lti-{run}"
     gateway = docker_network(network, salt=1)
     ports, port = hub_ports(), free_port()
     hub_port, proxy_port = ports[0], ports[1]
@@ -206,6 +208,7 @@ def world(tmp_path_factory):
             issuer=ISSUER,
             client=CLIENT,
             lms=lms.url,
+            run=run,
             trousse_url=trousse_url,
             service=SERVICE,
             checker=CHECKER,
@@ -214,6 +217,7 @@ def world(tmp_path_factory):
         hub, api, _ = start_hub(work, config, hub_ip=gateway, env=env, ports=ports)
         wait_for(f"{public}/hub/login")  # once the proxy routes to the hub
         yield SimpleNamespace(
+            run=run,
             lms=lms,
             api=api,
             public=public,
@@ -229,7 +233,7 @@ def world(tmp_path_factory):
         subprocess.run(["docker", "network", "rm", network], check=False, capture_output=True)
 
 
-def launch(world, claims, key=KEY):
+def launch(world, claims, key=KEY, target="/hub/"):
     """A launch as the LMS drives the browser: the hub's login initiation, the
     LMS's authorization (the signed launch), the form posted to the hub.
     Returns the browser, the hub's answer and the form (for a replay)."""
@@ -241,7 +245,7 @@ def launch(world, claims, key=KEY):
         params={
             "iss": ISSUER,
             "login_hint": hint,
-            "target_link_uri": f"{world.public}/hub/",
+            "target_link_uri": f"{world.public}{target}",
             "client_id": CLIENT,
             "lti_deployment_id": "1",
         },
@@ -325,6 +329,7 @@ def hub_token(world, name):
 
 
 def test_a_learner_launch_naming_week1_ends_on_her_server_running_week1(world):
+    clicked = time.time()
     browser, answer, _ = launch(world, claims_for("lea", environment="week1"))
     assert answer.status_code == 302, answer.text
     paths = landing(world, browser, answer)
@@ -334,8 +339,9 @@ def test_a_learner_launch_naming_week1_ends_on_her_server_running_week1(world):
     messages = [event.get("message", "") for event in progress(world, "lea")]
     assert "Environment ready" in messages, messages
     assert server(world, "lea") is not None, world.log.read_text()[-3000:]
+    ready = time.time() - clicked
     image = subprocess.run(
-        ["docker", "inspect", "-f", "{{.Config.Image}}", "lti-lea"],
+        ["docker", "inspect", "-f", "{{.Config.Image}}", f"lti-{world.run}-lea"],
         check=True,
         capture_output=True,
         text=True,
@@ -346,8 +352,21 @@ def test_a_learner_launch_naming_week1_ends_on_her_server_running_week1(world):
     lab = browser.get(f"{world.public}/user/lea/lab", timeout=60)
     assert lab.status_code == 200 and lab.url == f"{world.public}/user/lea/lab", lab.url
     assert "JupyterLab" in lab.text
-    hub_call(f"{world.api}users/lea/server", CHECKER, "DELETE")
-    while hub_call(f"{world.api}users/lea", CHECKER)["servers"]:
+    print(f"\nLTI launch to running server (image pulled from trousse): {ready:.1f} s")
+    # the same link again while it runs: straight to her server
+    browser, answer, _ = launch(world, claims_for("lea", environment="week1"))
+    paths = landing(world, browser, answer, stop_at="/user/lea/")
+    assert paths[:2] == ["/hub/", "/hub/spawn/lea?environment=intro%2Fweek1"], paths
+    assert paths[2].startswith("/user/lea/") and len(paths) == 3, paths
+    stop(world, "lea")
+
+
+def stop(world, name):
+    """Stops the user's server and waits until it is gone."""
+    hub_call(f"{world.api}users/{name}/server", CHECKER, "DELETE")
+    deadline = time.time() + 60
+    while hub_call(f"{world.api}users/{name}", CHECKER)["servers"]:
+        assert time.time() < deadline, f"{name}'s server never stopped"
         time.sleep(0.25)
 
 
@@ -367,12 +386,15 @@ def test_a_launch_to_a_closed_exam_says_when_it_opens(world):
     landing(world, browser, answer)
     events = progress(world, "noor")
     assert "no environment intro/week9 in your courses" in events[-1]["message"], events
+    assert server(world, "noor") is None
 
 
 def test_an_instructor_launch_opens_the_course_on_trousse_and_teaches_it(world):
-    browser, answer, _ = launch(world, claims_for("grace", roles=("Instructor",)))
+    # the tool's URL without its slash: the callback asks the landing itself
+    claims = claims_for("grace", roles=("Instructor",))
+    browser, answer, _ = launch(world, claims, target="/hub")
     paths = landing(world, browser, answer)
-    assert paths[:2] == ["/hub/", "/services/trousse/sign-in/hub?course=intro"], paths
+    assert paths[0] == "/services/trousse/sign-in/hub?course=intro", paths
     # the hub's OAuth signs her in to trousse's page, which shows the course
     assert paths[-2:] == ["/services/trousse/courses/intro", 200], paths
     page = browser.get(f"{world.public}/services/trousse/courses/intro", timeout=30)

@@ -242,20 +242,60 @@ def test_an_exam_is_listed_and_started_only_within_its_window(service):
     assert "not an exam" in json.loads(refused.value.read())["message"]
 
 
-def test_a_launch_names_its_environment_and_an_unknown_one_is_refused(service):
-    config = hub_config(service)
-    launched = Spawner(config, None, "course:intro-python")
-    launched.user_options = launched.options_from_query({"environment": ["intro-python/week1"]})
-    assert launched.user_options == {"environment": "intro-python/week1"}
-    asyncio.run(spawn(launched))
-    assert launched.started
-    # the spawner's own options say which environment it runs
-    assert launched.user_options["environment"] == "intro-python/week1"
-    # any other query is the spawner's to read
-    assert launched.options_from_query({"image": ["x"]}) == {"spawner's": {"image": ["x"]}}
+class Db:
+    """JupyterHub's database session, as the mixin uses it."""
+
+    commits = 0
+
+    def commit(self):
+        self.commits += 1
+
+
+class DockerLike(Spawner):
+    """Has DockerSpawner's allowed images: the mixin sets its image key."""
+
+    def _get_allowed_images(self):
+        return {}
+
+
+class KubeLike(Spawner):
+    """Has KubeSpawner's profile list: the mixin sets its profile."""
+
+    profile_list = ()
+
+
+def launched(spawner_class, service, named, *groups):
+    """A spawner started as a launch asks (``?environment=``), JupyterHub
+    having saved the query's options; returns it and its saved options."""
+    spawner = spawner_class(hub_config(service), None, *groups)
+    spawner.user_options = spawner.options_from_query({"environment": [named]})
+    spawner.orm_spawner = SimpleNamespace(user_options=dict(spawner.user_options))
+    spawner.db = Db()
+    return spawner
+
+
+def test_a_launch_names_its_environment_and_what_is_kept_is_what_it_resolved_to(service):
+    assert Spawner(hub_config(service), None).options_from_query({"image": ["x"]}) == {
+        "spawner's": {"image": ["x"]}
+    }
+    for spawner_class, kept in (
+        (DockerLike, {"image": "week1 — intro-python"}),
+        (KubeLike, {"profile": "intro-python-week1"}),
+    ):
+        spawner = launched(spawner_class, service, "intro-python/week1", "course:intro-python")
+        asyncio.run(spawn(spawner))
+        assert spawner.started
+        # a later start without options (JupyterHub reuses the saved ones) starts
+        # the same environment, by the spawner's own key
+        assert spawner.user_options == kept and spawner.orm_spawner.user_options == kept
+        assert spawner.db.commits == 1
+
+
+def test_a_launch_naming_no_environment_of_the_user_s_courses_is_refused(service):
     for named, groups in (("intro-python/nope", "course:intro-python"), ("intro-python/week1", "")):
-        refused = Spawner(config, None, groups)
-        refused.user_options = {"environment": named}
+        refused = launched(DockerLike, service, named, groups)
         with pytest.raises(EnvironmentNotFound, match=f"no environment {named} in your courses"):
             asyncio.run(spawn(refused))
         assert not refused.started
+        # nothing of the refused request is kept for the next start
+        assert refused.user_options == {} and refused.orm_spawner.user_options == {}

@@ -36,16 +36,23 @@ def window_open(env: dict) -> bool:
     return not env.get("exam") or window is None or bool(window.get("open"))
 
 
+def choice_keys(course: str, name: str) -> tuple[str, str]:
+    """The keys a spawner's options name an environment by: DockerSpawner's
+    image key (the display name) and KubeSpawner's profile slug."""
+    return f"{name} — {course}", f"{course}-{name}"
+
+
 def choice_of(env: dict) -> Choice:
     """The choice of one of trousse's environment objects."""
     course, name = env["course"], env["name"]
+    display_name, slug = choice_keys(course, name)
     status = env.get("status", "ready")
     kind = "Exam" if env.get("exam") else "Course"
     closes = (env.get("window") or {}).get("closes")
     until = f", open until {closes}" if env.get("exam") and closes else ""
     return Choice(
-        slug=f"{course}-{name}",
-        display_name=f"{name} — {course}",
+        slug=slug,
+        display_name=display_name,
         description=f"{kind} environment of {course}: {env.get('packages', 0)} packages{until}",
         image=env["image"],
         status=status,

@@ -12,10 +12,10 @@ group (given by hand, or by another authenticator's rules)::
     c.JupyterHub.authenticator_class = "ltiauthenticator.lti13.auth.LTI13Authenticator"
     c.Authenticator.manage_groups = True
     c.Authenticator.allow_all = True
+    c.LtiCourses.course_from = "label"   # or "id", or "custom:trousse_course"
     launches = LtiCourses(config=c)
     c.Authenticator.post_auth_hook = launches
     c.JupyterHub.default_url = launches.landing
-    c.LtiCourses.course_from = "label"   # or "id", or "custom:trousse_course"
 
 A launch may also name an environment of the course (the link's custom
 parameter ``trousse_environment=week1``, or its title): the hook keeps the
@@ -106,7 +106,7 @@ class LtiCourses(Configurable):
         "service 'trousse', signed in by the hub.",
     )
     launch_seconds = Float(
-        300.0,
+        60.0,
         config=True,
         help="How long a launch waits for the browser's landing (the hub's "
         "default_url) before it is forgotten.",
@@ -116,6 +116,14 @@ class LtiCourses(Configurable):
         super().__init__(**kwargs)
         #: the last launch of each user, until its landing
         self._launches: dict[str, Launch] = {}
+        self._settled = False
+
+    def _settle(self) -> None:
+        """Reads ``c.LtiCourses`` again at the first launch: jupyterhub_config.py
+        may set it after building the hook (traitlets reads it when built)."""
+        if not self._settled:
+            self._settled = True
+            self.update_config(self.config)
 
     def __deepcopy__(self, memo):
         """Itself: traitlets deep-copies configured values, and the hook and its
@@ -181,6 +189,7 @@ class LtiCourses(Configurable):
     def __call__(self, authenticator, handler, authentication):
         """The ``post_auth_hook``: sets ``authentication["groups"]`` and keeps
         the launch for the browser's landing."""
+        self._settle()
         auth_state = authentication.get("auth_state") or {}
         name = authentication["name"]
         user = handler.find_user(name) if handler is not None else None
@@ -204,6 +213,7 @@ class LtiCourses(Configurable):
     def landing(self, handler) -> str:
         """The hub's ``default_url``: where the browser goes after a launch
         (once), else where JupyterHub would send it."""
+        self._settle()
         user = handler.current_user
         launch = self._launches.pop(user.name, None) if user is not None else None
         if launch is not None and time.monotonic() - launch.at >= self.launch_seconds:

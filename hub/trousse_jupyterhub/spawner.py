@@ -121,9 +121,9 @@ class TrousseSpawnerMixin(Configurable):
 
     def _trousse_chosen(self, environment: dict) -> None:
         """The spawner's own options say the chosen environment: DockerSpawner's
-        image key, KubeSpawner's profile, and the launch's ``environment``."""
+        image key, KubeSpawner's profile (from trousse's ``profile_list``)."""
         choice = choice_of(environment)
-        options = {**(self.user_options or {}), "environment": environment_key(environment)}
+        options = dict(self.user_options or {})
         if hasattr(self, "_get_allowed_images"):
             # DockerSpawner checks its key: an image or the only choice becomes one
             options["image"] = choice.display_name
@@ -168,12 +168,29 @@ class TrousseSpawnerMixin(Configurable):
                 self._trousse_check_window(environment)
                 await self._trousse_wait(environment)
             self._trousse_exam_policy(environment or {})
+            self._trousse_settle(refused=False)
         finally:
+            self._trousse_settle(refused=True)
             self._trousse_waited.set()
         started = await super().start()
         if environment is not None:
             await self._trousse_report_launch(environment)
         return started
+
+    def _trousse_settle(self, refused: bool) -> None:
+        """A launch's ``environment`` is a request, not a setting: what JupyterHub
+        keeps (and reuses for a start that brings no options) is the image key or
+        profile it was resolved to, or nothing when the spawn was refused."""
+        options = getattr(self, "user_options", None) or {}
+        if "environment" not in options:
+            return
+        settled = {} if refused else {k: v for k, v in options.items() if k != "environment"}
+        self.user_options = settled
+        orm = getattr(self, "orm_spawner", None)
+        if orm is not None:
+            orm.user_options = settled
+            if getattr(self, "db", None) is not None:
+                self.db.commit()
 
     async def _trousse_report_launch(self, environment: dict) -> None:
         """Tells trousse the server started (its learning-analytics traces); a
