@@ -420,9 +420,11 @@ def test_an_instructor_launch_opens_the_course_on_trousse_and_teaches_it(world):
 
 
 def test_a_launch_from_another_course_takes_the_first_away(world):
-    _, answer, _ = launch(world, claims_for("ada", environment=None))
+    browser, answer, _ = launch(world, claims_for("ada", environment=None))
     assert answer.status_code == 302, answer.text
     assert groups(world, "ada") == ["course:intro"]
+    # a link naming no environment: where JupyterHub would send her (the spawn page)
+    assert landing(world, browser, answer, stop_at="/hub/spawn") == ["/hub/", "/hub/spawn"]
     _, answer, _ = launch(world, claims_for("ada", label="STATS"))
     assert answer.status_code == 302, answer.text
     assert groups(world, "ada") == ["course:stats"]
