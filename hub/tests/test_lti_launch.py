@@ -60,6 +60,16 @@ OTHER = RSAKey.generate_key(2048, parameters={"kid": "lms-1", "use": "sig", "alg
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
 ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
 
+# what a hub with LtiCourses sets, whichever LTI authenticator it runs
+LTI_HOOK = """
+import trousse_jupyterhub as trousse
+c.Authenticator.manage_groups = True
+c.Authenticator.allow_all = True
+launches = trousse.LtiCourses(config=c)
+c.Authenticator.post_auth_hook = launches
+c.JupyterHub.default_url = launches.landing
+"""
+
 HUB_CONFIG = """
 c.JupyterHub.authenticator_class = "ltiauthenticator.lti13.auth.LTI13Authenticator"
 c.LTI13Authenticator.issuer = {issuer!r}
@@ -67,11 +77,6 @@ c.LTI13Authenticator.client_id = [{client!r}]
 c.LTI13Authenticator.authorize_url = {lms!r} + "/auth"
 c.LTI13Authenticator.jwks_endpoint = {lms!r} + "/jwks.json"
 c.LTI13Authenticator.username_key = "sub"
-c.Authenticator.manage_groups = True
-c.Authenticator.allow_all = True
-launches = trousse.LtiCourses(config=c)
-c.Authenticator.post_auth_hook = launches
-c.JupyterHub.default_url = launches.landing
 
 # containers of this run's own (another run's hub may be using the same user names)
 c.DockerSpawner.name_template = "lti-{run}-{{username}}"
@@ -204,7 +209,8 @@ def world(tmp_path_factory):
         week1 = submit_and_wait(trousse_url, teacher, channel_url, "week1", "greet")
         later = {"exam": True, "opens": "2099-01-01T09:00:00Z"}
         submit_and_wait(trousse_url, teacher, channel_url, "final", "greet", exam=later)
-        config = docker_spawner_config(trousse_url, hub_token, network) + HUB_CONFIG.format(
+        config = docker_spawner_config(trousse_url, hub_token, network) + LTI_HOOK
+        config += HUB_CONFIG.format(
             issuer=ISSUER,
             client=CLIENT,
             lms=lms.url,
@@ -454,12 +460,6 @@ LTI11_CONFIG = """
 c.JupyterHub.authenticator_class = "ltiauthenticator.lti11.auth.LTI11Authenticator"
 c.LTI11Authenticator.consumers = {{"moodle-key": {secret!r}}}
 c.LTI11Authenticator.username_key = "user_id"
-c.Authenticator.manage_groups = True
-c.Authenticator.allow_all = True
-import trousse_jupyterhub as trousse
-launches = trousse.LtiCourses(config=c)
-c.Authenticator.post_auth_hook = launches
-c.JupyterHub.default_url = launches.landing
 c.JupyterHub.services = [{{"name": "checker", "api_token": {checker!r}}}]
 c.JupyterHub.load_roles = [
     {{"name": "checker", "services": ["checker"], "scopes": ["list:users", "read:users", "read:groups"]}}
@@ -472,7 +472,7 @@ LTI11_SECRET = "moodle-shared-secret-0123456789"
 def lti11_hub(tmp_path_factory):
     """A hub for LTI 1.1 launches (older Moodle sites): no spawner is reached."""
     work = tmp_path_factory.mktemp("lti11")
-    config = LTI11_CONFIG.format(secret=LTI11_SECRET, checker=CHECKER)
+    config = LTI_HOOK + LTI11_CONFIG.format(secret=LTI11_SECRET, checker=CHECKER)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     hub, api, public = start_hub(work, config, env=env)
     try:
