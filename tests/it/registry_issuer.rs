@@ -11,24 +11,7 @@ use crate::common::{service::*, *};
 
 /// An EC P-256 key and its self-signed certificate, for the registry to trust.
 fn signing_pair(dir: &std::path::Path) -> (String, String) {
-    let (key, cert) = (dir.join("token.key"), dir.join("token.crt"));
-    run_ok(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=trousse registry tokens",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        cert.to_str().unwrap(),
-    ]));
+    let (key, cert) = self_signed(dir, "token", "trousse registry tokens");
     (key.display().to_string(), cert.display().to_string())
 }
 

@@ -16,23 +16,7 @@ use crate::common::{service::*, *};
 /// A CA, and server certificates it signs for the addresses given.
 fn certificates(dir: &Path, names: &[&str], addresses: &[&str]) {
     let openssl = |args: &[&str]| run_ok(Command::new("openssl").current_dir(dir).args(args));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=trousse test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]);
+    self_signed(dir, "ca", "trousse test CA");
     let san: Vec<String> = addresses.iter().map(|a| format!("IP:{a}")).collect();
     for name in names {
         openssl(&[

@@ -47,6 +47,33 @@ pub fn run_ok(mut cmd: impl std::borrow::BorrowMut<Command>) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
+/// A P-256 key and its self-signed certificate (one day) for `subject`, written
+/// as `DIR/NAME.key` and `DIR/NAME.crt`; returns their paths.
+pub fn self_signed(dir: &Path, name: &str, subject: &str) -> (PathBuf, PathBuf) {
+    let (key, cert) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.crt")),
+    );
+    run_ok(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        &format!("/CN={subject}"),
+        "-keyout",
+        key.to_str().expect("a UTF-8 path"),
+        "-out",
+        cert.to_str().expect("a UTF-8 path"),
+    ]));
+    (key, cert)
+}
+
 /// The JSON report on the last stdout line of `trousse build --json`.
 pub fn report(stdout: &str) -> serde_json::Value {
     let line = stdout.lines().last().expect("a report line");

@@ -187,6 +187,7 @@ fn one_course_or_one_stranger_cannot_take_the_service() {
 
         // fresh random tokens: the hub is asked at a bounded rate, a known user still gets in
         let mut busy = 0;
+        let asking = Instant::now();
         for i in 0..80 {
             let (status, _) = json_answer(
                 client()
@@ -198,9 +199,12 @@ fn one_course_or_one_stranger_cannot_take_the_service() {
             busy += usize::from(status == 429);
         }
         assert!(busy > 0, "no look-up was refused");
+        // at most the burst (50) and 10 a second while asked: the bound, whatever
+        // the machine's speed
+        let allowed = 50 + (asking.elapsed().as_secs_f64() * 10.0).ceil() as usize;
         assert!(
-            hub.requests() <= 60,
-            "the hub was asked {} times",
+            hub.requests() <= allowed,
+            "the hub was asked {} times, {allowed} allowed",
             hub.requests()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;

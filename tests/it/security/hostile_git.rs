@@ -202,6 +202,8 @@ fn self_submodule_repository(server: &GitServer, environment: &str) -> String {
 
 /// An HTTP server that answers every request with `302` to `target`, or first
 /// `401` when the path holds `private` (so a token is sent, then redirected).
+/// Each answer says `Connection: close` (it closes after one): a client that
+/// reused the connection would meet a reset, not the answer under test.
 fn redirector(target: String) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -217,10 +219,10 @@ fn redirector(target: String) -> u16 {
 fn answer_with_redirect(mut stream: std::net::TcpStream, target: &str) {
     let request = read_request_head(&mut stream).to_lowercase();
     let answer = if request.contains("private") && !request.contains("authorization:") {
-        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\n\r\n"
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             .to_string()
     } else {
-        format!("HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n")
+        format!("HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     };
     let _ = stream.write_all(answer.as_bytes());
 }

@@ -64,7 +64,7 @@ pub async fn serve_tls(
     let handle = axum_server::Handle::new();
     let stopping = handle.clone();
     tokio::spawn(async move {
-        crate::shutdown_signal().await;
+        super::shutdown_signal().await;
         stopping.graceful_shutdown(Some(Duration::from_secs(30)));
     });
     listener
@@ -75,7 +75,7 @@ pub async fn serve_tls(
     axum_server::from_tcp_rustls(listener, config)
         .map_err(|e| ApiError::Internal(format!("serving: {e}")))?
         .handle(handle)
-        .serve(crate::router(state).into_make_service())
+        .serve(super::router::router(state).into_make_service())
         .await
         .map_err(|e| ApiError::Internal(format!("serving: {e}")))
 }
