@@ -47,7 +47,10 @@ fn the_registry_grants_pulls_by_trousse_rules() {
     let dir = ws.path("issuer");
     std::fs::create_dir_all(&dir).unwrap();
     let (key, cert) = signing_pair(&dir);
-    let port = free_port();
+    // the service's port, held until it starts (the registry is told of it first):
+    // no other test's server can take it meanwhile
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
     let registry = RegistryServer::start_with_auth(
         None,
         Some(&format!(
@@ -83,6 +86,7 @@ fn the_registry_grants_pulls_by_trousse_rules() {
     ]);
     let channel = ChannelServer::start(&ws.channel());
     let hub_url = hub.api_url();
+    drop(held);
     let service = Service::start_at(
         port,
         &data,

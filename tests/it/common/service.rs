@@ -117,24 +117,36 @@ impl Service {
         // listening is not ready: the store is opened (and migrated) first
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.healthy() {
-            assert!(
-                Instant::now() < deadline,
-                "trousse serve never became healthy"
-            );
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(self.data_dir.with_extension("log"))
+                    .unwrap_or_default();
+                let tail = &log[log.len().saturating_sub(3000)..];
+                panic!(
+                    "trousse {} never became healthy: /health answered {:?}\n{tail}",
+                    self.command,
+                    self.health_answer()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn healthy(&self) -> bool {
+        let answer = self.health_answer();
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+    }
+
+    /// The whole answer of `/health` (empty when nothing answers).
+    fn health_answer(&self) -> String {
         use std::io::{Read, Write};
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
+            return String::new();
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let _ = stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n");
         let mut answer = String::new();
         let _ = stream.read_to_string(&mut answer);
-        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+        answer
     }
 
     /// SIGKILL, then start again on the same port and data.
