@@ -410,7 +410,7 @@ async fn insert_row(
             .execute(&mut **tx)
             .await?;
     }
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO environments (id, course, name, exam, current, request_hash, spec, source,
            lock, lock_hash, packages, status, error, digest, bytes, build_id, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
@@ -419,23 +419,34 @@ async fn insert_row(
     .bind(&env.course)
     .bind(&env.name)
     .bind(i64::from(env.exam))
-    .bind(i64::from(env.current))
-    .bind(&env.request_hash)
-    .bind(&env.spec)
-    .bind(&env.source)
-    .bind(&env.lock)
-    .bind(&env.lock_hash)
-    .bind(env.packages)
-    .bind(env.status)
-    .bind(&env.error)
-    .bind(&env.digest)
-    .bind(env.bytes)
-    .bind(&env.build_id)
-    .bind(env.created_at)
-    .bind(env.updated_at)
-    .execute(&mut **tx)
-    .await?;
+    .bind(i64::from(env.current));
+    bind_contents(query, env)
+        .bind(env.created_at)
+        .bind(env.updated_at)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
+}
+
+/// Binds what a build decides of an environment, in the order both writes name
+/// it: `request_hash, spec, source, lock, lock_hash, packages, status, error,
+/// digest, bytes, build_id`.
+fn bind_contents<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    env: &'q EnvironmentRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&env.request_hash)
+        .bind(&env.spec)
+        .bind(&env.source)
+        .bind(&env.lock)
+        .bind(&env.lock_hash)
+        .bind(env.packages)
+        .bind(env.status)
+        .bind(&env.error)
+        .bind(&env.digest)
+        .bind(env.bytes)
+        .bind(&env.build_id)
 }
 
 async fn update_row(
@@ -453,18 +464,7 @@ async fn update_row(
            packages = $6, status = $7, error = $8, digest = $9, bytes = $10, build_id = $11, updated_at = $12
          WHERE id = $13{unchanged}"
     );
-    let mut query = sqlx::query(&sql)
-        .bind(&env.request_hash)
-        .bind(&env.spec)
-        .bind(&env.source)
-        .bind(&env.lock)
-        .bind(&env.lock_hash)
-        .bind(env.packages)
-        .bind(env.status)
-        .bind(&env.error)
-        .bind(&env.digest)
-        .bind(env.bytes)
-        .bind(&env.build_id)
+    let mut query = bind_contents(sqlx::query(&sql), env)
         .bind(now())
         .bind(&env.id);
     if let Some((request_hash, status)) = was {

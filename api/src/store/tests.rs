@@ -61,6 +61,25 @@ on_both_stores!(
     sessions_expire_and_sign_ins_are_taken_once,
 );
 
+/// Saves `row` as a new current environment with a new build of its own
+/// (`row.build_id`, under `key`), as a submission's decision does.
+async fn insert_with_build(
+    store: &Store,
+    row: &EnvironmentRow,
+    key: &str,
+    request_id: Option<&str>,
+) -> Result<(), ApiError> {
+    let new = NewBuild {
+        id: row.build_id.as_deref().expect("a row with a build"),
+        key,
+        settings: "{}",
+        request_id,
+    };
+    store
+        .save_environment(row, RowWrite::Insert { replaces: None }, Some(new))
+        .await
+}
+
 fn environment(id: &str, name: &str, build_id: &str) -> EnvironmentRow {
     EnvironmentRow {
         id: id.into(),
@@ -191,14 +210,7 @@ async fn builds_are_queued_started_and_finished_with_their_environments(store: S
 async fn a_lease_that_runs_out_lets_another_take_the_build(store: Store) {
     for (env, build, key) in [("e1", "b1", "k1"), ("e2", "b2", "k2")] {
         let row = environment(env, env, build);
-        let new = NewBuild {
-            id: build,
-            key,
-            settings: "{}",
-            request_id: Some("req-1"),
-        };
-        store
-            .save_environment(&row, RowWrite::Insert { replaces: None }, Some(new))
+        insert_with_build(&store, &row, key, Some("req-1"))
             .await
             .unwrap();
     }
@@ -233,26 +245,13 @@ async fn a_lease_that_runs_out_lets_another_take_the_build(store: Store) {
 }
 
 async fn one_unfinished_build_per_key_whoever_writes_it(store: Store) {
-    let new = |id| NewBuild {
-        id,
-        key: "same-key",
-        settings: "{}",
-        request_id: Some("req-1"),
-    };
     let first = environment("e1", "lab", "b1");
-    store
-        .save_environment(&first, RowWrite::Insert { replaces: None }, Some(new("b1")))
+    insert_with_build(&store, &first, "same-key", Some("req-1"))
         .await
         .unwrap();
     // another replica decided the same build for another environment at the same time
     let second = environment("e2", "other", "b2");
-    let refused = store
-        .save_environment(
-            &second,
-            RowWrite::Insert { replaces: None },
-            Some(new("b2")),
-        )
-        .await;
+    let refused = insert_with_build(&store, &second, "same-key", Some("req-1")).await;
     assert!(matches!(refused, Err(ApiError::Conflict(_))), "{refused:?}");
     assert!(
         store.environment("e2").await.unwrap().is_none(),
@@ -269,18 +268,8 @@ async fn one_unfinished_build_per_key_whoever_writes_it(store: Store) {
 async fn concurrent_claims_take_each_build_once(store: Store) {
     for i in 0..12 {
         let (env, build, key) = (format!("e{i}"), format!("b{i}"), format!("k{i}"));
-        let new = NewBuild {
-            id: &build,
-            key: &key,
-            settings: "{}",
-            request_id: Some("req-1"),
-        };
-        store
-            .save_environment(
-                &environment(&env, &env, &build),
-                RowWrite::Insert { replaces: None },
-                Some(new),
-            )
+        let row = environment(&env, &env, &build);
+        insert_with_build(&store, &row, &key, Some("req-1"))
             .await
             .unwrap();
     }
@@ -326,16 +315,7 @@ async fn calls_are_counted_per_caller_and_minute(store: Store) {
 async fn a_deleted_environment_leaves_a_shared_build_to_the_others(store: Store) {
     let mut first = environment("e1", "lab", "b1");
     first.status = Status::Ready;
-    let new = NewBuild {
-        id: "b1",
-        key: "k1",
-        settings: "{}",
-        request_id: None,
-    };
-    store
-        .save_environment(&first, RowWrite::Insert { replaces: None }, Some(new))
-        .await
-        .unwrap();
+    insert_with_build(&store, &first, "k1", None).await.unwrap();
     // another course's environment joined the same build
     let mut joined = environment("e2", "lab", "b1");
     joined.course = "chemistry".into();
@@ -357,16 +337,7 @@ async fn a_deleted_environment_leaves_a_shared_build_to_the_others(store: Store)
 
 async fn late_joiners_and_late_writers_are_refused(store: Store) {
     let first = environment("e1", "lab", "b1");
-    let new = NewBuild {
-        id: "b1",
-        key: "k1",
-        settings: "{}",
-        request_id: None,
-    };
-    store
-        .save_environment(&first, RowWrite::Insert { replaces: None }, Some(new))
-        .await
-        .unwrap();
+    insert_with_build(&store, &first, "k1", None).await.unwrap();
     let claim = store.claim_build("host/0", 30).await.unwrap().unwrap();
     // a claimer that lost the build writes no event; its holder does
     store
