@@ -20,9 +20,8 @@ from .choices import choice_keys
 from .courses import TEACHER
 
 
-def landing_url(handler, launch, teacher_url: str) -> str:
-    """The URL a launch lands on (``launch`` None: JupyterHub's usual one)."""
-    user = handler.current_user
+def landing_url(handler, user, launch, teacher_url: str) -> str:
+    """The URL `user`'s launch lands on (``launch`` None: JupyterHub's usual one)."""
     if user is not None and launch is not None:
         try:
             if launch.role == TEACHER:

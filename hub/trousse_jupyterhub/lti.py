@@ -156,16 +156,16 @@ class LtiCourses(Configurable):
             role = None
         return (course, role) if course and role else (None, None)
 
-    def groups(self, auth_state: dict, existing) -> list[str]:
-        """The user's groups after this launch: its course group, and every
-        group the user has that is not a course group."""
+    def groups(self, course: str | None, role: str | None, existing) -> list[str]:
+        """The user's groups after a launch (its course and the user's role in
+        it, as ``launch`` reads them): that course group, and every group the
+        user has that is not a course group."""
         mapping = CourseMapping(self.student_prefix, self.teacher_prefix)
         kept = [
             name
             for name in (_name(g) for g in existing)
             if name and not _course_group(name, mapping)
         ]
-        course, role = self.launch(auth_state)
         if course:
             prefix = self.teacher_prefix if role == TEACHER else self.student_prefix
             kept.append(prefix + course)
@@ -194,18 +194,18 @@ class LtiCourses(Configurable):
         name = authentication["name"]
         user = handler.find_user(name) if handler is not None else None
         existing = list(user.groups) if user is not None else []
-        authentication["groups"] = self.groups(auth_state, existing)
-        self._keep(name, auth_state)
+        course, role = self.launch(auth_state)
+        authentication["groups"] = self.groups(course, role, existing)
+        self._keep(name, course, role, auth_state)
         return authentication
 
-    def _keep(self, name: str, auth_state: dict) -> None:
+    def _keep(self, name: str, course: str | None, role: str | None, auth_state: dict) -> None:
         """Keeps the user's launch (the last one wins), and forgets stale ones."""
         now = time.monotonic()
         for stale in [
             n for n, kept in self._launches.items() if now - kept.at >= self.launch_seconds
         ]:
             del self._launches[stale]
-        course, role = self.launch(auth_state)
         self._launches.pop(name, None)
         if course and role:
             self._launches[name] = Launch(course, role, self.environment(auth_state), now)
@@ -218,7 +218,7 @@ class LtiCourses(Configurable):
         launch = self._launches.pop(user.name, None) if user is not None else None
         if launch is not None and time.monotonic() - launch.at >= self.launch_seconds:
             launch = None
-        return landing_url(handler, launch, self.teacher_url)
+        return landing_url(handler, user, launch, self.teacher_url)
 
     def _course_value(self, auth_state: dict) -> str:
         key = _custom_key(self.course_from)

@@ -8,7 +8,7 @@ import asyncio
 from traitlets import Dict, Unicode
 from traitlets.config import Configurable
 
-from .choices import choice_of, window_open
+from .choices import Choice, choice_of, window_open
 from .client import follow
 from .config import Trousse
 from .hub import keep_images, user_environments
@@ -110,7 +110,7 @@ class TrousseSpawnerMixin(Configurable):
                 continue
             choice = choice_of(environment)
             if named == environment_key(environment) or (wanted and choice.names(wanted)):
-                self._trousse_chosen(environment)
+                self._trousse_chosen(choice)
                 return environment
         if named:
             raise EnvironmentNotFound(
@@ -119,10 +119,9 @@ class TrousseSpawnerMixin(Configurable):
             )
         return None
 
-    def _trousse_chosen(self, environment: dict) -> None:
+    def _trousse_chosen(self, choice: Choice) -> None:
         """The spawner's own options say the chosen environment: DockerSpawner's
         image key, KubeSpawner's profile (from trousse's ``profile_list``)."""
-        choice = choice_of(environment)
         options = dict(self.user_options or {})
         if hasattr(self, "_get_allowed_images"):
             # DockerSpawner checks its key: an image or the only choice becomes one
