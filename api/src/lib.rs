@@ -8,21 +8,19 @@
 mod auth;
 mod builds;
 mod catalog;
-pub mod collect;
-pub use collect::collect_images;
 pub mod config;
 mod data_dir;
 mod domain;
 mod error;
 mod hub;
 mod names;
+mod operations;
 mod page;
 mod repo_fetches;
 mod request_id;
 mod routes;
 mod serving;
 mod store;
-mod tokens;
 mod traces;
 
 use std::{
@@ -46,10 +44,11 @@ pub use auth::{registry::RegistryIssuer, Role};
 pub use config::ServiceConfig as Config;
 pub use data_dir::copy::{copy_data_dir, CopyReport, ImageDestination};
 pub use hub::{launch::HubLauncher, tokens::HubAuth};
+pub use operations::collect::{self, collect_images};
+pub use operations::tokens::{create_token, list_tokens, revoke_token, MadeToken, NewToken};
 pub use serving::{serve, serve_worker, tls};
 pub use store::TokenInfo;
 pub use store::{CopiedRows, Database};
-pub use tokens::{create_token, list_tokens, revoke_token, MadeToken, NewToken};
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -126,7 +125,7 @@ impl AppState {
             state.builds.start(&state);
         }
         if state.config.push_to.is_none() {
-            collect::every(
+            operations::collect::every(
                 state.store.clone(),
                 state.config.data_dir.clone(),
                 state.config.gc_interval,

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     auth::{Principal, Role},
     error::{ApiError, ErrorBody},
+    operations::tokens::{MadeToken, NewToken},
     store::TokenInfo,
-    tokens::{MadeToken, NewToken},
     AppState,
 };
 
@@ -121,7 +121,7 @@ pub(crate) async fn create(
         description: request.description,
         expires_in_days,
     };
-    let made = crate::tokens::make(&state.store, &new).await?;
+    let made = crate::operations::tokens::make(&state.store, &new).await?;
     tracing::info!(id = %made.id, role = role.name(), "token made");
     Ok((StatusCode::CREATED, Json(made)))
 }

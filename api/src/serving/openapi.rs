@@ -6,7 +6,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::{auth, error, routes, store, tokens};
+use crate::{auth, error, operations::tokens, routes, store};
 
 struct TokenSecurity;
 
